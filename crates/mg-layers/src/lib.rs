@@ -1,0 +1,3 @@
+//! tmp
+/// tmp
+pub fn x() {}
