@@ -1,0 +1,157 @@
+//! Finite-difference gradient checks of `MgConv` and `MgConvLstm` over 3 time steps.
+//!
+//! The loss is `Σ output ⊙ R` with a fixed random `R` per output level, so every output
+//! element carries its own weight. Central differences with `h = 1e-6` in f64 have a
+//! truncation error of order `h²·f'''` and a rounding error of order `ε·|L|/h ≈ 1e-10·|L|`;
+//! a relative tolerance of 1e-5 leaves a wide margin for both and still catches any wrong
+//! term (which shows up at order 1).
+
+use burn::module::Param;
+use burn::tensor::{Tensor, TensorData};
+use mg_layers::{MgConvConfig, MgConvLstmConfig, NormMode, levels};
+
+use crate::{TestAutodiffBackend as AB, device, f64_supported};
+
+const STEPS: usize = 3;
+const BATCH: usize = 2;
+
+fn random(shape: [usize; 4], seed: u64) -> Tensor<AB, 4> {
+    // A small deterministic generator keeps the test independent of the backend's RNG.
+    let n: usize = shape.iter().product();
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let values: Vec<f64> = (0..n)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
+        })
+        .collect();
+    Tensor::from_data(TensorData::new(values, shape), &device())
+}
+
+fn tolerance() -> f64 {
+    if f64_supported() { 1e-5 } else { 2e-2 }
+}
+
+fn step_h() -> f64 {
+    if f64_supported() { 1e-6 } else { 1e-2 }
+}
+
+fn scalar(t: Tensor<AB, 1>) -> f64 {
+    t.into_data().convert::<f64>().to_vec::<f64>().unwrap()[0]
+}
+
+fn weighted_sum(outputs: &[Tensor<AB, 4>], seed: u64) -> Tensor<AB, 1> {
+    outputs
+        .iter()
+        .enumerate()
+        .map(|(k, o)| (o.clone() * random(o.dims(), seed + k as u64)).sum())
+        .reduce(|a, b| a + b)
+        .expect("at least one output")
+}
+
+/// Compares the analytic gradient `grad` of `loss(p)` at `p0` with central differences on
+/// a spread of entries.
+fn check(name: &str, p0: &Tensor<AB, 4>, grad: TensorData, loss: impl Fn(Tensor<AB, 4>) -> f64) {
+    let grad: Vec<f64> = grad.convert::<f64>().to_vec().unwrap();
+    let base: Vec<f64> = p0.to_data().convert::<f64>().to_vec().unwrap();
+    let shape = p0.dims();
+    let h = step_h();
+    let n = base.len();
+    let picks: Vec<usize> = (0..n).step_by((n / 12).max(1)).chain([n - 1]).collect();
+    let mut max_grad = 0.0f64;
+    for &i in &picks {
+        let at = |delta: f64| {
+            let mut v = base.clone();
+            v[i] += delta;
+            loss(Tensor::from_data(TensorData::new(v, shape), &device()))
+        };
+        let numeric = (at(h) - at(-h)) / (2.0 * h);
+        let scale = grad[i].abs().max(numeric.abs()).max(1e-2);
+        max_grad = max_grad.max(grad[i].abs());
+        assert!(
+            (grad[i] - numeric).abs() <= tolerance() * scale,
+            "{name}[{i}]: analytic {} vs numeric {numeric}",
+            grad[i]
+        );
+    }
+    assert!(max_grad > 0.0, "{name}: all checked gradients are zero");
+}
+
+#[test]
+fn mg_conv_gradients_match_finite_differences() {
+    let device = device();
+    for norm in [None, Some(NormMode::BatchPerStep)] {
+        let config = MgConvConfig::new(2, 3, levels(0, 2), levels(0, 3)).with_norm(norm);
+        let layer = config.init::<AB>(&device);
+        let input = [
+            random([STEPS * BATCH, 2, 2, 2], 1),
+            random([STEPS * BATCH, 2, 4, 4], 2),
+        ];
+        let loss_with = |layer: &mg_layers::MgConv<AB>, input: &[Tensor<AB, 4>]| {
+            weighted_sum(&layer.forward_window(input, STEPS), 100)
+        };
+
+        let x0 = input[1].clone().require_grad();
+        let grads = loss_with(&layer, &[input[0].clone(), x0.clone()]).backward();
+        for k in 0..3 {
+            let g = layer.weights[k].grad(&grads).unwrap().into_data();
+            let w0 = layer.weights[k].val();
+            check(&format!("weight {k} ({norm:?})"), &w0, g, |w| {
+                let mut l = layer.clone();
+                l.weights[k] = Param::from_tensor(w);
+                scalar(loss_with(&l, &input))
+            });
+        }
+        let g = x0.grad(&grads).unwrap().into_data();
+        check(&format!("input level 1 ({norm:?})"), &input[1], g, |x| {
+            scalar(loss_with(&layer, &[input[0].clone(), x]))
+        });
+    }
+}
+
+#[test]
+fn mg_conv_lstm_gradients_match_finite_differences() {
+    let device = device();
+    for peephole in [false, true] {
+        let config = MgConvLstmConfig::new(2, 2, levels(0, 2), levels(0, 3))
+            .with_base_size(2)
+            .with_peephole(peephole);
+        let layer = config.init::<AB>(&device);
+        let input = [
+            random([STEPS * BATCH, 2, 2, 2], 3),
+            random([STEPS * BATCH, 2, 4, 4], 4),
+        ];
+        // The loss reads every step's output and the final cell state.
+        let loss_with = |layer: &mg_layers::MgConvLstm<AB>, input: &[Tensor<AB, 4>]| {
+            let out = layer.forward_window(input, STEPS, None);
+            let cells: Vec<_> = out.state.iter().map(|s| s.cell.clone()).collect();
+            weighted_sum(&out.outputs, 200) + weighted_sum(&cells, 300)
+        };
+
+        let x0 = input[0].clone().require_grad();
+        let grads = loss_with(&layer, &[x0.clone(), input[1].clone()]).backward();
+        for k in 0..3 {
+            let cell = &layer.cells[k];
+            let g = cell.weight.grad(&grads).unwrap().into_data();
+            check(&format!("cell {k} weight"), &cell.weight.val(), g, |w| {
+                let mut l = layer.clone();
+                l.cells[k].weight = Param::from_tensor(w);
+                scalar(loss_with(&l, &input))
+            });
+            if let Some(p) = &cell.peephole {
+                let g = p.grad(&grads).unwrap().into_data();
+                check(&format!("cell {k} peephole"), &p.val(), g, |w| {
+                    let mut l = layer.clone();
+                    l.cells[k].peephole = Some(Param::from_tensor(w));
+                    scalar(loss_with(&l, &input))
+                });
+            }
+        }
+        let g = x0.grad(&grads).unwrap().into_data();
+        check("input level 0", &input[0], g, |x| {
+            scalar(loss_with(&layer, &[x, input[1].clone()]))
+        });
+    }
+}
