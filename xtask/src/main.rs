@@ -1,1 +1,178 @@
-fn main() {}
+//! Workspace automation: `cargo xtask <command>`.
+//!
+//! * `ci`: format check, clippy (deny warnings), tests, docs, and the GPU backends' compile
+//!   checks, cheapest first.
+//! * `test [--backend flex|wgpu|cuda]`: the test suite on one backend.
+//! * `bench [--device cpu|ndarray|wgpu|cuda]... [-- <mg-train bench args>]`: release
+//!   benchmarks as JSON lines, also written to `target/bench/`.
+//! * `publish-check [--allow-dirty]`: `cargo publish -p mg-layers --dry-run`.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, bail, ensure};
+
+const USAGE: &str = "usage: cargo xtask <ci [--no-gpu-checks] | test [--backend flex|wgpu|cuda] | \
+bench [--device cpu|ndarray|wgpu|cuda]... [-- ARGS] | publish-check [--allow-dirty]>";
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some((command, rest)) = args.split_first() else {
+        bail!("{USAGE}");
+    };
+    match command.as_str() {
+        "ci" => ci(rest),
+        "test" => test(rest),
+        "bench" => bench(rest),
+        "publish-check" => publish_check(rest),
+        other => bail!("unknown command `{other}`\n{USAGE}"),
+    }
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .into()
+}
+
+/// Runs `cargo <args>` in the workspace root, with extra environment variables.
+fn cargo(args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<()> {
+    let start = Instant::now();
+    eprintln!("$ cargo {}", args.join(" "));
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.args(args).current_dir(root());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let status = cmd
+        .status()
+        .with_context(|| format!("running cargo {}", args.join(" ")))?;
+    ensure!(
+        status.success(),
+        "`cargo {}` failed ({status})",
+        args.join(" ")
+    );
+    eprintln!("  ok in {:.0} s", start.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn ci(rest: &[String]) -> anyhow::Result<()> {
+    let gpu_checks = match rest {
+        [] => true,
+        [flag] if flag == "--no-gpu-checks" => false,
+        _ => bail!("{USAGE}"),
+    };
+    cargo(&["fmt", "--all", "--check"], &[])?;
+    cargo(
+        &[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ],
+        &[],
+    )?;
+    cargo(&["test", "--workspace"], &[])?;
+    cargo(
+        &["doc", "--workspace", "--no-deps"],
+        &[("RUSTDOCFLAGS", "-D warnings")],
+    )?;
+    if gpu_checks {
+        cargo(&["check", "-p", "mg-train", "--features", "wgpu"], &[])?;
+        cargo(&["check", "-p", "mg-train", "--features", "cuda"], &[])?;
+    }
+    Ok(())
+}
+
+fn test(rest: &[String]) -> anyhow::Result<()> {
+    match rest {
+        [] => cargo(&["test", "--workspace"], &[]),
+        [flag, backend] if flag == "--backend" => match backend.as_str() {
+            "flex" => cargo(&["test", "--workspace"], &[]),
+            "wgpu" => cargo(&["test", "-p", "mg-layers", "--features", "test-wgpu"], &[]),
+            "cuda" => cargo(&["test", "-p", "mg-layers", "--features", "test-cuda"], &[]),
+            other => bail!("unknown backend `{other}`; expected flex, wgpu or cuda"),
+        },
+        _ => bail!("{USAGE}"),
+    }
+}
+
+fn bench(rest: &[String]) -> anyhow::Result<()> {
+    let (ours, passthrough) = match rest.iter().position(|a| a == "--") {
+        Some(i) => (&rest[..i], &rest[i + 1..]),
+        None => (rest, &[][..]),
+    };
+    let mut devices = Vec::new();
+    let mut it = ours.iter();
+    while let Some(flag) = it.next() {
+        ensure!(flag == "--device", "unknown bench flag `{flag}`\n{USAGE}");
+        devices.push(it.next().context("--device needs a value")?.clone());
+    }
+    if devices.is_empty() {
+        devices.push("cpu".into());
+    }
+    let features: Vec<&str> = devices
+        .iter()
+        .map(|d| match d.as_str() {
+            "cpu" => Ok("flex"),
+            "ndarray" => Ok("ndarray"),
+            "wgpu" => Ok("wgpu"),
+            "cuda" => Ok("cuda"),
+            other => bail!("unknown device `{other}`; expected cpu, ndarray, wgpu or cuda"),
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let features = features.join(",");
+    cargo(
+        &[
+            "build",
+            "--release",
+            "-p",
+            "mg-train",
+            "--features",
+            &features,
+        ],
+        &[],
+    )?;
+    let binary = root().join("target/release/mg-train");
+    let out_dir = root().join("target/bench");
+    std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default();
+    let out_path = out_dir.join(format!("bench-{stamp}.jsonl"));
+    let mut lines = String::new();
+    for device in &devices {
+        let output = Command::new(&binary)
+            .args(["bench", "--json", "--device", device])
+            .args(passthrough)
+            .output()
+            .with_context(|| format!("running {}", binary.display()))?;
+        eprint!("{}", String::from_utf8_lossy(&output.stderr));
+        ensure!(
+            output.status.success(),
+            "mg-train bench --device {device} failed"
+        );
+        let text = String::from_utf8(output.stdout).context("bench output is not UTF-8")?;
+        print!("{text}");
+        lines.push_str(&text);
+    }
+    std::fs::write(&out_path, lines).with_context(|| format!("writing {}", out_path.display()))?;
+    eprintln!("results written to {}", out_path.display());
+    Ok(())
+}
+
+fn publish_check(rest: &[String]) -> anyhow::Result<()> {
+    match rest {
+        [] => cargo(&["publish", "-p", "mg-layers", "--dry-run"], &[]),
+        [flag] if flag == "--allow-dirty" => cargo(
+            &["publish", "-p", "mg-layers", "--dry-run", "--allow-dirty"],
+            &[],
+        ),
+        _ => bail!("{USAGE}"),
+    }
+}

@@ -261,3 +261,59 @@ impl<B: Backend> MgConvLstm<B> {
         MgLstmOutput { outputs, state }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::TestBackend;
+    use crate::geometry::levels;
+
+    type B = TestBackend;
+
+    /// A 1D pyramid 1×1, 1×2, 1×4, 1×8 (bAbI-style rows): kernels are 1×3 and the memory is
+    /// (1 + 2 + 4 + 8)·C.
+    #[test]
+    fn one_dimensional_pyramid() {
+        let device = Default::default();
+        let config = MgConvLstmConfig::new(2, 3, levels(0, 4), levels(0, 4))
+            .with_geometry(Geometry::Grid1d)
+            .with_base_size(1);
+        assert_eq!(config.memory_cells(), 15 * 3);
+        // Levels gather 2, 3, 3, 2 parts of 2 channels; kernel 1×3.
+        let expected: usize = [4, 6, 6, 4].iter().map(|cin| 3 * (cin + 3) * 12 + 12).sum();
+        assert_eq!(config.num_params(), expected);
+        let layer = config.init::<B>(&device);
+        let input: Vec<Tensor<B, 4>> = (0..4)
+            .map(|l| Tensor::ones([5, 2, 1, 1 << l], &device))
+            .collect();
+        let out = layer.forward_step(&input, None);
+        let dims: Vec<[usize; 4]> = out.outputs.iter().map(|o| o.dims()).collect();
+        assert_eq!(
+            dims,
+            [[5, 3, 1, 1], [5, 3, 1, 2], [5, 3, 1, 4], [5, 3, 1, 8]]
+        );
+    }
+
+    /// A shrinking layer that keeps the finest levels (the mapping reader's "reverse" layers):
+    /// input levels 0..5, output levels 1..5; level 1 gathers three parts, level 4 two.
+    #[test]
+    fn shrinking_layer_keeps_the_finest_levels() {
+        let config = MgConvLstmConfig::new(2, 2, levels(0, 5), levels(1, 4));
+        let parts: Vec<usize> = config
+            .output_levels
+            .range()
+            .map(|l| config.cell_config(l).d_input / 2)
+            .collect();
+        assert_eq!(parts, [3, 3, 3, 2]);
+    }
+
+    #[test]
+    #[should_panic(expected = "expected 2 cell states")]
+    fn wrong_state_count_panics() {
+        let device = Default::default();
+        let layer = MgConvLstmConfig::new(1, 1, levels(0, 1), levels(0, 2)).init::<B>(&device);
+        let input = [Tensor::<B, 4>::zeros([1, 1, 3, 3], &device)];
+        let out = layer.forward_step(&input, None);
+        layer.forward_step(&input, Some(out.state[..1].to_vec()));
+    }
+}

@@ -1,0 +1,69 @@
+//! Backend selection: cargo features decide what is compiled, `--device` what runs.
+
+use anyhow::bail;
+use burn::tensor::backend::Backend;
+use clap::ValueEnum;
+
+/// A compute device, as named on the command line.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceKind {
+    /// burn's Flex CPU backend (feature `flex`, on by default).
+    Cpu,
+    /// burn's ndarray CPU backend (feature `ndarray`).
+    Ndarray,
+    /// wgpu: Vulkan, Metal or DirectX 12 (feature `wgpu`).
+    Wgpu,
+    /// NVIDIA CUDA (feature `cuda`).
+    Cuda,
+}
+
+impl DeviceKind {
+    /// The cargo feature that compiles this device in.
+    pub fn feature(self) -> &'static str {
+        match self {
+            DeviceKind::Cpu => "flex",
+            DeviceKind::Ndarray => "ndarray",
+            DeviceKind::Wgpu => "wgpu",
+            DeviceKind::Cuda => "cuda",
+        }
+    }
+
+    /// The name printed in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            DeviceKind::Cpu => "cpu-flex",
+            DeviceKind::Ndarray => "cpu-ndarray",
+            DeviceKind::Wgpu => "wgpu",
+            DeviceKind::Cuda => "cuda",
+        }
+    }
+}
+
+/// Work generic over the backend, run by [`dispatch`].
+pub trait Job {
+    /// Runs the work on backend `B`.
+    fn run<B: Backend>(self, device: B::Device) -> anyhow::Result<()>;
+}
+
+/// Runs `job` on the backend of `kind`, or explains which feature to enable.
+pub fn dispatch(kind: DeviceKind, job: impl Job) -> anyhow::Result<()> {
+    match kind {
+        #[cfg(feature = "flex")]
+        DeviceKind::Cpu => job.run::<burn::backend::Flex>(Default::default()),
+        #[cfg(feature = "ndarray")]
+        DeviceKind::Ndarray => job.run::<burn::backend::NdArray>(Default::default()),
+        #[cfg(feature = "wgpu")]
+        DeviceKind::Wgpu => job.run::<burn::backend::Wgpu>(Default::default()),
+        #[cfg(feature = "cuda")]
+        DeviceKind::Cuda => job.run::<burn::backend::Cuda>(Default::default()),
+        #[allow(unreachable_patterns)]
+        other => bail!(
+            "device `{}` is not compiled into this binary; rebuild with `--features {}` \
+             (e.g. `cargo run --release -p mg-train --features {} -- ... --device {}`)",
+            other.to_possible_value().expect("named").get_name(),
+            other.feature(),
+            other.feature(),
+            other.to_possible_value().expect("named").get_name(),
+        ),
+    }
+}
