@@ -1,1 +1,16 @@
 //! Datasets of the multigrid-memory experiments: mapping worlds, sort, recall, MNIST and bAbI.
+//!
+//! Synthetic samples are pure functions of `(seed, index)` ([`rng::Rng::keyed`]): reproducible, streamable,
+//! nothing stored. MNIST and bAbI are read from a local directory; nothing is downloaded. Tensors are built
+//! only in [`batch`], for any burn backend.
+
+pub mod babi;
+pub mod batch;
+pub mod error;
+pub mod mapping;
+pub mod mnist;
+pub mod recall;
+pub mod rng;
+pub mod sort;
+
+pub use error::{DataError, Result};

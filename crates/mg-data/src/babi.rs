@@ -1,0 +1,682 @@
+//! bAbI QA v1.2 (20 tasks; `en` and `en-10k`): parser, vocabulary and word-level sequences for joint training.
+//!
+//! **Format.** `ID text` lines; IDs restart at 1 for each story. Question lines are
+//! `ID question<TAB>answer<TAB>supporting IDs`. A question's context is every statement before it in its story.
+//!
+//! **Tokens.** Text is lower-cased and split on whitespace. A trailing `.` or `?` is split off as its own token
+//! (kept, so the model sees sentence and question ends). Answers are split on `,` (qa8 `apple,milk`, qa19
+//! `n,w`) into one token per item; the commas are dropped.
+//!
+//! **Vocabulary.** Id 0 is `<pad>`, 1 is `.`, 2 is `?`, then every word of the loaded files (train and test of
+//! all 20 tasks), sorted. The v1.2 files have 156 words, so [`Vocab::len`] is 159 (the paper's |V| = 159).
+//!
+//! **Joint sequences** (paper B.3: one word per step, loss on answer words only). A question becomes
+//! `[context statements, each with its '.'] [question words] ? [answer words]`, with `answer_mask[i]` true
+//! exactly on the answer tokens. At step i the model reads `tokens[i]` and predicts `tokens[i + 1]`; the loss
+//! counts the steps where `answer_mask[i + 1]` holds ([`Sequence::shifted`]).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use crate::error::{DataError, Result};
+
+/// The 20 task file stems, task `i` at index `i − 1`.
+pub const TASKS: [&str; 20] = [
+    "qa1_single-supporting-fact",
+    "qa2_two-supporting-facts",
+    "qa3_three-supporting-facts",
+    "qa4_two-arg-relations",
+    "qa5_three-arg-relations",
+    "qa6_yes-no-questions",
+    "qa7_counting",
+    "qa8_lists-sets",
+    "qa9_simple-negation",
+    "qa10_indefinite-knowledge",
+    "qa11_basic-coreference",
+    "qa12_conjunction",
+    "qa13_compound-coreference",
+    "qa14_time-reasoning",
+    "qa15_basic-deduction",
+    "qa16_basic-induction",
+    "qa17_positional-reasoning",
+    "qa18_size-reasoning",
+    "qa19_path-finding",
+    "qa20_agents-motivations",
+];
+
+/// The task number (1..=20) for `3`, `qa3` or `qa3_three-supporting-facts`.
+pub fn task_by_name(name: &str) -> Result<u8> {
+    let n = name.trim().to_ascii_lowercase();
+    let num = n.strip_prefix("qa").unwrap_or(&n);
+    if let Ok(i) = num.parse::<u8>()
+        && (1..=20).contains(&i)
+    {
+        return Ok(i);
+    }
+    TASKS
+        .iter()
+        .position(|&t| t == n)
+        .map(|i| i as u8 + 1)
+        .ok_or_else(|| DataError::UnknownTask {
+            name: name.to_string(),
+        })
+}
+
+/// The two English sets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Variant {
+    /// 1,000 training questions per task (`en/`).
+    En,
+    /// 10,000 training questions per task (`en-10k/`).
+    En10k,
+}
+
+impl Variant {
+    /// The folder name.
+    pub fn dir_name(self) -> &'static str {
+        match self {
+            Variant::En => "en",
+            Variant::En10k => "en-10k",
+        }
+    }
+}
+
+/// Train or test.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Split {
+    /// `_train.txt`.
+    Train,
+    /// `_test.txt`.
+    Test,
+}
+
+impl Split {
+    fn suffix(self) -> &'static str {
+        match self {
+            Split::Train => "train",
+            Split::Test => "test",
+        }
+    }
+}
+
+/// The path of a task file: `root/<variant>/qaN_name_<split>.txt`.
+pub fn task_path(root: &Path, variant: Variant, task: u8, split: Split) -> PathBuf {
+    root.join(variant.dir_name()).join(format!(
+        "{}_{}.txt",
+        TASKS[task as usize - 1],
+        split.suffix()
+    ))
+}
+
+/// A question of a story; tokens are ids (see [`Story`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Question {
+    /// Number of statements of the story before this question (its context).
+    pub context_len: usize,
+    /// Question tokens, `?` included.
+    pub question: Vec<u32>,
+    /// Answer tokens (several for list answers).
+    pub answer: Vec<u32>,
+    /// Supporting statement line IDs, as in the file.
+    pub supporting: Vec<u32>,
+    /// 1-based line number in the file.
+    pub line: usize,
+}
+
+/// A story: its statements (tokens with the final `.`) and its questions. Token ids index the corpus'
+/// [`Vocab`] (or, straight out of [`parse`], the interner passed to it).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Story {
+    /// Statements in order.
+    pub statements: Vec<Vec<u32>>,
+    /// Questions in order.
+    pub questions: Vec<Question>,
+}
+
+/// The vocabulary: id ↔ word.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Vocab {
+    words: Vec<String>,
+    ids: HashMap<String, u32>,
+}
+
+/// Padding token id.
+pub const PAD: u32 = 0;
+/// Words of the vocabulary before the sorted corpus words.
+pub const SPECIALS: [&str; 3] = ["<pad>", ".", "?"];
+
+impl Vocab {
+    /// An interner holding only [`SPECIALS`].
+    pub fn new() -> Self {
+        let mut v = Self::default();
+        for s in SPECIALS {
+            v.intern(s);
+        }
+        v
+    }
+
+    /// The id of `word`, adding it if new.
+    pub fn intern(&mut self, word: &str) -> u32 {
+        if let Some(&id) = self.ids.get(word) {
+            return id;
+        }
+        let id = self.words.len() as u32;
+        self.words.push(word.to_string());
+        self.ids.insert(word.to_string(), id);
+        id
+    }
+
+    /// The id of `word`.
+    pub fn id(&self, word: &str) -> Option<u32> {
+        self.ids.get(word).copied()
+    }
+
+    /// The word of `id`.
+    pub fn word(&self, id: u32) -> &str {
+        &self.words[id as usize]
+    }
+
+    /// Number of ids, specials included.
+    pub fn len(&self) -> usize {
+        self.words.len()
+    }
+
+    /// Whether empty (never, after [`Vocab::new`]).
+    pub fn is_empty(&self) -> bool {
+        self.words.is_empty()
+    }
+
+    /// Number of corpus words (without the specials).
+    pub fn word_count(&self) -> usize {
+        self.words.len().saturating_sub(SPECIALS.len())
+    }
+
+    /// All words by id.
+    pub fn words(&self) -> &[String] {
+        &self.words
+    }
+
+    /// Words joined by spaces.
+    pub fn decode(&self, ids: &[u32]) -> String {
+        ids.iter()
+            .map(|&i| self.word(i))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// The same words with the specials first and the rest sorted, and the map old id → new id.
+    fn sorted(&self) -> (Vocab, Vec<u32>) {
+        let mut rest: Vec<&String> = self
+            .words
+            .iter()
+            .filter(|w| !SPECIALS.contains(&w.as_str()))
+            .collect();
+        rest.sort();
+        let mut v = Vocab::new();
+        for w in rest {
+            v.intern(w);
+        }
+        let map = self.words.iter().map(|w| v.ids[w]).collect();
+        (v, map)
+    }
+}
+
+fn tokenize(text: &str, vocab: &mut Vocab, out: &mut Vec<u32>) {
+    for raw in text.split_whitespace() {
+        let w = raw.to_lowercase();
+        let (word, punct) = match w.strip_suffix('.') {
+            Some(s) => (s, Some(".")),
+            None => match w.strip_suffix('?') {
+                Some(s) => (s, Some("?")),
+                None => (w.as_str(), None),
+            },
+        };
+        if !word.is_empty() {
+            out.push(vocab.intern(word));
+        }
+        if let Some(p) = punct {
+            out.push(vocab.intern(p));
+        }
+    }
+}
+
+/// Parses one file's text into stories, interning tokens into `vocab`. `path` names the file in errors.
+pub fn parse(text: &str, path: &Path, vocab: &mut Vocab) -> Result<Vec<Story>> {
+    let err = |line: usize, message: String| DataError::BabiLine {
+        path: path.to_path_buf(),
+        line,
+        message,
+    };
+    let mut stories: Vec<Story> = Vec::new();
+    let mut prev_id = 0u32;
+    // Per story: line ID → statement index (None for questions).
+    let mut kinds: Vec<Option<usize>> = Vec::new();
+    for (i, raw) in text.lines().enumerate() {
+        let line = i + 1;
+        let l = raw.strip_suffix('\r').unwrap_or(raw);
+        let (id_str, rest) = l
+            .split_once(' ')
+            .ok_or_else(|| err(line, format!("expected `ID text`, found {:?}", truncate(l))))?;
+        let id: u32 = id_str.parse().map_err(|_| {
+            err(
+                line,
+                format!("expected a positive line ID, found {:?}", truncate(id_str)),
+            )
+        })?;
+        if id == 1 {
+            stories.push(Story::default());
+            kinds.clear();
+        } else if stories.is_empty() {
+            return Err(err(
+                line,
+                format!("line ID {id}, expected 1 (a file starts with a new story)"),
+            ));
+        } else if id != prev_id + 1 {
+            return Err(err(
+                line,
+                format!("line ID {id}, expected {} or 1 (a new story)", prev_id + 1),
+            ));
+        }
+        prev_id = id;
+        let story = stories.last_mut().expect("a story was started");
+        let fields: Vec<&str> = rest.split('\t').collect();
+        match fields.len() {
+            1 => {
+                let mut toks = Vec::new();
+                tokenize(rest, vocab, &mut toks);
+                if toks.is_empty() {
+                    return Err(err(line, "empty statement, expected words".into()));
+                }
+                kinds.push(Some(story.statements.len()));
+                story.statements.push(toks);
+            }
+            3 => {
+                let mut question = Vec::new();
+                tokenize(fields[0], vocab, &mut question);
+                let answer: Vec<u32> = fields[1]
+                    .split(',')
+                    .map(|a| a.trim().to_lowercase())
+                    .filter(|a| !a.is_empty())
+                    .map(|a| vocab.intern(&a))
+                    .collect();
+                if question.is_empty() || answer.is_empty() {
+                    return Err(err(
+                        line,
+                        "expected a question and a non-empty answer".into(),
+                    ));
+                }
+                let mut supporting = Vec::new();
+                for s in fields[2].split_whitespace() {
+                    let sid: u32 = s.parse().map_err(|_| {
+                        err(line, format!("supporting fact {s:?}, expected a line ID"))
+                    })?;
+                    if sid == 0
+                        || sid >= id
+                        || kinds.get(sid as usize - 1).copied().flatten().is_none()
+                    {
+                        return Err(err(
+                            line,
+                            format!("supporting fact {sid}, expected an earlier statement ID"),
+                        ));
+                    }
+                    supporting.push(sid);
+                }
+                kinds.push(None);
+                story.questions.push(Question {
+                    context_len: story.statements.len(),
+                    question,
+                    answer,
+                    supporting,
+                    line,
+                });
+            }
+            n => {
+                return Err(err(
+                    line,
+                    format!(
+                        "{n} tab-separated fields, expected 1 (statement) or 3 (question, answer, supporting IDs)"
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(stories)
+}
+
+fn truncate(s: &str) -> String {
+    s.chars().take(40).collect()
+}
+
+/// Reads and parses one file.
+pub fn load_file(path: &Path, vocab: &mut Vocab) -> Result<Vec<Story>> {
+    let bytes = std::fs::read(path).map_err(|source| {
+        if source.kind() == std::io::ErrorKind::NotFound {
+            DataError::MissingFile {
+                path: path.to_path_buf(),
+                expected: "a bAbI task file".into(),
+            }
+        } else {
+            DataError::Io {
+                path: path.to_path_buf(),
+                source,
+            }
+        }
+    })?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let line = e.as_bytes()[..at].iter().filter(|&&b| b == b'\n').count() + 1;
+        DataError::BabiLine {
+            path: path.to_path_buf(),
+            line,
+            message: "invalid UTF-8, expected ASCII text".into(),
+        }
+    })?;
+    parse(&text, path, vocab)
+}
+
+/// Number of questions in `stories`.
+pub fn question_count(stories: &[Story]) -> usize {
+    stories.iter().map(|s| s.questions.len()).sum()
+}
+
+/// One task's train and test stories.
+#[derive(Clone, Debug)]
+pub struct TaskData {
+    /// Task number 1..=20.
+    pub task: u8,
+    /// Training stories.
+    pub train: Vec<Story>,
+    /// Test stories.
+    pub test: Vec<Story>,
+    /// The file the training stories came from (differs from the expected one after a fallback).
+    pub train_path: PathBuf,
+}
+
+/// All 20 tasks of one variant, with one vocabulary.
+#[derive(Clone, Debug)]
+pub struct BabiCorpus {
+    /// Which set.
+    pub variant: Variant,
+    /// Tasks 1..=20 in order.
+    pub tasks: Vec<TaskData>,
+    /// The sorted vocabulary; every token id in `tasks` indexes it.
+    pub vocab: Vocab,
+    /// Visible warnings, e.g. the en-10k qa3 fallback; callers should print them.
+    pub warnings: Vec<String>,
+}
+
+/// A word sequence for joint training.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sequence {
+    /// Task number 1..=20.
+    pub task: u8,
+    /// Context, question and answer tokens.
+    pub tokens: Vec<u32>,
+    /// True on answer tokens.
+    pub answer_mask: Vec<bool>,
+}
+
+impl Sequence {
+    /// `(inputs, targets, loss_mask)`: `tokens[..n−1]`, `tokens[1..]` and `answer_mask[1..]`.
+    pub fn shifted(&self) -> (&[u32], &[u32], &[bool]) {
+        let n = self.tokens.len();
+        (
+            &self.tokens[..n - 1],
+            &self.tokens[1..],
+            &self.answer_mask[1..],
+        )
+    }
+}
+
+impl BabiCorpus {
+    /// Loads `root/<variant>/` (root is the `tasks_1-20_v1-2` folder). A missing en-10k training file falls
+    /// back to the `en` one (1,000 questions) with a warning in [`BabiCorpus::warnings`]; a complete copy is
+    /// used when present.
+    pub fn load(root: &Path, variant: Variant) -> Result<Self> {
+        let dir = root.join(variant.dir_name());
+        if !dir.is_dir() {
+            return Err(DataError::MissingDir {
+                path: dir,
+                expected: "the bAbI tasks_1-20_v1-2 folder with en/ and en-10k/ inside".into(),
+            });
+        }
+        let mut vocab = Vocab::new();
+        let mut tasks = Vec::with_capacity(20);
+        let mut warnings = Vec::new();
+        for task in 1..=20u8 {
+            let mut train_path = task_path(root, variant, task, Split::Train);
+            if variant == Variant::En10k && !train_path.exists() {
+                let fallback = task_path(root, Variant::En, task, Split::Train);
+                if fallback.exists() {
+                    warnings.push(format!(
+                        "{} is missing; using {} instead (1,000 training questions instead of 10,000)",
+                        train_path.display(),
+                        fallback.display()
+                    ));
+                    train_path = fallback;
+                }
+            }
+            let train = load_file(&train_path, &mut vocab)?;
+            let test = load_file(&task_path(root, variant, task, Split::Test), &mut vocab)?;
+            tasks.push(TaskData {
+                task,
+                train,
+                test,
+                train_path,
+            });
+        }
+        let (sorted, map) = vocab.sorted();
+        for t in &mut tasks {
+            for s in t.train.iter_mut().chain(t.test.iter_mut()) {
+                for st in &mut s.statements {
+                    st.iter_mut().for_each(|x| *x = map[*x as usize]);
+                }
+                for q in &mut s.questions {
+                    q.question
+                        .iter_mut()
+                        .chain(q.answer.iter_mut())
+                        .for_each(|x| *x = map[*x as usize]);
+                }
+            }
+        }
+        Ok(Self {
+            variant,
+            tasks,
+            vocab: sorted,
+            warnings,
+        })
+    }
+
+    /// Task `task` (1..=20).
+    pub fn task(&self, task: u8) -> &TaskData {
+        &self.tasks[task as usize - 1]
+    }
+
+    /// The stories of a task and split.
+    pub fn stories(&self, task: u8, split: Split) -> &[Story] {
+        let t = self.task(task);
+        match split {
+            Split::Train => &t.train,
+            Split::Test => &t.test,
+        }
+    }
+
+    /// The joint-training sequences of one task and split, one per question, in file order.
+    pub fn sequences(&self, task: u8, split: Split) -> Vec<Sequence> {
+        self.stories(task, split)
+            .iter()
+            .flat_map(|s| s.questions.iter().map(move |q| encode(task, s, q)))
+            .collect()
+    }
+
+    /// All tasks' sequences of a split, task by task (shuffling is the training loop's business).
+    pub fn joint_sequences(&self, split: Split) -> Vec<Sequence> {
+        (1..=20).flat_map(|t| self.sequences(t, split)).collect()
+    }
+}
+
+/// Encodes one question of a story as a [`Sequence`].
+pub fn encode(task: u8, story: &Story, q: &Question) -> Sequence {
+    let mut tokens: Vec<u32> = story.statements[..q.context_len]
+        .iter()
+        .flatten()
+        .copied()
+        .collect();
+    tokens.extend_from_slice(&q.question);
+    let n = tokens.len();
+    tokens.extend_from_slice(&q.answer);
+    let mut answer_mask = vec![false; tokens.len()];
+    answer_mask[n..].iter_mut().for_each(|m| *m = true);
+    Sequence {
+        task,
+        tokens,
+        answer_mask,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = "1 Mary moved to the bathroom.\n2 John went to the hallway.\n3 Where is Mary? \tbathroom\t1\n\
+                          1 Sandra got the apple.\n2 What is Sandra carrying?\tapple,milk\t1\n";
+
+    #[test]
+    fn parse_and_encode() {
+        let mut v = Vocab::new();
+        let stories = parse(SAMPLE, Path::new("t.txt"), &mut v).unwrap();
+        assert_eq!(stories.len(), 2);
+        assert_eq!(question_count(&stories), 2);
+        let q = &stories[0].questions[0];
+        assert_eq!(v.decode(&q.question), "where is mary ?");
+        assert_eq!(
+            v.decode(&stories[0].statements[0]),
+            "mary moved to the bathroom ."
+        );
+        assert_eq!(
+            (q.context_len, q.supporting.clone(), q.line),
+            (2, vec![1], 3)
+        );
+        let q2 = &stories[1].questions[0];
+        assert_eq!(v.decode(&q2.answer), "apple milk");
+        let s = encode(2, &stories[1], q2);
+        assert_eq!(
+            v.decode(&s.tokens),
+            "sandra got the apple . what is sandra carrying ? apple milk"
+        );
+        assert_eq!(s.answer_mask.iter().filter(|&&m| m).count(), 2);
+        assert!(s.answer_mask[s.tokens.len() - 2] && !s.answer_mask[s.tokens.len() - 3]);
+        let (i, t, m) = s.shifted();
+        assert_eq!(
+            (i.len(), t.len(), m.len()),
+            (s.tokens.len() - 1, s.tokens.len() - 1, s.tokens.len() - 1)
+        );
+        let (sorted, _) = v.sorted();
+        assert_eq!(&sorted.words()[..4], ["<pad>", ".", "?", "apple"]);
+    }
+
+    #[test]
+    fn malformed_lines_name_file_line_and_expectation() {
+        let cases = [
+            (
+                "1 Mary moved.\nx John went.\n",
+                2,
+                "expected a positive line ID",
+            ),
+            ("1 Mary moved.\n3 John went.\n", 2, "expected 2 or 1"),
+            ("2 Mary moved.\n", 1, "expected 1 (a file starts"),
+            (
+                "1 Mary moved.\n2 Where?\tbathroom\n",
+                2,
+                "expected 1 (statement) or 3",
+            ),
+            (
+                "1 Mary moved.\n2 Where?\tbathroom\t5\n",
+                2,
+                "expected an earlier statement ID",
+            ),
+            (
+                "1 Mary moved.\n2 Where?\tbathroom\t2\n",
+                2,
+                "expected an earlier statement ID",
+            ),
+            (
+                "1 Mary moved.\n2 Where?\tbathroom\tx\n",
+                2,
+                "expected a line ID",
+            ),
+            ("1 Mary moved.\n2 Where?\t\t1\n", 2, "non-empty answer"),
+            ("1Mary\n", 1, "expected `ID text`"),
+            ("\n", 1, "expected `ID text`"),
+        ];
+        for (text, line, needle) in cases {
+            let e = parse(text, Path::new("d/qa1.txt"), &mut Vocab::new())
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.starts_with(&format!("d/qa1.txt:{line}: ")) && e.contains(needle),
+                "{text:?}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn task_names() {
+        assert_eq!(task_by_name("qa3").unwrap(), 3);
+        assert_eq!(task_by_name("20").unwrap(), 20);
+        assert_eq!(task_by_name("qa8_lists-sets").unwrap(), 8);
+        for bad in ["qa0", "21", "qa21", "lists", ""] {
+            let e = task_by_name(bad).unwrap_err().to_string();
+            assert!(
+                e.contains("unknown bAbI task") && e.contains("expected"),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn missing_dir_and_file() {
+        let e = BabiCorpus::load(Path::new("/nonexistent/babi"), Variant::En)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("/nonexistent/babi/en") && e.contains("expected"),
+            "{e}"
+        );
+        let e = load_file(Path::new("/nonexistent/qa1.txt"), &mut Vocab::new())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("/nonexistent/qa1.txt"), "{e}");
+    }
+
+    /// Fuzz: random and mutated text never panics.
+    #[test]
+    fn fuzz_parser() {
+        let mut rng = crate::rng::Rng::new(99);
+        let alphabet = b"0123456789 \t\n.?,abXY";
+        for i in 0..5000 {
+            let bytes: Vec<u8> = if i % 2 == 0 {
+                (0..rng.index(80))
+                    .map(|_| alphabet[rng.index(alphabet.len())])
+                    .collect()
+            } else {
+                let mut b = SAMPLE.as_bytes().to_vec();
+                for _ in 0..1 + rng.index(3) {
+                    let at = rng.index(b.len());
+                    b[at] = alphabet[rng.index(alphabet.len())];
+                }
+                b
+            };
+            let text = String::from_utf8(bytes).unwrap();
+            let mut v = Vocab::new();
+            if let Ok(stories) = parse(&text, Path::new("fuzz"), &mut v) {
+                for s in &stories {
+                    for q in &s.questions {
+                        let seq = encode(1, s, q);
+                        assert!(seq.answer_mask.iter().any(|&m| m));
+                    }
+                }
+            }
+        }
+    }
+}
