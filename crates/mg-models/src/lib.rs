@@ -1,5 +1,5 @@
-//! Models built from multigrid memory layers: the memory mesh (writer) and its reference
-//! configurations.
+//! Models built from multigrid memory layers: the memory mesh (writer), multigrid readers and
+//! their reference configurations.
 //!
 //! ```
 //! use burn::backend::Flex;
@@ -12,8 +12,10 @@
 //! ```
 
 mod mesh;
+mod reader;
 
 pub use mesh::{MemoryMesh, MemoryMeshConfig};
+pub use reader::{MgReader, MgReaderConfig};
 
 #[cfg(test)]
 pub(crate) type TestBackend = burn::backend::Flex;
