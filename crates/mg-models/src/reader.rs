@@ -60,7 +60,12 @@ impl MgReaderConfig {
         let residual = |from, to| Residual { from, to };
         Self {
             layers,
-            residuals: vec![residual(0, 2), residual(2, 4), residual(8, 10), residual(10, 12)],
+            residuals: vec![
+                residual(0, 2),
+                residual(2, 4),
+                residual(8, 10),
+                residual(10, 12),
+            ],
             memory: vec![4, 4, 8, 8, 16, 16, 16],
         }
     }
@@ -196,10 +201,13 @@ mod tests {
     fn mapping_reference_counts() {
         let config = MgReaderConfig::mapping_reference(4);
         let per_layer: Vec<usize> = config.layers.iter().map(|l| l.num_params()).collect();
-        assert_eq!(per_layer, [
-            296, 1_160, 2_904, 8_088, 18_496, 46_144, 50_768, 50_752, 23_104, 18_480, 16_176,
-            11_552, 9_248, 289
-        ]);
+        assert_eq!(
+            per_layer,
+            [
+                296, 1_160, 2_904, 8_088, 18_496, 46_144, 50_768, 50_752, 23_104, 18_480, 16_176,
+                11_552, 9_248, 289
+            ]
+        );
         assert_eq!(config.num_params(), 257_457);
         let writer = MemoryMeshConfig::mapping_reference();
         assert_eq!(config.num_params() + writer.num_params(), 650_225);
