@@ -223,7 +223,9 @@ mod tests {
         let reader = MgReaderConfig::mapping_reference(4).init::<TestBackend>(&device);
         let (steps, batch) = (2, 3);
         let obs = Tensor::<TestBackend, 4>::ones([steps * batch, 4, 3, 3], &device);
-        let memory = writer.forward_window(&[obs.clone()], steps, None).outputs;
+        let memory = writer
+            .forward_window(std::slice::from_ref(&obs), steps, None)
+            .outputs;
         let logits = reader.forward_window(&[obs], &memory, steps);
         assert_eq!(logits.len(), 1);
         assert_eq!(logits[0].dims(), [steps * batch, 1, 48, 48]);
