@@ -39,7 +39,7 @@ impl<B: Backend> ConvLstmState<B> {
 }
 
 /// Configuration of a [`ConvLstmCell`]; build it with [`ConvLstmCellConfig::init`].
-#[derive(Config, Debug)]
+#[derive(Config, Debug, PartialEq)]
 pub struct ConvLstmCellConfig {
     /// Channels of the input `x`.
     pub d_input: usize,
@@ -164,13 +164,13 @@ impl<B: Backend> ConvLstmCell<B> {
         let gates = conv2d(
             input,
             self.weight.val(),
-            Some(self.bias.val()),
+            Some(self.gate_bias()),
             self.options(),
         );
         self.update(gates, state.cell)
     }
 
-    /// The input-to-gates convolution (with bias) of many rows at once, e.g. all `T·B` rows
+    /// The input-to-gates convolution (with bias and forget bias) of many rows at once, e.g. all `T·B` rows
     /// of a window.
     ///
     /// # Shapes
@@ -179,7 +179,7 @@ impl<B: Backend> ConvLstmCell<B> {
     pub fn input_gates(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         self.check_input(&x);
         let w_x = self.weight.val().narrow(1, 0, self.d_input);
-        conv2d(x, w_x, Some(self.bias.val()), self.options())
+        conv2d(x, w_x, Some(self.gate_bias()), self.options())
     }
 
     /// One time step from precomputed input gates ([`Self::input_gates`]); only the
@@ -232,30 +232,50 @@ impl<B: Backend> ConvLstmCell<B> {
         (Tensor::cat(hidden, 0), state.expect("at least one step"))
     }
 
+    /// The gate bias with the constant forget bias folded in, so that the per-step update
+    /// needs no extra addition.
+    fn gate_bias(&self) -> Tensor<B, 1> {
+        let c = self.d_hidden;
+        let bias = self.bias.val();
+        if self.forget_bias == 0.0 {
+            return bias;
+        }
+        let forget = bias.clone().narrow(0, 2 * c, c) + self.forget_bias;
+        Tensor::cat(
+            vec![
+                bias.clone().narrow(0, 0, 2 * c),
+                forget,
+                bias.narrow(0, 3 * c, c),
+            ],
+            0,
+        )
+    }
+
+    /// The LSTM update from gate pre-activations (forget bias included).
     fn update(&self, gates: Tensor<B, 4>, cell: Tensor<B, 4>) -> ConvLstmState<B> {
         let c = self.d_hidden;
-        let mut parts = gates.chunk(4, 1).into_iter();
-        let (mut i, g, mut f, mut o) = (
-            parts.next().expect("i"),
-            parts.next().expect("g"),
-            parts.next().expect("f"),
-            parts.next().expect("o"),
-        );
-        let peep = self.peephole.as_ref().map(|p| {
-            let p = p.val();
-            let [_, _, h, w] = p.dims();
-            let part = |k: usize| p.clone().narrow(0, k, 1).reshape([1, c, h, w]);
-            (part(0), part(1), part(2))
-        });
-        if let Some((p_i, p_f, _)) = &peep {
-            i = i + p_i.clone() * cell.clone();
-            f = f + p_f.clone() * cell.clone();
-        }
-        let cell = sigmoid(f + self.forget_bias) * cell + sigmoid(i) * g.tanh();
-        if let Some((_, _, p_o)) = peep {
-            o = o + p_o * cell.clone();
-        }
-        let hidden = sigmoid(o) * cell.clone().tanh();
+        let Some(peephole) = &self.peephole else {
+            // One sigmoid over all four gates (g's share is unused), one tanh for g.
+            let s = sigmoid(gates.clone());
+            let (i, f, o) = (
+                s.clone().narrow(1, 0, c),
+                s.clone().narrow(1, 2 * c, c),
+                s.narrow(1, 3 * c, c),
+            );
+            let g = gates.narrow(1, c, c).tanh();
+            let cell = f * cell + i * g;
+            let hidden = o * cell.clone().tanh();
+            return ConvLstmState { cell, hidden };
+        };
+        let p = peephole.val();
+        let [_, _, h, w] = p.dims();
+        let part = |k: usize| p.clone().narrow(0, k, 1).reshape([1, c, h, w]);
+        let gate = |k: usize| gates.clone().narrow(1, k * c, c);
+        let i = sigmoid(gate(0) + part(0) * cell.clone());
+        let f = sigmoid(gate(2) + part(1) * cell.clone());
+        let cell = f * cell + i * gate(1).tanh();
+        let o = sigmoid(gate(3) + part(2) * cell.clone());
+        let hidden = o * cell.clone().tanh();
         ConvLstmState { cell, hidden }
     }
 }

@@ -22,7 +22,7 @@ pub enum Activation {
 }
 
 /// Configuration of a [`MgConv`]; build it with [`MgConvConfig::init`].
-#[derive(Config, Debug)]
+#[derive(Config, Debug, PartialEq)]
 pub struct MgConvConfig {
     /// Channels of every input level.
     pub d_input: usize,

@@ -15,7 +15,7 @@ use crate::resample::gather;
 pub type MgLstmState<B> = Vec<ConvLstmState<B>>;
 
 /// Configuration of a [`MgConvLstm`]; build it with [`MgConvLstmConfig::init`].
-#[derive(Config, Debug)]
+#[derive(Config, Debug, PartialEq)]
 pub struct MgConvLstmConfig {
     /// Channels of every input level.
     pub d_input: usize,

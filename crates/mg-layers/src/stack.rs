@@ -8,7 +8,7 @@ use crate::conv_lstm::{MgConvLstm, MgConvLstmConfig, MgLstmOutput, MgLstmState};
 use crate::residual::{Residual, residual_add};
 
 /// Configuration of a [`MgLstmStack`]; build it with [`MgLstmStackConfig::init`].
-#[derive(Config, Debug)]
+#[derive(Config, Debug, PartialEq)]
 pub struct MgLstmStackConfig {
     /// The layers, input first. Layer `k + 1` takes layer `k`'s output pyramid.
     pub layers: Vec<MgConvLstmConfig>,

@@ -11,9 +11,14 @@
 //! assert_eq!(mesh.num_layers(), 7);
 //! ```
 
+mod mapping;
 mod mesh;
 mod reader;
 
+pub use mapping::{
+    BASE_SIZE, D_ENCODING, MappingModel, MappingModelConfig, MappingWidths, fold_patch,
+    folded_channels,
+};
 pub use mesh::{MemoryMesh, MemoryMeshConfig};
 pub use reader::{MgReader, MgReaderConfig};
 

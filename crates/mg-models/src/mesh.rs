@@ -10,7 +10,7 @@ use mg_layers::{
 };
 
 /// Configuration of a [`MemoryMesh`].
-#[derive(Config, Debug)]
+#[derive(Config, Debug, PartialEq)]
 pub struct MemoryMeshConfig {
     /// The conv-LSTM layers and residual plan.
     pub stack: MgLstmStackConfig,

@@ -9,7 +9,7 @@ use mg_layers::{
 };
 
 /// Configuration of a [`MgReader`].
-#[derive(Config, Debug)]
+#[derive(Config, Debug, PartialEq)]
 pub struct MgReaderConfig {
     /// The layers, query first. Layer `k + 1` takes layer `k`'s features.
     pub layers: Vec<MgConvConfig>,

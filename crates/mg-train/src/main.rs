@@ -2,8 +2,15 @@
 
 mod backend;
 mod bench;
+mod checkpoint;
+mod commands;
+mod config;
 mod data_cmd;
 mod demo;
+mod eval;
+mod optim;
+mod train;
+mod viz;
 mod writer_run;
 
 use std::process::ExitCode;
@@ -20,6 +27,16 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Train a model from an experiment config.
+    Train(commands::TrainArgs),
+    /// Continue a run from its newest checkpoint.
+    Resume(commands::ResumeArgs),
+    /// Evaluate a run on its fixed test set (precision, recall, F).
+    Eval(commands::EvalArgs),
+    /// Print a config's parameter and memory counts.
+    Info(commands::InfoArgs),
+    /// Draw one test episode of a run (PNG frames and a GIF).
+    Viz(commands::VizArgs),
     /// Build the reference memory mesh, print its counts and write a few windows into it.
     Demo(demo::DemoArgs),
     /// Time a training window and an inference step of the reference memory mesh.
@@ -31,6 +48,11 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
+        Command::Train(args) => commands::run_train(args),
+        Command::Resume(args) => commands::run_resume(args),
+        Command::Eval(args) => commands::run_eval(args),
+        Command::Info(args) => commands::run_info(args),
+        Command::Viz(args) => commands::run_viz(args),
         Command::Demo(args) => demo::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Data(args) => data_cmd::run(args),

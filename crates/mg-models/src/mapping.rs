@@ -1,0 +1,389 @@
+//! The mapping & localization model: a memory mesh (writer) and one or more multigrid readers.
+
+use burn::config::Config;
+use burn::module::Module;
+use burn::tensor::{Tensor, backend::Backend};
+use mg_layers::{
+    Activation, MgConvConfig, MgConvLstmConfig, MgLstmStackConfig, Residual, StackState, levels,
+};
+
+use crate::{MemoryMesh, MemoryMeshConfig, MgReader, MgReaderConfig};
+
+/// Side of the coarsest grid; observations and queries enter at this size.
+pub const BASE_SIZE: usize = 3;
+
+/// Widths of a mapping model in the shape of the reference (paper Figure 9): writer layer `k`
+/// has `levels[k]` levels (coarsest first) and `channels[k]` channels; the reader mirrors the
+/// writer, reading writer layer `k` after its own layer `k`, then narrows level by level to
+/// one logit map at the finest level with `tail_channels` channels per layer.
+#[derive(Config, Debug, PartialEq)]
+pub struct MappingWidths {
+    /// Levels of each writer layer (non-decreasing by at most one per layer; starts at 1 or 2).
+    pub levels: Vec<usize>,
+    /// Channels of each writer layer.
+    pub channels: Vec<usize>,
+    /// Channels of the reader's narrowing layers.
+    pub tail_channels: usize,
+}
+
+impl MappingWidths {
+    /// The reference widths (reference-implementation.md §2.3–2.4): levels 2,2,3,3,4,4,5,
+    /// channels 4,4,8,8,16,16,16, tail 16: 650,225 parameters, 76,968 memory cells.
+    pub fn reference() -> Self {
+        Self {
+            levels: vec![2, 2, 3, 3, 4, 4, 5],
+            channels: vec![4, 4, 8, 8, 16, 16, 16],
+            tail_channels: 16,
+        }
+    }
+
+    /// Side of the finest grid, where the logit map lives.
+    pub fn output_size(&self) -> usize {
+        BASE_SIZE << (self.levels.last().copied().unwrap_or(1) - 1)
+    }
+
+    /// Checks the widths, naming the first problem.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.levels.is_empty() {
+            return Err("`levels` is empty".into());
+        }
+        if self.levels.len() != self.channels.len() {
+            return Err(format!(
+                "`levels` has {} entries but `channels` has {}",
+                self.levels.len(),
+                self.channels.len()
+            ));
+        }
+        if self.channels.contains(&0) || self.tail_channels == 0 {
+            return Err("channel counts must be positive".into());
+        }
+        if self.levels[0] == 0 || self.levels[0] > 2 {
+            return Err(format!(
+                "the first layer can have 1 or 2 levels, not {}",
+                self.levels[0]
+            ));
+        }
+        for (k, pair) in self.levels.windows(2).enumerate() {
+            if pair[1] < pair[0] || pair[1] > pair[0] + 1 {
+                return Err(format!(
+                    "layer {} has {} levels after {}: levels may stay or grow by one per layer",
+                    k + 2,
+                    pair[1],
+                    pair[0]
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The writer: residual connections from layer `k-2` into every odd layer `k ≥ 3`
+    /// (1-based) that is at least as wide.
+    pub fn writer(&self, d_obs: usize) -> MemoryMeshConfig {
+        let mut d_in = d_obs;
+        let mut in_levels = 1;
+        let mut layers = Vec::new();
+        for (&n, &c) in self.levels.iter().zip(&self.channels) {
+            layers.push(MgConvLstmConfig::new(
+                d_in,
+                c,
+                levels(0, in_levels),
+                levels(0, n),
+            ));
+            (d_in, in_levels) = (c, n);
+        }
+        let residuals = (2..self.channels.len())
+            .step_by(2)
+            .filter(|&k| self.channels[k - 2] <= self.channels[k])
+            .map(|k| Residual { from: k - 2, to: k })
+            .collect();
+        MemoryMeshConfig::new(MgLstmStackConfig::new(layers).with_residuals(residuals))
+    }
+
+    /// The reader for `d_query`-channel queries at the coarsest level.
+    pub fn reader(&self, d_query: usize) -> MgReaderConfig {
+        let mut layers = Vec::new();
+        let mut residuals = Vec::new();
+        let mut features = Vec::new(); // channels each layer passes on
+        let (mut d_in, mut in_levels) = (d_query, 1);
+        for (k, (&n, &c)) in self.levels.iter().zip(&self.channels).enumerate() {
+            layers.push(MgConvConfig::new(
+                d_in,
+                c,
+                levels(0, in_levels),
+                levels(0, n),
+            ));
+            if k >= 2 && k % 2 == 0 && features[k - 2] <= c {
+                residuals.push(Residual { from: k - 2, to: k });
+            }
+            features.push(2 * c);
+            (d_in, in_levels) = (2 * c, n);
+        }
+        // Narrow to the finest level: (shrink, same) pairs, then a 1-channel logit layer.
+        let total = in_levels;
+        let t = self.tail_channels;
+        let mut first = 0;
+        let mut previous_same = None;
+        while total - first > 1 {
+            first += 1;
+            let count = total - first;
+            let input = levels(first - 1, count + 1);
+            if count == 1 {
+                layers.push(
+                    MgConvConfig::new(d_in, 1, input, levels(first, 1))
+                        .with_activation(Activation::Identity),
+                );
+                break;
+            }
+            layers.push(MgConvConfig::new(d_in, t, input, levels(first, count)));
+            layers.push(MgConvConfig::new(
+                t,
+                t,
+                levels(first, count),
+                levels(first, count),
+            ));
+            let same = layers.len() - 1;
+            if let Some(prev) = previous_same {
+                residuals.push(Residual {
+                    from: prev,
+                    to: same,
+                });
+            }
+            previous_same = Some(same);
+            d_in = t;
+        }
+        if total == 1 {
+            layers.push(
+                MgConvConfig::new(d_in, 1, levels(0, 1), levels(0, 1))
+                    .with_activation(Activation::Identity),
+            );
+        }
+        MgReaderConfig::new(layers)
+            .with_residuals(residuals)
+            .with_memory(self.channels.clone())
+    }
+}
+
+/// Configuration of a [`MappingModel`].
+#[derive(Config, Debug, PartialEq)]
+pub struct MappingModelConfig {
+    /// The writer.
+    pub writer: MemoryMeshConfig,
+    /// The readers, one per query size.
+    pub readers: Vec<MgReaderConfig>,
+    /// Side of the observation patch (a multiple of 3; larger patches are folded into
+    /// channels, 3×3 blocks at a time).
+    #[config(default = 3)]
+    pub obs_size: usize,
+    /// Side of each reader's query patch.
+    #[config(default = "vec![3]")]
+    pub query_sizes: Vec<usize>,
+}
+
+/// Input channels of the mapping encoding: free, wall, location row, location column.
+pub const D_ENCODING: usize = 4;
+
+/// Channels of a `side × side` patch folded to the 3×3 base grid.
+pub fn folded_channels(side: usize) -> usize {
+    let s = side / BASE_SIZE;
+    D_ENCODING * s * s
+}
+
+impl MappingModelConfig {
+    /// A model from widths, for `obs_size` observations and one reader per query size.
+    pub fn from_widths(widths: &MappingWidths, obs_size: usize, query_sizes: &[usize]) -> Self {
+        Self {
+            writer: widths.writer(folded_channels(obs_size)),
+            readers: query_sizes
+                .iter()
+                .map(|&k| widths.reader(folded_channels(k)))
+                .collect(),
+            obs_size,
+            query_sizes: query_sizes.to_vec(),
+        }
+    }
+
+    /// The reference model: 650,225 parameters, 76,968 memory cells.
+    pub fn reference() -> Self {
+        Self::from_widths(&MappingWidths::reference(), 3, &[3])
+    }
+
+    /// Trainable parameters.
+    pub fn num_params(&self) -> usize {
+        self.writer.num_params()
+            + self
+                .readers
+                .iter()
+                .map(MgReaderConfig::num_params)
+                .sum::<usize>()
+    }
+
+    /// Memory cells.
+    pub fn memory_cells(&self) -> usize {
+        self.writer.memory_cells()
+    }
+
+    /// Builds the model.
+    ///
+    /// # Panics
+    /// If a patch side is not a multiple of 3, or the readers do not fit the writer.
+    pub fn init<B: Backend>(&self, device: &B::Device) -> MappingModel<B> {
+        for &side in std::iter::once(&self.obs_size).chain(&self.query_sizes) {
+            assert!(
+                side > 0 && side % BASE_SIZE == 0,
+                "MappingModel: patch side {side} is not a positive multiple of {BASE_SIZE}"
+            );
+        }
+        assert_eq!(
+            self.readers.len(),
+            self.query_sizes.len(),
+            "MappingModel: {} readers for {} query sizes",
+            self.readers.len(),
+            self.query_sizes.len()
+        );
+        MappingModel {
+            writer: self.writer.init(device),
+            readers: self.readers.iter().map(|r| r.init(device)).collect(),
+        }
+    }
+}
+
+/// The mapping & localization model (paper Figure 2, top).
+#[derive(Module, Debug)]
+pub struct MappingModel<B: Backend> {
+    /// The memory mesh.
+    pub writer: MemoryMesh<B>,
+    /// The readers.
+    pub readers: Vec<MgReader<B>>,
+}
+
+/// Folds a `[n, c, 3s, 3s]` patch into `[n, c·s², 3, 3]` (space to depth): grid cell
+/// `(a, b)` holds the `s×s` block at rows `a·s..(a+1)·s` and columns `b·s..(b+1)·s`.
+pub fn fold_patch<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
+    let [n, c, h, w] = x.dims();
+    assert!(
+        h == w && h % BASE_SIZE == 0,
+        "fold_patch: a {h}×{w} patch is not a square multiple of {BASE_SIZE}"
+    );
+    let s = h / BASE_SIZE;
+    if s == 1 {
+        return x;
+    }
+    x.reshape([n, c, BASE_SIZE, s, BASE_SIZE, s])
+        .permute([0, 1, 3, 5, 2, 4])
+        .reshape([n, c * s * s, BASE_SIZE, BASE_SIZE])
+}
+
+impl<B: Backend> MappingModel<B> {
+    /// Trainable parameters.
+    pub fn num_params(&self) -> usize {
+        self.writer.num_params() + self.readers.iter().map(MgReader::num_params).sum::<usize>()
+    }
+
+    /// Runs `steps` time steps (time-major rows) and returns one logit map per reader and the
+    /// writer's state after the last step.
+    ///
+    /// # Shapes
+    /// - `observation`: `[steps·batch, 4, m, m]`
+    /// - `queries[r]`: `[steps·batch, 4, k_r, k_r]`
+    /// - returns logits `[steps·batch, s·s]` per reader, `s` the finest grid side
+    pub fn forward_window(
+        &self,
+        observation: Tensor<B, 4>,
+        queries: &[Tensor<B, 4>],
+        steps: usize,
+        state: Option<StackState<B>>,
+    ) -> (Vec<Tensor<B, 2>>, StackState<B>) {
+        assert_eq!(
+            queries.len(),
+            self.readers.len(),
+            "MappingModel: {} queries for {} readers",
+            queries.len(),
+            self.readers.len()
+        );
+        let memory = self
+            .writer
+            .forward_window(&[fold_patch(observation)], steps, state);
+        let logits = self
+            .readers
+            .iter()
+            .zip(queries)
+            .map(|(reader, query)| {
+                let out =
+                    reader.forward_window(&[fold_patch(query.clone())], &memory.outputs, steps);
+                let map = out.into_iter().next_back().expect("one output level");
+                let [n, _, h, w] = map.dims();
+                map.reshape([n, h * w])
+            })
+            .collect();
+        (logits, memory.state)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::TestBackend;
+    use burn::tensor::TensorData;
+
+    #[test]
+    fn reference_widths_give_the_reference_model() {
+        let config = MappingModelConfig::reference();
+        assert_eq!(config.writer, MemoryMeshConfig::mapping_reference());
+        assert_eq!(config.readers[0], MgReaderConfig::mapping_reference(4));
+        assert_eq!(config.num_params(), 650_225);
+        assert_eq!(config.memory_cells(), 76_968);
+        let model = config.init::<TestBackend>(&Default::default());
+        assert_eq!(model.num_params(), 650_225);
+    }
+
+    #[test]
+    fn small_widths_build_and_run() {
+        let device = Default::default();
+        let widths = MappingWidths::new(vec![2, 2, 3, 3], vec![2, 2, 4, 4], 4);
+        assert_eq!(widths.validate(), Ok(()));
+        assert_eq!(widths.output_size(), 12);
+        let model =
+            MappingModelConfig::from_widths(&widths, 9, &[3, 9]).init::<TestBackend>(&device);
+        let obs = Tensor::<TestBackend, 4>::ones([6, 4, 9, 9], &device);
+        let queries = [
+            Tensor::ones([6, 4, 3, 3], &device),
+            Tensor::ones([6, 4, 9, 9], &device),
+        ];
+        let (logits, state) = model.forward_window(obs, &queries, 2, None);
+        assert_eq!(logits[0].dims(), [6, 144]);
+        assert_eq!(logits[1].dims(), [6, 144]);
+        assert_eq!(state.len(), 4);
+    }
+
+    #[test]
+    fn widths_are_validated() {
+        let bad = MappingWidths::new(vec![2, 4], vec![2, 2], 4);
+        assert!(
+            bad.validate()
+                .unwrap_err()
+                .contains("layer 2 has 4 levels after 2")
+        );
+        let bad = MappingWidths::new(vec![2], vec![2, 2], 4);
+        assert!(
+            bad.validate()
+                .unwrap_err()
+                .contains("`levels` has 1 entries")
+        );
+    }
+
+    /// A 6×6 patch folds to a 3×3 grid whose cell (a, b) holds the 2×2 block at rows 2a..2a+2
+    /// and columns 2b..2b+2; channel `2i + j` holds the block's pixel (i, j). Pixel values are
+    /// their row-major index.
+    #[test]
+    fn fold_patch_moves_sub_pixels_to_channels() {
+        let device = Default::default();
+        let values: Vec<f32> = (0..36).map(|v| v as f32).collect();
+        let x = Tensor::<TestBackend, 4>::from_data(TensorData::new(values, [1, 1, 6, 6]), &device);
+        let y = fold_patch(x);
+        assert_eq!(y.dims(), [1, 4, 3, 3]);
+        let v: Vec<f32> = y.into_data().to_vec().unwrap();
+        // Channel 0 holds pixels (2r, 2c); channel 1 holds (2r, 2c + 1).
+        assert_eq!(&v[..9], &[0., 2., 4., 12., 14., 16., 24., 26., 28.]);
+        assert_eq!(&v[9..18], &[1., 3., 5., 13., 15., 17., 25., 27., 29.]);
+    }
+}

@@ -1,0 +1,329 @@
+//! `mg-train eval` and `mg-train viz`: localization precision / recall / F on a fixed test
+//! set, and pictures of one episode.
+
+use std::path::Path;
+use std::time::Instant;
+
+use burn::tensor::backend::Backend;
+use burn::tensor::{ElementConversion, Int, Tensor};
+use indicatif::{ProgressBar, ProgressStyle};
+use mg_data::batch::mapping_window;
+use mg_data::mapping::{Episode, MappingConfig, MappingTestSet, QueryPer};
+use mg_models::MappingModel;
+use serde::Serialize;
+
+use crate::config::ExperimentConfig;
+use crate::viz::{Canvas, Rgb, WHITE, grey, save_gif};
+
+/// Micro-averaged counts of one reader.
+#[derive(Serialize, Debug, Clone, Copy, Default, PartialEq)]
+pub struct Scores {
+    /// Query side of the reader.
+    pub query_size: usize,
+    /// Predicted and true pixels.
+    pub true_positives: u64,
+    /// Predicted, not true.
+    pub false_positives: u64,
+    /// True, not predicted.
+    pub false_negatives: u64,
+    /// TP / (TP + FP).
+    pub precision: f64,
+    /// TP / (TP + FN).
+    pub recall: f64,
+    /// Harmonic mean of precision and recall.
+    pub f: f64,
+}
+
+impl Scores {
+    fn finish(mut self) -> Self {
+        let (tp, fp, fn_) = (
+            self.true_positives as f64,
+            self.false_positives as f64,
+            self.false_negatives as f64,
+        );
+        self.precision = if tp + fp > 0.0 { tp / (tp + fp) } else { 0.0 };
+        self.recall = if tp + fn_ > 0.0 { tp / (tp + fn_) } else { 0.0 };
+        let (p, r) = (self.precision, self.recall);
+        self.f = if p + r > 0.0 {
+            2.0 * p * r / (p + r)
+        } else {
+            0.0
+        };
+        self
+    }
+}
+
+/// The result of an evaluation, as written to `eval.json`.
+#[derive(Serialize, Debug, Clone)]
+pub struct EvalReport {
+    /// Time step of the evaluated checkpoint.
+    pub time_step: u64,
+    /// Test episodes.
+    pub episodes: usize,
+    /// Seed of the test set.
+    pub seed: u64,
+    /// One entry per reader.
+    pub readers: Vec<Scores>,
+    /// Wall time, seconds.
+    pub seconds: f64,
+}
+
+/// The causal test world of one query size: per-sample query indices, no look-ahead.
+pub fn test_world(config: &ExperimentConfig, query_size: usize) -> MappingConfig {
+    MappingConfig {
+        lookahead: false,
+        query_per: QueryPer::Sample,
+        ..config.mapping(query_size)
+    }
+}
+
+/// Test episodes `range` for every query size (same maps and paths).
+pub fn test_episodes(
+    config: &ExperimentConfig,
+    range: std::ops::Range<usize>,
+) -> anyhow::Result<Vec<Vec<Episode>>> {
+    config
+        .world
+        .query_sizes
+        .iter()
+        .map(|&q| {
+            let set = MappingTestSet {
+                config: test_world(config, q),
+                seed: config.eval.seed,
+                len: range.end,
+            };
+            range
+                .clone()
+                .map(|i| set.get(i).map_err(anyhow::Error::from))
+                .collect()
+        })
+        .collect()
+}
+
+/// Evaluates `model` on `episodes` test maps, step by step with carried state, threshold 0.5.
+pub fn evaluate<B: Backend>(
+    model: &MappingModel<B>,
+    config: &ExperimentConfig,
+    episodes: usize,
+    device: &B::Device,
+    show_progress: bool,
+) -> anyhow::Result<Vec<Scores>> {
+    let readers = config.world.query_sizes.len();
+    let mut totals: Vec<Scores> = config
+        .world
+        .query_sizes
+        .iter()
+        .map(|&q| Scores {
+            query_size: q,
+            ..Scores::default()
+        })
+        .collect();
+    let bar = if show_progress {
+        ProgressBar::new(episodes as u64)
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} episodes {msg}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    let mut start = 0;
+    while start < episodes {
+        let end = (start + config.eval.batch).min(episodes);
+        let batch = test_episodes(config, start..end)?;
+        let len = batch[0][0].len();
+        let mut state = None;
+        let mut counts: Vec<Option<[Tensor<B, 1, Int>; 3]>> = vec![None; readers];
+        for t in 0..len {
+            let windows: Vec<_> = batch
+                .iter()
+                .map(|e| mapping_window::<B>(e, t..t + 1, device))
+                .collect();
+            let queries: Vec<_> = windows.iter().map(|w| w.query.clone()).collect();
+            let (logits, next) = model.forward_window(windows[0].input.clone(), &queries, 1, state);
+            state = Some(next);
+            for (r, (logit, w)) in logits.into_iter().zip(&windows).enumerate() {
+                let pred = logit.greater_equal_elem(0.0).int();
+                let truth = w.target.clone().greater_equal_elem(0.5).int();
+                let tp = (pred.clone() * truth.clone()).sum();
+                let fp = (pred.clone() - pred.clone() * truth.clone()).sum();
+                let fn_ = (truth.clone() - pred * truth).sum();
+                counts[r] = Some(match counts[r].take() {
+                    None => [tp, fp, fn_],
+                    Some([a, b, c]) => [a + tp, b + fp, c + fn_],
+                });
+            }
+        }
+        for (total, c) in totals.iter_mut().zip(counts) {
+            if let Some([tp, fp, fn_]) = c {
+                total.true_positives += tp.into_scalar().elem::<i64>() as u64;
+                total.false_positives += fp.into_scalar().elem::<i64>() as u64;
+                total.false_negatives += fn_.into_scalar().elem::<i64>() as u64;
+            }
+        }
+        let f = totals[0].finish().f;
+        bar.set_message(format!("F {:.4}", f));
+        bar.set_position(end as u64);
+        start = end;
+    }
+    bar.finish_and_clear();
+    Ok(totals.into_iter().map(Scores::finish).collect())
+}
+
+/// Runs an evaluation and builds its report.
+pub fn report<B: Backend>(
+    model: &MappingModel<B>,
+    config: &ExperimentConfig,
+    episodes: usize,
+    time_step: u64,
+    device: &B::Device,
+    show_progress: bool,
+) -> anyhow::Result<EvalReport> {
+    let start = Instant::now();
+    let readers = evaluate(model, config, episodes, device, show_progress)?;
+    Ok(EvalReport {
+        time_step,
+        episodes,
+        seed: config.eval.seed,
+        readers,
+        seconds: start.elapsed().as_secs_f64(),
+    })
+}
+
+const WALL: Rgb = [40, 40, 60];
+const FREE: Rgb = [235, 235, 225];
+const UNKNOWN: Rgb = [170, 170, 170];
+const AGENT: Rgb = [220, 30, 30];
+const PATH: Rgb = [140, 180, 235];
+
+/// Renders every step of test episode `index` (paper Figure 4): the true map with the agent,
+/// the explored map, the query, the predicted and true localization maps, and the channel
+/// mean of the deepest layer's finest hidden state. Writes `frame-NNNN.png` and
+/// `episode.gif` into `out`; returns the number of frames.
+pub fn render_episode<B: Backend>(
+    model: &MappingModel<B>,
+    config: &ExperimentConfig,
+    index: usize,
+    out: &Path,
+    device: &B::Device,
+) -> anyhow::Result<usize> {
+    std::fs::create_dir_all(out).map_err(|e| anyhow::anyhow!("creating {}: {e}", out.display()))?;
+    let episodes = test_episodes(config, index..index + 1)?;
+    let episode = &episodes[0][0];
+    let n = episode.map().size();
+    let ms = config.world.mask_size;
+    let k = config.world.query_sizes[0];
+    let scale_map = (144 / n).max(2);
+    let scale_mask = (144 / ms).max(2);
+    let panel = 150usize;
+    let (width, height) = (6 * (panel + 10) + 10, panel + 40);
+    let mut state = None;
+    let mut frames = Vec::new();
+    let mut explored = vec![false; n * n];
+    for t in 0..episode.len() {
+        let windows: Vec<_> = episodes
+            .iter()
+            .map(|e| mapping_window::<B>(e, t..t + 1, device))
+            .collect();
+        let queries: Vec<_> = windows.iter().map(|w| w.query.clone()).collect();
+        let (logits, next) = model.forward_window(windows[0].input.clone(), &queries, 1, state);
+        let memory = next
+            .last()
+            .and_then(|l| l.last())
+            .expect("a non-empty writer")
+            .hidden
+            .clone();
+        let [_, _, mh, mw] = memory.dims();
+        let memory: Vec<f32> = memory
+            .mean_dim(1)
+            .into_data()
+            .convert::<f32>()
+            .to_vec()
+            .unwrap_or_default();
+        state = Some(next);
+        let prob: Vec<f32> = burn::tensor::activation::sigmoid(logits[0].clone())
+            .into_data()
+            .convert::<f32>()
+            .to_vec()
+            .unwrap_or_default();
+        let truth = episode.target_mask(t);
+        let obs = config.world.obs_size;
+        let (ar, ac) = episode.positions()[t];
+        for dr in 0..obs {
+            for dc in 0..obs {
+                let (r, c) = (
+                    (ar + dr) as i64 - (obs / 2) as i64,
+                    (ac + dc) as i64 - (obs / 2) as i64,
+                );
+                if (0..n as i64).contains(&r) && (0..n as i64).contains(&c) {
+                    explored[r as usize * n + c as usize] = true;
+                }
+            }
+        }
+        let visited: std::collections::HashSet<(usize, usize)> =
+            episode.positions()[..=t].iter().copied().collect();
+        let mut canvas = Canvas::new(width, height, WHITE);
+        let titles = [
+            "true map",
+            "explored",
+            "query",
+            "predicted",
+            "truth",
+            "memory",
+        ];
+        for (i, title) in titles.iter().enumerate() {
+            canvas.text((10 + i * (panel + 10)) as i64, 8, title, 2, [0, 0, 0]);
+        }
+        let x = |i: usize| (10 + i * (panel + 10)) as i64;
+        let map = episode.map();
+        canvas.grid(x(0), 30, (n, n), scale_map, |r, c| {
+            if (r, c) == (ar, ac) {
+                AGENT
+            } else if map.is_wall(r as i64, c as i64) {
+                WALL
+            } else if visited.contains(&(r, c)) {
+                PATH
+            } else {
+                FREE
+            }
+        });
+        canvas.grid(x(1), 30, (n, n), scale_map, |r, c| {
+            if !explored[r * n + c] {
+                UNKNOWN
+            } else if map.is_wall(r as i64, c as i64) {
+                WALL
+            } else {
+                FREE
+            }
+        });
+        let query = episode.query(t);
+        canvas.grid(x(2), 30, (k, k), (144 / k).max(2), |r, c| {
+            if query[r * k + c] == mg_data::mapping::WALL {
+                WALL
+            } else {
+                FREE
+            }
+        });
+        canvas.grid(x(3), 30, (ms, ms), scale_mask, |r, c| {
+            grey(prob.get(r * ms + c).copied().unwrap_or(0.0))
+        });
+        canvas.grid(x(4), 30, (ms, ms), scale_mask, |r, c| {
+            grey(truth[r * ms + c])
+        });
+        canvas.grid(x(5), 30, (mh, mw), (144 / mh.max(mw)).max(1), |r, c| {
+            grey((memory.get(r * mw + c).copied().unwrap_or(0.0) + 1.0) / 2.0)
+        });
+        canvas.text(
+            x(0),
+            (height - 10) as i64,
+            &format!("step {t}"),
+            1,
+            [0, 0, 0],
+        );
+        canvas.save_png(&out.join(format!("frame-{t:04}.png")))?;
+        frames.push(canvas);
+    }
+    save_gif(&frames, 15, &out.join("episode.gif"))?;
+    Ok(frames.len())
+}

@@ -1,0 +1,182 @@
+//! The reference optimizer (TensorFlow's `ApplyRMSProp`), global-norm clipping and the linear
+//! learning-rate schedule.
+
+use burn::module::{AutodiffModule, ModuleVisitor, Param, ParamId};
+use burn::optim::{GradientsParams, SimpleOptimizer};
+use burn::record::Record;
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::{ElementConversion, Tensor};
+
+/// TensorFlow's RMSProp: `ms ← ρ·ms + (1−ρ)·g²`, `mom ← μ·mom + lr·g/sqrt(ms + ε)`,
+/// `θ ← θ − mom`, with the mean square initialised to `initial_mean_square` (1 in TensorFlow).
+///
+/// burn's own `RmsProp` differs: ε outside the square root, mean square starting at 0.
+#[derive(Clone, Debug)]
+pub struct TfRmsProp {
+    /// Decay ρ of the mean square.
+    pub decay: f32,
+    /// ε, added inside the square root.
+    pub epsilon: f32,
+    /// Momentum μ.
+    pub momentum: f32,
+    /// Initial mean square.
+    pub initial_mean_square: f32,
+}
+
+/// Per-parameter state of [`TfRmsProp`].
+#[derive(Record, Clone, Debug)]
+pub struct TfRmsPropState<B: Backend, const D: usize> {
+    /// Mean square of the gradient.
+    pub mean_square: Tensor<B, D>,
+    /// Momentum buffer (absent without momentum).
+    pub momentum: Option<Tensor<B, D>>,
+}
+
+impl<B: Backend> SimpleOptimizer<B> for TfRmsProp {
+    type State<const D: usize> = TfRmsPropState<B, D>;
+
+    fn step<const D: usize>(
+        &self,
+        lr: f64,
+        tensor: Tensor<B, D>,
+        grad: Tensor<B, D>,
+        state: Option<Self::State<D>>,
+    ) -> (Tensor<B, D>, Option<Self::State<D>>) {
+        let (ms, mom) = match state {
+            Some(s) => (s.mean_square, s.momentum),
+            None => (grad.ones_like() * self.initial_mean_square, None),
+        };
+        let ms = ms.clone() + (grad.clone().square() - ms) * (1.0 - self.decay);
+        let update = grad * lr / (ms.clone() + self.epsilon).sqrt();
+        let (update, mom) = match (self.momentum, mom) {
+            (0.0, _) => (update, None),
+            (m, Some(prev)) => {
+                let next = prev * m + update;
+                (next.clone(), Some(next))
+            }
+            (_, None) => (update.clone(), Some(update)),
+        };
+        (
+            tensor - update,
+            Some(TfRmsPropState {
+                mean_square: ms,
+                momentum: mom,
+            }),
+        )
+    }
+
+    fn to_device<const D: usize>(state: Self::State<D>, device: &B::Device) -> Self::State<D> {
+        TfRmsPropState {
+            mean_square: state.mean_square.to_device(device),
+            momentum: state.momentum.map(|m| m.to_device(device)),
+        }
+    }
+}
+
+/// `lr(t) = start + (end − start)·t/decay_steps` for `t < decay_steps`, then `end`.
+pub fn linear_lr(start: f64, end: f64, decay_steps: u64, t: u64) -> f64 {
+    if decay_steps == 0 || t >= decay_steps {
+        end
+    } else {
+        start + (end - start) * t as f64 / decay_steps as f64
+    }
+}
+
+struct ParamIds(Vec<(ParamId, usize)>);
+
+impl<B: Backend> ModuleVisitor<B> for ParamIds {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        self.0.push((param.id, D));
+    }
+}
+
+fn scale_grad<B: Backend, const D: usize>(
+    grads: &mut GradientsParams,
+    id: ParamId,
+    scale: &Tensor<B, 1>,
+) {
+    if let Some(g) = grads.remove::<B, D>(id) {
+        grads.register(id, g * scale.clone().unsqueeze());
+    }
+}
+
+fn sq_norm<B: Backend, const D: usize>(
+    grads: &GradientsParams,
+    id: ParamId,
+) -> Option<Tensor<B, 1>> {
+    grads.get::<B, D>(id).map(|g| g.square().sum())
+}
+
+/// Scales every gradient by `clip / max(‖g‖, clip)` (TensorFlow's `clip_by_global_norm`) and
+/// returns the global norm `‖g‖` before clipping, read back to the host.
+pub fn clip_global_norm<B: AutodiffBackend, M: AutodiffModule<B>>(
+    module: &M,
+    grads: &mut GradientsParams,
+    clip: f64,
+) -> f64 {
+    let mut ids = ParamIds(Vec::new());
+    module.visit(&mut ids);
+    let squares: Vec<Tensor<B::InnerBackend, 1>> = ids
+        .0
+        .iter()
+        .filter_map(|&(id, rank)| match rank {
+            1 => sq_norm::<B::InnerBackend, 1>(grads, id),
+            2 => sq_norm::<B::InnerBackend, 2>(grads, id),
+            3 => sq_norm::<B::InnerBackend, 3>(grads, id),
+            4 => sq_norm::<B::InnerBackend, 4>(grads, id),
+            other => panic!("clip_global_norm: parameters of rank {other} are not supported"),
+        })
+        .collect();
+    let Some(total) = squares.into_iter().reduce(|a, b| a + b) else {
+        return 0.0;
+    };
+    let norm = total.sqrt();
+    let value: f64 = norm.clone().into_scalar().elem();
+    if value > clip && value.is_finite() {
+        let scale = norm.ones_like() * (clip / value);
+        for &(id, rank) in &ids.0 {
+            match rank {
+                1 => scale_grad::<B::InnerBackend, 1>(grads, id, &scale),
+                2 => scale_grad::<B::InnerBackend, 2>(grads, id, &scale),
+                3 => scale_grad::<B::InnerBackend, 3>(grads, id, &scale),
+                _ => scale_grad::<B::InnerBackend, 4>(grads, id, &scale),
+            }
+        }
+    }
+    value
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::Flex;
+
+    /// One step from the initial state with g = 2, lr = 0.1, ρ = 0.99, ε = 0.1:
+    /// ms = 1 + (4 − 1)·0.01 = 1.03, update = 0.1·2/sqrt(1.13) = 0.188144, θ = 1 − 0.188144.
+    #[test]
+    fn tf_rmsprop_matches_the_reference_update() {
+        let device = Default::default();
+        let optim = TfRmsProp {
+            decay: 0.99,
+            epsilon: 0.1,
+            momentum: 0.0,
+            initial_mean_square: 1.0,
+        };
+        let theta = Tensor::<Flex, 1>::from_data([1.0f32], &device);
+        let grad = Tensor::<Flex, 1>::from_data([2.0f32], &device);
+        let (theta, state) = optim.step(0.1, theta, grad.clone(), None);
+        let got: f32 = theta.clone().into_scalar();
+        assert!((got - (1.0 - 0.2 / 1.13f32.sqrt())).abs() < 1e-6, "{got}");
+        // Second step: ms = 1.03 + (4 − 1.03)·0.01 = 1.0597.
+        let (theta, _) = optim.step(0.1, theta, grad, state);
+        let want = got - 0.2 / (1.0597f32 + 0.1).sqrt();
+        assert!((theta.into_scalar() - want).abs() < 1e-6);
+    }
+
+    #[test]
+    fn lr_decays_linearly_then_stays() {
+        assert_eq!(linear_lr(1e-3, 1e-4, 1_000_000, 0), 1e-3);
+        assert!((linear_lr(1e-3, 1e-4, 1_000_000, 500_000) - 5.5e-4).abs() < 1e-12);
+        assert_eq!(linear_lr(1e-3, 1e-4, 1_000_000, 2_000_000), 1e-4);
+    }
+}

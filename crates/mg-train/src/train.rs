@@ -1,0 +1,421 @@
+//! `mg-train train` and `mg-train resume`: truncated-BPTT training of the mapping model.
+
+use std::fs::{self, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use burn::backend::Autodiff;
+use burn::module::{AutodiffModule, Module};
+use burn::optim::adaptor::OptimizerAdaptor;
+use burn::optim::{AdamConfig, GradientsParams, Optimizer};
+use burn::record::{BinFileRecorder, FullPrecisionSettings, Recorder};
+use burn::tensor::backend::Backend;
+use burn::tensor::{ElementConversion, Tensor};
+use indicatif::{ProgressBar, ProgressStyle};
+use mg_data::batch::mapping_window;
+use mg_data::mapping::{Episode, generate_batch};
+use mg_layers::{ConvLstmState, StackState, detach_state};
+use mg_models::MappingModel;
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint::{Progress, RunDir};
+use crate::config::{ExperimentConfig, LossReduction, OptimizerKind};
+use crate::optim::{TfRmsProp, clip_global_norm, linear_lr};
+use crate::viz::plot_curve;
+
+/// The checkpoint file format.
+pub type Rec = BinFileRecorder<FullPrecisionSettings>;
+
+/// One line of `metrics.jsonl`.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct MetricsLine {
+    /// Time steps trained.
+    pub time_step: u64,
+    /// Optimizer updates.
+    pub updates: u64,
+    /// Mean summed loss per window since the previous line.
+    pub loss: f64,
+    /// The same per pixel, step and sample.
+    pub loss_per_pixel: f64,
+    /// Mean global gradient norm (before clipping).
+    pub grad_norm: f64,
+    /// Learning rate of the last update.
+    pub lr: f64,
+    /// Training throughput since the previous line.
+    pub steps_per_s: f64,
+    /// Wall time of the run so far (this process), seconds.
+    pub elapsed_s: f64,
+}
+
+/// Summed (or averaged) sigmoid cross-entropy `max(x, 0) − x·y + log(1 + e^(−|x|))`.
+pub fn localization_loss<B: Backend>(
+    logits: Tensor<B, 2>,
+    target: Tensor<B, 2>,
+    reduction: LossReduction,
+) -> Tensor<B, 1> {
+    let per_pixel =
+        logits.clone().clamp_min(0.0) - logits.clone() * target + logits.abs().neg().exp().log1p();
+    match reduction {
+        LossReduction::Sum => per_pixel.sum(),
+        LossReduction::Mean => per_pixel.mean(),
+    }
+}
+
+/// The training episodes of batch `index`, one copy per query size (same maps and paths).
+pub fn training_batch(config: &ExperimentConfig, index: u64) -> anyhow::Result<Vec<Vec<Episode>>> {
+    config
+        .world
+        .query_sizes
+        .iter()
+        .map(|&q| {
+            generate_batch(
+                &config.mapping(q),
+                config.train.seed,
+                index,
+                config.train.batch,
+            )
+            .map_err(anyhow::Error::from)
+        })
+        .collect()
+}
+
+/// Flattens a stack state to `[cell, hidden]` per level per layer.
+fn flatten_state<B: Backend>(state: StackState<B>) -> Vec<Tensor<B, 4>> {
+    state
+        .into_iter()
+        .flatten()
+        .flat_map(|s| [s.cell, s.hidden])
+        .collect()
+}
+
+fn unflatten_state<B: Backend>(
+    model: &MappingModel<B>,
+    flat: Vec<Tensor<B, 4>>,
+) -> anyhow::Result<StackState<B>> {
+    let counts: Vec<usize> = model
+        .writer
+        .stack
+        .layers
+        .iter()
+        .map(|l| l.output_levels().count)
+        .collect();
+    let expected: usize = 2 * counts.iter().sum::<usize>();
+    if flat.len() != expected {
+        bail!(
+            "the saved LSTM state holds {} tensors, the model needs {expected}",
+            flat.len()
+        );
+    }
+    let mut it = flat.into_iter();
+    Ok(counts
+        .iter()
+        .map(|&n| {
+            (0..n)
+                .map(|_| ConvLstmState {
+                    cell: it.next().expect("counted"),
+                    hidden: it.next().expect("counted"),
+                })
+                .collect()
+        })
+        .collect())
+}
+
+/// Options of one training invocation.
+pub struct TrainOptions {
+    /// Train until this many time steps.
+    pub total_steps: u64,
+    /// Continue from the newest checkpoint of the run.
+    pub resume: bool,
+}
+
+/// Trains (or resumes) the run in `run`; returns the final progress.
+pub fn train<B: Backend>(
+    device: B::Device,
+    config: &ExperimentConfig,
+    run: &RunDir,
+    options: &TrainOptions,
+) -> anyhow::Result<Progress> {
+    B::seed(&device, config.train.seed);
+    let model = config.model().init::<Autodiff<B>>(&device);
+    let t = &config.train;
+    match t.optimizer {
+        OptimizerKind::TfRmsprop => {
+            let optim: OptimizerAdaptor<TfRmsProp, MappingModel<Autodiff<B>>, Autodiff<B>> =
+                OptimizerAdaptor::from(TfRmsProp {
+                    decay: t.rmsprop_decay as f32,
+                    epsilon: t.rmsprop_epsilon as f32,
+                    momentum: 0.0,
+                    initial_mean_square: 1.0,
+                });
+            run_loop(device, config, run, options, model, optim)
+        }
+        OptimizerKind::Adam => {
+            let optim = AdamConfig::new().init::<Autodiff<B>, MappingModel<Autodiff<B>>>();
+            run_loop(device, config, run, options, model, optim)
+        }
+    }
+}
+
+fn run_loop<B, O>(
+    device: B::Device,
+    config: &ExperimentConfig,
+    run: &RunDir,
+    options: &TrainOptions,
+    mut model: MappingModel<Autodiff<B>>,
+    mut optim: O,
+) -> anyhow::Result<Progress>
+where
+    B: Backend,
+    O: Optimizer<MappingModel<Autodiff<B>>, Autodiff<B>>,
+{
+    let recorder = Rec::new();
+    let t = &config.train;
+    let mut progress = Progress::default();
+    let mut state: Option<StackState<Autodiff<B>>> = None;
+    let mut last_checkpoint = 0;
+    if options.resume {
+        let Some(dir) = run.latest()? else {
+            bail!("{} has no checkpoint to resume from", run.root.display());
+        };
+        progress = RunDir::progress(&dir)?;
+        model = model
+            .load_file(dir.join("model"), &recorder, &device)
+            .with_context(|| format!("loading {}", dir.join("model.bin").display()))?;
+        let record = recorder
+            .load(dir.join("optim"), &device)
+            .with_context(|| format!("loading {}", dir.join("optim.bin").display()))?;
+        optim = optim.load_record(record);
+        if progress.episode_t > 0 {
+            let flat: Vec<Tensor<B, 4>> =
+                Recorder::<B>::load(&recorder, dir.join("carry"), &device)
+                    .with_context(|| format!("loading {}", dir.join("carry.bin").display()))?;
+            let inner = unflatten_state(&model.valid(), flat)?;
+            state = Some(
+                inner
+                    .into_iter()
+                    .map(|layer| {
+                        layer
+                            .into_iter()
+                            .map(|s| ConvLstmState {
+                                cell: Tensor::from_inner(s.cell),
+                                hidden: Tensor::from_inner(s.hidden),
+                            })
+                            .collect()
+                    })
+                    .collect(),
+            );
+        }
+        last_checkpoint = progress.time_step;
+        truncate_metrics(&run.metrics(), progress.time_step)?;
+        eprintln!(
+            "resuming {} from time step {}",
+            run.root.display(),
+            progress.time_step
+        );
+    }
+    if progress.time_step >= options.total_steps {
+        eprintln!(
+            "nothing to do: the run is at time step {} and the target is {}",
+            progress.time_step, options.total_steps
+        );
+        return Ok(progress);
+    }
+
+    let mut metrics_file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(run.metrics())
+        .with_context(|| format!("opening {}", run.metrics().display()))?;
+    let bar = ProgressBar::new(options.total_steps);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{elapsed_precise} [{bar:30}] {pos}/{len} steps {per_sec} {msg}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    bar.set_position(progress.time_step);
+
+    let start = Instant::now();
+    let mut since_log = (0u64, 0.0f64, 0.0f64, 0.0f64, 0usize, Instant::now());
+    let mut episodes: Option<Vec<Vec<Episode>>> = None;
+    let pixels = (config.world.mask_size * config.world.mask_size) as f64;
+    while progress.time_step < options.total_steps {
+        let batch = match &episodes {
+            Some(e) => e,
+            None => episodes.insert(training_batch(config, progress.batch_index)?),
+        };
+        let len = batch[0][0].len();
+        let (t0, t1) = (progress.episode_t, (progress.episode_t + t.window).min(len));
+        let steps = t1 - t0;
+        let windows: Vec<_> = batch
+            .iter()
+            .map(|e| mapping_window::<Autodiff<B>>(e, t0..t1, &device))
+            .collect();
+        let queries: Vec<_> = windows.iter().map(|w| w.query.clone()).collect();
+        let (logits, next) =
+            model.forward_window(windows[0].input.clone(), &queries, steps, state.take());
+        let loss = logits
+            .into_iter()
+            .zip(&windows)
+            .map(|(l, w)| localization_loss(l, w.target.clone(), t.loss))
+            .reduce(|a, b| a + b)
+            .expect("at least one reader");
+        let loss_value: f64 = loss.clone().into_scalar().elem();
+        let mut grads = GradientsParams::from_grads(loss.backward(), &model);
+        let norm = clip_global_norm(&model, &mut grads, t.clip_norm);
+        if !loss_value.is_finite() || !norm.is_finite() {
+            bar.abandon();
+            let kept = match run.latest()? {
+                Some(dir) => format!("the last good checkpoint is kept in {}", dir.display()),
+                None => "no checkpoint had been written yet".into(),
+            };
+            bail!(
+                "training diverged at time step {}: loss = {loss_value}, gradient norm = {norm}; {kept}",
+                progress.time_step
+            );
+        }
+        let lr = linear_lr(t.lr_start, t.lr_end, t.lr_decay_steps, progress.time_step);
+        model = optim.step(lr, model, grads);
+
+        progress.time_step += steps as u64;
+        progress.updates += 1;
+        progress.episode_t = t1;
+        state = Some(detach_state(next));
+        if t1 == len {
+            progress.episode_t = 0;
+            progress.batch_index += 1;
+            episodes = None;
+            state = None;
+        }
+        bar.set_position(progress.time_step);
+
+        since_log.0 += steps as u64;
+        since_log.1 += loss_value;
+        since_log.2 +=
+            loss_value / (pixels * (steps * t.batch * config.world.query_sizes.len()) as f64);
+        since_log.3 += norm;
+        since_log.4 += 1;
+        let done = progress.time_step >= options.total_steps;
+        if since_log.0 >= t.log_every || done {
+            let n = since_log.4 as f64;
+            let line = MetricsLine {
+                time_step: progress.time_step,
+                updates: progress.updates,
+                loss: since_log.1 / n,
+                loss_per_pixel: since_log.2 / n,
+                grad_norm: since_log.3 / n,
+                lr,
+                steps_per_s: since_log.0 as f64 / since_log.5.elapsed().as_secs_f64(),
+                elapsed_s: start.elapsed().as_secs_f64(),
+            };
+            bar.set_message(format!("loss/pixel {:.5}", line.loss_per_pixel));
+            writeln!(metrics_file, "{}", serde_json::to_string(&line)?)?;
+            metrics_file.flush()?;
+            since_log = (0, 0.0, 0.0, 0.0, 0, Instant::now());
+        }
+        if progress.time_step - last_checkpoint >= t.checkpoint_every || done {
+            save(run, &recorder, &progress, &model, &optim, state.clone())?;
+            last_checkpoint = progress.time_step;
+            plot_metrics(run)?;
+        }
+    }
+    bar.finish();
+    Ok(progress)
+}
+
+fn save<B, O>(
+    run: &RunDir,
+    recorder: &Rec,
+    progress: &Progress,
+    model: &MappingModel<Autodiff<B>>,
+    optim: &O,
+    state: Option<StackState<Autodiff<B>>>,
+) -> anyhow::Result<()>
+where
+    B: Backend,
+    O: Optimizer<MappingModel<Autodiff<B>>, Autodiff<B>>,
+{
+    run.save_checkpoint(progress, |dir| {
+        model.clone().save_file(dir.join("model"), recorder)?;
+        Recorder::<Autodiff<B>>::record(recorder, optim.to_record(), dir.join("optim"))?;
+        if let Some(state) = state {
+            let inner: StackState<B> = state
+                .into_iter()
+                .map(|l| {
+                    l.into_iter()
+                        .map(|s| ConvLstmState {
+                            cell: s.cell.inner(),
+                            hidden: s.hidden.inner(),
+                        })
+                        .collect()
+                })
+                .collect();
+            Recorder::<B>::record(recorder, flatten_state(inner), dir.join("carry"))?;
+        }
+        Ok(())
+    })?;
+    Ok(())
+}
+
+/// Drops metrics lines past `time_step` (written after the checkpoint a run resumes from).
+fn truncate_metrics(path: &Path, time_step: u64) -> anyhow::Result<()> {
+    if !path.exists() {
+        return Ok(());
+    }
+    let file = fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    let kept: Vec<String> = BufReader::new(file)
+        .lines()
+        .map_while(Result::ok)
+        .filter(|line| {
+            serde_json::from_str::<MetricsLine>(line).is_ok_and(|m| m.time_step <= time_step)
+        })
+        .collect();
+    let mut text = kept.join("\n");
+    if !text.is_empty() {
+        text.push('\n');
+    }
+    crate::checkpoint::write_atomic(path, text.as_bytes())
+}
+
+/// Reads `metrics.jsonl`.
+pub fn read_metrics(path: &Path) -> anyhow::Result<Vec<MetricsLine>> {
+    let text = fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            serde_json::from_str(l)
+                .with_context(|| format!("{}:{}: bad metrics line", path.display(), i + 1))
+        })
+        .collect()
+}
+
+/// Redraws the learning curve from the metrics log.
+pub fn plot_metrics(run: &RunDir) -> anyhow::Result<()> {
+    let lines = read_metrics(&run.metrics())?;
+    let points: Vec<(f64, f64)> = lines
+        .iter()
+        .map(|m| (m.time_step as f64, m.loss_per_pixel))
+        .collect();
+    plot_curve(&[("loss per pixel", points)], "time steps", &run.curve())
+}
+
+/// Loads a run's model (newest checkpoint) for inference on `B`.
+pub fn load_model<B: Backend>(
+    config: &ExperimentConfig,
+    run: &RunDir,
+    device: &B::Device,
+) -> anyhow::Result<(MappingModel<B>, Progress)> {
+    let Some(dir) = run.latest()? else {
+        bail!("{} has no checkpoint yet", run.root.display());
+    };
+    let model = config
+        .model()
+        .init::<B>(device)
+        .load_file(dir.join("model"), &Rec::new(), device)
+        .with_context(|| format!("loading {}", dir.join("model.bin").display()))?;
+    Ok((model, RunDir::progress(&dir)?))
+}
