@@ -1,0 +1,222 @@
+//! End-to-end tests of `mg-train train | resume | eval | info | viz` on a tiny world.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_mg-train");
+
+/// A 5×5 maze (9 spiral steps), 6×6 localization map, a two-layer model.
+const TINY: &str = r#"
+[world]
+map_size = 5
+mask_size = 6
+mask_origin = 2
+location = "normalized"
+query_per = "sample"
+
+[model]
+levels = [1, 2]
+channels = [2, 2]
+tail_channels = 2
+
+[train]
+batch = 2
+window = 4
+time_steps = 26
+checkpoint_every = 4
+log_every = 4
+
+[eval]
+episodes = 4
+batch = 2
+"#;
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("mg-train-{name}-{}", std::process::id()));
+    std::fs::remove_dir_all(&dir).ok();
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn write_config(dir: &Path, text: &str) -> PathBuf {
+    let path = dir.join("tiny.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).output().unwrap()
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = run(args);
+    assert!(
+        out.status.success(),
+        "mg-train {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn fails(args: &[&str]) -> String {
+    let out = run(args);
+    assert!(!out.status.success(), "mg-train {args:?} should fail");
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        !stderr.contains("panicked"),
+        "mg-train {args:?} panicked:\n{stderr}"
+    );
+    stderr
+}
+
+#[test]
+fn train_eval_viz_and_info() {
+    let dir = temp_dir("flow");
+    let config = write_config(&dir, TINY);
+    let run_dir = dir.join("run");
+    let (c, r) = (config.to_str().unwrap(), run_dir.to_str().unwrap());
+    ok(&["train", c, "--run-dir", r, "--steps", "9"]);
+    for file in [
+        "config.toml",
+        "metrics.jsonl",
+        "learning_curve.png",
+        "checkpoints/latest",
+    ] {
+        assert!(run_dir.join(file).exists(), "{file} missing");
+    }
+    // A second `train` into the same folder refuses to overwrite it.
+    assert!(fails(&["train", c, "--run-dir", r]).contains("already holds a run"));
+
+    let report: serde_json::Value = serde_json::from_str(&ok(&["eval", r, "--json"])).unwrap();
+    let scores = &report["readers"][0];
+    let f = scores["f"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&f));
+    let (tp, fp) = (
+        scores["true_positives"].as_f64().unwrap(),
+        scores["false_positives"].as_f64().unwrap(),
+    );
+    if tp + fp > 0.0 {
+        assert!((scores["precision"].as_f64().unwrap() - tp / (tp + fp)).abs() < 1e-12);
+    }
+    assert!(run_dir.join("eval.json").exists());
+
+    let out = dir.join("viz");
+    ok(&["viz", r, "--out", out.to_str().unwrap()]);
+    assert!(out.join("frame-0000.png").exists() && out.join("frame-0008.png").exists());
+    assert!(out.join("episode.gif").exists());
+
+    let info: serde_json::Value = serde_json::from_str(&ok(&["info", c, "--json"])).unwrap();
+    assert_eq!(info["episode_len"], 9);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn bad_input_gives_clear_errors() {
+    let dir = temp_dir("bad");
+    let check = |text: String, expected: &str| {
+        let config = write_config(&dir, &text);
+        let err = fails(&["info", config.to_str().unwrap()]);
+        assert!(err.contains(expected), "expected `{expected}` in:\n{err}");
+        assert!(
+            err.contains("tiny.toml"),
+            "the error should name the file:\n{err}"
+        );
+    };
+    check(
+        TINY.replace("batch = 2\nwindow", "batch = 0\nwindow"),
+        "train.batch: 0",
+    );
+    check(
+        TINY.replace("[train]", "[train]\nbacth = 3"),
+        "unknown field `bacth`",
+    );
+    check(
+        TINY.replace("map_size = 5", "map_size = 5\nquery_sizes = [9]"),
+        "query_size: 9",
+    );
+    check(
+        TINY.replace("levels = [1, 2]", "levels = [1, 3]"),
+        "levels may stay or grow by one",
+    );
+    check("[world\n".into(), "tiny.toml");
+    assert!(fails(&["info", "/nonexistent/x.toml"]).contains("/nonexistent/x.toml"));
+    assert!(fails(&["eval", "/nonexistent/run"]).contains("does not exist"));
+    assert!(fails(&["resume", dir.to_str().unwrap()]).contains("is not a run directory"));
+    assert!(fails(&["train", "x.toml", "--device", "cuda"]).contains("x.toml"));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn divergence_stops_training_and_keeps_the_checkpoint() {
+    let dir = temp_dir("nan");
+    let config = write_config(
+        &dir,
+        &TINY.replace("[train]", "[train]\nlr_start = 1e30\nlr_end = 1e30"),
+    );
+    let run_dir = dir.join("run");
+    let err = fails(&[
+        "train",
+        config.to_str().unwrap(),
+        "--run-dir",
+        run_dir.to_str().unwrap(),
+    ]);
+    assert!(err.contains("training diverged at time step"), "{err}");
+    assert!(err.contains("last good checkpoint is kept in"), "{err}");
+    assert!(run_dir.join("checkpoints/latest").exists());
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn a_killed_run_resumes_from_its_last_checkpoint() {
+    let dir = temp_dir("kill");
+    let config = write_config(
+        &dir,
+        &TINY.replace("time_steps = 26", "time_steps = 100000"),
+    );
+    let run_dir = dir.join("run");
+    let mut child = Command::new(BIN)
+        .args([
+            "train",
+            config.to_str().unwrap(),
+            "--run-dir",
+            run_dir.to_str().unwrap(),
+        ])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let latest = run_dir.join("checkpoints/latest");
+    let start = Instant::now();
+    while !latest.exists() && start.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let name = std::fs::read_to_string(&latest).unwrap();
+    let step: u64 = name.trim().trim_start_matches("step-").parse().unwrap();
+    let target = (step + 10).to_string();
+    let stderr = String::from_utf8(
+        Command::new(BIN)
+            .args(["resume", run_dir.to_str().unwrap(), "--steps", &target])
+            .output()
+            .unwrap()
+            .stderr,
+    )
+    .unwrap();
+    assert!(
+        stderr.contains(&format!(
+            "resuming {} from time step {step}",
+            run_dir.display()
+        )),
+        "{stderr}"
+    );
+    let name = std::fs::read_to_string(&latest).unwrap();
+    let resumed: u64 = name.trim().trim_start_matches("step-").parse().unwrap();
+    assert!(
+        resumed >= step + 10,
+        "resumed to {resumed}, expected at least {}",
+        step + 10
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
