@@ -3,8 +3,9 @@
 //! * `ci`: format check, clippy (deny warnings), tests, docs, and the GPU backends' compile
 //!   checks, cheapest first.
 //! * `test [--backend flex|wgpu|cuda]`: the test suite on one backend.
-//! * `bench [--device cpu|ndarray|wgpu|cuda]... [-- <mg-train bench args>]`: release
-//!   benchmarks as JSON lines, also written to `target/bench/`.
+//! * `bench [--device cpu|ndarray|wgpu|cuda]... [--config FILE]... [-- <mg-train bench args>]`:
+//!   release benchmarks of the reference model and `configs/mapping/quick.toml` (or the given
+//!   configs) as JSON lines, also written to `target/bench/`.
 //! * `publish-check [--allow-dirty]`: `cargo publish -p mg-layers --dry-run`.
 
 use std::path::PathBuf;
@@ -14,7 +15,8 @@ use std::time::Instant;
 use anyhow::{Context, bail, ensure};
 
 const USAGE: &str = "usage: cargo xtask <ci [--no-gpu-checks] | test [--backend flex|wgpu|cuda] | \
-bench [--device cpu|ndarray|wgpu|cuda]... [-- ARGS] | publish-check [--allow-dirty]>";
+bench [--device cpu|ndarray|wgpu|cuda]... [--config FILE]... [-- ARGS] | \
+publish-check [--allow-dirty]>";
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -107,13 +109,25 @@ fn bench(rest: &[String]) -> anyhow::Result<()> {
         None => (rest, &[][..]),
     };
     let mut devices = Vec::new();
+    let mut configs = Vec::new();
     let mut it = ours.iter();
     while let Some(flag) = it.next() {
-        ensure!(flag == "--device", "unknown bench flag `{flag}`\n{USAGE}");
-        devices.push(it.next().context("--device needs a value")?.clone());
+        let value = it
+            .next()
+            .with_context(|| format!("{flag} needs a value"))?
+            .clone();
+        match flag.as_str() {
+            "--device" => devices.push(value),
+            "--config" => configs.push(Some(value)),
+            _ => bail!("unknown bench flag `{flag}`\n{USAGE}"),
+        }
     }
     if devices.is_empty() {
         devices.push("cpu".into());
+    }
+    if configs.is_empty() {
+        // The reference model (no config) and the quick CPU model.
+        configs = vec![None, Some("configs/mapping/quick.toml".into())];
     }
     let features: Vec<&str> = devices
         .iter()
@@ -147,19 +161,23 @@ fn bench(rest: &[String]) -> anyhow::Result<()> {
     let out_path = out_dir.join(format!("bench-{stamp}.jsonl"));
     let mut lines = String::new();
     for device in &devices {
-        let output = Command::new(&binary)
-            .args(["bench", "--json", "--device", device])
-            .args(passthrough)
-            .output()
-            .with_context(|| format!("running {}", binary.display()))?;
-        eprint!("{}", String::from_utf8_lossy(&output.stderr));
-        ensure!(
-            output.status.success(),
-            "mg-train bench --device {device} failed"
-        );
-        let text = String::from_utf8(output.stdout).context("bench output is not UTF-8")?;
-        print!("{text}");
-        lines.push_str(&text);
+        for config in &configs {
+            let output = Command::new(&binary)
+                .current_dir(root())
+                .args(["bench", "--json", "--device", device])
+                .args(config.iter())
+                .args(passthrough)
+                .output()
+                .with_context(|| format!("running {}", binary.display()))?;
+            eprint!("{}", String::from_utf8_lossy(&output.stderr));
+            ensure!(
+                output.status.success(),
+                "mg-train bench --device {device} {config:?} failed"
+            );
+            let text = String::from_utf8(output.stdout).context("bench output is not UTF-8")?;
+            print!("{text}");
+            lines.push_str(&text);
+        }
     }
     std::fs::write(&out_path, lines).with_context(|| format!("writing {}", out_path.display()))?;
     eprintln!("results written to {}", out_path.display());

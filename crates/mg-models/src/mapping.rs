@@ -303,19 +303,64 @@ impl<B: Backend> MappingModel<B> {
         let memory = self
             .writer
             .forward_window(&[fold_patch(observation)], steps, state);
-        let logits = self
-            .readers
+        let logits = self.read(queries, &memory.outputs, steps);
+        (logits, memory.state)
+    }
+}
+
+impl<B: Backend> MappingModel<B> {
+    /// The same as [`Self::forward_window`], with the writer run one time step at a time (the
+    /// streaming path); the readers still read all rows at once.
+    pub fn forward_steps(
+        &self,
+        observation: Tensor<B, 4>,
+        queries: &[Tensor<B, 4>],
+        steps: usize,
+        state: Option<StackState<B>>,
+    ) -> (Vec<Tensor<B, 2>>, StackState<B>) {
+        let [rows, _, _, _] = observation.dims();
+        assert!(
+            steps > 0 && rows % steps == 0,
+            "MappingModel: {rows} rows do not split into {steps} steps"
+        );
+        let batch = rows / steps;
+        let observation = fold_patch(observation);
+        let mut state = state;
+        let mut per_step = Vec::with_capacity(steps);
+        for t in 0..steps {
+            let x = observation.clone().narrow(0, t * batch, batch);
+            let out = self.writer.forward_step(&[x], state);
+            state = Some(out.state);
+            per_step.push(out.outputs);
+        }
+        let memory: Vec<Vec<Tensor<B, 4>>> = (0..per_step[0].len())
+            .map(|k| {
+                (0..per_step[0][k].len())
+                    .map(|l| Tensor::cat(per_step.iter().map(|s| s[k][l].clone()).collect(), 0))
+                    .collect()
+            })
+            .collect();
+        let logits = self.read(queries, &memory, steps);
+        (logits, state.expect("at least one step"))
+    }
+
+    /// Runs every reader on the writer's outputs; one flattened logit map per reader.
+    fn read(
+        &self,
+        queries: &[Tensor<B, 4>],
+        memory: &[Vec<Tensor<B, 4>>],
+        steps: usize,
+    ) -> Vec<Tensor<B, 2>> {
+        self.readers
             .iter()
             .zip(queries)
             .map(|(reader, query)| {
-                let out =
-                    reader.forward_window(&[fold_patch(query.clone())], &memory.outputs, steps);
+                let out = reader.forward_window(&[fold_patch(query.clone())], memory, steps);
                 let map = out.into_iter().next_back().expect("one output level");
                 let [n, _, h, w] = map.dims();
                 map.reshape([n, h * w])
             })
-            .collect();
-        (logits, memory.state)
+            .collect()
     }
 }
 
@@ -323,7 +368,7 @@ impl<B: Backend> MappingModel<B> {
 mod tests {
     use super::*;
     use crate::TestBackend;
-    use burn::tensor::TensorData;
+    use burn::tensor::{Distribution, TensorData, Tolerance};
 
     #[test]
     fn reference_widths_give_the_reference_model() {
@@ -353,6 +398,24 @@ mod tests {
         assert_eq!(logits[0].dims(), [6, 144]);
         assert_eq!(logits[1].dims(), [6, 144]);
         assert_eq!(state.len(), 4);
+    }
+
+    #[test]
+    fn step_path_equals_window_path() {
+        let device = Default::default();
+        let widths = MappingWidths::new(vec![2, 2, 3], vec![2, 3, 3], 3);
+        let model = MappingModelConfig::from_widths(&widths, 3, &[3]).init::<TestBackend>(&device);
+        let random =
+            || Tensor::<TestBackend, 4>::random([8, 4, 3, 3], Distribution::Default, &device);
+        let (obs, query) = (random(), [random()]);
+        let (a, sa) = model.forward_window(obs.clone(), &query, 4, None);
+        let (b, sb) = model.forward_steps(obs, &query, 4, None);
+        let tol = Tolerance::<f32>::absolute(1e-5);
+        a[0].to_data().assert_approx_eq::<f32>(&b[0].to_data(), tol);
+        sa[2][2]
+            .hidden
+            .to_data()
+            .assert_approx_eq::<f32>(&sb[2][2].hidden.to_data(), tol);
     }
 
     #[test]

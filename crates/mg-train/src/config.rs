@@ -454,4 +454,24 @@ mod tests {
         );
         assert!(err(MINIMAL.replace("tail_channels = 16", "")).contains("tail_channels"));
     }
+
+    /// Every shipped config loads, and the reference config is the reference model.
+    #[test]
+    fn shipped_configs_load() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/mapping");
+        let mut count = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                let config = ExperimentConfig::load(&path).unwrap();
+                assert!(config.model().num_params() > 0);
+                count += 1;
+            }
+        }
+        assert!(count >= 9, "only {count} configs in {}", dir.display());
+        let reference = ExperimentConfig::load(&dir.join("reference.toml")).unwrap();
+        assert_eq!(reference.model().num_params(), 650_225);
+        assert_eq!(reference.model().memory_cells(), 76_968);
+        assert_eq!(reference.mapping(3), MappingConfig::default());
+    }
 }

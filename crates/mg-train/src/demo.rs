@@ -3,12 +3,14 @@
 use std::time::Instant;
 
 use burn::backend::Autodiff;
+use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::backend::Backend;
+use burn::tensor::{Distribution, ElementConversion, Tensor};
 use clap::Args;
-use mg_models::MemoryMeshConfig;
+use mg_layers::{StackState, detach_state};
+use mg_models::{MemoryMesh, MemoryMeshConfig};
 
 use crate::backend::{DeviceKind, Job, dispatch};
-use crate::writer_run::{random_window, train_window};
 
 /// Arguments of `mg-train demo`.
 #[derive(Args, Debug)]
@@ -94,4 +96,35 @@ impl Job for Demo<'_> {
         }
         Ok(())
     }
+}
+
+/// A window of `steps·batch` random 4-channel 3×3 observations, time-major.
+pub fn random_window<B: Backend>(steps: usize, batch: usize, device: &B::Device) -> Tensor<B, 4> {
+    Tensor::random(
+        [steps * batch, 4, 3, 3],
+        Distribution::Uniform(0.0, 1.0),
+        device,
+    )
+}
+
+/// Forward and backward through one window with a carried state; returns the loss (the sum
+/// of squares of the deepest layer's finest output, a stand-in for a task loss) and the
+/// detached next state.
+pub fn train_window<B: AutodiffBackend>(
+    mesh: &MemoryMesh<B>,
+    input: Tensor<B, 4>,
+    steps: usize,
+    state: Option<StackState<B>>,
+) -> (f32, StackState<B>) {
+    let out = mesh.forward_window(&[input], steps, state);
+    let finest = out
+        .outputs
+        .last()
+        .and_then(|l| l.last())
+        .expect("a non-empty mesh")
+        .clone();
+    let loss = finest.square().sum();
+    let value = loss.clone().into_scalar().elem::<f32>();
+    let _grads = loss.backward();
+    (value, detach_state(out.state))
 }

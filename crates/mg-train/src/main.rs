@@ -11,7 +11,6 @@ mod eval;
 mod optim;
 mod train;
 mod viz;
-mod writer_run;
 
 use std::process::ExitCode;
 
@@ -39,7 +38,7 @@ enum Command {
     Viz(commands::VizArgs),
     /// Build the reference memory mesh, print its counts and write a few windows into it.
     Demo(demo::DemoArgs),
-    /// Time a training window and an inference step of the reference memory mesh.
+    /// Time a training window (window and step paths) and an inference step of a model.
     Bench(bench::BenchArgs),
     /// Validate a dataset and print a summary.
     Data(data_cmd::DataArgs),
