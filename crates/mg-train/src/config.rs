@@ -310,7 +310,7 @@ impl ExperimentConfig {
 
     /// The resolved config as TOML (every field, defaults filled in).
     pub fn to_toml(&self) -> String {
-        toml::to_string_pretty(self).expect("configs serialise")
+        toml::to_string(self).expect("configs serialise")
     }
 
     /// The world of one reader's query size, for training (`lookahead` as configured).
