@@ -9,7 +9,7 @@ use burn::tensor::{Tensor, backend::Backend};
 
 use crate::geometry::{Geometry, LevelSpan};
 use crate::init::ConvInit;
-use crate::norm::{MgNorm, MgNormConfig, NormMode};
+use crate::norm::{MgNorm, NormMode, level_norms};
 use crate::resample::gather;
 
 /// Nonlinearity applied after a multigrid convolution.
@@ -161,19 +161,13 @@ impl MgConvConfig {
                 (p.weight, p.bias)
             })
             .unzip();
-        let norms = match self.norm {
-            None => Vec::new(),
-            Some(mode) => self
-                .output_levels
-                .range()
-                .map(|_| {
-                    MgNormConfig::new(self.d_output)
-                        .with_mode(mode)
-                        .with_epsilon(self.norm_epsilon)
-                        .init(device)
-                })
-                .collect(),
-        };
+        let norms = level_norms(
+            self.norm,
+            self.d_output,
+            self.norm_epsilon,
+            self.output_levels,
+            device,
+        );
         MgConv {
             weights,
             biases,

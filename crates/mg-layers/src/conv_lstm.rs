@@ -8,7 +8,7 @@ use crate::cell::{ConvLstmCell, ConvLstmCellConfig, ConvLstmState};
 use crate::conv::{check_pyramid, check_span};
 use crate::geometry::{Geometry, LevelSpan};
 use crate::init::LstmInit;
-use crate::norm::{MgNorm, MgNormConfig, NormMode};
+use crate::norm::{MgNorm, NormMode, level_norms};
 use crate::resample::gather;
 
 /// The states of a multigrid conv-LSTM layer, one per output level, coarse to fine.
@@ -107,16 +107,7 @@ impl MgConvLstmConfig {
 
     /// Memory cells `Σ_l H_l·W_l·C` of the LSTM cell states.
     pub fn memory_cells(&self) -> usize {
-        self.output_levels
-            .range()
-            .map(|l| {
-                self.geometry
-                    .level_size(self.base_size, l)
-                    .iter()
-                    .product::<usize>()
-            })
-            .sum::<usize>()
-            * self.d_hidden
+        self.geometry.cells(self.base_size, self.output_levels) * self.d_hidden
     }
 
     /// Builds the layer.
@@ -136,19 +127,13 @@ impl MgConvLstmConfig {
             .range()
             .map(|l| self.cell_config(l).init(device))
             .collect();
-        let norms = match self.norm {
-            None => Vec::new(),
-            Some(mode) => self
-                .output_levels
-                .range()
-                .map(|_| {
-                    MgNormConfig::new(self.d_hidden)
-                        .with_mode(mode)
-                        .with_epsilon(self.norm_epsilon)
-                        .init(device)
-                })
-                .collect(),
-        };
+        let norms = level_norms(
+            self.norm,
+            self.d_hidden,
+            self.norm_epsilon,
+            self.output_levels,
+            device,
+        );
         MgConvLstm {
             cells,
             norms,
@@ -180,16 +165,7 @@ impl<B: Backend> MgConvLstm<B> {
 
     /// Memory cells `Σ_l H_l·W_l·C` of the LSTM cell states.
     pub fn memory_cells(&self) -> usize {
-        self.output_levels
-            .range()
-            .map(|l| {
-                self.geometry
-                    .level_size(self.base_size, l)
-                    .iter()
-                    .product::<usize>()
-            })
-            .sum::<usize>()
-            * self.d_hidden
+        self.geometry.cells(self.base_size, self.output_levels) * self.d_hidden
     }
 
     fn check_state(&self, state: &Option<MgLstmState<B>>) {

@@ -26,6 +26,13 @@ impl Geometry {
         }
     }
 
+    /// Grid cells `Σ_l h_l·w_l` over the levels of `span` when level 0 has size `base`.
+    pub fn cells(self, base: usize, span: LevelSpan) -> usize {
+        span.range()
+            .map(|l| self.level_size(base, l).iter().product::<usize>())
+            .sum()
+    }
+
     /// Kernel shape `[kh, kw]` of a convolution of odd size `k` on this geometry.
     pub fn kernel(self, k: usize) -> [usize; 2] {
         match self {

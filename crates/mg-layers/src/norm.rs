@@ -89,6 +89,28 @@ impl<B: Backend> MgNorm<B> {
     }
 }
 
+/// One normalisation per level of `levels` (none without a mode).
+pub(crate) fn level_norms<B: Backend>(
+    mode: Option<NormMode>,
+    d_features: usize,
+    epsilon: f64,
+    levels: crate::LevelSpan,
+    device: &B::Device,
+) -> Vec<MgNorm<B>> {
+    let Some(mode) = mode else {
+        return Vec::new();
+    };
+    levels
+        .range()
+        .map(|_| {
+            MgNormConfig::new(d_features)
+                .with_mode(mode)
+                .with_epsilon(epsilon)
+                .init(device)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
