@@ -21,7 +21,7 @@ pub struct TrainArgs {
     /// Device to run on.
     #[arg(long, value_enum, default_value = "cpu")]
     pub device: DeviceKind,
-    /// Run directory for checkpoints, metrics and pictures [default: runs/<config name>].
+    /// Run directory for checkpoints, metrics and pictures [default: runs/CONFIG_NAME].
     #[arg(long)]
     pub run_dir: Option<PathBuf>,
     /// Train until this many time steps [default: the config's train.time_steps].
