@@ -293,22 +293,13 @@ impl<B: Backend> MappingModel<B> {
         steps: usize,
         state: Option<StackState<B>>,
     ) -> (Vec<Tensor<B, 2>>, StackState<B>) {
-        assert_eq!(
-            queries.len(),
-            self.readers.len(),
-            "MappingModel: {} queries for {} readers",
-            queries.len(),
-            self.readers.len()
-        );
         let memory = self
             .writer
             .forward_window(&[fold_patch(observation)], steps, state);
         let logits = self.read(queries, &memory.outputs, steps);
         (logits, memory.state)
     }
-}
 
-impl<B: Backend> MappingModel<B> {
     /// The same as [`Self::forward_window`], with the writer run one time step at a time (the
     /// streaming path); the readers still read all rows at once.
     pub fn forward_steps(
@@ -351,6 +342,13 @@ impl<B: Backend> MappingModel<B> {
         memory: &[Vec<Tensor<B, 4>>],
         steps: usize,
     ) -> Vec<Tensor<B, 2>> {
+        assert_eq!(
+            queries.len(),
+            self.readers.len(),
+            "MappingModel: {} queries for {} readers",
+            queries.len(),
+            self.readers.len()
+        );
         self.readers
             .iter()
             .zip(queries)
