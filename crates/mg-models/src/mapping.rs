@@ -4,7 +4,8 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::tensor::{Tensor, backend::Backend};
 use mg_layers::{
-    Activation, MgConvConfig, MgConvLstmConfig, MgLstmStackConfig, Residual, StackState, levels,
+    Activation, Geometry, LevelSpan, MgConvConfig, MgConvLstmConfig, MgLstmStackConfig, Residual,
+    StackState, levels, upsample2x,
 };
 
 use crate::{MemoryMesh, MemoryMeshConfig, MgReader, MgReaderConfig};
@@ -16,14 +17,29 @@ pub const BASE_SIZE: usize = 3;
 /// has `levels[k]` levels (coarsest first) and `channels[k]` channels; the reader mirrors the
 /// writer, reading writer layer `k` after its own layer `k`, then narrows level by level to
 /// one logit map at the finest level with `tail_channels` channels per layer.
+///
+/// With `finest_only`, every layer keeps only the finest of its levels: the paper's Ablated MG
+/// (levels 2,2,3,3,4,4,5) and, with every layer on the same level, the ConvLSTM-deep and
+/// ConvLSTM-thick baselines. The observation and query are then upsampled (nearest) to the
+/// level below the first layer's, and the reader's narrowing layers all work on the finest
+/// grid, `tail_channels` × the level count of the pyramid layer they stand for (so the
+/// reader's widths are the pyramid's summed widths), unless `tail_widths` lists them.
 #[derive(Config, Debug, PartialEq)]
 pub struct MappingWidths {
-    /// Levels of each writer layer (non-decreasing by at most one per layer; starts at 1 or 2).
+    /// Levels of each writer layer (non-decreasing by at most one per layer; a pyramid's first
+    /// layer has 1 or 2).
     pub levels: Vec<usize>,
     /// Channels of each writer layer.
     pub channels: Vec<usize>,
-    /// Channels of the reader's narrowing layers.
+    /// Channels of the reader's narrowing layers (per level).
     pub tail_channels: usize,
+    /// Keep only the finest level of each layer.
+    #[config(default = false)]
+    pub finest_only: bool,
+    /// Widths of the reader's narrowing layers before the logit layer (`finest_only` only;
+    /// empty: derived from `tail_channels`).
+    #[config(default = "Vec::new()")]
+    pub tail_widths: Vec<usize>,
 }
 
 impl MappingWidths {
@@ -34,7 +50,66 @@ impl MappingWidths {
             levels: vec![2, 2, 3, 3, 4, 4, 5],
             channels: vec![4, 4, 8, 8, 16, 16, 16],
             tail_channels: 16,
+            finest_only: false,
+            tail_widths: Vec::new(),
         }
+    }
+
+    /// Paper Table 1's Ablated MG: the reference's layers on their finest level only, each as
+    /// wide as the reference layer's summed channels (8,8,24,24,64,64,80), the reader's
+    /// narrowing layers likewise (64,64,48,48,32,32): 1,400,753 parameters (paper 1.40M),
+    /// 265,536 memory cells (paper 265.54K).
+    pub fn ablated() -> Self {
+        Self {
+            levels: vec![2, 2, 3, 3, 4, 4, 5],
+            channels: vec![8, 8, 24, 24, 64, 64, 80],
+            tail_channels: 16,
+            finest_only: true,
+            tail_widths: Vec::new(),
+        }
+    }
+
+    /// Paper Table 1's ConvLSTM-thick: 7 conv-LSTM layers on the 48×48 grid with the
+    /// reference layers' summed channels: 1,400,753 parameters (paper 1.40M), 626,688 memory
+    /// cells (paper 626.69K).
+    pub fn convlstm_thick() -> Self {
+        Self {
+            levels: vec![5; 7],
+            ..Self::ablated()
+        }
+    }
+
+    /// Paper Table 1's ConvLSTM-deep: 23 conv-LSTM layers on the 48×48 grid, one per cell of
+    /// the reference writer (channels 4×4, 8×6, 16×13), and six 28-channel narrowing layers
+    /// (the paper does not give the reader; 28 lands the total at its 0.38M): 376,181
+    /// parameters, 626,688 memory cells (paper 626.69K).
+    pub fn convlstm_deep() -> Self {
+        let mut channels = vec![4; 4];
+        channels.extend([8; 6]);
+        channels.extend([16; 13]);
+        Self {
+            levels: vec![5; 23],
+            channels,
+            tail_channels: 16,
+            finest_only: true,
+            tail_widths: vec![28; 6],
+        }
+    }
+
+    /// The levels of writer (and reader) layer `k`.
+    pub fn span(&self, k: usize) -> LevelSpan {
+        let n = self.levels[k];
+        if self.finest_only {
+            levels(n - 1, 1)
+        } else {
+            levels(0, n)
+        }
+    }
+
+    /// The level the observation and queries enter at (0, the 3×3 grid, unless the first
+    /// layer starts finer; then the inputs are upsampled to the level below it).
+    pub fn input_level(&self) -> usize {
+        self.span(0).first.saturating_sub(1)
     }
 
     /// Side of the finest grid, where the logit map lives.
@@ -57,11 +132,20 @@ impl MappingWidths {
         if self.channels.contains(&0) || self.tail_channels == 0 {
             return Err("channel counts must be positive".into());
         }
-        if self.levels[0] == 0 || self.levels[0] > 2 {
+        if self.levels.contains(&0) {
+            return Err("level counts must be positive".into());
+        }
+        if !self.finest_only && self.levels[0] > 2 {
             return Err(format!(
                 "the first layer can have 1 or 2 levels, not {}",
                 self.levels[0]
             ));
+        }
+        if !self.tail_widths.is_empty() && !self.finest_only {
+            return Err("`tail_widths` applies to finest_only models only".into());
+        }
+        if self.tail_widths.contains(&0) {
+            return Err("`tail_widths` must be positive".into());
         }
         for (k, pair) in self.levels.windows(2).enumerate() {
             if pair[1] < pair[0] || pair[1] > pair[0] + 1 {
@@ -76,50 +160,63 @@ impl MappingWidths {
         Ok(())
     }
 
+    /// Whether layers `a` and `b` share a level (a residual between them adds something).
+    fn overlap(&self, a: usize, b: usize) -> bool {
+        let (a, b) = (self.span(a), self.span(b));
+        a.range().any(|l| b.index_of(l).is_some())
+    }
+
     /// The writer: residual connections from layer `k-2` into every odd layer `k ≥ 3`
-    /// (1-based) that is at least as wide.
+    /// (1-based) that is at least as wide and shares a level with it.
     pub fn writer(&self, d_obs: usize) -> MemoryMeshConfig {
         let mut d_in = d_obs;
-        let mut in_levels = 1;
+        let mut in_span = levels(self.input_level(), 1);
         let mut layers = Vec::new();
-        for (&n, &c) in self.levels.iter().zip(&self.channels) {
-            layers.push(MgConvLstmConfig::new(
-                d_in,
-                c,
-                levels(0, in_levels),
-                levels(0, n),
-            ));
-            (d_in, in_levels) = (c, n);
+        for (k, &c) in self.channels.iter().enumerate() {
+            layers.push(MgConvLstmConfig::new(d_in, c, in_span, self.span(k)));
+            (d_in, in_span) = (c, self.span(k));
         }
         let residuals = (2..self.channels.len())
             .step_by(2)
-            .filter(|&k| self.channels[k - 2] <= self.channels[k])
+            .filter(|&k| self.channels[k - 2] <= self.channels[k] && self.overlap(k - 2, k))
             .map(|k| Residual { from: k - 2, to: k })
             .collect();
         MemoryMeshConfig::new(MgLstmStackConfig::new(layers).with_residuals(residuals))
     }
 
-    /// The reader for `d_query`-channel queries at the coarsest level.
+    /// The reader for `d_query`-channel queries at the input level.
     pub fn reader(&self, d_query: usize) -> MgReaderConfig {
         let mut layers = Vec::new();
         let mut residuals = Vec::new();
         let mut features = Vec::new(); // channels each layer passes on
-        let (mut d_in, mut in_levels) = (d_query, 1);
-        for (k, (&n, &c)) in self.levels.iter().zip(&self.channels).enumerate() {
-            layers.push(MgConvConfig::new(
-                d_in,
-                c,
-                levels(0, in_levels),
-                levels(0, n),
-            ));
-            if k >= 2 && k % 2 == 0 && features[k - 2] <= c {
+        let (mut d_in, mut in_span) = (d_query, levels(self.input_level(), 1));
+        for (k, &c) in self.channels.iter().enumerate() {
+            layers.push(MgConvConfig::new(d_in, c, in_span, self.span(k)));
+            if k >= 2 && k % 2 == 0 && features[k - 2] <= c && self.overlap(k - 2, k) {
                 residuals.push(Residual { from: k - 2, to: k });
             }
             features.push(2 * c);
-            (d_in, in_levels) = (2 * c, n);
+            (d_in, in_span) = (2 * c, self.span(k));
         }
-        // Narrow to the finest level: (shrink, same) pairs, then a 1-channel logit layer.
-        let total = in_levels;
+        if self.finest_only {
+            self.finest_tail(&mut layers, &mut residuals, d_in, in_span);
+        } else {
+            self.pyramid_tail(&mut layers, &mut residuals, d_in, in_span.count);
+        }
+        MgReaderConfig::new(layers)
+            .with_residuals(residuals)
+            .with_memory(self.channels.clone())
+    }
+
+    /// Narrows a pyramid of `total` levels to its finest: (shrink, same) pairs with
+    /// residuals between the `same` layers, then a 1-channel logit layer.
+    fn pyramid_tail(
+        &self,
+        layers: &mut Vec<MgConvConfig>,
+        residuals: &mut Vec<Residual>,
+        mut d_in: usize,
+        total: usize,
+    ) {
         let t = self.tail_channels;
         let mut first = 0;
         let mut previous_same = None;
@@ -132,7 +229,7 @@ impl MappingWidths {
                     MgConvConfig::new(d_in, 1, input, levels(first, 1))
                         .with_activation(Activation::Identity),
                 );
-                break;
+                return;
             }
             layers.push(MgConvConfig::new(d_in, t, input, levels(first, count)));
             layers.push(MgConvConfig::new(
@@ -151,15 +248,51 @@ impl MappingWidths {
             previous_same = Some(same);
             d_in = t;
         }
-        if total == 1 {
-            layers.push(
-                MgConvConfig::new(d_in, 1, levels(0, 1), levels(0, 1))
-                    .with_activation(Activation::Identity),
-            );
+        layers.push(
+            MgConvConfig::new(d_in, 1, levels(0, 1), levels(0, 1))
+                .with_activation(Activation::Identity),
+        );
+    }
+
+    /// The widths of a `finest_only` reader's narrowing layers.
+    pub fn finest_tail_widths(&self) -> Vec<usize> {
+        if !self.tail_widths.is_empty() {
+            return self.tail_widths.clone();
         }
-        MgReaderConfig::new(layers)
-            .with_residuals(residuals)
-            .with_memory(self.channels.clone())
+        let total = self.levels.last().copied().unwrap_or(1);
+        (2..total)
+            .rev()
+            .flat_map(|count| [self.tail_channels * count; 2])
+            .collect()
+    }
+
+    /// The `finest_only` counterpart of [`Self::pyramid_tail`]: every layer on the finest
+    /// level, residuals between the second layers of pairs when widths allow.
+    fn finest_tail(
+        &self,
+        layers: &mut Vec<MgConvConfig>,
+        residuals: &mut Vec<Residual>,
+        mut d_in: usize,
+        span: LevelSpan,
+    ) {
+        let mut previous_same: Option<(usize, usize)> = None;
+        for (i, width) in self.finest_tail_widths().into_iter().enumerate() {
+            layers.push(MgConvConfig::new(d_in, width, span, span));
+            if i % 2 == 1 {
+                let same = layers.len() - 1;
+                if let Some((prev, prev_width)) = previous_same
+                    && prev_width <= width
+                {
+                    residuals.push(Residual {
+                        from: prev,
+                        to: same,
+                    });
+                }
+                previous_same = Some((same, width));
+            }
+            d_in = width;
+        }
+        layers.push(MgConvConfig::new(d_in, 1, span, span).with_activation(Activation::Identity));
     }
 }
 
@@ -177,6 +310,9 @@ pub struct MappingModelConfig {
     /// Side of each reader's query patch.
     #[config(default = "vec![3]")]
     pub query_sizes: Vec<usize>,
+    /// The level the folded observation and queries are upsampled to (0: they stay 3×3).
+    #[config(default = 0)]
+    pub input_level: usize,
 }
 
 /// Input channels of the mapping encoding: free, wall, location row, location column.
@@ -199,6 +335,7 @@ impl MappingModelConfig {
                 .collect(),
             obs_size,
             query_sizes: query_sizes.to_vec(),
+            input_level: widths.input_level(),
         }
     }
 
@@ -243,6 +380,7 @@ impl MappingModelConfig {
         MappingModel {
             writer: self.writer.init(device),
             readers: self.readers.iter().map(|r| r.init(device)).collect(),
+            input_level: self.input_level,
         }
     }
 }
@@ -254,6 +392,8 @@ pub struct MappingModel<B: Backend> {
     pub writer: MemoryMesh<B>,
     /// The readers.
     pub readers: Vec<MgReader<B>>,
+    /// The level inputs are upsampled to.
+    input_level: usize,
 }
 
 /// Folds a `[n, c, 3s, 3s]` patch into `[n, c·s², 3, 3]` (space to depth): grid cell
@@ -274,6 +414,11 @@ pub fn fold_patch<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
 }
 
 impl<B: Backend> MappingModel<B> {
+    /// Folds a patch to the 3×3 grid, then upsamples it (nearest) to the input level.
+    fn encode(&self, patch: Tensor<B, 4>) -> Tensor<B, 4> {
+        (0..self.input_level).fold(fold_patch(patch), |x, _| upsample2x(x, Geometry::Grid2d))
+    }
+
     /// Trainable parameters.
     pub fn num_params(&self) -> usize {
         self.writer.num_params() + self.readers.iter().map(MgReader::num_params).sum::<usize>()
@@ -295,7 +440,7 @@ impl<B: Backend> MappingModel<B> {
     ) -> (Vec<Tensor<B, 2>>, StackState<B>) {
         let memory = self
             .writer
-            .forward_window(&[fold_patch(observation)], steps, state);
+            .forward_window(&[self.encode(observation)], steps, state);
         let logits = self.read(queries, &memory.outputs, steps);
         (logits, memory.state)
     }
@@ -315,7 +460,7 @@ impl<B: Backend> MappingModel<B> {
             "MappingModel: {rows} rows do not split into {steps} steps"
         );
         let batch = rows / steps;
-        let observation = fold_patch(observation);
+        let observation = self.encode(observation);
         let mut state = state;
         let mut per_step = Vec::with_capacity(steps);
         for t in 0..steps {
@@ -353,7 +498,7 @@ impl<B: Backend> MappingModel<B> {
             .iter()
             .zip(queries)
             .map(|(reader, query)| {
-                let out = reader.forward_window(&[fold_patch(query.clone())], memory, steps);
+                let out = reader.forward_window(&[self.encode(query.clone())], memory, steps);
                 let map = out.into_iter().next_back().expect("one output level");
                 let [n, _, h, w] = map.dims();
                 map.reshape([n, h * w])
@@ -377,6 +522,51 @@ mod tests {
         assert_eq!(config.memory_cells(), 76_968);
         let model = config.init::<TestBackend>(&Default::default());
         assert_eq!(model.num_params(), 650_225);
+    }
+
+    /// The baselines' counts: Table 1 gives Ablated MG 1.40M / 265.54K, ConvLSTM-deep
+    /// 0.38M / 626.69K and ConvLSTM-thick 1.40M / 626.69K.
+    #[test]
+    fn baseline_widths_match_table_1() {
+        let count = |w: &MappingWidths| {
+            assert_eq!(w.validate(), Ok(()));
+            let config = MappingModelConfig::from_widths(w, 3, &[3]);
+            (config.num_params(), config.memory_cells(), w.output_size())
+        };
+        assert_eq!(count(&MappingWidths::ablated()), (1_400_753, 265_536, 48));
+        assert_eq!(
+            count(&MappingWidths::convlstm_thick()),
+            (1_400_753, 626_688, 48)
+        );
+        assert_eq!(
+            count(&MappingWidths::convlstm_deep()),
+            (376_181, 626_688, 48)
+        );
+        assert_eq!(MappingWidths::ablated().input_level(), 0);
+        assert_eq!(MappingWidths::convlstm_thick().input_level(), 3);
+        assert_eq!(
+            MappingWidths::ablated().finest_tail_widths(),
+            [64, 64, 48, 48, 32, 32]
+        );
+    }
+
+    /// A finest-only model upsamples its 3×3 inputs to the level below its first layer and
+    /// runs on one grid; the built model has the configured parameter count.
+    #[test]
+    fn finest_only_models_run() {
+        let device = Default::default();
+        let widths = MappingWidths::new(vec![3, 3, 3], vec![2, 2, 3], 2).with_finest_only(true);
+        assert_eq!(widths.validate(), Ok(()));
+        let config = MappingModelConfig::from_widths(&widths, 3, &[3]);
+        assert_eq!(config.input_level, 1);
+        assert_eq!(config.memory_cells(), 7 * 144);
+        let model = config.init::<TestBackend>(&device);
+        assert_eq!(model.num_params(), config.num_params());
+        let obs = Tensor::<TestBackend, 4>::ones([4, 4, 3, 3], &device);
+        let (logits, state) =
+            model.forward_window(obs, &[Tensor::ones([4, 4, 3, 3], &device)], 2, None);
+        assert_eq!(logits[0].dims(), [4, 144]);
+        assert_eq!(state[2][0].hidden.dims(), [2, 3, 12, 12]);
     }
 
     #[test]
@@ -424,6 +614,8 @@ mod tests {
                 .unwrap_err()
                 .contains("layer 2 has 4 levels after 2")
         );
+        let bad = MappingWidths::new(vec![2, 2], vec![2, 2], 4).with_tail_widths(vec![4]);
+        assert!(bad.validate().unwrap_err().contains("finest_only"));
         let bad = MappingWidths::new(vec![2], vec![2, 2], 4);
         assert!(
             bad.validate()
