@@ -11,10 +11,12 @@
 //! assert_eq!(mesh.num_layers(), 7);
 //! ```
 
+pub mod dnc;
 mod mapping;
 mod mesh;
 mod reader;
 
+pub use dnc::{Dnc, DncConfig, DncState, ReadModeOrder, StrengthOp};
 pub use mapping::{
     BASE_SIZE, D_ENCODING, MappingModel, MappingModelConfig, MappingWidths, fold_patch,
     folded_channels,
