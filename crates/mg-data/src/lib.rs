@@ -6,6 +6,7 @@
 
 pub mod babi;
 pub mod batch;
+pub mod copy;
 pub mod error;
 pub mod mapping;
 pub mod mnist;
@@ -13,4 +14,5 @@ pub mod recall;
 pub mod rng;
 pub mod sort;
 
+pub use copy::{RepeatCopyBatch, RepeatCopyConfig, RepeatCopySample};
 pub use error::{DataError, Result};
