@@ -8,6 +8,24 @@
 //! LSTM layer with forget bias +1, and optional forward value clipping of `h`, `c` and `y`
 //! (the reference's `clip_value`; the paper's clipping of activation gradients is not used).
 //! The link matrix is dense (`K·N²` per batch element).
+//!
+//! ```
+//! use burn::backend::Flex;
+//! use burn::tensor::Tensor;
+//! use mg_models::DncConfig;
+//!
+//! // The reference repeat-copy model: X = 6, Y = 5, C = 64, N = W = 16, R = 4, K = 1.
+//! let config = DncConfig::new(6, 5, 64, 16, 16).with_clip_value(20.0);
+//! config.validate().unwrap();
+//! assert_eq!(config.num_params(), 43_980);
+//! let device = Default::default();
+//! let dnc = config.init::<Flex>(&device);
+//! // 3 steps of a batch of 2, time-major rows `t·batch + b`.
+//! let x = Tensor::<Flex, 2>::zeros([3 * 2, 6], &device);
+//! let (y, state) = dnc.forward_window(x, 3, None);
+//! assert_eq!(y.dims(), [6, 5]);
+//! assert_eq!(state.memory.dims(), [2, 16, 16]);
+//! ```
 
 mod access;
 mod addressing;
