@@ -1,5 +1,7 @@
 //! Models built from multigrid memory layers: the memory mesh (writer), multigrid readers and
-//! their reference configurations.
+//! their reference configurations; the paper's baselines (the [`dnc`] module, Ablated MG and
+//! ConvLSTM-deep/thick as [`MappingWidths`] presets); and [`Localizer`], the one model type
+//! the mapping harness trains, whichever of these it holds.
 //!
 //! ```
 //! use burn::backend::Flex;
@@ -12,11 +14,13 @@
 //! ```
 
 pub mod dnc;
+mod localizer;
 mod mapping;
 mod mesh;
 mod reader;
 
 pub use dnc::{Dnc, DncConfig, DncState, ReadModeOrder, StrengthOp};
+pub use localizer::{DncLocalizer, DncLocalizerConfig, Localizer, LocalizerConfig, LocalizerState};
 pub use mapping::{
     BASE_SIZE, D_ENCODING, MappingModel, MappingModelConfig, MappingWidths, fold_patch,
     folded_channels,
