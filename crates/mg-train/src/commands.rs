@@ -10,8 +10,9 @@ use serde_json::json;
 use crate::backend::{DeviceKind, Job, dispatch};
 use crate::checkpoint::{RunDir, write_atomic};
 use crate::config::ExperimentConfig;
-use crate::eval::{render_episode, report};
+use crate::eval::{render_dnc_memory, render_episode, report};
 use crate::train::{TrainOptions, load_model, train};
+use mg_models::{Localizer, LocalizerConfig};
 
 /// Arguments of `mg-train train`.
 #[derive(Args, Debug)]
@@ -27,6 +28,9 @@ pub struct TrainArgs {
     /// Train until this many time steps [default: the config's train.time_steps].
     #[arg(long)]
     pub steps: Option<u64>,
+    /// Stop (with a checkpoint) after this many minutes of wall time.
+    #[arg(long)]
+    pub minutes: Option<f64>,
 }
 
 /// Arguments of `mg-train resume`.
@@ -40,6 +44,9 @@ pub struct ResumeArgs {
     /// Train until this many time steps in total [default: the config's train.time_steps].
     #[arg(long)]
     pub steps: Option<u64>,
+    /// Stop (with a checkpoint) after this many minutes of wall time.
+    #[arg(long)]
+    pub minutes: Option<f64>,
 }
 
 /// Arguments of `mg-train eval`.
@@ -84,12 +91,82 @@ pub struct VizArgs {
     pub out: Option<PathBuf>,
 }
 
+/// Arguments of `mg-train compare`.
+#[derive(Args, Debug)]
+pub struct CompareArgs {
+    /// Run directories to compare; each one's name labels its curve.
+    #[arg(required = true)]
+    pub run_dirs: Vec<PathBuf>,
+    /// The PNG to write.
+    #[arg(long, default_value = "compare.png")]
+    pub out: PathBuf,
+    /// x axis: wall-clock `minutes` of training or `steps`.
+    #[arg(long, value_enum, default_value = "minutes")]
+    pub x: CompareAxis,
+}
+
+/// The x axis of `mg-train compare`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CompareAxis {
+    /// Wall-clock minutes of training.
+    Minutes,
+    /// Training time steps.
+    Steps,
+}
+
+/// Runs `mg-train compare`: the runs' learning curves (loss per pixel) in one PNG.
+pub fn run_compare(args: &CompareArgs) -> anyhow::Result<()> {
+    let mut series = Vec::new();
+    for dir in &args.run_dirs {
+        let run = RunDir::open(dir)?;
+        let name = dir.file_name().map_or_else(
+            || dir.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        let points: Vec<(f64, f64)> = crate::train::read_metrics(&run.metrics())?
+            .iter()
+            .map(|m| {
+                let x = match args.x {
+                    CompareAxis::Minutes => m.elapsed_s / 60.0,
+                    CompareAxis::Steps => m.time_step as f64,
+                };
+                (x, m.loss_per_pixel)
+            })
+            .collect();
+        if points.is_empty() {
+            bail!("{} has no metrics yet", run.metrics().display());
+        }
+        series.push((name, points));
+    }
+    let named: Vec<(&str, Vec<(f64, f64)>)> = series
+        .iter()
+        .map(|(n, p)| (n.as_str(), p.clone()))
+        .collect();
+    let label = match args.x {
+        CompareAxis::Minutes => "minutes of training",
+        CompareAxis::Steps => "time steps",
+    };
+    crate::viz::plot_curve(&named, label, &args.out)?;
+    eprintln!("wrote {}", args.out.display());
+    Ok(())
+}
+
 fn default_run_dir(config: &Path) -> PathBuf {
     let stem = config
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "run".into());
     PathBuf::from("runs").join(stem)
+}
+
+/// `--minutes` in seconds, checked.
+fn max_seconds(minutes: Option<f64>) -> anyhow::Result<Option<f64>> {
+    match minutes {
+        Some(m) if !(m > 0.0 && m.is_finite()) => {
+            bail!("--minutes {m}: expected a positive number of minutes")
+        }
+        m => Ok(m.map(|m| m * 60.0)),
+    }
 }
 
 /// Runs `mg-train train`.
@@ -126,6 +203,7 @@ pub fn run_train(args: &TrainArgs) -> anyhow::Result<()> {
             options: TrainOptions {
                 total_steps,
                 resume: false,
+                max_seconds: max_seconds(args.minutes)?,
             },
         },
     )
@@ -144,6 +222,7 @@ pub fn run_resume(args: &ResumeArgs) -> anyhow::Result<()> {
             options: TrainOptions {
                 total_steps,
                 resume: true,
+                max_seconds: max_seconds(args.minutes)?,
             },
         },
     )
@@ -267,6 +346,10 @@ impl Job for VizJob {
             "{frames} frames and episode.gif written to {}",
             self.out.display()
         );
+        if matches!(model, Localizer::Dnc(_)) {
+            let path = render_dnc_memory(&model, &self.config, self.episode, &self.out, &device)?;
+            println!("DNC memory picture written to {}", path.display());
+        }
         Ok(())
     }
 }
@@ -275,31 +358,86 @@ impl Job for VizJob {
 pub fn run_info(args: &InfoArgs) -> anyhow::Result<()> {
     let config = ExperimentConfig::load(&args.config)?;
     let model = config.model();
-    let writer: Vec<_> = model
-        .writer
-        .stack
-        .layers
-        .iter()
-        .map(|l| json!({"levels": l.output_levels.count, "channels": l.d_hidden, "params": l.num_params(), "memory": l.memory_cells()}))
-        .collect();
-    let readers: Vec<_> = model
-        .readers
-        .iter()
-        .zip(&config.world.query_sizes)
-        .map(|(r, q)| json!({"query_size": q, "layers": r.layers.len(), "params": r.num_params()}))
-        .collect();
     let episode_len = config.mapping(config.world.query_sizes[0]).episode_len();
-    let info = json!({
+    let mut info = json!({
         "config": args.config.display().to_string(),
+        "kind": config.model.kind,
         "params": model.num_params(),
         "memory_cells": model.memory_cells(),
-        "writer_params": model.writer.num_params(),
-        "writer": writer,
-        "readers": readers,
         "map_size": config.world.map_size,
         "episode_len": episode_len,
         "mask_size": config.world.mask_size,
     });
+    let mut lines = Vec::new();
+    match &model {
+        LocalizerConfig::Multigrid(m) => {
+            let writer: Vec<_> = m
+                .writer
+                .stack
+                .layers
+                .iter()
+                .map(|l| json!({"first_level": l.output_levels.first, "levels": l.output_levels.count, "channels": l.d_hidden, "params": l.num_params(), "memory": l.memory_cells()}))
+                .collect();
+            let readers: Vec<_> = m
+                .readers
+                .iter()
+                .zip(&config.world.query_sizes)
+                .map(|(r, q)| json!({"query_size": q, "layers": r.layers.len(), "params": r.num_params()}))
+                .collect();
+            info["writer_params"] = json!(m.writer.num_params());
+            info["writer"] = json!(writer);
+            info["readers"] = json!(readers);
+            lines.push(format!("  writer: {} parameters", m.writer.num_params()));
+            for (k, l) in m.writer.stack.layers.iter().enumerate() {
+                let side = |level: usize| 3usize << level;
+                lines.push(format!(
+                    "    W{}: {} levels ({}×{} … {}×{}) × {} channels, {} params, {} memory",
+                    k + 1,
+                    l.output_levels.count,
+                    side(l.output_levels.first),
+                    side(l.output_levels.first),
+                    side(l.output_levels.end() - 1),
+                    side(l.output_levels.end() - 1),
+                    l.d_hidden,
+                    l.num_params(),
+                    l.memory_cells()
+                ));
+            }
+            for (r, q) in m.readers.iter().zip(&config.world.query_sizes) {
+                lines.push(format!(
+                    "  reader for {q}×{q} queries: {} layers, {} parameters",
+                    r.layers.len(),
+                    r.num_params()
+                ));
+            }
+        }
+        LocalizerConfig::Dnc(d) => {
+            let c = &d.dnc;
+            info["dnc"] = json!({
+                "input_size": c.input_size,
+                "output_size": c.output_size,
+                "controller": c.controller_size,
+                "memory_slots": c.memory_slots,
+                "word_size": c.word_size,
+                "read_heads": c.read_heads,
+                "write_heads": c.write_heads,
+                "interface_size": c.interface_size(),
+                "clip_value": c.clip_value,
+            });
+            lines.push(format!(
+                "  DNC: controller LSTM {}, memory {} × {}, {} read heads, {} write heads, \
+                 interface {}, input {}, output {}",
+                c.controller_size,
+                c.memory_slots,
+                c.word_size,
+                c.read_heads,
+                c.write_heads,
+                c.interface_size(),
+                c.input_size,
+                c.output_size
+            ));
+        }
+    }
     if args.json {
         println!("{info}");
     } else {
@@ -320,23 +458,8 @@ pub fn run_info(args: &InfoArgs) -> anyhow::Result<()> {
             episode_len.map_or("policy-driven".into(), |l| l.to_string()),
             config.world.mask_size
         );
-        println!("  writer: {} parameters", model.writer.num_params());
-        for (k, l) in model.writer.stack.layers.iter().enumerate() {
-            println!(
-                "    W{}: {} levels × {} channels, {} params, {} memory",
-                k + 1,
-                l.output_levels.count,
-                l.d_hidden,
-                l.num_params(),
-                l.memory_cells()
-            );
-        }
-        for (r, q) in model.readers.iter().zip(&config.world.query_sizes) {
-            println!(
-                "  reader for {q}×{q} queries: {} layers, {} parameters",
-                r.layers.len(),
-                r.num_params()
-            );
+        for line in lines {
+            println!("{line}");
         }
     }
     Ok(())

@@ -7,7 +7,9 @@ use anyhow::{Context, bail};
 use mg_data::mapping::{
     LocationEncoding, MappingConfig, Motion, QueryPer, TEST_SEED, TEST_SET_SIZE,
 };
-use mg_models::{MappingModelConfig, MappingWidths};
+use mg_models::{
+    DncConfig, DncLocalizerConfig, LocalizerConfig, MappingModelConfig, MappingWidths, StrengthOp,
+};
 use serde::{Deserialize, Serialize};
 
 /// One mapping & localization experiment.
@@ -16,7 +18,7 @@ use serde::{Deserialize, Serialize};
 pub struct ExperimentConfig {
     /// The world the agent explores.
     pub world: WorldConfig,
-    /// The model's widths.
+    /// The model.
     pub model: ModelConfig,
     /// Training settings.
     #[serde(default)]
@@ -100,16 +102,78 @@ pub struct WorldConfig {
     pub query_per: QueryKind,
 }
 
-/// The model's widths (reference-implementation.md §2.3–2.4 shape), or the reference preset.
+/// Which model the experiment trains.
+#[derive(Deserialize, Serialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum ModelKind {
+    /// A multigrid writer and readers: `levels`, `channels`, `tail_channels` (and
+    /// `finest_only`, `tail_widths` for the Ablated MG and ConvLSTM baselines).
+    #[default]
+    Multigrid,
+    /// A DNC: `controller`, `memory_slots`, `word_size`, `read_heads`, `write_heads`,
+    /// `clip_value`, `strength`.
+    Dnc,
+}
+
+/// The DNC's key-strength nonlinearity.
+#[derive(Deserialize, Serialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum StrengthKind {
+    /// `ln(1 + eˣ)`, DeepMind's code.
+    Softplus,
+    /// `1 + ln(1 + eˣ)`, the Nature paper.
+    Oneplus,
+}
+
+/// The model: a multigrid writer and readers (reference-implementation.md §2.3–2.4 shape) or
+/// a DNC. Fields of the other kind are rejected.
 #[derive(Deserialize, Serialize, Debug, Clone, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ModelConfig {
-    /// Levels of each writer layer, coarsest 3×3 first.
-    pub levels: Vec<usize>,
-    /// Channels of each writer layer.
-    pub channels: Vec<usize>,
-    /// Channels of the reader's narrowing layers.
-    pub tail_channels: usize,
+    /// `multigrid` (default) or `dnc`.
+    #[serde(default, skip_serializing_if = "is_multigrid")]
+    pub kind: ModelKind,
+    /// Multigrid: levels of each writer layer, coarsest 3×3 first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub levels: Option<Vec<usize>>,
+    /// Multigrid: channels of each writer layer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channels: Option<Vec<usize>>,
+    /// Multigrid: channels of the reader's narrowing layers (per level).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tail_channels: Option<usize>,
+    /// Multigrid: keep only each layer's finest level (Ablated MG, ConvLSTM-deep/thick).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub finest_only: bool,
+    /// Multigrid, `finest_only`: widths of the reader's narrowing layers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tail_widths: Vec<usize>,
+    /// DNC: LSTM controller width.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub controller: Option<usize>,
+    /// DNC: memory slots N.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_slots: Option<usize>,
+    /// DNC: word size W.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub word_size: Option<usize>,
+    /// DNC: read heads R (default 4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_heads: Option<usize>,
+    /// DNC: write heads K (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_heads: Option<usize>,
+    /// DNC: clamp of the controller output and state and of the output logits; 0 turns it
+    /// off (default 20, as DeepMind's training script).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clip_value: Option<f64>,
+    /// DNC: `softplus` (default, DeepMind's code) or `oneplus` (Nature paper) key strengths.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strength: Option<StrengthKind>,
+}
+
+fn is_multigrid(kind: &ModelKind) -> bool {
+    *kind == ModelKind::Multigrid
 }
 
 /// Optimizer choice.
@@ -341,22 +405,123 @@ impl ExperimentConfig {
         }
     }
 
-    /// The model's widths.
+    /// The multigrid widths (the fields `validate` found present).
     pub fn widths(&self) -> MappingWidths {
+        let m = &self.model;
         MappingWidths::new(
-            self.model.levels.clone(),
-            self.model.channels.clone(),
-            self.model.tail_channels,
+            m.levels.clone().unwrap_or_default(),
+            m.channels.clone().unwrap_or_default(),
+            m.tail_channels.unwrap_or_default(),
         )
+        .with_finest_only(m.finest_only)
+        .with_tail_widths(m.tail_widths.clone())
+    }
+
+    /// The DNC configuration (defaults filled in).
+    pub fn dnc(&self) -> DncLocalizerConfig {
+        let (m, w) = (&self.model, &self.world);
+        let input = DncLocalizerConfig::input_size(w.obs_size, &w.query_sizes);
+        let output = DncLocalizerConfig::output_size(w.query_sizes.len(), w.mask_size);
+        let dnc = DncConfig::new(
+            input,
+            output,
+            m.controller.unwrap_or_default(),
+            m.memory_slots.unwrap_or_default(),
+            m.word_size.unwrap_or_default(),
+        )
+        .with_read_heads(m.read_heads.unwrap_or(4))
+        .with_write_heads(m.write_heads.unwrap_or(1))
+        .with_clip_value(m.clip_value.unwrap_or(20.0))
+        .with_strength(match m.strength.unwrap_or(StrengthKind::Softplus) {
+            StrengthKind::Softplus => StrengthOp::Softplus,
+            StrengthKind::Oneplus => StrengthOp::Oneplus,
+        });
+        DncLocalizerConfig::new(dnc, w.obs_size, w.query_sizes.clone(), w.mask_size)
     }
 
     /// The model.
-    pub fn model(&self) -> MappingModelConfig {
-        MappingModelConfig::from_widths(
-            &self.widths(),
-            self.world.obs_size,
-            &self.world.query_sizes,
-        )
+    pub fn model(&self) -> LocalizerConfig {
+        match self.model.kind {
+            ModelKind::Multigrid => LocalizerConfig::Multigrid(MappingModelConfig::from_widths(
+                &self.widths(),
+                self.world.obs_size,
+                &self.world.query_sizes,
+            )),
+            ModelKind::Dnc => LocalizerConfig::Dnc(self.dnc()),
+        }
+    }
+
+    /// Checks the `[model]` table: the fields of its kind present, the other kind's absent.
+    fn validate_model(&self) -> anyhow::Result<()> {
+        let m = &self.model;
+        let multigrid = [
+            ("levels", m.levels.is_some()),
+            ("channels", m.channels.is_some()),
+            ("tail_channels", m.tail_channels.is_some()),
+            ("finest_only", m.finest_only),
+            ("tail_widths", !m.tail_widths.is_empty()),
+        ];
+        let dnc = [
+            ("controller", m.controller.is_some()),
+            ("memory_slots", m.memory_slots.is_some()),
+            ("word_size", m.word_size.is_some()),
+            ("read_heads", m.read_heads.is_some()),
+            ("write_heads", m.write_heads.is_some()),
+            ("clip_value", m.clip_value.is_some()),
+            ("strength", m.strength.is_some()),
+        ];
+        let (kind, own, other) = match m.kind {
+            ModelKind::Multigrid => ("multigrid", &multigrid[..3], &dnc[..]),
+            ModelKind::Dnc => ("dnc", &dnc[..3], &multigrid[..]),
+        };
+        if let Some((field, _)) = other.iter().find(|(_, present)| *present) {
+            bail!("model.{field}: not a field of a {kind} model (model.kind = \"{kind}\")");
+        }
+        if let Some((field, _)) = own.iter().find(|(_, present)| !*present) {
+            bail!("model.{field}: missing; a {kind} model needs it");
+        }
+        let w = &self.world;
+        match m.kind {
+            ModelKind::Multigrid => {
+                let widths = self.widths();
+                widths
+                    .validate()
+                    .map_err(|e| anyhow::anyhow!("model: {e}"))?;
+                if widths.output_size() != w.mask_size {
+                    bail!(
+                        "world.mask_size: {}; the model's finest grid is {}×{} ({} levels), expected mask_size = {}",
+                        w.mask_size,
+                        widths.output_size(),
+                        widths.output_size(),
+                        widths.levels.last().copied().unwrap_or(0),
+                        widths.output_size()
+                    );
+                }
+            }
+            ModelKind::Dnc => {
+                let sizes = [
+                    ("controller", m.controller),
+                    ("memory_slots", m.memory_slots),
+                    ("word_size", m.word_size),
+                    ("read_heads", m.read_heads),
+                    ("write_heads", m.write_heads),
+                ];
+                for (field, value) in sizes {
+                    if value == Some(0) {
+                        bail!("model.{field}: 0; expected at least 1");
+                    }
+                }
+                if let Some(c) = m.clip_value
+                    && !(c >= 0.0 && c.is_finite())
+                {
+                    bail!("model.clip_value: {c}; expected a number >= 0 (0 turns clamping off)");
+                }
+                self.dnc()
+                    .validate()
+                    .map_err(|e| anyhow::anyhow!("model: {e}"))?;
+            }
+        }
+        Ok(())
     }
 
     /// Checks every value; the error names the field and what was expected.
@@ -377,20 +542,7 @@ impl ExperimentConfig {
                 .validate()
                 .map_err(|e| anyhow::anyhow!("world: {e}"))?;
         }
-        let widths = self.widths();
-        widths
-            .validate()
-            .map_err(|e| anyhow::anyhow!("model: {e}"))?;
-        if widths.output_size() != w.mask_size {
-            bail!(
-                "world.mask_size: {}; the model's finest grid is {}×{} ({} levels), expected mask_size = {}",
-                w.mask_size,
-                widths.output_size(),
-                widths.output_size(),
-                widths.levels.last().copied().unwrap_or(0),
-                widths.output_size()
-            );
-        }
+        self.validate_model()?;
         let t = &self.train;
         let positive = [
             ("train.batch", t.batch as f64),
@@ -469,6 +621,19 @@ mod tests {
             }
         }
         assert!(count >= 9, "only {count} configs in {}", dir.display());
+        // Table 1's baselines: (parameters, memory cells).
+        for (name, counts) in [
+            ("ablated-mg", (1_400_753, 265_536)),
+            ("convlstm-deep", (376_181, 626_688)),
+            ("convlstm-thick", (1_400_753, 626_688)),
+            ("dnc-spiral-15", (751_650, 8_000)),
+            ("dnc-spiral-25", (679_587, 8_000)),
+        ] {
+            let model = ExperimentConfig::load(&dir.join(format!("{name}.toml")))
+                .unwrap()
+                .model();
+            assert_eq!((model.num_params(), model.memory_cells()), counts, "{name}");
+        }
         let reference = ExperimentConfig::load(&dir.join("reference.toml")).unwrap();
         assert_eq!(reference.model().num_params(), 650_225);
         assert_eq!(reference.model().memory_cells(), 76_968);

@@ -9,7 +9,7 @@ use burn::tensor::{ElementConversion, Int, Tensor};
 use indicatif::{ProgressBar, ProgressStyle};
 use mg_data::batch::mapping_window;
 use mg_data::mapping::{Episode, MappingConfig, MappingTestSet, QueryPer};
-use mg_models::MappingModel;
+use mg_models::{Localizer, LocalizerState};
 use serde::Serialize;
 
 use crate::config::ExperimentConfig;
@@ -102,7 +102,7 @@ pub fn test_episodes(
 
 /// Evaluates `model` on `episodes` test maps, step by step with carried state, threshold 0.5.
 pub fn evaluate<B: Backend>(
-    model: &MappingModel<B>,
+    model: &Localizer<B>,
     config: &ExperimentConfig,
     episodes: usize,
     device: &B::Device,
@@ -173,7 +173,7 @@ pub fn evaluate<B: Backend>(
 
 /// Runs an evaluation and builds its report.
 pub fn report<B: Backend>(
-    model: &MappingModel<B>,
+    model: &Localizer<B>,
     config: &ExperimentConfig,
     episodes: usize,
     time_step: u64,
@@ -202,7 +202,7 @@ const PATH: Rgb = [140, 180, 235];
 /// mean of the deepest layer's finest hidden state. Writes `frame-NNNN.png` and
 /// `episode.gif` into `out`; returns the number of frames.
 pub fn render_episode<B: Backend>(
-    model: &MappingModel<B>,
+    model: &Localizer<B>,
     config: &ExperimentConfig,
     index: usize,
     out: &Path,
@@ -228,19 +228,11 @@ pub fn render_episode<B: Backend>(
             .collect();
         let queries: Vec<_> = windows.iter().map(|w| w.query.clone()).collect();
         let (logits, next) = model.forward_window(windows[0].input.clone(), &queries, 1, state);
-        let memory = next
-            .last()
-            .and_then(|l| l.last())
-            .expect("a non-empty writer")
-            .hidden
-            .clone();
-        let [_, _, mh, mw] = memory.dims();
-        let memory: Vec<f32> = memory
-            .mean_dim(1)
-            .into_data()
-            .convert::<f32>()
-            .to_vec()
-            .unwrap_or_default();
+        let next_kind = match &next {
+            LocalizerState::Multigrid(_) => Kind::Multigrid,
+            LocalizerState::Dnc(_) => Kind::Dnc,
+        };
+        let (mh, mw, memory) = memory_panel(&next);
         state = Some(next);
         let prob: Vec<f32> = burn::tensor::activation::sigmoid(logits[0].clone())
             .into_data()
@@ -264,13 +256,17 @@ pub fn render_episode<B: Backend>(
         let visited: std::collections::HashSet<(usize, usize)> =
             episode.positions()[..=t].iter().copied().collect();
         let mut canvas = Canvas::new(width, height, WHITE);
+        let memory_title = match next_kind {
+            Kind::Multigrid => "memory",
+            Kind::Dnc => "dnc usage",
+        };
         let titles = [
             "true map",
             "explored",
             "query",
             "predicted",
             "truth",
-            "memory",
+            memory_title,
         ];
         for (i, title) in titles.iter().enumerate() {
             canvas.text((10 + i * (panel + 10)) as i64, 8, title, 2, [0, 0, 0]);
@@ -312,7 +308,7 @@ pub fn render_episode<B: Backend>(
             grey(truth[r * ms + c])
         });
         canvas.grid(x(5), 30, (mh, mw), (144 / mh.max(mw)).max(1), |r, c| {
-            grey((memory.get(r * mw + c).copied().unwrap_or(0.0) + 1.0) / 2.0)
+            grey(memory.get(r * mw + c).copied().unwrap_or(0.0))
         });
         canvas.text(
             x(0),
@@ -326,4 +322,141 @@ pub fn render_episode<B: Backend>(
     }
     save_gif(&frames, 15, &out.join("episode.gif"))?;
     Ok(frames.len())
+}
+
+enum Kind {
+    Multigrid,
+    Dnc,
+}
+
+/// The memory panel of batch element 0 as `(rows, columns, values in [0, 1])`: the channel
+/// mean of the deepest layer's finest hidden state (paper Figure 4) mapped from [−1, 1], or a
+/// DNC's usage laid out row-major on a near-square grid.
+fn memory_panel<B: Backend>(state: &LocalizerState<B>) -> (usize, usize, Vec<f32>) {
+    let values = |t: Tensor<B, 2>| -> Vec<f32> {
+        t.into_data().convert::<f32>().to_vec().unwrap_or_default()
+    };
+    match state {
+        LocalizerState::Multigrid(s) => {
+            let hidden = s
+                .last()
+                .and_then(|l| l.last())
+                .expect("a non-empty writer")
+                .hidden
+                .clone();
+            let [_, _, h, w] = hidden.dims();
+            let mean = hidden.narrow(0, 0, 1).mean_dim(1).reshape([h, w]);
+            let v = values(mean).into_iter().map(|v| (v + 1.0) / 2.0).collect();
+            (h, w, v)
+        }
+        LocalizerState::Dnc(s) => {
+            let [_, n] = s.usage.dims();
+            let side = (n as f64).sqrt().ceil() as usize;
+            let rows = n.div_ceil(side);
+            (rows, side, values(s.usage.clone().narrow(0, 0, 1)))
+        }
+    }
+}
+
+/// Draws a DNC's memory over test episode `index` (paper Figure 12): per time step (rows),
+/// the write weights, the read weights summed over heads and the usage of every slot
+/// (columns), and the memory matrix after the last step (a row per word element). Writes
+/// `dnc-memory.png` into `out` and returns its path.
+pub fn render_dnc_memory<B: Backend>(
+    model: &Localizer<B>,
+    config: &ExperimentConfig,
+    index: usize,
+    out: &Path,
+    device: &B::Device,
+) -> anyhow::Result<std::path::PathBuf> {
+    anyhow::ensure!(
+        matches!(model, Localizer::Dnc(_)),
+        "the memory picture is drawn for DNC models only"
+    );
+    std::fs::create_dir_all(out).map_err(|e| anyhow::anyhow!("creating {}: {e}", out.display()))?;
+    let episodes = test_episodes(config, index..index + 1)?;
+    let len = episodes[0][0].len();
+    let row = |t: Tensor<B, 2>| -> Vec<f32> {
+        t.narrow(0, 0, 1)
+            .into_data()
+            .convert::<f32>()
+            .to_vec()
+            .unwrap_or_default()
+    };
+    let (mut writes, mut reads, mut usage) = (Vec::new(), Vec::new(), Vec::new());
+    let mut state = None;
+    let mut last_memory = (0, 0, Vec::new());
+    for t in 0..len {
+        let windows: Vec<_> = episodes
+            .iter()
+            .map(|e| mapping_window::<B>(e, t..t + 1, device))
+            .collect();
+        let queries: Vec<_> = windows.iter().map(|w| w.query.clone()).collect();
+        let (_, next) = model.forward_window(windows[0].input.clone(), &queries, 1, state);
+        if let LocalizerState::Dnc(s) = &next {
+            writes.push(row(s.write_weights.clone().sum_dim(1).squeeze_dim(1)));
+            reads.push(row(s.read_weights.clone().sum_dim(1).squeeze_dim(1)));
+            usage.push(row(s.usage.clone()));
+            if t + 1 == len {
+                let [_, n, w] = s.memory.dims();
+                let m = s.memory.clone().narrow(0, 0, 1).reshape([n, w]).transpose();
+                last_memory = (w, n, row(m.reshape([1, w * n])));
+            }
+        }
+        state = Some(next);
+    }
+    let n = usage.first().map_or(0, Vec::len);
+    let scale = if n >= 250 {
+        1
+    } else {
+        (500 / n.max(1)).clamp(1, 8)
+    };
+    let step_h = if len >= 300 { 1 } else { 2 };
+    let (w_words, _, memory) = last_memory;
+    let mem_max = memory.iter().fold(1e-6f32, |a, v| a.max(v.abs()));
+    let panel_h = len * step_h;
+    let width = n * scale + 40;
+    let height = 3 * (panel_h + 30) + w_words * 4 + 60;
+    let mut canvas = Canvas::new(width, height, WHITE);
+    let mut y = 10i64;
+    for (title, rows, peak) in [
+        ("write weights (time down, slots across)", &writes, 1.0f32),
+        ("read weights, summed over heads", &reads, 1.0),
+        ("usage", &usage, 1.0),
+    ] {
+        canvas.text(20, y, title, 1, [0, 0, 0]);
+        y += 12;
+        for (t, values) in rows.iter().enumerate() {
+            for (s, v) in values.iter().enumerate() {
+                let g = 255.0 - (v / peak).clamp(0.0, 1.0) * 255.0;
+                canvas.rect(
+                    20 + (s * scale) as i64,
+                    y + (t * step_h) as i64,
+                    scale,
+                    step_h,
+                    [g as u8, g as u8, 255],
+                );
+            }
+        }
+        y += panel_h as i64 + 18;
+    }
+    canvas.text(
+        20,
+        y,
+        "memory after the last step (word elements down)",
+        1,
+        [0, 0, 0],
+    );
+    y += 12;
+    for e in 0..w_words {
+        for s in 0..n {
+            let v = memory.get(e * n + s).copied().unwrap_or(0.0) / mem_max;
+            let c = ((1.0 - v.abs()) * 255.0) as u8;
+            let colour = if v >= 0.0 { [255, c, c] } else { [c, c, 255] };
+            canvas.rect(20 + (s * scale) as i64, y + 4 * e as i64, scale, 4, colour);
+        }
+    }
+    let path = out.join("dnc-memory.png");
+    canvas.save_png(&path)?;
+    Ok(path)
 }

@@ -36,6 +36,9 @@ enum Command {
     Info(commands::InfoArgs),
     /// Draw one test episode of a run (PNG frames and a GIF).
     Viz(commands::VizArgs),
+    /// Plot the learning curves of several runs in one PNG (loss per pixel against wall time
+    /// or time steps).
+    Compare(commands::CompareArgs),
     /// Build the reference memory mesh, print its counts and write a few windows into it.
     Demo(demo::DemoArgs),
     /// Time a training window (window and step paths) and an inference step of a model.
@@ -52,6 +55,7 @@ fn main() -> ExitCode {
         Command::Eval(args) => commands::run_eval(args),
         Command::Info(args) => commands::run_info(args),
         Command::Viz(args) => commands::run_viz(args),
+        Command::Compare(args) => commands::run_compare(args),
         Command::Demo(args) => demo::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Data(args) => data_cmd::run(args),

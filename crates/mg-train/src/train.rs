@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use burn::backend::Autodiff;
-use burn::module::{AutodiffModule, Module};
+use burn::module::Module;
 use burn::optim::adaptor::OptimizerAdaptor;
 use burn::optim::{AdamConfig, GradientsParams, Optimizer};
 use burn::record::{BinFileRecorder, FullPrecisionSettings, Recorder};
@@ -16,8 +16,7 @@ use burn::tensor::{ElementConversion, Tensor};
 use indicatif::{ProgressBar, ProgressStyle};
 use mg_data::batch::mapping_window;
 use mg_data::mapping::{Episode, generate_batch};
-use mg_layers::{ConvLstmState, StackState, detach_state};
-use mg_models::MappingModel;
+use mg_models::{Localizer, LocalizerState};
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{Progress, RunDir};
@@ -81,53 +80,14 @@ pub fn training_batch(config: &ExperimentConfig, index: u64) -> anyhow::Result<V
         .collect()
 }
 
-/// Flattens a stack state to `[cell, hidden]` per level per layer.
-fn flatten_state<B: Backend>(state: StackState<B>) -> Vec<Tensor<B, 4>> {
-    state
-        .into_iter()
-        .flatten()
-        .flat_map(|s| [s.cell, s.hidden])
-        .collect()
-}
-
-fn unflatten_state<B: Backend>(
-    model: &MappingModel<B>,
-    flat: Vec<Tensor<B, 4>>,
-) -> anyhow::Result<StackState<B>> {
-    let counts: Vec<usize> = model
-        .writer
-        .stack
-        .layers
-        .iter()
-        .map(|l| l.output_levels().count)
-        .collect();
-    let expected: usize = 2 * counts.iter().sum::<usize>();
-    if flat.len() != expected {
-        bail!(
-            "the saved LSTM state holds {} tensors, the model needs {expected}",
-            flat.len()
-        );
-    }
-    let mut it = flat.into_iter();
-    Ok(counts
-        .iter()
-        .map(|&n| {
-            (0..n)
-                .map(|_| ConvLstmState {
-                    cell: it.next().expect("counted"),
-                    hidden: it.next().expect("counted"),
-                })
-                .collect()
-        })
-        .collect())
-}
-
 /// Options of one training invocation.
 pub struct TrainOptions {
     /// Train until this many time steps.
     pub total_steps: u64,
     /// Continue from the newest checkpoint of the run.
     pub resume: bool,
+    /// Stop (with a checkpoint) after this much wall time, seconds.
+    pub max_seconds: Option<f64>,
 }
 
 /// Trains (or resumes) the run in `run`; returns the final progress.
@@ -142,7 +102,7 @@ pub fn train<B: Backend>(
     let t = &config.train;
     match t.optimizer {
         OptimizerKind::TfRmsprop => {
-            let optim: OptimizerAdaptor<TfRmsProp, MappingModel<Autodiff<B>>, Autodiff<B>> =
+            let optim: OptimizerAdaptor<TfRmsProp, Localizer<Autodiff<B>>, Autodiff<B>> =
                 OptimizerAdaptor::from(TfRmsProp {
                     decay: t.rmsprop_decay as f32,
                     epsilon: t.rmsprop_epsilon as f32,
@@ -152,7 +112,7 @@ pub fn train<B: Backend>(
             run_loop(device, config, run, options, model, optim)
         }
         OptimizerKind::Adam => {
-            let optim = AdamConfig::new().init::<Autodiff<B>, MappingModel<Autodiff<B>>>();
+            let optim = AdamConfig::new().init::<Autodiff<B>, Localizer<Autodiff<B>>>();
             run_loop(device, config, run, options, model, optim)
         }
     }
@@ -163,17 +123,17 @@ fn run_loop<B, O>(
     config: &ExperimentConfig,
     run: &RunDir,
     options: &TrainOptions,
-    mut model: MappingModel<Autodiff<B>>,
+    mut model: Localizer<Autodiff<B>>,
     mut optim: O,
 ) -> anyhow::Result<Progress>
 where
     B: Backend,
-    O: Optimizer<MappingModel<Autodiff<B>>, Autodiff<B>>,
+    O: Optimizer<Localizer<Autodiff<B>>, Autodiff<B>>,
 {
     let recorder = Rec::new();
     let t = &config.train;
     let mut progress = Progress::default();
-    let mut state: Option<StackState<Autodiff<B>>> = None;
+    let mut state: Option<LocalizerState<Autodiff<B>>> = None;
     let mut last_checkpoint = 0;
     if options.resume {
         let Some(dir) = run.latest()? else {
@@ -191,21 +151,10 @@ where
             let flat: Vec<Tensor<B, 4>> =
                 Recorder::<B>::load(&recorder, dir.join("carry"), &device)
                     .with_context(|| format!("loading {}", dir.join("carry.bin").display()))?;
-            let inner = unflatten_state(&model.valid(), flat)?;
-            state = Some(
-                inner
-                    .into_iter()
-                    .map(|layer| {
-                        layer
-                            .into_iter()
-                            .map(|s| ConvLstmState {
-                                cell: Tensor::from_inner(s.cell),
-                                hidden: Tensor::from_inner(s.hidden),
-                            })
-                            .collect()
-                    })
-                    .collect(),
-            );
+            let loaded = model
+                .state_from_tensors(flat.into_iter().map(Tensor::from_inner).collect())
+                .map_err(|e| anyhow::anyhow!("{}: {e}", dir.join("carry.bin").display()))?;
+            state = Some(loaded);
         }
         last_checkpoint = progress.time_step;
         truncate_metrics(&run.metrics(), progress.time_step)?;
@@ -284,7 +233,7 @@ where
         progress.time_step += steps as u64;
         progress.updates += 1;
         progress.episode_t = t1;
-        state = Some(detach_state(next));
+        state = Some(next.detach());
         if t1 == len {
             progress.episode_t = 0;
             progress.batch_index += 1;
@@ -299,7 +248,10 @@ where
             loss_value / (pixels * (steps * t.batch * config.world.query_sizes.len()) as f64);
         since_log.3 += norm;
         since_log.4 += 1;
-        let done = progress.time_step >= options.total_steps;
+        let out_of_time = options
+            .max_seconds
+            .is_some_and(|limit| start.elapsed().as_secs_f64() >= limit);
+        let done = progress.time_step >= options.total_steps || out_of_time;
         if since_log.0 >= t.log_every || done {
             let n = since_log.4 as f64;
             let line = MetricsLine {
@@ -322,6 +274,14 @@ where
             last_checkpoint = progress.time_step;
             plot_metrics(run)?;
         }
+        if out_of_time {
+            bar.abandon_with_message(format!(
+                "stopped after {:.1} minutes at time step {}",
+                start.elapsed().as_secs_f64() / 60.0,
+                progress.time_step
+            ));
+            return Ok(progress);
+        }
     }
     bar.finish();
     Ok(progress)
@@ -331,30 +291,24 @@ fn save<B, O>(
     run: &RunDir,
     recorder: &Rec,
     progress: &Progress,
-    model: &MappingModel<Autodiff<B>>,
+    model: &Localizer<Autodiff<B>>,
     optim: &O,
-    state: Option<StackState<Autodiff<B>>>,
+    state: Option<LocalizerState<Autodiff<B>>>,
 ) -> anyhow::Result<()>
 where
     B: Backend,
-    O: Optimizer<MappingModel<Autodiff<B>>, Autodiff<B>>,
+    O: Optimizer<Localizer<Autodiff<B>>, Autodiff<B>>,
 {
     run.save_checkpoint(progress, |dir| {
         model.clone().save_file(dir.join("model"), recorder)?;
         Recorder::<Autodiff<B>>::record(recorder, optim.to_record(), dir.join("optim"))?;
         if let Some(state) = state {
-            let inner: StackState<B> = state
+            let inner: Vec<Tensor<B, 4>> = state
+                .into_tensors()
                 .into_iter()
-                .map(|l| {
-                    l.into_iter()
-                        .map(|s| ConvLstmState {
-                            cell: s.cell.inner(),
-                            hidden: s.hidden.inner(),
-                        })
-                        .collect()
-                })
+                .map(|t| t.inner())
                 .collect();
-            Recorder::<B>::record(recorder, flatten_state(inner), dir.join("carry"))?;
+            Recorder::<B>::record(recorder, inner, dir.join("carry"))?;
         }
         Ok(())
     })?;
@@ -409,7 +363,7 @@ pub fn load_model<B: Backend>(
     config: &ExperimentConfig,
     run: &RunDir,
     device: &B::Device,
-) -> anyhow::Result<(MappingModel<B>, Progress)> {
+) -> anyhow::Result<(Localizer<B>, Progress)> {
     let Some(dir) = run.latest()? else {
         bail!("{} has no checkpoint yet", run.root.display());
     };
@@ -454,6 +408,7 @@ mod tests {
         let options = TrainOptions {
             total_steps,
             resume,
+            max_seconds: None,
         };
         train::<Flex>(Default::default(), config, run, &options).unwrap();
     }

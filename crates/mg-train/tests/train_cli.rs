@@ -220,3 +220,114 @@ fn a_killed_run_resumes_from_its_last_checkpoint() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// `TINY`'s world with a small DNC: 3×3 observation and query in (72 values), the 6×6 map
+/// out.
+fn tiny_dnc() -> String {
+    TINY.replace(
+        "levels = [1, 2]\nchannels = [2, 2]\ntail_channels = 2",
+        "kind = \"dnc\"\ncontroller = 8\nmemory_slots = 6\nword_size = 4\nread_heads = 2",
+    )
+}
+
+#[test]
+fn a_dnc_trains_resumes_evaluates_and_draws_its_memory() {
+    let dir = temp_dir("dnc");
+    let config = write_config(&dir, &tiny_dnc());
+    let run_dir = dir.join("run");
+    let (c, r) = (config.to_str().unwrap(), run_dir.to_str().unwrap());
+    let info: serde_json::Value = serde_json::from_str(&ok(&["info", c, "--json"])).unwrap();
+    assert_eq!(info["kind"], "dnc");
+    assert_eq!(info["memory_cells"], 24);
+    assert_eq!(info["dnc"]["input_size"], 72);
+    assert_eq!(info["dnc"]["output_size"], 36);
+    // Stops mid-episode (window 4 of a 9-step episode), so the carried DNC state is saved.
+    ok(&["train", c, "--run-dir", r, "--steps", "13"]);
+    ok(&["resume", r, "--steps", "22"]);
+    let metrics = std::fs::read_to_string(run_dir.join("metrics.jsonl")).unwrap();
+    assert!(metrics.lines().count() >= 4, "{metrics}");
+    let report: serde_json::Value = serde_json::from_str(&ok(&["eval", r, "--json"])).unwrap();
+    assert_eq!(report["time_step"], 22);
+    let out = dir.join("viz");
+    ok(&["viz", r, "--out", out.to_str().unwrap()]);
+    assert!(out.join("episode.gif").exists());
+    assert!(out.join("dnc-memory.png").exists());
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn bad_dnc_configs_give_clear_errors() {
+    let dir = temp_dir("bad-dnc");
+    let check = |text: String, expected: &str| {
+        let config = write_config(&dir, &text);
+        let err = fails(&["info", config.to_str().unwrap()]);
+        assert!(err.contains(expected), "expected `{expected}` in:\n{err}");
+        assert!(
+            err.contains("tiny.toml"),
+            "the error should name the file:\n{err}"
+        );
+    };
+    let dnc = tiny_dnc();
+    check(
+        dnc.replace("read_heads = 2", "read_heads = 0"),
+        "read_heads",
+    );
+    check(dnc.replace("word_size = 4", "word_size = 0"), "word_size");
+    check(
+        dnc.replace("memory_slots = 6", "memory_slots = 0"),
+        "memory_slots",
+    );
+    check(
+        dnc.replace("controller = 8\n", ""),
+        "model.controller: missing",
+    );
+    check(
+        dnc.replace("read_heads = 2", "read_heads = 2\nlevels = [1]"),
+        "model.levels: not a field of a dnc model",
+    );
+    check(
+        dnc.replace("read_heads = 2", "read_heads = 2\nclip_value = -1"),
+        "model.clip_value: -1",
+    );
+    check(
+        TINY.replace("tail_channels = 2", "tail_channels = 2\nmemory_slots = 4"),
+        "model.memory_slots: not a field of a multigrid model",
+    );
+    check(
+        TINY.replace("[model]", "[model]\nkind = \"transformer\""),
+        "unknown variant `transformer`",
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn finest_only_baselines_train_and_compare() {
+    let dir = temp_dir("baselines");
+    // ConvLSTM-thick in miniature: two layers on the 6×6 grid only.
+    let thick = TINY.replace("levels = [1, 2]", "levels = [2, 2]\nfinest_only = true");
+    let config = write_config(&dir, &thick);
+    let run_dir = dir.join("thick");
+    let (c, r) = (config.to_str().unwrap(), run_dir.to_str().unwrap());
+    ok(&["train", c, "--run-dir", r, "--steps", "8"]);
+    let dnc_config = dir.join("dnc.toml");
+    std::fs::write(&dnc_config, tiny_dnc()).unwrap();
+    let dnc_run = dir.join("dnc");
+    let d = dnc_run.to_str().unwrap();
+    ok(&[
+        "train",
+        dnc_config.to_str().unwrap(),
+        "--run-dir",
+        d,
+        "--minutes",
+        "0.001",
+    ]);
+    // A wall-time limit stops after the first window, with a checkpoint.
+    let progress = std::fs::read_to_string(dnc_run.join("checkpoints/latest")).unwrap();
+    assert!(!progress.trim().is_empty());
+    let png = dir.join("compare.png");
+    ok(&["compare", r, d, "--out", png.to_str().unwrap()]);
+    assert!(png.exists());
+    assert!(fails(&["compare", dir.to_str().unwrap()]).contains("not a run directory"));
+    assert!(fails(&["train", c, "--minutes", "0"]).contains("--minutes 0"));
+    std::fs::remove_dir_all(&dir).ok();
+}
