@@ -5,7 +5,9 @@
 //! * `test [--backend flex|wgpu|cuda]`: the test suite on one backend.
 //! * `bench [--device cpu|ndarray|wgpu|cuda]... [--config FILE]... [-- <mg-train bench args>]`:
 //!   release benchmarks of the reference model and `configs/mapping/quick.toml` (or the given
-//!   configs) as JSON lines, also written to `target/bench/`.
+//!   configs) as JSON lines, also written to `target/bench/`; with `--scaling`, the
+//!   memory-scaling run (`mg-train bench --scaling`: multigrid vs DNC training-window time and
+//!   peak memory against memory size, JSON lines and log-log PNGs in `docs/figures/`).
 //! * `publish-check [--allow-dirty]`: `cargo publish -p mg-layers --dry-run`.
 
 use std::path::PathBuf;
@@ -15,7 +17,7 @@ use std::time::Instant;
 use anyhow::{Context, bail, ensure};
 
 const USAGE: &str = "usage: cargo xtask <ci [--no-gpu-checks] | test [--backend flex|wgpu|cuda] | \
-bench [--device cpu|ndarray|wgpu|cuda]... [--config FILE]... [-- ARGS] | \
+bench [--device cpu|ndarray|wgpu|cuda]... [--config FILE]... [--scaling] [-- ARGS] | \
 publish-check [--allow-dirty]>";
 
 fn main() -> anyhow::Result<()> {
@@ -110,8 +112,13 @@ fn bench(rest: &[String]) -> anyhow::Result<()> {
     };
     let mut devices = Vec::new();
     let mut configs = Vec::new();
+    let mut scaling = false;
     let mut it = ours.iter();
     while let Some(flag) = it.next() {
+        if flag == "--scaling" {
+            scaling = true;
+            continue;
+        }
         let value = it
             .next()
             .with_context(|| format!("{flag} needs a value"))?
@@ -125,7 +132,13 @@ fn bench(rest: &[String]) -> anyhow::Result<()> {
     if devices.is_empty() {
         devices.push("cpu".into());
     }
-    if configs.is_empty() {
+    if scaling {
+        ensure!(
+            configs.is_empty(),
+            "--scaling times its own models; drop --config"
+        );
+        configs.push(None);
+    } else if configs.is_empty() {
         // The reference model (no config) and the quick CPU model.
         configs = vec![None, Some("configs/mapping/quick.toml".into())];
     }
@@ -166,6 +179,7 @@ fn bench(rest: &[String]) -> anyhow::Result<()> {
                 .current_dir(root())
                 .args(["bench", "--json", "--device", device])
                 .args(config.iter())
+                .args(scaling.then_some("--scaling"))
                 .args(passthrough)
                 .output()
                 .with_context(|| format!("running {}", binary.display()))?;

@@ -28,6 +28,16 @@ impl DeviceKind {
         }
     }
 
+    /// The name on the command line (`--device NAME`).
+    pub fn name_arg(self) -> &'static str {
+        match self {
+            DeviceKind::Cpu => "cpu",
+            DeviceKind::Ndarray => "ndarray",
+            DeviceKind::Wgpu => "wgpu",
+            DeviceKind::Cuda => "cuda",
+        }
+    }
+
     /// The name printed in reports.
     pub fn name(self) -> &'static str {
         match self {

@@ -172,6 +172,7 @@ fn max_seconds(minutes: Option<f64>) -> anyhow::Result<Option<f64>> {
 /// Runs `mg-train train`.
 pub fn run_train(args: &TrainArgs) -> anyhow::Result<()> {
     let config = ExperimentConfig::load(&args.config)?;
+    let max_seconds = max_seconds(args.minutes)?;
     let root = args
         .run_dir
         .clone()
@@ -203,7 +204,7 @@ pub fn run_train(args: &TrainArgs) -> anyhow::Result<()> {
             options: TrainOptions {
                 total_steps,
                 resume: false,
-                max_seconds: max_seconds(args.minutes)?,
+                max_seconds,
             },
         },
     )

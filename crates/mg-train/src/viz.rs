@@ -232,6 +232,32 @@ pub fn plot_curve(
     x_label: &str,
     path: &Path,
 ) -> anyhow::Result<()> {
+    plot(series, x_label, path, false)
+}
+
+/// Plots named series of positive `(x, y)` points on log-log axes, with a marker at every
+/// point. Writes a PNG.
+pub fn plot_log_log(
+    series: &[(&str, Vec<(f64, f64)>)],
+    x_label: &str,
+    path: &Path,
+) -> anyhow::Result<()> {
+    let positive: Vec<(&str, Vec<(f64, f64)>)> = series
+        .iter()
+        .map(|(name, pts)| {
+            let kept = pts.iter().copied().filter(|p| p.0 > 0.0 && p.1 > 0.0);
+            (*name, kept.collect())
+        })
+        .collect();
+    plot(&positive, x_label, path, true)
+}
+
+fn plot(
+    series: &[(&str, Vec<(f64, f64)>)],
+    x_label: &str,
+    path: &Path,
+    log_log: bool,
+) -> anyhow::Result<()> {
     let (width, height) = (720usize, 420usize);
     let (left, right, top, bottom) = (70i64, 20i64, 40i64, 50i64);
     let mut canvas = Canvas::new(width, height, WHITE);
@@ -258,8 +284,10 @@ pub fn plot_curve(
         let (mut y0, mut y1) = points
             .iter()
             .fold((f64::MAX, f64::MIN), |a, p| (a.0.min(p.1), a.1.max(p.1)));
-        let log = y0 > 0.0 && y1 / y0 > 20.0;
+        let log = log_log || (y0 > 0.0 && y1 / y0 > 20.0);
         let ty = |v: f64| if log { v.log10() } else { v };
+        let tx = |v: f64| if log_log { v.log10() } else { v };
+        (x0, x1) = (tx(x0), tx(x1));
         if x1 <= x0 {
             x1 = x0 + 1.0;
             x0 -= 1.0;
@@ -270,13 +298,13 @@ pub fn plot_curve(
             a -= 1.0;
         }
         (y0, y1) = (a, b);
-        let px = |x: f64| left + ((x - x0) / (x1 - x0) * plot_w as f64) as i64;
+        let px = |x: f64| left + ((tx(x) - x0) / (x1 - x0) * plot_w as f64) as i64;
         let py = |y: f64| top + plot_h - ((ty(y) - y0) / (y1 - y0) * plot_h as f64) as i64;
         // Ticks: five on each axis.
         for i in 0..=4 {
             let fx = x0 + (x1 - x0) * i as f64 / 4.0;
-            let label = format_tick(fx);
-            let x = px(fx);
+            let label = format_tick(if log_log { 10f64.powf(fx) } else { fx });
+            let x = left + (plot_w as f64 * i as f64 / 4.0) as i64;
             canvas.line((x, top + plot_h), (x, top + plot_h + 4), BLACK);
             canvas.text(
                 x - Canvas::text_width(&label, 1) as i64 / 2,
@@ -311,10 +339,12 @@ pub fn plot_curve(
             for w in pts.windows(2) {
                 canvas.line(w[0], w[1], colour);
             }
-            if pts.len() == 1 {
-                canvas.rect(pts[0].0 - 1, pts[0].1 - 1, 3, 3, colour);
+            if pts.len() == 1 || log_log {
+                for p in &pts {
+                    canvas.rect(p.0 - 2, p.1 - 2, 5, 5, colour);
+                }
             }
-            let lx = left + 10 + (k as i64) * 200;
+            let lx = left + 10 + (k as i64) * 170;
             canvas.rect(lx, 14, 14, 4, colour);
             canvas.text(lx + 20, 10, name, 2, BLACK);
         }

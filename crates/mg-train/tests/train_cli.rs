@@ -328,6 +328,60 @@ fn finest_only_baselines_train_and_compare() {
     ok(&["compare", r, d, "--out", png.to_str().unwrap()]);
     assert!(png.exists());
     assert!(fails(&["compare", dir.to_str().unwrap()]).contains("not a run directory"));
-    assert!(fails(&["train", c, "--minutes", "0"]).contains("--minutes 0"));
+    let fresh = dir.join("never");
+    let f = fresh.to_str().unwrap();
+    assert!(fails(&["train", c, "--run-dir", f, "--minutes", "0"]).contains("--minutes 0"));
+    assert!(!fresh.exists(), "a refused run must not create its folder");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn bench_times_every_kind_and_the_scaling_family() {
+    let dir = temp_dir("bench");
+    let config = write_config(&dir, &tiny_dnc());
+    let c = config.to_str().unwrap();
+    let lines = ok(&[
+        "bench",
+        c,
+        "--json",
+        "--steps",
+        "2",
+        "--batch",
+        "2",
+        "--repeats",
+        "1",
+    ]);
+    let benches: Vec<serde_json::Value> = lines
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    // A DNC has one training path, then two inference batch sizes.
+    assert_eq!(benches.len(), 3, "{lines}");
+    assert_eq!(benches[0]["bench"], "train_window");
+    assert_eq!(benches[0]["memory"], 24);
+
+    let out = dir.join("scaling");
+    let o = out.to_str().unwrap();
+    let args = [
+        "bench",
+        "--scaling",
+        "--max-level",
+        "3",
+        "--max-slots",
+        "128",
+    ];
+    ok(&[
+        &args[..],
+        &["--repeats", "1", "--steps", "2", "--batch", "1", "--out", o],
+    ]
+    .concat());
+    let jsonl = std::fs::read_to_string(out.join("scaling.jsonl")).unwrap();
+    let models: Vec<String> = jsonl
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["model"].to_string())
+        .collect();
+    assert_eq!(models, ["\"multigrid-L3\"", "\"dnc-N128\""]);
+    assert!(out.join("scaling.png").exists());
+    assert!(fails(&["bench", "--scaling", "--max-level", "9"]).contains("--max-level 9"));
     std::fs::remove_dir_all(&dir).ok();
 }
