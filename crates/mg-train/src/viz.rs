@@ -207,6 +207,15 @@ pub fn grey(v: f32) -> Rgb {
     [g, g, g]
 }
 
+/// `v` rounded to two significant digits (log-axis ticks fall between round numbers).
+fn two_digits(v: f64) -> f64 {
+    if v == 0.0 {
+        return 0.0;
+    }
+    let scale = 10f64.powi(v.abs().log10().floor() as i32 - 1);
+    (v / scale).round() * scale
+}
+
 fn format_tick(v: f64) -> String {
     if v == 0.0 {
         "0".into()
@@ -303,7 +312,11 @@ fn plot(
         // Ticks: five on each axis.
         for i in 0..=4 {
             let fx = x0 + (x1 - x0) * i as f64 / 4.0;
-            let label = format_tick(if log_log { 10f64.powf(fx) } else { fx });
+            let label = format_tick(if log_log {
+                two_digits(10f64.powf(fx))
+            } else {
+                fx
+            });
             let x = left + (plot_w as f64 * i as f64 / 4.0) as i64;
             canvas.line((x, top + plot_h), (x, top + plot_h + 4), BLACK);
             canvas.text(
@@ -314,7 +327,7 @@ fn plot(
                 BLACK,
             );
             let fy = y0 + (y1 - y0) * i as f64 / 4.0;
-            let value = if log { 10f64.powf(fy) } else { fy };
+            let value = if log { two_digits(10f64.powf(fy)) } else { fy };
             let label = format_tick(value);
             let y = top + plot_h - (plot_h as f64 * i as f64 / 4.0) as i64;
             canvas.line((left - 4, y), (left, y), BLACK);
@@ -403,6 +416,18 @@ mod tests {
         plot_curve(&[("loss", pts)], "time steps", &path).unwrap();
         let bytes = std::fs::read(&path).unwrap();
         assert_eq!(&bytes[1..4], b"PNG");
+        // Log-log axes drop the points they cannot place.
+        let pts = vec![(0.0, 1.0), (10.0, 2.0), (1e4, 3e3), (1e6, -1.0)];
+        plot_log_log(&[("ms", pts)], "memory cells", &path).unwrap();
+        assert_eq!(&std::fs::read(&path).unwrap()[1..4], b"PNG");
         std::fs::remove_file(&path).ok();
+    }
+
+    #[test]
+    fn log_ticks_keep_two_digits() {
+        assert_eq!(two_digits(5011.87), 5000.0);
+        assert_eq!(two_digits(0.012345), 0.012);
+        assert_eq!(format_tick(two_digits(31622.7)), "3.2e4");
+        assert_eq!(two_digits(0.0), 0.0);
     }
 }
