@@ -515,7 +515,7 @@ mod scaling {
                 ("multigrid ms", series("multigrid", |r| Some(r.median_ms))),
                 ("DNC ms", series("dnc", |r| Some(r.median_ms))),
             ],
-            "memory cells",
+            ["memory cells", "training window, ms"],
             &time,
         )?;
         let memory = args.out.join("scaling-memory.png");
@@ -524,7 +524,7 @@ mod scaling {
             ("DNC MiB", series("dnc", |r| r.peak_mib)),
         ];
         if peaks.iter().any(|(_, p)| !p.is_empty()) {
-            plot_log_log(&peaks, "memory cells", &memory)?;
+            plot_log_log(&peaks, ["memory cells", "peak memory growth, MiB"], &memory)?;
         }
         if !args.json {
             eprintln!(

@@ -146,7 +146,7 @@ pub fn run_compare(args: &CompareArgs) -> anyhow::Result<()> {
         CompareAxis::Minutes => "minutes of training",
         CompareAxis::Steps => "time steps",
     };
-    crate::viz::plot_curve(&named, label, &args.out)?;
+    crate::viz::plot_curve(&named, [label, "training loss per pixel"], &args.out)?;
     eprintln!("wrote {}", args.out.display());
     Ok(())
 }

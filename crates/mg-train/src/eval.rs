@@ -419,12 +419,20 @@ pub fn render_dnc_memory<B: Backend>(
     let height = 3 * (panel_h + 30) + w_words * 4 + 60;
     let mut canvas = Canvas::new(width, height, WHITE);
     let mut y = 10i64;
-    for (title, rows, peak) in [
-        ("write weights (time down, slots across)", &writes, 1.0f32),
-        ("read weights, summed over heads", &reads, 1.0),
-        ("usage", &usage, 1.0),
+    let peak_of = |rows: &[Vec<f32>]| rows.iter().flatten().fold(1e-6f32, |a, &v| a.max(v));
+    for (title, rows) in [
+        ("write weights (time down, slots across)", &writes),
+        ("read weights, summed over heads", &reads),
+        ("usage", &usage),
     ] {
-        canvas.text(20, y, title, 1, [0, 0, 0]);
+        let peak = peak_of(rows);
+        canvas.text(
+            20,
+            y,
+            &format!("{title}, white 0 to blue {peak:.3}"),
+            1,
+            [0, 0, 0],
+        );
         y += 12;
         for (t, values) in rows.iter().enumerate() {
             for (s, v) in values.iter().enumerate() {

@@ -355,7 +355,11 @@ pub fn plot_metrics(run: &RunDir) -> anyhow::Result<()> {
         .iter()
         .map(|m| (m.time_step as f64, m.loss_per_pixel))
         .collect();
-    plot_curve(&[("loss per pixel", points)], "time steps", &run.curve())
+    plot_curve(
+        &[("training loss", points)],
+        ["time steps", "loss per pixel"],
+        &run.curve(),
+    )
 }
 
 /// Loads a run's model (newest checkpoint) for inference on `B`.

@@ -238,17 +238,17 @@ fn format_tick(v: f64) -> String {
 /// they span more than a factor of 20. Writes a PNG.
 pub fn plot_curve(
     series: &[(&str, Vec<(f64, f64)>)],
-    x_label: &str,
+    [x_label, y_label]: [&str; 2],
     path: &Path,
 ) -> anyhow::Result<()> {
-    plot(series, x_label, path, false)
+    plot(series, [x_label, y_label], path, false)
 }
 
 /// Plots named series of positive `(x, y)` points on log-log axes, with a marker at every
 /// point. Writes a PNG.
 pub fn plot_log_log(
     series: &[(&str, Vec<(f64, f64)>)],
-    x_label: &str,
+    labels: [&str; 2],
     path: &Path,
 ) -> anyhow::Result<()> {
     let positive: Vec<(&str, Vec<(f64, f64)>)> = series
@@ -258,18 +258,39 @@ pub fn plot_log_log(
             (*name, kept.collect())
         })
         .collect();
-    plot(&positive, x_label, path, true)
+    plot(&positive, labels, path, true)
+}
+
+/// Legend entries laid out left to right, wrapping at `width`: each one's `(x, y)`.
+fn legend_layout(names: &[&str], left: i64, width: i64) -> Vec<(i64, i64)> {
+    let (mut x, mut y) = (left, 10i64);
+    names
+        .iter()
+        .map(|name| {
+            let w = 30 + Canvas::text_width(name, 2) as i64;
+            if x > left && x + w > width {
+                (x, y) = (left, y + 16);
+            }
+            let at = (x, y);
+            x += w;
+            at
+        })
+        .collect()
 }
 
 fn plot(
     series: &[(&str, Vec<(f64, f64)>)],
-    x_label: &str,
+    [x_label, y_label]: [&str; 2],
     path: &Path,
     log_log: bool,
 ) -> anyhow::Result<()> {
-    let (width, height) = (720usize, 420usize);
-    let (left, right, top, bottom) = (70i64, 20i64, 40i64, 50i64);
+    let names: Vec<&str> = series.iter().map(|(n, _)| *n).collect();
+    let legend = legend_layout(&names, 70, 710);
+    let legend_bottom = legend.iter().map(|p| p.1).max().unwrap_or(10) + 14;
+    let (width, height) = (720usize, 400 + legend_bottom as usize);
+    let (left, right, top, bottom) = (70i64, 20i64, legend_bottom + 26, 50i64);
     let mut canvas = Canvas::new(width, height, WHITE);
+    canvas.text(8, top - 14, y_label, 1, BLACK);
     let points: Vec<(f64, f64)> = series
         .iter()
         .flat_map(|(_, p)| p.iter().copied())
@@ -357,9 +378,9 @@ fn plot(
                     canvas.rect(p.0 - 2, p.1 - 2, 5, 5, colour);
                 }
             }
-            let lx = left + 10 + (k as i64) * 170;
-            canvas.rect(lx, 14, 14, 4, colour);
-            canvas.text(lx + 20, 10, name, 2, BLACK);
+            let (lx, ly) = legend[k];
+            canvas.rect(lx, ly + 4, 14, 4, colour);
+            canvas.text(lx + 20, ly, name, 2, BLACK);
         }
     }
     canvas.save_png(path)
@@ -413,14 +434,26 @@ mod tests {
         let pts: Vec<(f64, f64)> = (1..50)
             .map(|i| (i as f64 * 100.0, 1.0 / i as f64))
             .collect();
-        plot_curve(&[("loss", pts)], "time steps", &path).unwrap();
+        plot_curve(&[("loss", pts)], ["time steps", "loss"], &path).unwrap();
         let bytes = std::fs::read(&path).unwrap();
         assert_eq!(&bytes[1..4], b"PNG");
         // Log-log axes drop the points they cannot place.
         let pts = vec![(0.0, 1.0), (10.0, 2.0), (1e4, 3e3), (1e6, -1.0)];
-        plot_log_log(&[("ms", pts)], "memory cells", &path).unwrap();
+        plot_log_log(&[("ms", pts)], ["memory cells", "ms"], &path).unwrap();
         assert_eq!(&std::fs::read(&path).unwrap()[1..4], b"PNG");
         std::fs::remove_file(&path).ok();
+    }
+
+    #[test]
+    fn legends_wrap_to_new_rows() {
+        let at = legend_layout(
+            &["a", "quick-convlstm-thick", "quick-dnc-lr1e-3", "b"],
+            70,
+            300,
+        );
+        assert_eq!(at[0], (70, 10));
+        assert_eq!(at[1].1, 26, "the long name starts a second row: {at:?}");
+        assert!(at.iter().all(|&(x, _)| x < 300));
     }
 
     #[test]
