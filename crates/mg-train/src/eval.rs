@@ -415,7 +415,7 @@ pub fn render_dnc_memory<B: Backend>(
     let (w_words, _, memory) = last_memory;
     let mem_max = memory.iter().fold(1e-6f32, |a, v| a.max(v.abs()));
     let panel_h = len * step_h;
-    let width = n * scale + 40;
+    let width = (n * scale + 40).max(640);
     let height = 3 * (panel_h + 30) + w_words * 4 + 60;
     let mut canvas = Canvas::new(width, height, WHITE);
     let mut y = 10i64;
@@ -451,7 +451,9 @@ pub fn render_dnc_memory<B: Backend>(
     canvas.text(
         20,
         y,
-        "memory after the last step (word elements down)",
+        &format!(
+            "memory after the last step (word elements down), red +{mem_max:.2} to blue -{mem_max:.2}"
+        ),
         1,
         [0, 0, 0],
     );
