@@ -446,14 +446,16 @@ mod tests {
 
     #[test]
     fn legends_wrap_to_new_rows() {
-        let at = legend_layout(
-            &["a", "quick-convlstm-thick", "quick-dnc-lr1e-3", "b"],
-            70,
-            300,
-        );
-        assert_eq!(at[0], (70, 10));
-        assert_eq!(at[1].1, 26, "the long name starts a second row: {at:?}");
-        assert!(at.iter().all(|&(x, _)| x < 300));
+        let names = ["a", "quick-convlstm-thick", "quick-dnc-lr1e-3", "b"];
+        let at = legend_layout(&names, 70, 300);
+        // "a" takes 30 + 8 pixels; the second entry (190) still fits, the third does not.
+        assert_eq!(at, [(70, 10), (108, 10), (70, 26), (228, 26)]);
+        for (&(x, _), name) in at.iter().zip(names) {
+            assert!(
+                x + 30 + Canvas::text_width(name, 2) as i64 <= 300,
+                "{name} overflows"
+            );
+        }
     }
 
     #[test]
