@@ -1,4 +1,5 @@
-//! Datasets of the multigrid-memory experiments: mapping worlds, sort, recall, MNIST and bAbI.
+//! Datasets of the multigrid-memory experiments: mapping worlds, sort, recall, MNIST, bAbI, and
+//! the DNC's repeat-copy task.
 //!
 //! Synthetic samples are pure functions of `(seed, index)` ([`rng::Rng::keyed`]): reproducible, streamable,
 //! nothing stored. MNIST and bAbI are read from a local directory; nothing is downloaded. Tensors are built
