@@ -2,7 +2,8 @@
 //!
 //! * `ci`: format check, clippy (deny warnings), tests, docs, and the GPU backends' compile
 //!   checks, cheapest first.
-//! * `test [--backend flex|wgpu|cuda]`: the test suite on one backend.
+//! * `test [--backend flex|wgpu|cuda]`: the test suite on one backend (on a GPU, the
+//!   mg-layers and mg-models tests that take a backend; f64 checks stay on Flex).
 //! * `bench [--device cpu|ndarray|wgpu|cuda]... [--config FILE]... [-- <mg-train bench args>]`:
 //!   release benchmarks of the reference model and `configs/mapping/quick.toml` (or the given
 //!   configs) as JSON lines, also written to `target/bench/`; with `--scaling`, the
@@ -97,8 +98,21 @@ fn test(rest: &[String]) -> anyhow::Result<()> {
         [] => cargo(&["test", "--workspace"], &[]),
         [flag, backend] if flag == "--backend" => match backend.as_str() {
             "flex" => cargo(&["test", "--workspace"], &[]),
-            "wgpu" => cargo(&["test", "-p", "mg-layers", "--features", "test-wgpu"], &[]),
-            "cuda" => cargo(&["test", "-p", "mg-layers", "--features", "test-cuda"], &[]),
+            "wgpu" | "cuda" => {
+                let features = format!("mg-layers/test-{backend},mg-models/test-{backend}");
+                cargo(
+                    &[
+                        "test",
+                        "-p",
+                        "mg-layers",
+                        "-p",
+                        "mg-models",
+                        "--features",
+                        &features,
+                    ],
+                    &[],
+                )
+            }
             other => bail!("unknown backend `{other}`; expected flex, wgpu or cuda"),
         },
         _ => bail!("{USAGE}"),

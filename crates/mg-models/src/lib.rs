@@ -28,5 +28,9 @@ pub use mapping::{
 pub use mesh::{MemoryMesh, MemoryMeshConfig};
 pub use reader::{MgReader, MgReaderConfig};
 
-#[cfg(test)]
+#[cfg(all(test, not(any(feature = "test-wgpu", feature = "test-cuda"))))]
 pub(crate) type TestBackend = burn::backend::Flex;
+#[cfg(all(test, feature = "test-wgpu"))]
+pub(crate) type TestBackend = burn::backend::Wgpu;
+#[cfg(all(test, feature = "test-cuda", not(feature = "test-wgpu")))]
+pub(crate) type TestBackend = burn::backend::Cuda;

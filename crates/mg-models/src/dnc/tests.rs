@@ -1,6 +1,7 @@
-//! Unit tests of the DNC in f32 on Flex: the properties the reference's `addressing_test`,
-//! `access_test` and `util_test` check, the dataflow order, configuration checks and
-//! parameter counts. Golden values and gradient checks run in f64 (`tests/dnc_f64`).
+//! Unit tests of the DNC in f32 (on Flex, or on a GPU with `test-wgpu` / `test-cuda`): the
+//! properties the reference's `addressing_test`, `access_test` and `util_test` check, the
+//! dataflow order, configuration checks and parameter counts. Golden values and gradient
+//! checks run in f64 (`tests/dnc_f64`).
 //!
 //! `util_test` (batched gather, inverse permutation) has no counterpart: allocation needs
 //! neither, since it sums `ln ũ` over a mask of "sorted before" slots instead of sorting.
