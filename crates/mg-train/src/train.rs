@@ -140,13 +140,11 @@ where
             bail!("{} has no checkpoint to resume from", run.root.display());
         };
         progress = RunDir::progress(&dir)?;
-        model = model
-            .load_file(dir.join("model"), &recorder, &device)
-            .with_context(|| format!("loading {}", dir.join("model.bin").display()))?;
+        model = load_weights(model, &dir, &device)?;
         let record = recorder
             .load(dir.join("optim"), &device)
             .with_context(|| format!("loading {}", dir.join("optim.bin").display()))?;
-        optim = optim.load_record(record);
+        optim = fitting(&dir.join("optim.bin"), || optim.load_record(record))?;
         if progress.episode_t > 0 {
             let flat: Vec<Tensor<B, 4>> =
                 Recorder::<B>::load(&recorder, dir.join("carry"), &device)
@@ -371,12 +369,78 @@ pub fn load_model<B: Backend>(
     let Some(dir) = run.latest()? else {
         bail!("{} has no checkpoint yet", run.root.display());
     };
-    let model = config
-        .model()
-        .init::<B>(device)
-        .load_file(dir.join("model"), &Rec::new(), device)
-        .with_context(|| format!("loading {}", dir.join("model.bin").display()))?;
+    let model = load_weights(config.model().init::<B>(device), &dir, device)?;
     Ok((model, RunDir::progress(&dir)?))
+}
+
+/// Loads a checkpoint's `model.bin` into `model`.
+fn load_weights<B: Backend, M: Module<B>>(
+    model: M,
+    dir: &Path,
+    device: &B::Device,
+) -> anyhow::Result<M> {
+    let path = dir.join("model.bin");
+    let expected = param_shapes(&model);
+    let loaded = fitting(&path, || {
+        model.load_file(dir.join("model"), &Rec::new(), device)
+    })?
+    .with_context(|| format!("loading {}", path.display()))?;
+    let found = param_shapes(&loaded);
+    if found != expected {
+        bail!(
+            "{} does not fit the model of the run's config.toml ({} parameter tensors with \
+             shapes {} where the config needs {} with shapes {}); was config.toml edited, or \
+             the checkpoint written by another model?",
+            path.display(),
+            found.len(),
+            summary(&found),
+            expected.len(),
+            summary(&expected)
+        );
+    }
+    Ok(loaded)
+}
+
+/// The shape of every float parameter of `module`, in visiting order.
+fn param_shapes<B: Backend, M: Module<B>>(module: &M) -> Vec<Vec<usize>> {
+    struct Shapes(Vec<Vec<usize>>);
+    impl<B: Backend> burn::module::ModuleVisitor<B> for Shapes {
+        fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<B, D>>) {
+            self.0.push(param.val().dims().to_vec());
+        }
+    }
+    let mut shapes = Shapes(Vec::new());
+    module.visit(&mut shapes);
+    shapes.0
+}
+
+/// The first few shapes of a list, for error messages.
+fn summary(shapes: &[Vec<usize>]) -> String {
+    let head: Vec<String> = shapes.iter().take(3).map(|s| format!("{s:?}")).collect();
+    let more = if shapes.len() > 3 { ", …" } else { "" };
+    format!("{}{more}", head.join(", "))
+}
+
+/// Runs `load`, turning burn's panic on a record that does not fit the module (a different
+/// model kind, widths or optimizer) into an error naming `path`.
+fn fitting<T>(path: &Path, load: impl FnOnce() -> T) -> anyhow::Result<T> {
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(load));
+    std::panic::set_hook(hook);
+    result.map_err(|panic| {
+        let why = panic
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| panic.downcast_ref::<&str>().copied())
+            .unwrap_or("unknown mismatch");
+        let why = why.lines().next().unwrap_or_default().trim();
+        anyhow::anyhow!(
+            "{} does not fit the model of the run's config.toml ({why}); \
+             was config.toml edited, or the checkpoint written by another model?",
+            path.display()
+        )
+    })
 }
 
 #[cfg(test)]

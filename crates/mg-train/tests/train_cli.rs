@@ -385,3 +385,27 @@ fn bench_times_every_kind_and_the_scaling_family() {
     assert!(fails(&["bench", "--scaling", "--max-level", "9"]).contains("--max-level 9"));
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn a_checkpoint_that_does_not_fit_the_config_is_an_error() {
+    let dir = temp_dir("misfit");
+    let config = write_config(&dir, TINY);
+    let run_dir = dir.join("run");
+    let (c, r) = (config.to_str().unwrap(), run_dir.to_str().unwrap());
+    ok(&["train", c, "--run-dir", r, "--steps", "4"]);
+    // Another model kind, then other widths, in the run's config.
+    for other in [
+        tiny_dnc(),
+        TINY.replace("channels = [2, 2]", "channels = [2, 3]"),
+    ] {
+        std::fs::write(run_dir.join("config.toml"), other).unwrap();
+        for command in ["eval", "resume"] {
+            let err = fails(&[command, r, "--steps", "8"][..if command == "eval" { 2 } else { 4 }]);
+            assert!(
+                err.contains("model.bin does not fit the model"),
+                "{command}: {err}"
+            );
+        }
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
