@@ -151,12 +151,12 @@ pub fn scaling_models(max_level: usize, max_slots: usize) -> Vec<BenchModel> {
             mask_size: widths.output_size(),
         });
     }
+    let (x, y) = (
+        DncLocalizerConfig::input_size(3, &[3]),
+        DncLocalizerConfig::output_size(1, 48),
+    );
     let mut slots = 128;
     while slots <= max_slots {
-        let (x, y) = (
-            DncLocalizerConfig::input_size(3, &[3]),
-            DncLocalizerConfig::output_size(1, 48),
-        );
         let dnc = DncConfig::new(x, y, 64, slots, 16).with_clip_value(20.0);
         models.push(BenchModel {
             name: format!("dnc-N{slots}"),

@@ -429,13 +429,21 @@ impl ExperimentConfig {
             m.memory_slots.unwrap_or_default(),
             m.word_size.unwrap_or_default(),
         )
-        .with_read_heads(m.read_heads.unwrap_or(4))
-        .with_write_heads(m.write_heads.unwrap_or(1))
-        .with_clip_value(m.clip_value.unwrap_or(20.0))
-        .with_strength(match m.strength.unwrap_or(StrengthKind::Softplus) {
-            StrengthKind::Softplus => StrengthOp::Softplus,
-            StrengthKind::Oneplus => StrengthOp::Oneplus,
-        });
+        .with_clip_value(m.clip_value.unwrap_or(20.0));
+        // Unset fields keep `DncConfig`'s defaults: 4 read heads, 1 write head, softplus.
+        let dnc = match m.read_heads {
+            Some(r) => dnc.with_read_heads(r),
+            None => dnc,
+        };
+        let dnc = match m.write_heads {
+            Some(k) => dnc.with_write_heads(k),
+            None => dnc,
+        };
+        let dnc = match m.strength {
+            Some(StrengthKind::Softplus) => dnc.with_strength(StrengthOp::Softplus),
+            Some(StrengthKind::Oneplus) => dnc.with_strength(StrengthOp::Oneplus),
+            None => dnc,
+        };
         DncLocalizerConfig::new(dnc, w.obs_size, w.query_sizes.clone(), w.mask_size)
     }
 

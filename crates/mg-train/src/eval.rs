@@ -7,7 +7,7 @@ use std::time::Instant;
 use burn::tensor::backend::Backend;
 use burn::tensor::{ElementConversion, Int, Tensor};
 use indicatif::{ProgressBar, ProgressStyle};
-use mg_data::batch::mapping_window;
+use mg_data::batch::{MappingTensors, mapping_window};
 use mg_data::mapping::{Episode, MappingConfig, MappingTestSet, QueryPer};
 use mg_models::{Localizer, LocalizerState};
 use serde::Serialize;
@@ -100,6 +100,24 @@ pub fn test_episodes(
         .collect()
 }
 
+/// One inference step `t` of `episodes` (one list per query size) with carried state: the
+/// step's tensors, one logit map per query size, and the next state.
+fn infer_step<B: Backend>(
+    model: &Localizer<B>,
+    episodes: &[Vec<Episode>],
+    t: usize,
+    state: Option<LocalizerState<B>>,
+    device: &B::Device,
+) -> (Vec<MappingTensors<B>>, Vec<Tensor<B, 2>>, LocalizerState<B>) {
+    let windows: Vec<_> = episodes
+        .iter()
+        .map(|e| mapping_window::<B>(e, t..t + 1, device))
+        .collect();
+    let queries: Vec<_> = windows.iter().map(|w| w.query.clone()).collect();
+    let (logits, next) = model.forward_window(windows[0].input.clone(), &queries, 1, state);
+    (windows, logits, next)
+}
+
 /// Evaluates `model` on `episodes` test maps, step by step with carried state, threshold 0.5.
 pub fn evaluate<B: Backend>(
     model: &Localizer<B>,
@@ -136,12 +154,7 @@ pub fn evaluate<B: Backend>(
         let mut state = None;
         let mut counts: Vec<Option<[Tensor<B, 1, Int>; 3]>> = vec![None; readers];
         for t in 0..len {
-            let windows: Vec<_> = batch
-                .iter()
-                .map(|e| mapping_window::<B>(e, t..t + 1, device))
-                .collect();
-            let queries: Vec<_> = windows.iter().map(|w| w.query.clone()).collect();
-            let (logits, next) = model.forward_window(windows[0].input.clone(), &queries, 1, state);
+            let (windows, logits, next) = infer_step(model, &batch, t, state, device);
             state = Some(next);
             for (r, (logit, w)) in logits.into_iter().zip(&windows).enumerate() {
                 let pred = logit.greater_equal_elem(0.0).int();
@@ -222,12 +235,7 @@ pub fn render_episode<B: Backend>(
     let mut frames = Vec::new();
     let mut explored = vec![false; n * n];
     for t in 0..episode.len() {
-        let windows: Vec<_> = episodes
-            .iter()
-            .map(|e| mapping_window::<B>(e, t..t + 1, device))
-            .collect();
-        let queries: Vec<_> = windows.iter().map(|w| w.query.clone()).collect();
-        let (logits, next) = model.forward_window(windows[0].input.clone(), &queries, 1, state);
+        let (_, logits, next) = infer_step(model, &episodes, t, state, device);
         let next_kind = match &next {
             LocalizerState::Multigrid(_) => Kind::Multigrid,
             LocalizerState::Dnc(_) => Kind::Dnc,
@@ -387,12 +395,7 @@ pub fn render_dnc_memory<B: Backend>(
     let mut state = None;
     let mut last_memory = (0, 0, Vec::new());
     for t in 0..len {
-        let windows: Vec<_> = episodes
-            .iter()
-            .map(|e| mapping_window::<B>(e, t..t + 1, device))
-            .collect();
-        let queries: Vec<_> = windows.iter().map(|w| w.query.clone()).collect();
-        let (_, next) = model.forward_window(windows[0].input.clone(), &queries, 1, state);
+        let (_, _, next) = infer_step(model, &episodes, t, state, device);
         if let LocalizerState::Dnc(s) = &next {
             writes.push(row(s.write_weights.clone().sum_dim(1).squeeze_dim(1)));
             reads.push(row(s.read_weights.clone().sum_dim(1).squeeze_dim(1)));
