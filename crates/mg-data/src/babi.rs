@@ -2,6 +2,9 @@
 //!
 //! **Format.** `ID text` lines; IDs restart at 1 for each story. Question lines are
 //! `ID question<TAB>answer<TAB>supporting IDs`. A question's context is every statement before it in its story.
+//! A line ending in `?` without the tab-separated fields, an empty file and any other malformed line are
+//! errors naming the file and line; a story without a question is accepted ([`stories_without_questions`]
+//! counts them).
 //!
 //! **Tokens.** Text is lower-cased and split on whitespace. A trailing `.` or `?` is split off as its own token
 //! (kept, so the model sees sentence and question ends). Answers are split on `,` (qa8 `apple,milk`, qa19
@@ -281,6 +284,15 @@ pub fn parse(text: &str, path: &Path, vocab: &mut Vocab) -> Result<Vec<Story>> {
         let story = stories.last_mut().expect("a story was started");
         let fields: Vec<&str> = rest.split('\t').collect();
         match fields.len() {
+            1 if rest.trim_end().ends_with('?') => {
+                return Err(err(
+                    line,
+                    format!(
+                        "question {:?} has no tab-separated answer, expected `question<TAB>answer<TAB>supporting IDs`",
+                        truncate(rest)
+                    ),
+                ));
+            }
             1 => {
                 let mut toks = Vec::new();
                 tokenize(rest, vocab, &mut toks);
@@ -340,11 +352,30 @@ pub fn parse(text: &str, path: &Path, vocab: &mut Vocab) -> Result<Vec<Story>> {
             }
         }
     }
+    if stories.is_empty() {
+        return Err(DataError::EmptyFile {
+            path: path.to_path_buf(),
+        });
+    }
     Ok(stories)
 }
 
 fn truncate(s: &str) -> String {
     s.chars().take(40).collect()
+}
+
+/// Parses one file's bytes ([`parse`] after checking they are UTF-8). `path` names the file in errors.
+pub fn parse_bytes(bytes: &[u8], path: &Path, vocab: &mut Vocab) -> Result<Vec<Story>> {
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        let at = e.valid_up_to();
+        let line = bytes[..at].iter().filter(|&&b| b == b'\n').count() + 1;
+        DataError::BabiLine {
+            path: path.to_path_buf(),
+            line,
+            message: "invalid UTF-8, expected ASCII text".into(),
+        }
+    })?;
+    parse(text, path, vocab)
 }
 
 /// Reads and parses one file.
@@ -362,21 +393,17 @@ pub fn load_file(path: &Path, vocab: &mut Vocab) -> Result<Vec<Story>> {
             }
         }
     })?;
-    let text = String::from_utf8(bytes).map_err(|e| {
-        let at = e.utf8_error().valid_up_to();
-        let line = e.as_bytes()[..at].iter().filter(|&&b| b == b'\n').count() + 1;
-        DataError::BabiLine {
-            path: path.to_path_buf(),
-            line,
-            message: "invalid UTF-8, expected ASCII text".into(),
-        }
-    })?;
-    parse(&text, path, vocab)
+    parse_bytes(&bytes, path, vocab)
 }
 
 /// Number of questions in `stories`.
 pub fn question_count(stories: &[Story]) -> usize {
     stories.iter().map(|s| s.questions.len()).sum()
+}
+
+/// Number of stories without a question (they give no training sequence).
+pub fn stories_without_questions(stories: &[Story]) -> usize {
+    stories.iter().filter(|s| s.questions.is_empty()).count()
 }
 
 /// One task's train and test stories.
@@ -649,34 +676,61 @@ mod tests {
         assert!(e.contains("/nonexistent/qa1.txt"), "{e}");
     }
 
-    /// Fuzz: random and mutated text never panics.
     #[test]
-    fn fuzz_parser() {
-        let mut rng = crate::rng::Rng::new(99);
-        let alphabet = b"0123456789 \t\n.?,abXY";
-        for i in 0..5000 {
-            let bytes: Vec<u8> = if i % 2 == 0 {
-                (0..rng.index(80))
-                    .map(|_| alphabet[rng.index(alphabet.len())])
-                    .collect()
-            } else {
-                let mut b = SAMPLE.as_bytes().to_vec();
-                for _ in 0..1 + rng.index(3) {
-                    let at = rng.index(b.len());
-                    b[at] = alphabet[rng.index(alphabet.len())];
-                }
-                b
-            };
-            let text = String::from_utf8(bytes).unwrap();
-            let mut v = Vocab::new();
-            if let Ok(stories) = parse(&text, Path::new("fuzz"), &mut v) {
-                for s in &stories {
-                    for q in &s.questions {
-                        let seq = encode(1, s, q);
-                        assert!(seq.answer_mask.iter().any(|&m| m));
-                    }
-                }
-            }
+    fn question_without_answer_is_an_error_naming_file_and_line() {
+        for text in [
+            "1 Mary moved.\n2 Where is Mary?\n",
+            "1 Mary moved.\n2 Where is Mary? \n",
+            "1 Mary moved.\n2 Where is Mary?\r\n",
+        ] {
+            let e = parse(text, Path::new("d/qa1_train.txt"), &mut Vocab::new())
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.starts_with("d/qa1_train.txt:2: ") && e.contains("no tab-separated answer"),
+                "{text:?}: {e}"
+            );
         }
+    }
+
+    #[test]
+    fn empty_file_is_an_error_naming_the_file() {
+        let e = parse("", Path::new("d/qa2_test.txt"), &mut Vocab::new()).unwrap_err();
+        assert!(matches!(e, DataError::EmptyFile { .. }), "{e:?}");
+        assert_eq!(
+            e.to_string(),
+            "d/qa2_test.txt: empty bAbI task file (expected stories of `ID text` lines)"
+        );
+        let d = std::env::temp_dir().join(format!("mg-data-babi-empty-{}", std::process::id()));
+        std::fs::write(&d, "").unwrap();
+        let e = load_file(&d, &mut Vocab::new()).unwrap_err().to_string();
+        assert!(
+            e.contains(&d.display().to_string()) && e.contains("empty"),
+            "{e}"
+        );
+        let _ = std::fs::remove_file(&d);
+    }
+
+    #[test]
+    fn stories_without_questions_are_kept_and_counted() {
+        let text =
+            "1 Mary moved.\n2 John went.\n1 Sandra left.\n2 Where is Sandra?\tx\t1\n1 Bill ran.\n";
+        let stories = parse(text, Path::new("t"), &mut Vocab::new()).unwrap();
+        assert_eq!(stories.len(), 3);
+        assert_eq!(question_count(&stories), 1);
+        assert_eq!(stories_without_questions(&stories), 2);
+        assert_eq!(stories_without_questions(&stories[1..2]), 0);
+    }
+
+    #[test]
+    fn invalid_utf8_names_the_line() {
+        let e = parse_bytes(
+            b"1 Mary moved.\n2 J\xffhn.\n",
+            Path::new("t"),
+            &mut Vocab::new(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.starts_with("t:2: ") && e.contains("UTF-8"), "{e}");
     }
 }

@@ -86,6 +86,12 @@ pub enum DataError {
         /// What was wrong and what was expected.
         message: String,
     },
+    /// A bAbI task file with no story in it.
+    #[error("{path}: empty bAbI task file (expected stories of `ID text` lines)")]
+    EmptyFile {
+        /// The file.
+        path: PathBuf,
+    },
     /// An unknown bAbI task name.
     #[error(
         "unknown bAbI task `{name}` (expected 1..=20, qa1..qa20 or a file stem such as qa1_single-supporting-fact)"

@@ -2,13 +2,14 @@
 //! the DNC's repeat-copy task.
 //!
 //! Synthetic samples are pure functions of `(seed, index)` ([`rng::Rng::keyed`]): reproducible, streamable,
-//! nothing stored. MNIST and bAbI are read from a local directory; nothing is downloaded. Tensors are built
-//! only in [`batch`], for any burn backend.
+//! nothing stored. MNIST and bAbI are read from a local directory ([`locate`] finds it); nothing is
+//! downloaded. Tensors are built only in [`batch`], for any burn backend.
 
 pub mod babi;
 pub mod batch;
 pub mod copy;
 pub mod error;
+pub mod locate;
 pub mod mapping;
 pub mod mnist;
 pub mod recall;
