@@ -278,34 +278,7 @@ impl<B: Backend> Localizer<B> {
                         .collect(),
                 ))
             }
-            Self::Dnc(_) => {
-                let [
-                    read_words,
-                    memory,
-                    read_weights,
-                    write_weights,
-                    link,
-                    precedence,
-                    usage,
-                    hidden,
-                    cell,
-                ]: [Tensor<B, 4>; 9] = flat.try_into().map_err(|v: Vec<_>| {
-                    format!("the saved state holds {} tensors, a DNC needs 9", v.len())
-                })?;
-                let d3 = |t: Tensor<B, 4>| t.squeeze_dim::<3>(3);
-                let d2 = |t: Tensor<B, 4>| t.squeeze_dim::<3>(3).squeeze_dim::<2>(2);
-                Ok(LocalizerState::Dnc(DncState {
-                    read_words: d3(read_words),
-                    memory: d3(memory),
-                    read_weights: d3(read_weights),
-                    write_weights: d3(write_weights),
-                    link,
-                    precedence: d3(precedence),
-                    usage: d2(usage),
-                    hidden: d2(hidden),
-                    cell: d2(cell),
-                }))
-            }
+            Self::Dnc(_) => DncState::from_tensors(flat).map(LocalizerState::Dnc),
         }
     }
 }
@@ -328,21 +301,7 @@ impl<B: Backend> LocalizerState<B> {
                 .flatten()
                 .flat_map(|s| [s.cell, s.hidden])
                 .collect(),
-            Self::Dnc(s) => {
-                let d3 = |t: Tensor<B, 3>| t.unsqueeze_dim::<4>(3);
-                let d2 = |t: Tensor<B, 2>| t.unsqueeze_dim::<3>(2).unsqueeze_dim::<4>(3);
-                vec![
-                    d3(s.read_words),
-                    d3(s.memory),
-                    d3(s.read_weights),
-                    d3(s.write_weights),
-                    s.link,
-                    d3(s.precedence),
-                    d2(s.usage),
-                    d2(s.hidden),
-                    d2(s.cell),
-                ]
-            }
+            Self::Dnc(s) => s.into_tensors(),
         }
     }
 }

@@ -1,4 +1,5 @@
-//! The experiment subcommands: `train`, `resume`, `eval`, `info` and `viz`.
+//! The experiment subcommands: `train`, `resume`, `eval`, `info`, `viz`, `compare` and
+//! `bench`. Each reads a config, finds its task ([`tasks::visit`]) and runs the harness with it.
 
 use std::path::{Path, PathBuf};
 
@@ -8,11 +9,13 @@ use clap::Args;
 use serde_json::json;
 
 use crate::backend::{DeviceKind, Job, dispatch};
-use crate::checkpoint::{RunDir, write_atomic};
-use crate::config::ExperimentConfig;
-use crate::eval::{render_dnc_memory, render_episode, report};
-use crate::train::{TrainOptions, load_model, train};
-use mg_models::{Localizer, LocalizerConfig};
+use crate::harness::bench::{BenchOptions, BenchRecord, bench};
+use crate::harness::checkpoint::write_atomic;
+use crate::harness::experiment::{read_config_text, task_kind};
+use crate::harness::metrics::read_metrics;
+use crate::harness::train::{load_model, train};
+use crate::harness::{EvalRequest, ExperimentOf, RunDir, RunLock, Task, TrainOptions};
+use crate::tasks::{self, Mapping, TaskVisitor};
 
 /// Arguments of `mg-train train`.
 #[derive(Args, Debug)]
@@ -31,6 +34,10 @@ pub struct TrainArgs {
     /// Stop (with a checkpoint) after this many minutes of wall time.
     #[arg(long)]
     pub minutes: Option<f64>,
+    /// Start anew in a run directory that holds an earlier run, moving its files into
+    /// RUN/previous-N/ (nothing is deleted).
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Arguments of `mg-train resume`.
@@ -47,6 +54,9 @@ pub struct ResumeArgs {
     /// Stop (with a checkpoint) after this many minutes of wall time.
     #[arg(long)]
     pub minutes: Option<f64>,
+    /// The checkpoint to continue from, e.g. step-2000 [default: the newest intact one].
+    #[arg(long)]
+    pub from: Option<String>,
 }
 
 /// Arguments of `mg-train eval`.
@@ -57,9 +67,12 @@ pub struct EvalArgs {
     /// Device to run on.
     #[arg(long, value_enum, default_value = "cpu")]
     pub device: DeviceKind,
-    /// Test episodes [default: the config's eval.episodes, 5000].
+    /// Test sequences [default: the config's eval.sequences].
+    #[arg(long, alias = "episodes")]
+    pub sequences: Option<usize>,
+    /// The checkpoint to evaluate, e.g. step-2000 [default: the newest intact one].
     #[arg(long)]
-    pub episodes: Option<usize>,
+    pub from: Option<String>,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -83,8 +96,8 @@ pub struct VizArgs {
     /// Device to run on.
     #[arg(long, value_enum, default_value = "cpu")]
     pub device: DeviceKind,
-    /// Test episode to draw.
-    #[arg(long, default_value_t = 0)]
+    /// Test sequence (episode) to draw.
+    #[arg(long, alias = "sequence", default_value_t = 0)]
     pub episode: usize,
     /// Output folder [default: RUN/viz/episode-N].
     #[arg(long)]
@@ -108,47 +121,83 @@ pub struct CompareArgs {
 /// The x axis of `mg-train compare`.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CompareAxis {
-    /// Wall-clock minutes of training.
+    /// Wall-clock minutes of training, over every process of a run.
     Minutes,
     /// Training time steps.
     Steps,
 }
 
-/// Runs `mg-train compare`: the runs' learning curves (loss per pixel) in one PNG.
-pub fn run_compare(args: &CompareArgs) -> anyhow::Result<()> {
-    let mut series = Vec::new();
-    for dir in &args.run_dirs {
-        let run = RunDir::open(dir)?;
-        let name = dir.file_name().map_or_else(
-            || dir.display().to_string(),
-            |n| n.to_string_lossy().into_owned(),
-        );
-        let points: Vec<(f64, f64)> = crate::train::read_metrics(&run.metrics())?
-            .iter()
-            .map(|m| {
-                let x = match args.x {
-                    CompareAxis::Minutes => m.elapsed_s / 60.0,
-                    CompareAxis::Steps => m.time_step as f64,
-                };
-                (x, m.loss_per_pixel)
-            })
-            .collect();
-        if points.is_empty() {
-            bail!("{} has no metrics yet", run.metrics().display());
-        }
-        series.push((name, points));
-    }
-    let named: Vec<(&str, Vec<(f64, f64)>)> = series
-        .iter()
-        .map(|(n, p)| (n.as_str(), p.clone()))
-        .collect();
-    let label = match args.x {
-        CompareAxis::Minutes => "minutes of training",
-        CompareAxis::Steps => "time steps",
-    };
-    crate::viz::plot_curve(&named, [label, "training loss per pixel"], &args.out)?;
-    eprintln!("wrote {}", args.out.display());
-    Ok(())
+/// Arguments of `mg-train bench`.
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Experiment config whose model to time [default: the reference mapping model].
+    pub config: Option<PathBuf>,
+    /// Device to run on.
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub device: DeviceKind,
+    /// Time steps per training window [default: 20; 5 with --scaling].
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// Batch size of the training window and of the first inference benchmark [default: 32;
+    /// 4 with --scaling].
+    #[arg(long)]
+    pub batch: Option<usize>,
+    /// Timed repetitions (after one untimed warm-up).
+    #[arg(long, default_value_t = 5)]
+    pub repeats: usize,
+    /// Time only the model's first forward path (skip the step path).
+    #[arg(long)]
+    pub no_step_path: bool,
+    /// Print JSON lines only.
+    #[arg(long)]
+    pub json: bool,
+    /// Time one training window against memory size: multigrid models from ~4K to ~1.3M
+    /// memory cells (one more level each), DNCs from 128 to 4096 slots; writes JSON lines
+    /// and a log-log plot.
+    #[arg(long, conflicts_with = "config")]
+    pub scaling: bool,
+    /// Largest multigrid finest level (3×2^(L−1) grid) of the scaling run.
+    #[arg(long, default_value_t = 7, requires = "scaling")]
+    pub max_level: usize,
+    /// Largest DNC memory (slots) of the scaling run.
+    #[arg(long, default_value_t = 4096, requires = "scaling")]
+    pub max_slots: usize,
+    /// Time only this member of the scaling family (the scaling run starts one process per
+    /// model, so that each peak-memory reading is its own).
+    #[arg(long, hide = true, requires = "scaling")]
+    pub member: Option<usize>,
+    /// Where the scaling run writes `scaling.jsonl` and `scaling.png`.
+    #[arg(long, default_value = "docs/figures", requires = "scaling")]
+    pub out: PathBuf,
+}
+
+/// Largest batch `bench` accepts.
+const MAX_BENCH_BATCH: usize = 4096;
+/// Largest window `bench` accepts.
+const MAX_BENCH_STEPS: usize = 10_000;
+
+/// The reference mapping model's experiment (reference-implementation.md §2.3–2.4).
+pub const REFERENCE: &str = "[task]\nkind = \"mapping\"\nmap_size = 25\n[model]\n\
+    levels = [2, 2, 3, 3, 4, 4, 5]\nchannels = [4, 4, 8, 8, 16, 16, 16]\ntail_channels = 16\n";
+
+/// A config file's experiment and task, with errors naming the file.
+pub fn load_config<T: Task>(path: &Path, text: &str) -> anyhow::Result<(ExperimentOf<T>, T)> {
+    (|| -> anyhow::Result<(ExperimentOf<T>, T)> {
+        let config = ExperimentOf::<T>::parse(text)?;
+        let task = T::new(&config)?;
+        Ok((config, task))
+    })()
+    .with_context(|| format!("in config {}", path.display()))
+}
+
+/// Reads a config file and runs `visitor` with its task.
+fn with_config<V: TaskVisitor<Output = anyhow::Result<()>>>(
+    path: &Path,
+    visitor: impl FnOnce(String) -> V,
+) -> anyhow::Result<()> {
+    let text = read_config_text(path)?;
+    let kind = task_kind(&text).with_context(|| format!("in config {}", path.display()))?;
+    tasks::visit(&kind, visitor(text)).with_context(|| format!("in config {}", path.display()))?
 }
 
 fn default_run_dir(config: &Path) -> PathBuf {
@@ -169,84 +218,155 @@ fn max_seconds(minutes: Option<f64>) -> anyhow::Result<Option<f64>> {
     }
 }
 
+fn on_cpu(device: DeviceKind) -> bool {
+    matches!(device, DeviceKind::Cpu | DeviceKind::Ndarray)
+}
+
 /// Runs `mg-train train`.
 pub fn run_train(args: &TrainArgs) -> anyhow::Result<()> {
-    let config = ExperimentConfig::load(&args.config)?;
-    let max_seconds = max_seconds(args.minutes)?;
-    let root = args
-        .run_dir
-        .clone()
-        .unwrap_or_else(|| default_run_dir(&args.config));
-    let run = RunDir::new(&root);
-    if run.latest()?.is_some() {
-        bail!(
-            "{} already holds a run; continue it with `mg-train resume {}` or choose another --run-dir",
-            root.display(),
+    with_config(&args.config, |text| TrainCmd { args, text })
+}
+
+struct TrainCmd<'a> {
+    args: &'a TrainArgs,
+    text: String,
+}
+
+impl TaskVisitor for TrainCmd<'_> {
+    type Output = anyhow::Result<()>;
+
+    fn visit<T: Task>(self) -> anyhow::Result<()> {
+        let args = self.args;
+        let (config, task) = load_config::<T>(&args.config, &self.text)?;
+        let max_seconds = max_seconds(args.minutes)?;
+        let total_steps = args.steps.unwrap_or(config.train.time_steps);
+        if total_steps == 0 {
+            bail!("--steps 0: expected at least 1 time step");
+        }
+        let root = args
+            .run_dir
+            .clone()
+            .unwrap_or_else(|| default_run_dir(&args.config));
+        let lock = RunLock::acquire(&root, &format!("train {}", args.config.display()))?;
+        let run = RunDir::new(&root);
+        let existing = run.existing_files();
+        if !existing.is_empty() {
+            if !args.force {
+                bail!(
+                    "{} already holds a run ({}); continue it with `mg-train resume {}`, start \
+                     anew with --force (its files move into {}/previous-N/), or choose another \
+                     --run-dir",
+                    root.display(),
+                    existing.join(", "),
+                    root.display(),
+                    root.display()
+                );
+            }
+            let aside = run.move_aside()?;
+            eprintln!("moved the earlier run's files into {}", aside.display());
+        }
+        write_atomic(&run.config(), config.to_toml().as_bytes())?;
+        let info = task.info();
+        eprintln!(
+            "training {} ({} parameters, {} memory cells) on {} into {}",
+            args.config.display(),
+            info.params,
+            info.memory_cells,
+            args.device.name(),
             root.display()
         );
-    }
-    std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
-    write_atomic(&run.config(), config.to_toml().as_bytes())?;
-    let total_steps = args.steps.unwrap_or(config.train.time_steps);
-    eprintln!(
-        "training {} ({} parameters, {} memory cells) on {} into {}",
-        args.config.display(),
-        config.model().num_params(),
-        config.model().memory_cells(),
-        args.device.name(),
-        root.display()
-    );
-    dispatch(
-        args.device,
-        TrainJob {
-            config,
-            run,
-            options: TrainOptions {
-                total_steps,
-                resume: false,
-                max_seconds,
+        let options = TrainOptions {
+            total_steps,
+            resume: false,
+            from: None,
+            max_seconds,
+            on_cpu: on_cpu(args.device),
+            show_progress: true,
+        };
+        dispatch(
+            args.device,
+            TrainJob {
+                task,
+                config,
+                run,
+                options,
+                _lock: lock,
             },
-        },
-    )
+        )
+    }
 }
 
 /// Runs `mg-train resume`.
 pub fn run_resume(args: &ResumeArgs) -> anyhow::Result<()> {
     let run = RunDir::open(&args.run_dir)?;
-    let config = ExperimentConfig::load(&run.config())?;
-    let total_steps = args.steps.unwrap_or(config.train.time_steps);
-    dispatch(
-        args.device,
-        TrainJob {
-            config,
-            run,
-            options: TrainOptions {
-                total_steps,
-                resume: true,
-                max_seconds: max_seconds(args.minutes)?,
-            },
-        },
-    )
+    let lock = RunLock::acquire(&run.root, &format!("resume {}", run.root.display()))?;
+    with_config(&run.config(), |text| ResumeCmd {
+        args,
+        text,
+        run: run.clone(),
+        lock,
+    })
 }
 
-struct TrainJob {
-    config: ExperimentConfig,
+struct ResumeCmd<'a> {
+    args: &'a ResumeArgs,
+    text: String,
+    run: RunDir,
+    lock: RunLock,
+}
+
+impl TaskVisitor for ResumeCmd<'_> {
+    type Output = anyhow::Result<()>;
+
+    fn visit<T: Task>(self) -> anyhow::Result<()> {
+        let args = self.args;
+        let (config, task) = load_config::<T>(&self.run.config(), &self.text)?;
+        let options = TrainOptions {
+            total_steps: args.steps.unwrap_or(config.train.time_steps),
+            resume: true,
+            from: args.from.clone(),
+            max_seconds: max_seconds(args.minutes)?,
+            on_cpu: on_cpu(args.device),
+            show_progress: true,
+        };
+        dispatch(
+            args.device,
+            TrainJob {
+                task,
+                config,
+                run: self.run,
+                options,
+                _lock: self.lock,
+            },
+        )
+    }
+}
+
+struct TrainJob<T: Task> {
+    task: T,
+    config: ExperimentOf<T>,
     run: RunDir,
     options: TrainOptions,
+    _lock: RunLock,
 }
 
-impl Job for TrainJob {
+impl<T: Task> Job for TrainJob<T> {
     fn run<B: Backend>(self, device: B::Device) -> anyhow::Result<()> {
-        let progress = train::<B>(device, &self.config, &self.run, &self.options)?;
+        let before = self
+            .run
+            .latest()?
+            .map(|d| RunDir::progress(&d))
+            .transpose()?;
+        let progress = train::<T, B>(device, &self.task, &self.config, &self.run, &self.options)?;
+        if before.is_some_and(|b| b.same_position(&progress)) {
+            return Ok(());
+        }
         eprintln!(
-            "trained to time step {} ({} updates); checkpoint, metrics and {} in {}",
+            "trained to time step {} ({} updates, {:.1} minutes in all); checkpoint, metrics \
+             and learning_curve.png in {}",
             progress.time_step,
             progress.updates,
-            self.run
-                .curve()
-                .file_name()
-                .map(|f| f.to_string_lossy().into_owned())
-                .unwrap_or_default(),
+            progress.elapsed_s / 60.0,
             self.run.root.display()
         );
         Ok(())
@@ -256,56 +376,70 @@ impl Job for TrainJob {
 /// Runs `mg-train eval`.
 pub fn run_eval(args: &EvalArgs) -> anyhow::Result<()> {
     let run = RunDir::open(&args.run_dir)?;
-    let config = ExperimentConfig::load(&run.config())?;
-    let episodes = args.episodes.unwrap_or(config.eval.episodes);
-    if episodes == 0 {
-        bail!("--episodes must be at least 1");
+    if args.sequences == Some(0) {
+        bail!("--sequences 0: expected at least 1 test sequence");
     }
-    dispatch(
-        args.device,
-        EvalJob {
-            config,
-            run,
-            episodes,
-            json: args.json,
-        },
-    )
+    with_config(&run.config(), |text| EvalCmd {
+        args,
+        text,
+        run: run.clone(),
+    })
 }
 
-struct EvalJob {
-    config: ExperimentConfig,
+struct EvalCmd<'a> {
+    args: &'a EvalArgs,
+    text: String,
     run: RunDir,
-    episodes: usize,
+}
+
+impl TaskVisitor for EvalCmd<'_> {
+    type Output = anyhow::Result<()>;
+
+    fn visit<T: Task>(self) -> anyhow::Result<()> {
+        let (config, task) = load_config::<T>(&self.run.config(), &self.text)?;
+        let sequences = self.args.sequences.unwrap_or(config.eval.sequences);
+        dispatch(
+            self.args.device,
+            EvalJob {
+                task,
+                run: self.run,
+                sequences,
+                from: self.args.from.clone(),
+                json: self.args.json,
+            },
+        )
+    }
+}
+
+struct EvalJob<T: Task> {
+    task: T,
+    run: RunDir,
+    sequences: usize,
+    from: Option<String>,
     json: bool,
 }
 
-impl Job for EvalJob {
+impl<T: Task> Job for EvalJob<T> {
     fn run<B: Backend>(self, device: B::Device) -> anyhow::Result<()> {
-        let (model, progress) = load_model::<B>(&self.config, &self.run, &device)?;
-        let report = report(
-            &model,
-            &self.config,
-            self.episodes,
-            progress.time_step,
-            &device,
-            !self.json,
-        )?;
-        let text = serde_json::to_string_pretty(&report)?;
-        let path = self.run.root.join("eval.json");
-        write_atomic(&path, text.as_bytes())?;
+        let (model, progress) =
+            load_model::<T, B>(&self.task, &self.run, self.from.as_deref(), &device)?;
+        let request = EvalRequest {
+            sequences: self.sequences,
+            time_step: progress.time_step,
+            show_progress: !self.json,
+        };
+        let report = self.task.evaluate(&model, &request, &device)?;
         if self.json {
             println!("{}", serde_json::to_string(&report)?);
         } else {
-            println!(
-                "checkpoint at time step {}, {} test episodes (seed {:#x}), {:.1} s",
-                report.time_step, report.episodes, report.seed, report.seconds
-            );
-            for r in &report.readers {
-                println!(
-                    "  {0}×{0} queries: precision {1:.4}  recall {2:.4}  F {3:.4}",
-                    r.query_size, r.precision, r.recall, r.f
-                );
+            for line in self.task.report_lines(&report) {
+                println!("{line}");
             }
+        }
+        let path = self.run.root.join("eval.json");
+        write_atomic(&path, serde_json::to_string_pretty(&report)?.as_bytes())
+            .context("the report above was not saved")?;
+        if !self.json {
             println!("written to {}", path.display());
         }
         Ok(())
@@ -315,41 +449,63 @@ impl Job for EvalJob {
 /// Runs `mg-train viz`.
 pub fn run_viz(args: &VizArgs) -> anyhow::Result<()> {
     let run = RunDir::open(&args.run_dir)?;
-    let config = ExperimentConfig::load(&run.config())?;
-    let out = args.out.clone().unwrap_or_else(|| {
-        run.root
-            .join("viz")
-            .join(format!("episode-{}", args.episode))
-    });
-    dispatch(
-        args.device,
-        VizJob {
-            config,
-            run,
-            episode: args.episode,
-            out,
-        },
-    )
+    with_config(&run.config(), |text| VizCmd {
+        args,
+        text,
+        run: run.clone(),
+    })
 }
 
-struct VizJob {
-    config: ExperimentConfig,
+struct VizCmd<'a> {
+    args: &'a VizArgs,
+    text: String,
+    run: RunDir,
+}
+
+impl TaskVisitor for VizCmd<'_> {
+    type Output = anyhow::Result<()>;
+
+    fn visit<T: Task>(self) -> anyhow::Result<()> {
+        let (config, task) = load_config::<T>(&self.run.config(), &self.text)?;
+        let episode = self.args.episode;
+        if episode >= config.eval.sequences {
+            bail!(
+                "--episode {episode}: the test set has {} sequences (eval.sequences in {}); \
+                 expected 0 to {}",
+                config.eval.sequences,
+                self.run.config().display(),
+                config.eval.sequences - 1
+            );
+        }
+        let out = self
+            .args
+            .out
+            .clone()
+            .unwrap_or_else(|| self.run.root.join("viz").join(format!("episode-{episode}")));
+        dispatch(
+            self.args.device,
+            VizJob {
+                task,
+                run: self.run,
+                episode,
+                out,
+            },
+        )
+    }
+}
+
+struct VizJob<T: Task> {
+    task: T,
     run: RunDir,
     episode: usize,
     out: PathBuf,
 }
 
-impl Job for VizJob {
+impl<T: Task> Job for VizJob<T> {
     fn run<B: Backend>(self, device: B::Device) -> anyhow::Result<()> {
-        let (model, _) = load_model::<B>(&self.config, &self.run, &device)?;
-        let frames = render_episode(&model, &self.config, self.episode, &self.out, &device)?;
-        println!(
-            "{frames} frames and episode.gif written to {}",
-            self.out.display()
-        );
-        if matches!(model, Localizer::Dnc(_)) {
-            let path = render_dnc_memory(&model, &self.config, self.episode, &self.out, &device)?;
-            println!("DNC memory picture written to {}", path.display());
+        let (model, _) = load_model::<T, B>(&self.task, &self.run, None, &device)?;
+        for path in self.task.draw(&model, self.episode, &self.out, &device)? {
+            println!("wrote {}", path.display());
         }
         Ok(())
     }
@@ -357,110 +513,270 @@ impl Job for VizJob {
 
 /// Runs `mg-train info`.
 pub fn run_info(args: &InfoArgs) -> anyhow::Result<()> {
-    let config = ExperimentConfig::load(&args.config)?;
-    let model = config.model();
-    let episode_len = config.mapping(config.world.query_sizes[0]).episode_len();
-    let mut info = json!({
-        "config": args.config.display().to_string(),
-        "kind": config.model.kind,
-        "params": model.num_params(),
-        "memory_cells": model.memory_cells(),
-        "map_size": config.world.map_size,
-        "episode_len": episode_len,
-        "mask_size": config.world.mask_size,
-    });
-    let mut lines = Vec::new();
-    match &model {
-        LocalizerConfig::Multigrid(m) => {
-            let writer: Vec<_> = m
-                .writer
-                .stack
-                .layers
-                .iter()
-                .map(|l| json!({"first_level": l.output_levels.first, "levels": l.output_levels.count, "channels": l.d_hidden, "params": l.num_params(), "memory": l.memory_cells()}))
-                .collect();
-            let readers: Vec<_> = m
-                .readers
-                .iter()
-                .zip(&config.world.query_sizes)
-                .map(|(r, q)| json!({"query_size": q, "layers": r.layers.len(), "params": r.num_params()}))
-                .collect();
-            info["writer_params"] = json!(m.writer.num_params());
-            info["writer"] = json!(writer);
-            info["readers"] = json!(readers);
-            lines.push(format!("  writer: {} parameters", m.writer.num_params()));
-            for (k, l) in m.writer.stack.layers.iter().enumerate() {
-                let side = |level: usize| 3usize << level;
-                lines.push(format!(
-                    "    W{}: {} levels ({}×{} … {}×{}) × {} channels, {} params, {} memory",
-                    k + 1,
-                    l.output_levels.count,
-                    side(l.output_levels.first),
-                    side(l.output_levels.first),
-                    side(l.output_levels.end() - 1),
-                    side(l.output_levels.end() - 1),
-                    l.d_hidden,
-                    l.num_params(),
-                    l.memory_cells()
-                ));
+    with_config(&args.config, |text| InfoCmd { args, text })
+}
+
+struct InfoCmd<'a> {
+    args: &'a InfoArgs,
+    text: String,
+}
+
+impl TaskVisitor for InfoCmd<'_> {
+    type Output = anyhow::Result<()>;
+
+    fn visit<T: Task>(self) -> anyhow::Result<()> {
+        let args = self.args;
+        let (config, task) = load_config::<T>(&args.config, &self.text)?;
+        let info = task.info();
+        if args.json {
+            let mut out = json!({
+                "config": args.config.display().to_string(),
+                "task": T::KIND,
+                "kind": config.model,
+                "params": info.params,
+                "memory_cells": info.memory_cells,
+            });
+            out["kind"] = serde_json::to_value(&config.model)?
+                .get("kind")
+                .cloned()
+                .unwrap_or(json!("multigrid"));
+            for (k, v) in info.json {
+                out[k] = v;
             }
-            for (r, q) in m.readers.iter().zip(&config.world.query_sizes) {
-                lines.push(format!(
-                    "  reader for {q}×{q} queries: {} layers, {} parameters",
-                    r.layers.len(),
-                    r.num_params()
-                ));
+            println!("{out}");
+        } else {
+            println!("{} ({} task)", args.config.display(), T::KIND);
+            println!(
+                "  parameters:   {} ({:.2}M)",
+                info.params,
+                info.params as f64 / 1e6
+            );
+            println!(
+                "  memory cells: {} ({:.2}K)",
+                info.memory_cells,
+                info.memory_cells as f64 / 1e3
+            );
+            for line in info.lines {
+                println!("{line}");
             }
         }
-        LocalizerConfig::Dnc(d) => {
-            let c = &d.dnc;
-            info["dnc"] = json!({
-                "input_size": c.input_size,
-                "output_size": c.output_size,
-                "controller": c.controller_size,
-                "memory_slots": c.memory_slots,
-                "word_size": c.word_size,
-                "read_heads": c.read_heads,
-                "write_heads": c.write_heads,
-                "interface_size": c.interface_size(),
-                "clip_value": c.clip_value,
-            });
-            lines.push(format!(
-                "  DNC: controller LSTM {}, memory {} × {}, {} read heads, {} write heads, \
-                 interface {}, input {}, output {}",
-                c.controller_size,
-                c.memory_slots,
-                c.word_size,
-                c.read_heads,
-                c.write_heads,
-                c.interface_size(),
-                c.input_size,
-                c.output_size
-            ));
+        Ok(())
+    }
+}
+
+/// Runs `mg-train compare`: the runs' learning curves (loss per unit) in one PNG.
+pub fn run_compare(args: &CompareArgs) -> anyhow::Result<()> {
+    let mut series = Vec::new();
+    let mut units = Vec::new();
+    for dir in &args.run_dirs {
+        let run = RunDir::open(dir)?;
+        let text = read_config_text(&run.config())?;
+        let kind =
+            task_kind(&text).with_context(|| format!("in config {}", run.config().display()))?;
+        units.push(tasks::visit(&kind, Unit)?);
+        let name = dir.file_name().map_or_else(
+            || dir.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        let points: Vec<(f64, f64)> = read_metrics(&run.metrics())?
+            .iter()
+            .map(|m| {
+                let x = match args.x {
+                    CompareAxis::Minutes => m.elapsed_s / 60.0,
+                    CompareAxis::Steps => m.time_step as f64,
+                };
+                (x, m.loss_per_unit)
+            })
+            .collect();
+        if points.is_empty() {
+            bail!("{} has no metrics yet", run.metrics().display());
+        }
+        series.push((name, points));
+    }
+    units.dedup();
+    let named: Vec<(&str, Vec<(f64, f64)>)> = series
+        .iter()
+        .map(|(n, p)| (n.as_str(), p.clone()))
+        .collect();
+    let label = match args.x {
+        CompareAxis::Minutes => "minutes of training",
+        CompareAxis::Steps => "time steps",
+    };
+    let y = format!("training loss per {}", units.join(" / "));
+    crate::viz::plot_curve(&named, [label, &y], &args.out)?;
+    eprintln!("wrote {}", args.out.display());
+    Ok(())
+}
+
+struct Unit;
+
+impl TaskVisitor for Unit {
+    type Output = &'static str;
+    fn visit<T: Task>(self) -> &'static str {
+        T::UNIT
+    }
+}
+
+/// Runs `mg-train bench`.
+pub fn run_bench(args: &BenchArgs) -> anyhow::Result<()> {
+    let (steps, batch) = if args.scaling {
+        (args.steps.unwrap_or(5), args.batch.unwrap_or(4))
+    } else {
+        (args.steps.unwrap_or(20), args.batch.unwrap_or(32))
+    };
+    anyhow::ensure!(
+        (1..=MAX_BENCH_STEPS).contains(&steps),
+        "--steps {steps}: expected 1 to {MAX_BENCH_STEPS}"
+    );
+    anyhow::ensure!(
+        (1..=MAX_BENCH_BATCH).contains(&batch),
+        "--batch {batch}: expected 1 to {MAX_BENCH_BATCH}"
+    );
+    anyhow::ensure!(
+        (1..=1000).contains(&args.repeats),
+        "--repeats {}: expected 1 to 1000",
+        args.repeats
+    );
+    let options = |name: String| BenchOptions {
+        name,
+        device: args.device.name().into(),
+        on_cpu: on_cpu(args.device),
+        steps,
+        batch,
+        repeats: args.repeats,
+        all_paths: !args.no_step_path && !args.scaling,
+        inference: !args.scaling,
+    };
+    if args.scaling {
+        anyhow::ensure!(
+            (3..=8).contains(&args.max_level),
+            "--max-level {}: expected 3 to 8",
+            args.max_level
+        );
+        anyhow::ensure!(
+            (128..=1 << 16).contains(&args.max_slots),
+            "--max-slots {}: expected 128 to 65536",
+            args.max_slots
+        );
+        let family = tasks::mapping::scaling::family(args.max_level, args.max_slots)?;
+        if let Some(i) = args.member {
+            let member = family
+                .get(i)
+                .with_context(|| format!("--member {i}: the family has {} models", family.len()))?;
+            let task = Mapping::new(&member.config)?;
+            let records = run_bench_job(
+                args.device,
+                task,
+                member.config.clone(),
+                options(member.name.clone()),
+            )?;
+            return print_records(&records, true);
+        }
+        let scaling = tasks::mapping::scaling::Scaling {
+            device: args.device.name_arg(),
+            max_level: args.max_level,
+            max_slots: args.max_slots,
+            steps,
+            batch,
+            repeats: args.repeats,
+            out: &args.out,
+            json: args.json,
+        };
+        return tasks::mapping::scaling::run(&scaling, |r| print_records(r, args.json));
+    }
+    let (path, text, name) = match &args.config {
+        None => (
+            PathBuf::from("the reference mapping model"),
+            REFERENCE.to_string(),
+            "mapping-reference".to_string(),
+        ),
+        Some(path) => (
+            path.clone(),
+            read_config_text(path)?,
+            path.file_stem()
+                .map_or("model".into(), |s| s.to_string_lossy().into_owned()),
+        ),
+    };
+    let kind = task_kind(&text).with_context(|| format!("in config {}", path.display()))?;
+    let records = tasks::visit(
+        &kind,
+        BenchCmd {
+            path: &path,
+            text: &text,
+            device: args.device,
+            options: options(name),
+        },
+    )??;
+    print_records(&records, args.json)
+}
+
+struct BenchCmd<'a> {
+    path: &'a Path,
+    text: &'a str,
+    device: DeviceKind,
+    options: BenchOptions,
+}
+
+impl TaskVisitor for BenchCmd<'_> {
+    type Output = anyhow::Result<Vec<BenchRecord>>;
+
+    fn visit<T: Task>(self) -> Self::Output {
+        let (config, task) = load_config::<T>(self.path, self.text)?;
+        run_bench_job(self.device, task, config, self.options)
+    }
+}
+
+fn run_bench_job<T: Task>(
+    device: DeviceKind,
+    task: T,
+    config: ExperimentOf<T>,
+    options: BenchOptions,
+) -> anyhow::Result<Vec<BenchRecord>> {
+    struct BenchJob<'a, T: Task> {
+        task: T,
+        config: ExperimentOf<T>,
+        options: BenchOptions,
+        records: &'a mut Vec<BenchRecord>,
+    }
+    impl<T: Task> Job for BenchJob<'_, T> {
+        fn run<B: Backend>(self, device: B::Device) -> anyhow::Result<()> {
+            *self.records = bench::<T, B>(&self.task, &self.config, &self.options, device)?;
+            Ok(())
         }
     }
-    if args.json {
-        println!("{info}");
-    } else {
-        println!("{}", args.config.display());
-        println!(
-            "  parameters:   {} ({:.2}M)",
-            model.num_params(),
-            model.num_params() as f64 / 1e6
-        );
-        println!(
-            "  memory cells: {} ({:.2}K)",
-            model.memory_cells(),
-            model.memory_cells() as f64 / 1e3
-        );
-        println!(
-            "  world: {0}×{0}, episodes of {1} steps, {2}×{2} localization map",
-            config.world.map_size,
-            episode_len.map_or("policy-driven".into(), |l| l.to_string()),
-            config.world.mask_size
-        );
-        for line in lines {
-            println!("{line}");
+    let mut records = Vec::new();
+    dispatch(
+        device,
+        BenchJob {
+            task,
+            config,
+            options,
+            records: &mut records,
+        },
+    )?;
+    Ok(records)
+}
+
+/// Prints records as JSON lines or a table.
+fn print_records(records: &[BenchRecord], json: bool) -> anyhow::Result<()> {
+    for r in records {
+        if json {
+            println!("{}", serde_json::to_string(r)?);
+        } else {
+            println!(
+                "{:<26} {} ({} params, {} memory) on {}: batch {:>3}, {:>2} steps: median {:>9.2} ms (min {:.2}){}",
+                r.bench,
+                r.model,
+                r.params,
+                r.memory,
+                r.device,
+                r.batch,
+                r.steps,
+                r.median_ms,
+                r.min_ms,
+                r.peak_mib
+                    .map_or(String::new(), |m| format!(", peak +{m:.0} MiB"))
+            );
         }
     }
     Ok(())

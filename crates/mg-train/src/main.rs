@@ -1,20 +1,9 @@
-//! The `mg-train` command line.
-
-mod backend;
-mod bench;
-mod checkpoint;
-mod commands;
-mod config;
-mod data_cmd;
-mod demo;
-mod eval;
-mod optim;
-mod train;
-mod viz;
+//! The `mg-train` command line: the clap front end of the `mg_train` library.
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use mg_train::{commands, data_cmd, demo};
 
 /// Train, evaluate and benchmark multigrid neural memory models.
 #[derive(Parser, Debug)]
@@ -30,19 +19,19 @@ enum Command {
     Train(commands::TrainArgs),
     /// Continue a run from its newest checkpoint.
     Resume(commands::ResumeArgs),
-    /// Evaluate a run on its fixed test set (precision, recall, F).
+    /// Evaluate a run on its task's fixed test set (P/R/F for mapping, bit error for copy).
     Eval(commands::EvalArgs),
     /// Print a config's parameter and memory counts.
     Info(commands::InfoArgs),
-    /// Draw one test episode of a run (PNG frames and a GIF).
+    /// Draw one test sequence of a run (mapping: PNG frames and a GIF; copy: one PNG).
     Viz(commands::VizArgs),
-    /// Plot the learning curves of several runs in one PNG (loss per pixel against wall time
+    /// Plot the learning curves of several runs in one PNG (loss per unit against wall time
     /// or time steps).
     Compare(commands::CompareArgs),
     /// Build the reference memory mesh, print its counts and write a few windows into it.
     Demo(demo::DemoArgs),
     /// Time a training window (window and step paths) and an inference step of a model.
-    Bench(bench::BenchArgs),
+    Bench(commands::BenchArgs),
     /// Validate a dataset and print a summary.
     Data(data_cmd::DataArgs),
 }
@@ -57,7 +46,7 @@ fn main() -> ExitCode {
         Command::Viz(args) => commands::run_viz(args),
         Command::Compare(args) => commands::run_compare(args),
         Command::Demo(args) => demo::run(args),
-        Command::Bench(args) => bench::run(args),
+        Command::Bench(args) => commands::run_bench(args),
         Command::Data(args) => data_cmd::run(args),
     };
     match result {

@@ -204,6 +204,68 @@ impl<B: Backend> DncState<B> {
     pub fn batch_size(&self) -> usize {
         self.usage.dims()[0]
     }
+
+    /// Every tensor of the state as a 4-D tensor (trailing axes of size 1), in a fixed order,
+    /// for checkpoints.
+    pub fn into_tensors(self) -> Vec<Tensor<B, 4>> {
+        let d3 = |t: Tensor<B, 3>| t.unsqueeze_dim::<4>(3);
+        let d2 = |t: Tensor<B, 2>| t.unsqueeze_dim::<3>(2).unsqueeze_dim::<4>(3);
+        vec![
+            d3(self.read_words),
+            d3(self.memory),
+            d3(self.read_weights),
+            d3(self.write_weights),
+            self.link,
+            d3(self.precedence),
+            d2(self.usage),
+            d2(self.hidden),
+            d2(self.cell),
+        ]
+    }
+
+    /// Rebuilds a state from [`Self::into_tensors`]'s list.
+    pub fn from_tensors(flat: Vec<Tensor<B, 4>>) -> Result<Self, String> {
+        for (i, t) in flat.iter().enumerate() {
+            let [_, _, a, b] = t.dims();
+            let trailing_ones = match i {
+                4 => 0,
+                6..=8 => 2,
+                _ => 1,
+            };
+            if (trailing_ones >= 1 && b != 1) || (trailing_ones == 2 && a != 1) {
+                return Err(format!(
+                    "saved state tensor {i} has shape {:?}, which no DNC state has",
+                    t.dims()
+                ));
+            }
+        }
+        let [
+            read_words,
+            memory,
+            read_weights,
+            write_weights,
+            link,
+            precedence,
+            usage,
+            hidden,
+            cell,
+        ]: [Tensor<B, 4>; 9] = flat.try_into().map_err(|v: Vec<_>| {
+            format!("the saved state holds {} tensors, a DNC needs 9", v.len())
+        })?;
+        let d3 = |t: Tensor<B, 4>| t.squeeze_dim::<3>(3);
+        let d2 = |t: Tensor<B, 4>| t.squeeze_dim::<3>(3).squeeze_dim::<2>(2);
+        Ok(Self {
+            read_words: d3(read_words),
+            memory: d3(memory),
+            read_weights: d3(read_weights),
+            write_weights: d3(write_weights),
+            link,
+            precedence: d3(precedence),
+            usage: d2(usage),
+            hidden: d2(hidden),
+            cell: d2(cell),
+        })
+    }
 }
 
 /// A Differentiable Neural Computer. Per step (reference order): controller input

@@ -1,8 +1,9 @@
-//! The reference optimizer (TensorFlow's `ApplyRMSProp`), global-norm clipping and the linear
-//! learning-rate schedule.
+//! The optimizers (TensorFlow's `ApplyRMSProp` as both references use it, Adam), global-norm
+//! clipping and the linear learning-rate schedule.
 
 use burn::module::{AutodiffModule, ModuleVisitor, Param, ParamId};
-use burn::optim::{GradientsParams, SimpleOptimizer};
+use burn::optim::adaptor::OptimizerAdaptor;
+use burn::optim::{AdamConfig, GradientsParams, Optimizer, SimpleOptimizer};
 use burn::record::Record;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{ElementConversion, Tensor};
@@ -70,6 +71,45 @@ impl<B: Backend> SimpleOptimizer<B> for TfRmsProp {
             mean_square: state.mean_square.to_device(device),
             momentum: state.momentum.map(|m| m.to_device(device)),
         }
+    }
+}
+
+impl TfRmsProp {
+    /// Without momentum, the mean square starting at 1, as TensorFlow 1 has it.
+    pub fn new(decay: f64, epsilon: f64) -> Self {
+        Self {
+            decay: decay as f32,
+            epsilon: epsilon as f32,
+            momentum: 0.0,
+            initial_mean_square: 1.0,
+        }
+    }
+}
+
+/// Work that needs the optimizer a config names, run by [`with_optimizer`].
+pub trait OptimizerJob<B: AutodiffBackend, M: AutodiffModule<B>> {
+    /// What the work returns.
+    type Output;
+    /// Runs the work with optimizer `O`.
+    fn run<O: Optimizer<M, B>>(self, optim: O) -> Self::Output;
+}
+
+/// Builds the optimizer of `train` and runs `job` with it.
+pub fn with_optimizer<B, M, J>(train: &super::TrainConfig, job: J) -> J::Output
+where
+    B: AutodiffBackend,
+    M: AutodiffModule<B>,
+    J: OptimizerJob<B, M>,
+{
+    use super::OptimizerKind;
+    match train.optimizer {
+        OptimizerKind::TfRmsprop | OptimizerKind::DeepmindRmsprop => {
+            let (decay, epsilon) = train.rmsprop();
+            let optim: OptimizerAdaptor<TfRmsProp, M, B> =
+                OptimizerAdaptor::from(TfRmsProp::new(decay, epsilon));
+            job.run(optim)
+        }
+        OptimizerKind::Adam => job.run(AdamConfig::new().init::<B, M>()),
     }
 }
 
@@ -156,12 +196,7 @@ mod tests {
     #[test]
     fn tf_rmsprop_matches_the_reference_update() {
         let device = Default::default();
-        let optim = TfRmsProp {
-            decay: 0.99,
-            epsilon: 0.1,
-            momentum: 0.0,
-            initial_mean_square: 1.0,
-        };
+        let optim = TfRmsProp::new(0.99, 0.1);
         let theta = Tensor::<Flex, 1>::from_data([1.0f32], &device);
         let grad = Tensor::<Flex, 1>::from_data([2.0f32], &device);
         let (theta, state) = optim.step(0.1, theta, grad.clone(), None);

@@ -1,19 +1,18 @@
-//! `mg-train eval` and `mg-train viz`: localization precision / recall / F on a fixed test
-//! set, and pictures of one episode.
+//! Localization precision / recall / F, micro-averaged over pixels, steps and episodes of a
+//! fixed test set, with carried state and threshold 0.5.
 
-use std::path::Path;
 use std::time::Instant;
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{ElementConversion, Int, Tensor};
-use indicatif::{ProgressBar, ProgressStyle};
 use mg_data::batch::{MappingTensors, mapping_window};
-use mg_data::mapping::{Episode, MappingConfig, MappingTestSet, QueryPer};
+use mg_data::mapping::Episode;
 use mg_models::{Localizer, LocalizerState};
 use serde::Serialize;
 
-use crate::config::ExperimentConfig;
-use crate::viz::{Canvas, Rgb, WHITE, grey, save_gif};
+use super::Mapping;
+use crate::harness::EvalRequest;
+use crate::harness::progress::Progress;
 
 /// Micro-averaged counts of one reader.
 #[derive(Serialize, Debug, Clone, Copy, Default, PartialEq)]
@@ -68,41 +67,9 @@ pub struct EvalReport {
     pub seconds: f64,
 }
 
-/// The causal test world of one query size: per-sample query indices, no look-ahead.
-pub fn test_world(config: &ExperimentConfig, query_size: usize) -> MappingConfig {
-    MappingConfig {
-        lookahead: false,
-        query_per: QueryPer::Sample,
-        ..config.mapping(query_size)
-    }
-}
-
-/// Test episodes `range` for every query size (same maps and paths).
-pub fn test_episodes(
-    config: &ExperimentConfig,
-    range: std::ops::Range<usize>,
-) -> anyhow::Result<Vec<Vec<Episode>>> {
-    config
-        .world
-        .query_sizes
-        .iter()
-        .map(|&q| {
-            let set = MappingTestSet {
-                config: test_world(config, q),
-                seed: config.eval.seed,
-                len: range.end,
-            };
-            range
-                .clone()
-                .map(|i| set.get(i).map_err(anyhow::Error::from))
-                .collect()
-        })
-        .collect()
-}
-
 /// One inference step `t` of `episodes` (one list per query size) with carried state: the
 /// step's tensors, one logit map per query size, and the next state.
-fn infer_step<B: Backend>(
+pub(super) fn infer_step<B: Backend>(
     model: &Localizer<B>,
     episodes: &[Vec<Episode>],
     t: usize,
@@ -120,15 +87,16 @@ fn infer_step<B: Backend>(
 
 /// Evaluates `model` on `episodes` test maps, step by step with carried state, threshold 0.5.
 pub fn evaluate<B: Backend>(
+    task: &Mapping,
     model: &Localizer<B>,
-    config: &ExperimentConfig,
     episodes: usize,
     device: &B::Device,
     show_progress: bool,
 ) -> anyhow::Result<Vec<Scores>> {
-    let readers = config.world.query_sizes.len();
+    let config = task.config();
+    let readers = config.task.query_sizes.len();
     let mut totals: Vec<Scores> = config
-        .world
+        .task
         .query_sizes
         .iter()
         .map(|&q| Scores {
@@ -136,20 +104,11 @@ pub fn evaluate<B: Backend>(
             ..Scores::default()
         })
         .collect();
-    let bar = if show_progress {
-        ProgressBar::new(episodes as u64)
-    } else {
-        ProgressBar::hidden()
-    };
-    bar.set_style(
-        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} episodes {msg}")
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
+    let mut bar = Progress::new(episodes as u64, "episodes", show_progress);
     let mut start = 0;
     while start < episodes {
         let end = (start + config.eval.batch).min(episodes);
-        let batch = test_episodes(config, start..end)?;
+        let batch = task.test_episodes(start..end)?;
         let len = batch[0][0].len();
         let mut state = None;
         let mut counts: Vec<Option<[Tensor<B, 1, Int>; 3]>> = vec![None; readers];
@@ -176,300 +135,30 @@ pub fn evaluate<B: Backend>(
             }
         }
         let f = totals[0].finish().f;
-        bar.set_message(format!("F {:.4}", f));
         bar.set_position(end as u64);
+        bar.report(format!("F {f:.4}"));
         start = end;
     }
-    bar.finish_and_clear();
+    bar.clear();
     Ok(totals.into_iter().map(Scores::finish).collect())
 }
 
 /// Runs an evaluation and builds its report.
 pub fn report<B: Backend>(
+    task: &Mapping,
     model: &Localizer<B>,
-    config: &ExperimentConfig,
-    episodes: usize,
-    time_step: u64,
+    request: &EvalRequest,
     device: &B::Device,
-    show_progress: bool,
 ) -> anyhow::Result<EvalReport> {
     let start = Instant::now();
-    let readers = evaluate(model, config, episodes, device, show_progress)?;
+    let config = task.config();
+    let episodes = request.sequences;
+    let readers = evaluate(task, model, episodes, device, request.show_progress)?;
     Ok(EvalReport {
-        time_step,
+        time_step: request.time_step,
         episodes,
         seed: config.eval.seed,
         readers,
         seconds: start.elapsed().as_secs_f64(),
     })
-}
-
-const WALL: Rgb = [40, 40, 60];
-const FREE: Rgb = [235, 235, 225];
-const UNKNOWN: Rgb = [170, 170, 170];
-const AGENT: Rgb = [220, 30, 30];
-const PATH: Rgb = [140, 180, 235];
-
-/// Renders every step of test episode `index` (paper Figure 4): the true map with the agent,
-/// the explored map, the query, the predicted and true localization maps, and the channel
-/// mean of the deepest layer's finest hidden state. Writes `frame-NNNN.png` and
-/// `episode.gif` into `out`; returns the number of frames.
-pub fn render_episode<B: Backend>(
-    model: &Localizer<B>,
-    config: &ExperimentConfig,
-    index: usize,
-    out: &Path,
-    device: &B::Device,
-) -> anyhow::Result<usize> {
-    std::fs::create_dir_all(out).map_err(|e| anyhow::anyhow!("creating {}: {e}", out.display()))?;
-    let episodes = test_episodes(config, index..index + 1)?;
-    let episode = &episodes[0][0];
-    let n = episode.map().size();
-    let ms = config.world.mask_size;
-    let k = config.world.query_sizes[0];
-    let scale_map = (144 / n).max(2);
-    let scale_mask = (144 / ms).max(2);
-    let panel = 150usize;
-    let (width, height) = (6 * (panel + 10) + 10, panel + 40);
-    let mut state = None;
-    let mut frames = Vec::new();
-    let mut explored = vec![false; n * n];
-    for t in 0..episode.len() {
-        let (_, logits, next) = infer_step(model, &episodes, t, state, device);
-        let next_kind = match &next {
-            LocalizerState::Multigrid(_) => Kind::Multigrid,
-            LocalizerState::Dnc(_) => Kind::Dnc,
-        };
-        let (mh, mw, memory) = memory_panel(&next);
-        state = Some(next);
-        let prob: Vec<f32> = burn::tensor::activation::sigmoid(logits[0].clone())
-            .into_data()
-            .convert::<f32>()
-            .to_vec()
-            .unwrap_or_default();
-        let truth = episode.target_mask(t);
-        let obs = config.world.obs_size;
-        let (ar, ac) = episode.positions()[t];
-        for dr in 0..obs {
-            for dc in 0..obs {
-                let (r, c) = (
-                    (ar + dr) as i64 - (obs / 2) as i64,
-                    (ac + dc) as i64 - (obs / 2) as i64,
-                );
-                if (0..n as i64).contains(&r) && (0..n as i64).contains(&c) {
-                    explored[r as usize * n + c as usize] = true;
-                }
-            }
-        }
-        let visited: std::collections::HashSet<(usize, usize)> =
-            episode.positions()[..=t].iter().copied().collect();
-        let mut canvas = Canvas::new(width, height, WHITE);
-        let memory_title = match next_kind {
-            Kind::Multigrid => "memory",
-            Kind::Dnc => "dnc usage",
-        };
-        let titles = [
-            "true map",
-            "explored",
-            "query",
-            "predicted",
-            "truth",
-            memory_title,
-        ];
-        for (i, title) in titles.iter().enumerate() {
-            canvas.text((10 + i * (panel + 10)) as i64, 8, title, 2, [0, 0, 0]);
-        }
-        let x = |i: usize| (10 + i * (panel + 10)) as i64;
-        let map = episode.map();
-        canvas.grid(x(0), 30, (n, n), scale_map, |r, c| {
-            if (r, c) == (ar, ac) {
-                AGENT
-            } else if map.is_wall(r as i64, c as i64) {
-                WALL
-            } else if visited.contains(&(r, c)) {
-                PATH
-            } else {
-                FREE
-            }
-        });
-        canvas.grid(x(1), 30, (n, n), scale_map, |r, c| {
-            if !explored[r * n + c] {
-                UNKNOWN
-            } else if map.is_wall(r as i64, c as i64) {
-                WALL
-            } else {
-                FREE
-            }
-        });
-        let query = episode.query(t);
-        canvas.grid(x(2), 30, (k, k), (144 / k).max(2), |r, c| {
-            if query[r * k + c] == mg_data::mapping::WALL {
-                WALL
-            } else {
-                FREE
-            }
-        });
-        canvas.grid(x(3), 30, (ms, ms), scale_mask, |r, c| {
-            grey(prob.get(r * ms + c).copied().unwrap_or(0.0))
-        });
-        canvas.grid(x(4), 30, (ms, ms), scale_mask, |r, c| {
-            grey(truth[r * ms + c])
-        });
-        canvas.grid(x(5), 30, (mh, mw), (144 / mh.max(mw)).max(1), |r, c| {
-            grey(memory.get(r * mw + c).copied().unwrap_or(0.0))
-        });
-        canvas.text(
-            x(0),
-            (height - 10) as i64,
-            &format!("step {t}"),
-            1,
-            [0, 0, 0],
-        );
-        canvas.save_png(&out.join(format!("frame-{t:04}.png")))?;
-        frames.push(canvas);
-    }
-    save_gif(&frames, 15, &out.join("episode.gif"))?;
-    Ok(frames.len())
-}
-
-enum Kind {
-    Multigrid,
-    Dnc,
-}
-
-/// The memory panel of batch element 0 as `(rows, columns, values in [0, 1])`: the channel
-/// mean of the deepest layer's finest hidden state (paper Figure 4) mapped from [−1, 1], or a
-/// DNC's usage laid out row-major on a near-square grid.
-fn memory_panel<B: Backend>(state: &LocalizerState<B>) -> (usize, usize, Vec<f32>) {
-    let values = |t: Tensor<B, 2>| -> Vec<f32> {
-        t.into_data().convert::<f32>().to_vec().unwrap_or_default()
-    };
-    match state {
-        LocalizerState::Multigrid(s) => {
-            let hidden = s
-                .last()
-                .and_then(|l| l.last())
-                .expect("a non-empty writer")
-                .hidden
-                .clone();
-            let [_, _, h, w] = hidden.dims();
-            let mean = hidden.narrow(0, 0, 1).mean_dim(1).reshape([h, w]);
-            let v = values(mean).into_iter().map(|v| (v + 1.0) / 2.0).collect();
-            (h, w, v)
-        }
-        LocalizerState::Dnc(s) => {
-            let [_, n] = s.usage.dims();
-            let side = (n as f64).sqrt().ceil() as usize;
-            let rows = n.div_ceil(side);
-            (rows, side, values(s.usage.clone().narrow(0, 0, 1)))
-        }
-    }
-}
-
-/// Draws a DNC's memory over test episode `index` (paper Figure 12): per time step (rows),
-/// the write weights, the read weights summed over heads and the usage of every slot
-/// (columns), and the memory matrix after the last step (a row per word element). Writes
-/// `dnc-memory.png` into `out` and returns its path.
-pub fn render_dnc_memory<B: Backend>(
-    model: &Localizer<B>,
-    config: &ExperimentConfig,
-    index: usize,
-    out: &Path,
-    device: &B::Device,
-) -> anyhow::Result<std::path::PathBuf> {
-    anyhow::ensure!(
-        matches!(model, Localizer::Dnc(_)),
-        "the memory picture is drawn for DNC models only"
-    );
-    std::fs::create_dir_all(out).map_err(|e| anyhow::anyhow!("creating {}: {e}", out.display()))?;
-    let episodes = test_episodes(config, index..index + 1)?;
-    let len = episodes[0][0].len();
-    let row = |t: Tensor<B, 2>| -> Vec<f32> {
-        t.narrow(0, 0, 1)
-            .into_data()
-            .convert::<f32>()
-            .to_vec()
-            .unwrap_or_default()
-    };
-    let (mut writes, mut reads, mut usage) = (Vec::new(), Vec::new(), Vec::new());
-    let mut state = None;
-    let mut last_memory = (0, 0, Vec::new());
-    for t in 0..len {
-        let (_, _, next) = infer_step(model, &episodes, t, state, device);
-        if let LocalizerState::Dnc(s) = &next {
-            writes.push(row(s.write_weights.clone().sum_dim(1).squeeze_dim(1)));
-            reads.push(row(s.read_weights.clone().sum_dim(1).squeeze_dim(1)));
-            usage.push(row(s.usage.clone()));
-            if t + 1 == len {
-                let [_, n, w] = s.memory.dims();
-                let m = s.memory.clone().narrow(0, 0, 1).reshape([n, w]).transpose();
-                last_memory = (w, n, row(m.reshape([1, w * n])));
-            }
-        }
-        state = Some(next);
-    }
-    let n = usage.first().map_or(0, Vec::len);
-    let scale = if n >= 250 {
-        1
-    } else {
-        (500 / n.max(1)).clamp(1, 8)
-    };
-    let step_h = if len >= 300 { 1 } else { 2 };
-    let (w_words, _, memory) = last_memory;
-    let mem_max = memory.iter().fold(1e-6f32, |a, v| a.max(v.abs()));
-    let panel_h = len * step_h;
-    let width = (n * scale + 40).max(640);
-    let height = 3 * (panel_h + 30) + w_words * 4 + 60;
-    let mut canvas = Canvas::new(width, height, WHITE);
-    let mut y = 10i64;
-    let peak_of = |rows: &[Vec<f32>]| rows.iter().flatten().fold(1e-6f32, |a, &v| a.max(v));
-    for (title, rows) in [
-        ("write weights (time down, slots across)", &writes),
-        ("read weights, summed over heads", &reads),
-        ("usage", &usage),
-    ] {
-        let peak = peak_of(rows);
-        canvas.text(
-            20,
-            y,
-            &format!("{title}, white 0 to blue {peak:.3}"),
-            1,
-            [0, 0, 0],
-        );
-        y += 12;
-        for (t, values) in rows.iter().enumerate() {
-            for (s, v) in values.iter().enumerate() {
-                let g = 255.0 - (v / peak).clamp(0.0, 1.0) * 255.0;
-                canvas.rect(
-                    20 + (s * scale) as i64,
-                    y + (t * step_h) as i64,
-                    scale,
-                    step_h,
-                    [g as u8, g as u8, 255],
-                );
-            }
-        }
-        y += panel_h as i64 + 18;
-    }
-    canvas.text(
-        20,
-        y,
-        &format!(
-            "memory after the last step (word elements down), red +{mem_max:.2} to blue -{mem_max:.2}"
-        ),
-        1,
-        [0, 0, 0],
-    );
-    y += 12;
-    for e in 0..w_words {
-        for s in 0..n {
-            let v = memory.get(e * n + s).copied().unwrap_or(0.0) / mem_max;
-            let c = ((1.0 - v.abs()) * 255.0) as u8;
-            let colour = if v >= 0.0 { [255, c, c] } else { [c, c, 255] };
-            canvas.rect(20 + (s * scale) as i64, y + 4 * e as i64, scale, 4, colour);
-        }
-    }
-    let path = out.join("dnc-memory.png");
-    canvas.save_png(&path)?;
-    Ok(path)
 }

@@ -1,32 +1,35 @@
-//! Experiment configuration files (TOML): every field documented, unknown fields rejected,
-//! values checked once at load time with errors naming the file and the field.
+//! Mapping & localization (paper §4.1, Table 1): an agent explores a maze, and readers
+//! localise query patches in the map the memory builds. Models: a multigrid writer with
+//! readers (or its ablations), or a DNC ([`mg_models::Localizer`]).
 
-use std::path::Path;
+mod eval;
+mod render;
+pub mod scaling;
 
-use anyhow::{Context, bail};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use anyhow::bail;
+use burn::backend::Autodiff;
+use burn::tensor::Tensor;
+use burn::tensor::backend::Backend;
+use mg_data::batch::{MappingTensors, mapping_window};
 use mg_data::mapping::{
-    LocationEncoding, MappingConfig, Motion, QueryPer, TEST_SEED, TEST_SET_SIZE,
+    Episode, LocationEncoding, MappingConfig, Motion, QueryPer, generate_batch,
 };
 use mg_models::{
-    DncConfig, DncLocalizerConfig, LocalizerConfig, MappingModelConfig, MappingWidths, StrengthOp,
+    DncLocalizerConfig, Localizer, LocalizerConfig, LocalizerState, MappingModelConfig,
+    MappingWidths,
 };
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 
-/// One mapping & localization experiment.
-#[derive(Deserialize, Serialize, Debug, Clone, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct ExperimentConfig {
-    /// The world the agent explores.
-    pub world: WorldConfig,
-    /// The model.
-    pub model: ModelConfig,
-    /// Training settings.
-    #[serde(default)]
-    pub train: TrainConfig,
-    /// Evaluation settings.
-    #[serde(default)]
-    pub eval: EvalConfig,
-}
+pub use eval::{EvalReport, Scores};
+
+use crate::harness::{
+    EvalRequest, Experiment, ExperimentOf, ForwardPath, LossReduction, ModelInfo, Task, WindowLoss,
+};
+use crate::model_config::{ModelConfig, ModelKind};
 
 /// How the agent moves.
 #[derive(Deserialize, Serialize, Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,10 +61,12 @@ pub enum QueryKind {
     Sample,
 }
 
-/// The mapping world.
+/// The `[task]` table of a mapping experiment: the world the agent explores.
 #[derive(Deserialize, Serialize, Debug, Clone, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct WorldConfig {
+    /// `"mapping"`.
+    pub kind: String,
     /// Side of the map, odd (15 and 25 in the paper).
     pub map_size: usize,
     /// Maze complexity (reference 0.05).
@@ -102,164 +107,6 @@ pub struct WorldConfig {
     pub query_per: QueryKind,
 }
 
-/// Which model the experiment trains.
-#[derive(Deserialize, Serialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[serde(rename_all = "kebab-case")]
-pub enum ModelKind {
-    /// A multigrid writer and readers: `levels`, `channels`, `tail_channels` (and
-    /// `finest_only`, `tail_widths` for the Ablated MG and ConvLSTM baselines).
-    #[default]
-    Multigrid,
-    /// A DNC: `controller`, `memory_slots`, `word_size`, `read_heads`, `write_heads`,
-    /// `clip_value`, `strength`.
-    Dnc,
-}
-
-/// The DNC's key-strength nonlinearity.
-#[derive(Deserialize, Serialize, Debug, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "kebab-case")]
-pub enum StrengthKind {
-    /// `ln(1 + eˣ)`, DeepMind's code.
-    Softplus,
-    /// `1 + ln(1 + eˣ)`, the Nature paper.
-    Oneplus,
-}
-
-/// The model: a multigrid writer and readers (reference-implementation.md §2.3–2.4 shape) or
-/// a DNC. Fields of the other kind are rejected.
-#[derive(Deserialize, Serialize, Debug, Clone, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct ModelConfig {
-    /// `multigrid` (default) or `dnc`.
-    #[serde(default, skip_serializing_if = "is_multigrid")]
-    pub kind: ModelKind,
-    /// Multigrid: levels of each writer layer, coarsest 3×3 first.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub levels: Option<Vec<usize>>,
-    /// Multigrid: channels of each writer layer.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub channels: Option<Vec<usize>>,
-    /// Multigrid: channels of the reader's narrowing layers (per level).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tail_channels: Option<usize>,
-    /// Multigrid: keep only each layer's finest level (Ablated MG, ConvLSTM-deep/thick).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub finest_only: bool,
-    /// Multigrid, `finest_only`: widths of the reader's narrowing layers.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub tail_widths: Vec<usize>,
-    /// DNC: LSTM controller width.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub controller: Option<usize>,
-    /// DNC: memory slots N.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub memory_slots: Option<usize>,
-    /// DNC: word size W.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub word_size: Option<usize>,
-    /// DNC: read heads R (default 4).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub read_heads: Option<usize>,
-    /// DNC: write heads K (default 1).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub write_heads: Option<usize>,
-    /// DNC: clamp of the controller output and state and of the output logits; 0 turns it
-    /// off (default 20, as DeepMind's training script).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub clip_value: Option<f64>,
-    /// DNC: `softplus` (default, DeepMind's code) or `oneplus` (Nature paper) key strengths.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub strength: Option<StrengthKind>,
-}
-
-fn is_multigrid(kind: &ModelKind) -> bool {
-    *kind == ModelKind::Multigrid
-}
-
-/// Optimizer choice.
-#[derive(Deserialize, Serialize, Debug, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "kebab-case")]
-pub enum OptimizerKind {
-    /// TensorFlow's RMSProp as the reference uses it (ε inside the square root, mean square
-    /// initialised to 1, no momentum).
-    TfRmsprop,
-    /// Adam (β = 0.9, 0.999, ε = 1e-8).
-    Adam,
-}
-
-/// How the loss is reduced over windows, batch and pixels.
-#[derive(Deserialize, Serialize, Debug, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "kebab-case")]
-pub enum LossReduction {
-    /// Summed over every pixel, step and sample (reference).
-    Sum,
-    /// Averaged.
-    Mean,
-}
-
-/// Training settings.
-#[derive(Deserialize, Serialize, Debug, Clone, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct TrainConfig {
-    /// Episodes per batch.
-    #[serde(default = "defaults::batch")]
-    pub batch: usize,
-    /// Time steps per truncated-BPTT window.
-    #[serde(default = "defaults::window")]
-    pub window: usize,
-    /// Total training time steps (windows × window length); `--steps` overrides it.
-    #[serde(default = "defaults::time_steps")]
-    pub time_steps: u64,
-    /// Seed of the model initialisation and the training episodes.
-    #[serde(default = "defaults::seed")]
-    pub seed: u64,
-    /// `tf-rmsprop` (reference) or `adam`.
-    #[serde(default = "defaults::optimizer")]
-    pub optimizer: OptimizerKind,
-    /// Learning rate at step 0.
-    #[serde(default = "defaults::lr_start")]
-    pub lr_start: f64,
-    /// Learning rate after `lr_decay_steps` time steps (linear in between).
-    #[serde(default = "defaults::lr_end")]
-    pub lr_end: f64,
-    /// Time steps of the linear decay.
-    #[serde(default = "defaults::lr_decay_steps")]
-    pub lr_decay_steps: u64,
-    /// Global-norm gradient clipping threshold.
-    #[serde(default = "defaults::clip_norm")]
-    pub clip_norm: f64,
-    /// RMSProp decay ρ.
-    #[serde(default = "defaults::rmsprop_decay")]
-    pub rmsprop_decay: f64,
-    /// RMSProp ε, inside the square root.
-    #[serde(default = "defaults::rmsprop_epsilon")]
-    pub rmsprop_epsilon: f64,
-    /// `sum` (reference) or `mean`.
-    #[serde(default = "defaults::loss")]
-    pub loss: LossReduction,
-    /// Checkpoint every this many time steps.
-    #[serde(default = "defaults::checkpoint_every")]
-    pub checkpoint_every: u64,
-    /// Write a metrics line every this many time steps.
-    #[serde(default = "defaults::log_every")]
-    pub log_every: u64,
-}
-
-/// Evaluation settings.
-#[derive(Deserialize, Serialize, Debug, Clone, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct EvalConfig {
-    /// Test episodes (the paper uses 5000); `--episodes` overrides it.
-    #[serde(default = "defaults::episodes")]
-    pub episodes: usize,
-    /// Seed of the fixed test set (distinct from training seeds).
-    #[serde(default = "defaults::test_seed")]
-    pub seed: u64,
-    /// Episodes evaluated in parallel.
-    #[serde(default = "defaults::eval_batch")]
-    pub batch: usize,
-}
-
 mod defaults {
     use super::*;
     pub fn complexity() -> f64 {
@@ -292,212 +139,71 @@ mod defaults {
     pub fn query_per() -> QueryKind {
         QueryKind::Batch
     }
-    pub fn batch() -> usize {
-        32
-    }
-    pub fn window() -> usize {
-        20
-    }
-    pub fn time_steps() -> u64 {
-        2_000_000
-    }
-    pub fn seed() -> u64 {
-        1
-    }
-    pub fn optimizer() -> OptimizerKind {
-        OptimizerKind::TfRmsprop
-    }
-    pub fn lr_start() -> f64 {
-        1e-3
-    }
-    pub fn lr_end() -> f64 {
-        1e-4
-    }
-    pub fn lr_decay_steps() -> u64 {
-        1_000_000
-    }
-    pub fn clip_norm() -> f64 {
-        1e4
-    }
-    pub fn rmsprop_decay() -> f64 {
-        0.99
-    }
-    pub fn rmsprop_epsilon() -> f64 {
-        0.1
-    }
-    pub fn loss() -> LossReduction {
-        LossReduction::Sum
-    }
-    pub fn checkpoint_every() -> u64 {
-        1000
-    }
-    pub fn log_every() -> u64 {
-        1000
-    }
-    pub fn episodes() -> usize {
-        TEST_SET_SIZE
-    }
-    pub fn test_seed() -> u64 {
-        TEST_SEED
-    }
-    pub fn eval_batch() -> usize {
-        32
-    }
 }
 
-impl Default for TrainConfig {
-    fn default() -> Self {
-        toml::from_str("").expect("every training field has a default")
-    }
+/// The mapping task of one experiment.
+#[derive(Debug, Clone)]
+pub struct Mapping {
+    config: ExperimentOf<Mapping>,
+    model: LocalizerConfig,
 }
 
-impl Default for EvalConfig {
-    fn default() -> Self {
-        toml::from_str("").expect("every evaluation field has a default")
-    }
+/// The tensors of one window: one set per query size.
+pub struct MappingWindow<B: Backend> {
+    /// Inputs, queries and targets per reader.
+    pub tensors: Vec<MappingTensors<B>>,
+    /// Time steps of the window.
+    pub steps: usize,
 }
 
-impl ExperimentConfig {
-    /// Reads and checks a TOML file.
-    pub fn load(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading config {}", path.display()))?;
-        Self::parse(&text).with_context(|| format!("in config {}", path.display()))
+impl Mapping {
+    /// The experiment.
+    pub fn config(&self) -> &ExperimentOf<Mapping> {
+        &self.config
     }
 
-    /// Parses and checks TOML text.
-    pub fn parse(text: &str) -> anyhow::Result<Self> {
-        let config: Self = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
-        config.validate()?;
-        Ok(config)
-    }
-
-    /// The resolved config as TOML (every field, defaults filled in).
-    pub fn to_toml(&self) -> String {
-        toml::to_string(self).expect("configs serialise")
+    /// The model's configuration.
+    pub fn model_config(&self) -> &LocalizerConfig {
+        &self.model
     }
 
     /// The world of one reader's query size, for training (`lookahead` as configured).
     pub fn mapping(&self, query_size: usize) -> MappingConfig {
-        let w = &self.world;
+        world_mapping(&self.config.task, query_size)
+    }
+
+    /// The causal test world of one query size: per-sample query indices, no look-ahead.
+    pub fn test_world(&self, query_size: usize) -> MappingConfig {
         MappingConfig {
-            map_size: w.map_size,
-            complexity: w.complexity,
-            density: w.density,
-            open_map: w.open_map,
-            motion: match w.motion {
-                MotionKind::Spiral => Motion::Spiral,
-                MotionKind::RandomWalk => Motion::RandomWalk { len: w.walk_length },
-            },
-            obs_size: w.obs_size,
-            query_size,
-            mask_size: w.mask_size,
-            mask_origin: w.mask_origin,
-            location: match w.location {
-                LocationKind::Raw => LocationEncoding::Raw,
-                LocationKind::Normalized => LocationEncoding::Normalized,
-            },
-            lookahead: w.lookahead,
-            query_per: match w.query_per {
-                QueryKind::Batch => QueryPer::Batch,
-                QueryKind::Sample => QueryPer::Sample,
-            },
+            lookahead: false,
+            query_per: QueryPer::Sample,
+            ..self.mapping(query_size)
         }
     }
 
-    /// The multigrid widths (the fields `validate` found present).
-    pub fn widths(&self) -> MappingWidths {
-        let m = &self.model;
+    /// The multigrid widths of the `[model]` table.
+    fn widths(model: &ModelConfig) -> MappingWidths {
         MappingWidths::new(
-            m.levels.clone().unwrap_or_default(),
-            m.channels.clone().unwrap_or_default(),
-            m.tail_channels.unwrap_or_default(),
+            model.levels.clone().unwrap_or_default(),
+            model.channels.clone().unwrap_or_default(),
+            model.tail_channels.unwrap_or_default(),
         )
-        .with_finest_only(m.finest_only)
-        .with_tail_widths(m.tail_widths.clone())
+        .with_finest_only(model.finest_only)
+        .with_tail_widths(model.tail_widths.clone())
     }
 
-    /// The DNC configuration (defaults filled in).
-    pub fn dnc(&self) -> DncLocalizerConfig {
-        let (m, w) = (&self.model, &self.world);
-        let input = DncLocalizerConfig::input_size(w.obs_size, &w.query_sizes);
-        let output = DncLocalizerConfig::output_size(w.query_sizes.len(), w.mask_size);
-        let dnc = DncConfig::new(
-            input,
-            output,
-            m.controller.unwrap_or_default(),
-            m.memory_slots.unwrap_or_default(),
-            m.word_size.unwrap_or_default(),
-        )
-        .with_clip_value(m.clip_value.unwrap_or(20.0));
-        // Unset fields keep `DncConfig`'s defaults: 4 read heads, 1 write head, softplus.
-        let dnc = match m.read_heads {
-            Some(r) => dnc.with_read_heads(r),
-            None => dnc,
-        };
-        let dnc = match m.write_heads {
-            Some(k) => dnc.with_write_heads(k),
-            None => dnc,
-        };
-        let dnc = match m.strength {
-            Some(StrengthKind::Softplus) => dnc.with_strength(StrengthOp::Softplus),
-            Some(StrengthKind::Oneplus) => dnc.with_strength(StrengthOp::Oneplus),
-            None => dnc,
-        };
-        DncLocalizerConfig::new(dnc, w.obs_size, w.query_sizes.clone(), w.mask_size)
-    }
-
-    /// The model.
-    pub fn model(&self) -> LocalizerConfig {
-        match self.model.kind {
-            ModelKind::Multigrid => LocalizerConfig::Multigrid(MappingModelConfig::from_widths(
-                &self.widths(),
-                self.world.obs_size,
-                &self.world.query_sizes,
-            )),
-            ModelKind::Dnc => LocalizerConfig::Dnc(self.dnc()),
-        }
-    }
-
-    /// Checks the `[model]` table: the fields of its kind present, the other kind's absent.
-    fn validate_model(&self) -> anyhow::Result<()> {
-        let m = &self.model;
-        let multigrid = [
-            ("levels", m.levels.is_some()),
-            ("channels", m.channels.is_some()),
-            ("tail_channels", m.tail_channels.is_some()),
-            ("finest_only", m.finest_only),
-            ("tail_widths", !m.tail_widths.is_empty()),
-        ];
-        let dnc = [
-            ("controller", m.controller.is_some()),
-            ("memory_slots", m.memory_slots.is_some()),
-            ("word_size", m.word_size.is_some()),
-            ("read_heads", m.read_heads.is_some()),
-            ("write_heads", m.write_heads.is_some()),
-            ("clip_value", m.clip_value.is_some()),
-            ("strength", m.strength.is_some()),
-        ];
-        let (kind, own, other) = match m.kind {
-            ModelKind::Multigrid => ("multigrid", &multigrid[..3], &dnc[..]),
-            ModelKind::Dnc => ("dnc", &dnc[..3], &multigrid[..]),
-        };
-        if let Some((field, _)) = other.iter().find(|(_, present)| *present) {
-            bail!("model.{field}: not a field of a {kind} model (model.kind = \"{kind}\")");
-        }
-        if let Some((field, _)) = own.iter().find(|(_, present)| !*present) {
-            bail!("model.{field}: missing; a {kind} model needs it");
-        }
-        let w = &self.world;
-        match m.kind {
+    fn model_of(config: &ExperimentOf<Mapping>) -> anyhow::Result<LocalizerConfig> {
+        let (m, w) = (&config.model, &config.task);
+        m.check_fields(3)?;
+        Ok(match m.kind {
             ModelKind::Multigrid => {
-                let widths = self.widths();
+                let widths = Self::widths(m);
                 widths
                     .validate()
                     .map_err(|e| anyhow::anyhow!("model: {e}"))?;
                 if widths.output_size() != w.mask_size {
                     bail!(
-                        "world.mask_size: {}; the model's finest grid is {}×{} ({} levels), expected mask_size = {}",
+                        "task.mask_size: {}; the model's finest grid is {}×{} ({} levels), expected mask_size = {}",
                         w.mask_size,
                         widths.output_size(),
                         widths.output_size(),
@@ -505,146 +211,333 @@ impl ExperimentConfig {
                         widths.output_size()
                     );
                 }
+                LocalizerConfig::Multigrid(MappingModelConfig::from_widths(
+                    &widths,
+                    w.obs_size,
+                    &w.query_sizes,
+                ))
             }
             ModelKind::Dnc => {
-                let sizes = [
-                    ("controller", m.controller),
-                    ("memory_slots", m.memory_slots),
-                    ("word_size", m.word_size),
-                    ("read_heads", m.read_heads),
-                    ("write_heads", m.write_heads),
-                ];
-                for (field, value) in sizes {
-                    if value == Some(0) {
-                        bail!("model.{field}: 0; expected at least 1");
-                    }
-                }
-                if let Some(c) = m.clip_value
-                    && !(c >= 0.0 && c.is_finite())
-                {
-                    bail!("model.clip_value: {c}; expected a number >= 0 (0 turns clamping off)");
-                }
-                self.dnc()
-                    .validate()
-                    .map_err(|e| anyhow::anyhow!("model: {e}"))?;
+                let input = DncLocalizerConfig::input_size(w.obs_size, &w.query_sizes);
+                let output = DncLocalizerConfig::output_size(w.query_sizes.len(), w.mask_size);
+                let dnc = m.dnc(input, output)?;
+                let c =
+                    DncLocalizerConfig::new(dnc, w.obs_size, w.query_sizes.clone(), w.mask_size);
+                c.validate().map_err(|e| anyhow::anyhow!("model: {e}"))?;
+                LocalizerConfig::Dnc(c)
             }
-        }
-        Ok(())
+        })
     }
 
-    /// Checks every value; the error names the field and what was expected.
-    pub fn validate(&self) -> anyhow::Result<()> {
-        let w = &self.world;
+    /// Test sequences `range` for every query size (same maps and paths).
+    pub fn test_episodes(&self, range: Range<usize>) -> anyhow::Result<Vec<Vec<Episode>>> {
+        self.config
+            .task
+            .query_sizes
+            .iter()
+            .map(|&q| {
+                let set = mg_data::mapping::MappingTestSet {
+                    config: self.test_world(q),
+                    seed: self.config.eval.seed,
+                    len: range.end,
+                };
+                range
+                    .clone()
+                    .map(|i| set.get(i).map_err(anyhow::Error::from))
+                    .collect()
+            })
+            .collect()
+    }
+}
+
+/// The world of one query size.
+fn world_mapping(w: &WorldConfig, query_size: usize) -> MappingConfig {
+    MappingConfig {
+        map_size: w.map_size,
+        complexity: w.complexity,
+        density: w.density,
+        open_map: w.open_map,
+        motion: match w.motion {
+            MotionKind::Spiral => Motion::Spiral,
+            MotionKind::RandomWalk => Motion::RandomWalk { len: w.walk_length },
+        },
+        obs_size: w.obs_size,
+        query_size,
+        mask_size: w.mask_size,
+        mask_origin: w.mask_origin,
+        location: match w.location {
+            LocationKind::Raw => LocationEncoding::Raw,
+            LocationKind::Normalized => LocationEncoding::Normalized,
+        },
+        lookahead: w.lookahead,
+        query_per: match w.query_per {
+            QueryKind::Batch => QueryPer::Batch,
+            QueryKind::Sample => QueryPer::Sample,
+        },
+    }
+}
+
+/// Summed (or averaged) sigmoid cross-entropy `max(x, 0) − x·y + log(1 + e^(−|x|))`.
+pub fn localization_loss<B: Backend>(
+    logits: Tensor<B, 2>,
+    target: Tensor<B, 2>,
+    reduction: LossReduction,
+) -> Tensor<B, 1> {
+    let per_pixel =
+        logits.clone().clamp_min(0.0) - logits.clone() * target + logits.abs().neg().exp().log1p();
+    match reduction {
+        LossReduction::Sum => per_pixel.sum(),
+        LossReduction::Mean => per_pixel.mean(),
+    }
+}
+
+impl Task for Mapping {
+    const KIND: &'static str = "mapping";
+    const UNIT: &'static str = "pixel";
+    type Settings = WorldConfig;
+    type ModelSettings = ModelConfig;
+    type Model<B: Backend> = Localizer<B>;
+    type TrainModel<B: Backend> = Localizer<Autodiff<B>>;
+    type State<B: Backend> = LocalizerState<B>;
+    type Window<B: Backend> = MappingWindow<B>;
+    type Output<B: Backend> = Vec<Tensor<B, 2>>;
+    type Batch = Vec<Vec<Episode>>;
+    type Report = EvalReport;
+
+    fn new(config: &Experiment<WorldConfig, ModelConfig>) -> anyhow::Result<Self> {
+        let w = &config.task;
         if w.query_sizes.is_empty() {
-            bail!("world.query_sizes: empty; expected at least one query size (e.g. [3])");
+            bail!("task.query_sizes: empty; expected at least one query size (e.g. [3])");
         }
-        for (field, side) in std::iter::once(("world.obs_size", w.obs_size))
-            .chain(w.query_sizes.iter().map(|&q| ("world.query_sizes", q)))
+        for (field, side) in std::iter::once(("task.obs_size", w.obs_size))
+            .chain(w.query_sizes.iter().map(|&q| ("task.query_sizes", q)))
         {
             if side == 0 || side % 3 != 0 || side % 2 == 0 {
                 bail!("{field}: {side}; expected an odd multiple of 3 (3 or 9)");
             }
         }
         for &q in &w.query_sizes {
-            self.mapping(q)
+            world_mapping(w, q)
                 .validate()
-                .map_err(|e| anyhow::anyhow!("world: {e}"))?;
+                .map_err(|e| anyhow::anyhow!("task: {e}"))?;
         }
-        self.validate_model()?;
-        let t = &self.train;
-        let positive = [
-            ("train.batch", t.batch as f64),
-            ("train.window", t.window as f64),
-            ("train.lr_start", t.lr_start),
-            ("train.clip_norm", t.clip_norm),
-            ("train.rmsprop_epsilon", t.rmsprop_epsilon),
-            ("train.checkpoint_every", t.checkpoint_every as f64),
-            ("train.log_every", t.log_every as f64),
-            ("eval.episodes", self.eval.episodes as f64),
-            ("eval.batch", self.eval.batch as f64),
-        ];
-        for (field, v) in positive {
-            if !(v > 0.0 && v.is_finite()) {
-                bail!("{field}: {v}; expected a positive number");
+        let model = Self::model_of(config)?;
+        Ok(Self {
+            config: config.clone(),
+            model,
+        })
+    }
+
+    fn info(&self) -> ModelInfo {
+        info(self)
+    }
+
+    fn init<B: Backend>(&self, device: &B::Device) -> Localizer<B> {
+        self.model.init(device)
+    }
+
+    fn init_train<B: Backend>(&self, device: &B::Device) -> Localizer<Autodiff<B>> {
+        self.model.init(device)
+    }
+
+    fn as_model<B: Backend>(model: &Localizer<Autodiff<B>>) -> &Localizer<Autodiff<B>> {
+        model
+    }
+
+    fn paths(&self) -> &'static [ForwardPath] {
+        match self.model {
+            LocalizerConfig::Multigrid(_) => &[ForwardPath::Window, ForwardPath::Step],
+            LocalizerConfig::Dnc(_) => &[ForwardPath::Window],
+        }
+    }
+
+    fn batch(&self, seed: u64, index: u64, size: usize) -> anyhow::Result<Self::Batch> {
+        self.config
+            .task
+            .query_sizes
+            .iter()
+            .map(|&q| generate_batch(&self.mapping(q), seed, index, size).map_err(Into::into))
+            .collect()
+    }
+
+    fn sequence_len(&self, batch: &Self::Batch) -> usize {
+        batch[0][0].len()
+    }
+
+    fn window<B: Backend>(
+        &self,
+        batch: &Self::Batch,
+        steps: Range<usize>,
+        device: &B::Device,
+    ) -> MappingWindow<B> {
+        MappingWindow {
+            steps: steps.len(),
+            tensors: batch
+                .iter()
+                .map(|e| mapping_window::<B>(e, steps.clone(), device))
+                .collect(),
+        }
+    }
+
+    fn forward<B: Backend>(
+        &self,
+        model: &Localizer<B>,
+        window: &MappingWindow<B>,
+        state: Option<LocalizerState<B>>,
+        path: ForwardPath,
+    ) -> (Vec<Tensor<B, 2>>, LocalizerState<B>) {
+        let input = window.tensors[0].input.clone();
+        let queries: Vec<_> = window.tensors.iter().map(|w| w.query.clone()).collect();
+        match path {
+            ForwardPath::Window => model.forward_window(input, &queries, window.steps, state),
+            ForwardPath::Step => model.forward_steps(input, &queries, window.steps, state),
+        }
+    }
+
+    fn loss<B: Backend>(
+        &self,
+        output: Vec<Tensor<B, 2>>,
+        window: &MappingWindow<B>,
+        reduction: LossReduction,
+    ) -> WindowLoss<B> {
+        let mut units = 0.0;
+        let loss = output
+            .into_iter()
+            .zip(&window.tensors)
+            .map(|(logits, w)| {
+                let [rows, pixels] = logits.dims();
+                units += (rows * pixels) as f64;
+                localization_loss(logits, w.target.clone(), reduction)
+            })
+            .reduce(|a, b| a + b)
+            .expect("at least one reader");
+        WindowLoss { loss, units }
+    }
+
+    fn detach<B: Backend>(state: LocalizerState<B>) -> LocalizerState<B> {
+        state.detach()
+    }
+
+    fn state_to_tensors<B: Backend>(state: LocalizerState<B>) -> Vec<Tensor<B, 4>> {
+        state.into_tensors()
+    }
+
+    fn state_from_tensors<B: Backend>(
+        &self,
+        model: &Localizer<B>,
+        tensors: Vec<Tensor<B, 4>>,
+    ) -> anyhow::Result<LocalizerState<B>> {
+        model
+            .state_from_tensors(tensors)
+            .map_err(|e| anyhow::anyhow!("{e}"))
+    }
+
+    fn evaluate<B: Backend>(
+        &self,
+        model: &Localizer<B>,
+        request: &EvalRequest,
+        device: &B::Device,
+    ) -> anyhow::Result<EvalReport> {
+        eval::report(self, model, request, device)
+    }
+
+    fn report_lines(&self, report: &EvalReport) -> Vec<String> {
+        let mut lines = vec![format!(
+            "checkpoint at time step {}, {} test episodes (seed {:#x}), {:.1} s",
+            report.time_step, report.episodes, report.seed, report.seconds
+        )];
+        for r in &report.readers {
+            lines.push(format!(
+                "  {0}×{0} queries: precision {1:.4}  recall {2:.4}  F {3:.4}",
+                r.query_size, r.precision, r.recall, r.f
+            ));
+        }
+        lines
+    }
+
+    fn draw<B: Backend>(
+        &self,
+        model: &Localizer<B>,
+        index: usize,
+        out: &Path,
+        device: &B::Device,
+    ) -> anyhow::Result<Vec<PathBuf>> {
+        let frames = render::render_episode(self, model, index, out, device)?;
+        let mut files = vec![out.join("episode.gif")];
+        eprintln!("{frames} frames written to {}", out.display());
+        if matches!(model, Localizer::Dnc(_)) {
+            files.push(render::render_dnc_memory(self, model, index, out, device)?);
+        }
+        Ok(files)
+    }
+}
+
+/// `mg-train info` for a mapping model.
+fn info(task: &Mapping) -> ModelInfo {
+    let config = &task.config;
+    let model = &task.model;
+    let episode_len = task.mapping(config.task.query_sizes[0]).episode_len();
+    let mut json = serde_json::Map::new();
+    json.insert("map_size".into(), json!(config.task.map_size));
+    json.insert("episode_len".into(), json!(episode_len));
+    json.insert("mask_size".into(), json!(config.task.mask_size));
+    let mut lines = vec![format!(
+        "  world: {0}×{0}, episodes of {1} steps, {2}×{2} localization map",
+        config.task.map_size,
+        episode_len.map_or("policy-driven".into(), |l| l.to_string()),
+        config.task.mask_size
+    )];
+    match model {
+        LocalizerConfig::Multigrid(m) => {
+            let writer: Vec<_> = m
+                .writer
+                .stack
+                .layers
+                .iter()
+                .map(|l| json!({"first_level": l.output_levels.first, "levels": l.output_levels.count, "channels": l.d_hidden, "params": l.num_params(), "memory": l.memory_cells()}))
+                .collect();
+            let readers: Vec<_> = m
+                .readers
+                .iter()
+                .zip(&config.task.query_sizes)
+                .map(|(r, q)| json!({"query_size": q, "layers": r.layers.len(), "params": r.num_params()}))
+                .collect();
+            json.insert("writer_params".into(), json!(m.writer.num_params()));
+            json.insert("writer".into(), json!(writer));
+            json.insert("readers".into(), json!(readers));
+            lines.push(format!("  writer: {} parameters", m.writer.num_params()));
+            let side = |level: usize| 3usize << level;
+            for (k, l) in m.writer.stack.layers.iter().enumerate() {
+                lines.push(format!(
+                    "    W{}: {} levels ({}×{} … {}×{}) × {} channels, {} params, {} memory",
+                    k + 1,
+                    l.output_levels.count,
+                    side(l.output_levels.first),
+                    side(l.output_levels.first),
+                    side(l.output_levels.end() - 1),
+                    side(l.output_levels.end() - 1),
+                    l.d_hidden,
+                    l.num_params(),
+                    l.memory_cells()
+                ));
+            }
+            for (r, q) in m.readers.iter().zip(&config.task.query_sizes) {
+                lines.push(format!(
+                    "  reader for {q}×{q} queries: {} layers, {} parameters",
+                    r.layers.len(),
+                    r.num_params()
+                ));
             }
         }
-        if !(t.lr_end >= 0.0 && t.lr_end.is_finite()) {
-            bail!("train.lr_end: {}; expected a number >= 0", t.lr_end);
-        }
-        if !(0.0..1.0).contains(&t.rmsprop_decay) {
-            bail!(
-                "train.rmsprop_decay: {}; expected a number in [0, 1)",
-                t.rmsprop_decay
-            );
-        }
-        Ok(())
+        LocalizerConfig::Dnc(d) => crate::model_config::describe_dnc(&d.dnc, &mut lines, &mut json),
+    }
+    ModelInfo {
+        params: model.num_params(),
+        memory_cells: model.memory_cells(),
+        lines,
+        json,
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const MINIMAL: &str = "[world]\nmap_size = 25\n[model]\nlevels = [2, 2, 3, 3, 4, 4, 5]\n\
-                           channels = [4, 4, 8, 8, 16, 16, 16]\ntail_channels = 16\n";
-
-    #[test]
-    fn minimal_config_is_the_reference() {
-        let config = ExperimentConfig::parse(MINIMAL).unwrap();
-        assert_eq!(config.model().num_params(), 650_225);
-        assert_eq!(config.mapping(3), MappingConfig::default());
-        assert_eq!(config.train.batch, 32);
-        // The resolved TOML round-trips.
-        assert_eq!(ExperimentConfig::parse(&config.to_toml()).unwrap(), config);
-    }
-
-    #[test]
-    fn errors_name_the_field() {
-        let err = |text: String| format!("{:#}", ExperimentConfig::parse(&text).unwrap_err());
-        assert!(err(format!("{MINIMAL}[train]\nbatch = 0\n")).contains("train.batch: 0"));
-        assert!(err(format!("{MINIMAL}[train]\nbacth = 4\n")).contains("unknown field `bacth`"));
-        assert!(
-            err(MINIMAL.replace("map_size = 25", "map_size = 25\nquery_sizes = [27]"))
-                .contains("query_size: 27; expected an odd size between 1 and map_size 25")
-        );
-        assert!(err(MINIMAL.replace("map_size = 25", "map_size = 3")).contains("map_size"));
-        assert!(
-            err(MINIMAL.replace("map_size = 25", "map_size = 25\nmask_size = 96"))
-                .contains("world.mask_size: 96; the model's finest grid is 48×48")
-        );
-        assert!(err(MINIMAL.replace("tail_channels = 16", "")).contains("tail_channels"));
-    }
-
-    /// Every shipped config loads, and the reference config is the reference model.
-    #[test]
-    fn shipped_configs_load() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/mapping");
-        let mut count = 0;
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.extension().is_some_and(|e| e == "toml") {
-                let config = ExperimentConfig::load(&path).unwrap();
-                assert!(config.model().num_params() > 0);
-                count += 1;
-            }
-        }
-        assert!(count >= 9, "only {count} configs in {}", dir.display());
-        // Table 1's baselines: (parameters, memory cells).
-        for (name, counts) in [
-            ("ablated-mg", (1_400_753, 265_536)),
-            ("convlstm-deep", (376_181, 626_688)),
-            ("convlstm-thick", (1_400_753, 626_688)),
-            ("dnc-spiral-15", (751_650, 8_000)),
-            ("dnc-spiral-25", (679_587, 8_000)),
-        ] {
-            let model = ExperimentConfig::load(&dir.join(format!("{name}.toml")))
-                .unwrap()
-                .model();
-            assert_eq!((model.num_params(), model.memory_cells()), counts, "{name}");
-        }
-        let reference = ExperimentConfig::load(&dir.join("reference.toml")).unwrap();
-        assert_eq!(reference.model().num_params(), 650_225);
-        assert_eq!(reference.model().memory_cells(), 76_968);
-        assert_eq!(reference.mapping(3), MappingConfig::default());
-    }
-}
+mod tests;

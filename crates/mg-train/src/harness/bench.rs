@@ -1,0 +1,228 @@
+//! Timing of any [`Task`]'s model: a training window (forward, backward, clipping and the
+//! config's optimizer, on each forward path) and an inference step, on the task's own data.
+
+use std::time::Instant;
+
+use burn::backend::Autodiff;
+use burn::module::AutodiffModule;
+use burn::optim::Optimizer;
+use burn::tensor::ElementConversion;
+use burn::tensor::backend::Backend;
+use serde::{Deserialize, Serialize};
+
+use super::experiment::LossReduction;
+use super::optim::{OptimizerJob, with_optimizer};
+use super::task::Task;
+use super::train::{ExperimentOf, train_step};
+
+/// One benchmark result, printed as a JSON line.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct BenchRecord {
+    /// What was timed.
+    pub bench: String,
+    /// The model.
+    pub model: String,
+    /// Trainable parameters.
+    pub params: usize,
+    /// Memory cells.
+    pub memory: usize,
+    /// Backend and device.
+    pub device: String,
+    /// Batch size.
+    pub batch: usize,
+    /// Time steps per call.
+    pub steps: usize,
+    /// Median wall time of one call, milliseconds.
+    pub median_ms: f64,
+    /// Fastest call, milliseconds.
+    pub min_ms: f64,
+    /// Timed repetitions.
+    pub repeats: usize,
+    /// Growth of the process's peak resident memory during the timed calls, MiB (CPU
+    /// backends on Linux; absent elsewhere).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peak_mib: Option<f64>,
+}
+
+/// What to time.
+#[derive(Clone, Debug)]
+pub struct BenchOptions {
+    /// Name of the model in the records.
+    pub name: String,
+    /// Device name in the records.
+    pub device: String,
+    /// The device is a CPU (peak memory is read there).
+    pub on_cpu: bool,
+    /// Time steps of the training window (at most one sequence).
+    pub steps: usize,
+    /// Batch of the training window and of the first inference step.
+    pub batch: usize,
+    /// Timed calls, after one untimed warm-up.
+    pub repeats: usize,
+    /// Time every forward path of the model, not only its first.
+    pub all_paths: bool,
+    /// Time an inference step at `batch` and at 1.
+    pub inference: bool,
+}
+
+/// The process's peak resident set, on Linux.
+pub mod peak {
+    /// Resets the peak to the current resident set; false where unsupported.
+    pub fn reset() -> bool {
+        std::fs::write("/proc/self/clear_refs", "5").is_ok()
+    }
+
+    fn status_kib(field: &str) -> Option<f64> {
+        let text = std::fs::read_to_string("/proc/self/status").ok()?;
+        let line = text.lines().find(|l| l.starts_with(field))?;
+        line.split_whitespace().nth(1)?.parse().ok()
+    }
+
+    /// Peak resident set since the last reset, KiB.
+    pub fn peak_kib() -> Option<f64> {
+        status_kib("VmHWM:")
+    }
+
+    /// Current resident set, KiB.
+    pub fn current_kib() -> Option<f64> {
+        status_kib("VmRSS:")
+    }
+}
+
+/// Median and minimum of `repeats` timed calls of `f`, after one warm-up call; `f` must
+/// finish its device work before returning (read a value back).
+pub fn time(repeats: usize, mut f: impl FnMut()) -> (f64, f64) {
+    f();
+    let mut ms: Vec<f64> = (0..repeats)
+        .map(|_| {
+            let start = Instant::now();
+            f();
+            start.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    ms.sort_by(f64::total_cmp);
+    (ms[ms.len() / 2], ms[0])
+}
+
+/// Times the model of `task` on backend `B`.
+pub fn bench<T: Task, B: Backend>(
+    task: &T,
+    config: &ExperimentOf<T>,
+    options: &BenchOptions,
+    device: B::Device,
+) -> anyhow::Result<Vec<BenchRecord>> {
+    B::seed(&device, 0);
+    let model = task.init_train::<B>(&device);
+    with_optimizer::<Autodiff<B>, T::TrainModel<B>, _>(
+        &config.train,
+        Timing {
+            task,
+            config,
+            options,
+            device,
+            model,
+        },
+    )
+}
+
+struct Timing<'a, T: Task, B: Backend> {
+    task: &'a T,
+    config: &'a ExperimentOf<T>,
+    options: &'a BenchOptions,
+    device: B::Device,
+    model: T::TrainModel<B>,
+}
+
+impl<T: Task, B: Backend> OptimizerJob<Autodiff<B>, T::TrainModel<B>> for Timing<'_, T, B> {
+    type Output = anyhow::Result<Vec<BenchRecord>>;
+
+    fn run<O: Optimizer<T::TrainModel<B>, Autodiff<B>>>(self, mut optim: O) -> Self::Output {
+        let Timing {
+            task,
+            config,
+            options,
+            device,
+            mut model,
+        } = self;
+        let info = task.info();
+        let record = |bench: String, batch, steps, (median_ms, min_ms), peak_mib| BenchRecord {
+            bench,
+            model: options.name.clone(),
+            params: info.params,
+            memory: info.memory_cells,
+            device: options.device.clone(),
+            batch,
+            steps,
+            median_ms,
+            min_ms,
+            repeats: options.repeats,
+            peak_mib,
+        };
+        let mut records = Vec::new();
+        let data = task.batch(config.train.seed, 0, options.batch)?;
+        let steps = options.steps.min(task.sequence_len(&data));
+        let window = task.window::<Autodiff<B>>(&data, 0..steps, &device);
+        let paths = match options.all_paths {
+            true => task.paths(),
+            false => &task.paths()[..1],
+        };
+        let mut diverged = None;
+        for &path in paths {
+            let mut state = None;
+            let before = peak::current_kib();
+            let tracked = options.on_cpu && peak::reset();
+            let timing = time(options.repeats, || {
+                let (next, result) = train_step::<T, B, O>(
+                    task,
+                    model.clone(),
+                    &mut optim,
+                    &window,
+                    state.take(),
+                    path,
+                    1e-4,
+                    config.train.clip_norm,
+                    LossReduction::Sum,
+                );
+                model = next;
+                match result {
+                    Ok(step) => state = Some(T::detach(step.state)),
+                    Err(d) => diverged = Some(d),
+                }
+            });
+            if let Some(d) = diverged {
+                anyhow::bail!(
+                    "the benchmark's training window diverged (loss {}, gradient norm {})",
+                    d.loss,
+                    d.grad_norm
+                );
+            }
+            let peak_mib = match (tracked, before, peak::peak_kib()) {
+                (true, Some(before), Some(peak)) => Some((peak - before).max(0.0) / 1024.0),
+                _ => None,
+            };
+            let name = match task.paths().len() {
+                1 => "train_window".to_string(),
+                _ => format!("train_window_{}_path", path.name()),
+            };
+            records.push(record(name, options.batch, steps, timing, peak_mib));
+        }
+        if options.inference {
+            let valid = model.valid();
+            for batch in [options.batch, 1] {
+                let data = task.batch(config.train.seed, 0, batch)?;
+                let window = task.window::<B>(&data, 0..1, &device);
+                let mut state = None;
+                let path = task.paths()[0];
+                let timing = time(options.repeats, || {
+                    let (output, next) = task.forward(&valid, &window, state.take(), path);
+                    // Reading the loss back waits for the device.
+                    let loss = task.loss(output, &window, LossReduction::Sum).loss;
+                    let _: f64 = loss.into_scalar().elem();
+                    state = Some(next);
+                });
+                records.push(record("inference_step".into(), batch, 1, timing, None));
+            }
+        }
+        Ok(records)
+    }
+}

@@ -1,0 +1,338 @@
+//! Experiment config files (TOML): `[task]` and `[model]` belong to the task, `[train]` and
+//! `[eval]` to the harness. Every field is documented, unknown fields are rejected, and values
+//! are checked once at load time with errors naming the file and the field.
+
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// Largest config file read, bytes: a config is a few KB; anything this big is a wrong path.
+pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
+/// The seed of every task's fixed test set, distinct from training seeds.
+pub const TEST_SEED: u64 = 0x07e5_75e7;
+
+/// One experiment: a task's `[task]` and `[model]` tables and the harness's `[train]` and
+/// `[eval]` tables.
+#[derive(Deserialize, Serialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+#[serde(bound(
+    serialize = "S: Serialize, M: Serialize",
+    deserialize = "S: DeserializeOwned, M: DeserializeOwned"
+))]
+pub struct Experiment<S, M> {
+    /// What is learnt (`kind` names the task).
+    pub task: S,
+    /// The model (`kind = "multigrid" | "dnc"`).
+    pub model: M,
+    /// Training settings.
+    #[serde(default)]
+    pub train: TrainConfig,
+    /// Evaluation settings.
+    #[serde(default)]
+    pub eval: EvalConfig,
+}
+
+/// Optimizer choice.
+#[derive(Deserialize, Serialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum OptimizerKind {
+    /// TensorFlow's RMSProp as the multigrid reference uses it (ε = 0.1 inside the square
+    /// root, ρ = 0.99, mean square initialised to 1, no momentum).
+    TfRmsprop,
+    /// The same algorithm with DeepMind's DNC settings (`RMSPropOptimizer(lr, epsilon=1e-10)`:
+    /// ρ = 0.9, ε = 1e-10).
+    DeepmindRmsprop,
+    /// Adam (β = 0.9, 0.999, ε = 1e-8).
+    Adam,
+}
+
+impl OptimizerKind {
+    /// The RMSProp decay ρ and ε used when the config leaves them unset.
+    pub fn rmsprop_defaults(self) -> (f64, f64) {
+        match self {
+            Self::DeepmindRmsprop => (0.9, 1e-10),
+            Self::TfRmsprop | Self::Adam => (0.99, 0.1),
+        }
+    }
+}
+
+/// How the loss is reduced over windows, batch and units.
+#[derive(Deserialize, Serialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum LossReduction {
+    /// Summed (the references; a task may divide by its batch size as its reference does).
+    Sum,
+    /// Averaged over the scored units.
+    Mean,
+}
+
+/// Which forward path training uses.
+#[derive(Deserialize, Serialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum PathChoice {
+    /// The faster path for the device, as measured (docs/BENCHMARKS.md): the step path on
+    /// CPU backends, the window path on GPUs.
+    #[default]
+    Auto,
+    /// Batch the window's input-to-gate work over its time steps.
+    Window,
+    /// One time step after the other.
+    Step,
+}
+
+/// Training settings.
+#[derive(Deserialize, Serialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Sequences (episodes, stories) per batch.
+    #[serde(default = "defaults::batch")]
+    pub batch: usize,
+    /// Time steps per truncated-BPTT window.
+    #[serde(default = "defaults::window")]
+    pub window: usize,
+    /// Total training time steps (windows × window length); `--steps` overrides it.
+    #[serde(default = "defaults::time_steps")]
+    pub time_steps: u64,
+    /// Seed of the model initialisation and the training data.
+    #[serde(default = "defaults::seed")]
+    pub seed: u64,
+    /// `tf-rmsprop` (multigrid reference), `deepmind-rmsprop` (DNC reference) or `adam`.
+    #[serde(default = "defaults::optimizer")]
+    pub optimizer: OptimizerKind,
+    /// Learning rate at step 0.
+    #[serde(default = "defaults::lr_start")]
+    pub lr_start: f64,
+    /// Learning rate after `lr_decay_steps` time steps (linear in between).
+    #[serde(default = "defaults::lr_end")]
+    pub lr_end: f64,
+    /// Time steps of the linear decay.
+    #[serde(default = "defaults::lr_decay_steps")]
+    pub lr_decay_steps: u64,
+    /// Global-norm gradient clipping threshold.
+    #[serde(default = "defaults::clip_norm")]
+    pub clip_norm: f64,
+    /// RMSProp decay ρ [default: 0.99, or 0.9 with `deepmind-rmsprop`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rmsprop_decay: Option<f64>,
+    /// RMSProp ε, inside the square root [default: 0.1, or 1e-10 with `deepmind-rmsprop`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rmsprop_epsilon: Option<f64>,
+    /// `sum` (references) or `mean`.
+    #[serde(default = "defaults::loss")]
+    pub loss: LossReduction,
+    /// `auto` (the faster path for the device), `window` or `step`.
+    #[serde(default)]
+    pub path: PathChoice,
+    /// Checkpoint every this many time steps.
+    #[serde(default = "defaults::checkpoint_every")]
+    pub checkpoint_every: u64,
+    /// Write a metrics line every this many time steps.
+    #[serde(default = "defaults::log_every")]
+    pub log_every: u64,
+}
+
+impl TrainConfig {
+    /// RMSProp's ρ and ε, defaults filled in.
+    pub fn rmsprop(&self) -> (f64, f64) {
+        let (decay, epsilon) = self.optimizer.rmsprop_defaults();
+        (
+            self.rmsprop_decay.unwrap_or(decay),
+            self.rmsprop_epsilon.unwrap_or(epsilon),
+        )
+    }
+}
+
+/// Evaluation settings.
+#[derive(Deserialize, Serialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct EvalConfig {
+    /// Test sequences (episodes, stories; the paper uses 5000); `--sequences` overrides it.
+    #[serde(default = "defaults::sequences", alias = "episodes")]
+    pub sequences: usize,
+    /// Seed of the fixed test set (distinct from training seeds).
+    #[serde(default = "defaults::test_seed")]
+    pub seed: u64,
+    /// Sequences evaluated in parallel.
+    #[serde(default = "defaults::eval_batch")]
+    pub batch: usize,
+}
+
+mod defaults {
+    use super::*;
+    pub fn batch() -> usize {
+        32
+    }
+    pub fn window() -> usize {
+        20
+    }
+    pub fn time_steps() -> u64 {
+        2_000_000
+    }
+    pub fn seed() -> u64 {
+        1
+    }
+    pub fn optimizer() -> OptimizerKind {
+        OptimizerKind::TfRmsprop
+    }
+    pub fn lr_start() -> f64 {
+        1e-3
+    }
+    pub fn lr_end() -> f64 {
+        1e-4
+    }
+    pub fn lr_decay_steps() -> u64 {
+        1_000_000
+    }
+    pub fn clip_norm() -> f64 {
+        1e4
+    }
+    pub fn loss() -> LossReduction {
+        LossReduction::Sum
+    }
+    pub fn checkpoint_every() -> u64 {
+        1000
+    }
+    pub fn log_every() -> u64 {
+        1000
+    }
+    pub fn sequences() -> usize {
+        5000
+    }
+    pub fn test_seed() -> u64 {
+        TEST_SEED
+    }
+    pub fn eval_batch() -> usize {
+        32
+    }
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        toml::from_str("").expect("every training field has a default")
+    }
+}
+
+impl Default for EvalConfig {
+    fn default() -> Self {
+        toml::from_str("").expect("every evaluation field has a default")
+    }
+}
+
+/// The `[task] kind` of a config text, read before the task's own tables are parsed.
+pub fn task_kind(text: &str) -> anyhow::Result<String> {
+    #[derive(Deserialize)]
+    struct Peek {
+        task: Option<PeekTask>,
+        world: Option<toml::Value>,
+    }
+    #[derive(Deserialize)]
+    struct PeekTask {
+        kind: Option<String>,
+    }
+    let peek: Peek = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+    match peek.task {
+        Some(PeekTask { kind: Some(kind) }) => Ok(kind),
+        Some(PeekTask { kind: None }) => {
+            bail!("task.kind: missing; expected the task's name, e.g. kind = \"mapping\"")
+        }
+        None if peek.world.is_some() => bail!(
+            "[world]: configs now name their task: rename [world] to [task] and add \
+             kind = \"mapping\" as its first line"
+        ),
+        None => {
+            bail!("[task]: missing; expected a [task] table with kind = \"mapping\" or \"copy\"")
+        }
+    }
+}
+
+/// Reads a config file's text, refusing files that are not small regular files.
+pub fn read_config_text(path: &Path) -> anyhow::Result<String> {
+    let meta =
+        std::fs::metadata(path).with_context(|| format!("reading config {}", path.display()))?;
+    if !meta.is_file() {
+        bail!("config {} is not a regular file", path.display());
+    }
+    if meta.len() > MAX_CONFIG_BYTES {
+        bail!(
+            "config {} is {} bytes; a config is at most {MAX_CONFIG_BYTES} bytes",
+            path.display(),
+            meta.len()
+        );
+    }
+    std::fs::read_to_string(path).with_context(|| format!("reading config {}", path.display()))
+}
+
+impl<S, M> Experiment<S, M>
+where
+    S: Serialize + DeserializeOwned,
+    M: Serialize + DeserializeOwned,
+{
+    /// Parses TOML text and checks the harness's tables (the task checks its own).
+    pub fn parse(text: &str) -> anyhow::Result<Self> {
+        let config: Self = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The resolved config as TOML (every field, defaults filled in).
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("configs serialise")
+    }
+
+    /// Checks `[train]` and `[eval]`; the error names the field and what was expected.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let t = &self.train;
+        let (decay, epsilon) = t.rmsprop();
+        let positive = [
+            ("train.batch", t.batch as f64),
+            ("train.window", t.window as f64),
+            ("train.lr_start", t.lr_start),
+            ("train.clip_norm", t.clip_norm),
+            ("train.rmsprop_epsilon", epsilon),
+            ("train.checkpoint_every", t.checkpoint_every as f64),
+            ("train.log_every", t.log_every as f64),
+            ("eval.sequences", self.eval.sequences as f64),
+            ("eval.batch", self.eval.batch as f64),
+        ];
+        for (field, v) in positive {
+            if !(v > 0.0 && v.is_finite()) {
+                bail!("{field}: {v}; expected a positive number");
+            }
+        }
+        if !(t.lr_end >= 0.0 && t.lr_end.is_finite()) {
+            bail!("train.lr_end: {}; expected a number >= 0", t.lr_end);
+        }
+        if !(0.0..1.0).contains(&decay) {
+            bail!("train.rmsprop_decay: {decay}; expected a number in [0, 1)");
+        }
+        if t.optimizer == OptimizerKind::Adam
+            && (t.rmsprop_decay.is_some() || t.rmsprop_epsilon.is_some())
+        {
+            bail!("train.rmsprop_decay / rmsprop_epsilon: set, but train.optimizer is \"adam\"");
+        }
+        Ok(())
+    }
+}
+
+/// The device-dependent default of [`PathChoice::Auto`]: the step path on CPU backends.
+pub fn resolve_path(
+    choice: PathChoice,
+    on_cpu: bool,
+    available: &[super::ForwardPath],
+) -> super::ForwardPath {
+    use super::ForwardPath;
+    let wanted = match choice {
+        PathChoice::Window => ForwardPath::Window,
+        PathChoice::Step => ForwardPath::Step,
+        PathChoice::Auto if on_cpu => ForwardPath::Step,
+        PathChoice::Auto => ForwardPath::Window,
+    };
+    if available.contains(&wanted) {
+        wanted
+    } else {
+        available[0]
+    }
+}

@@ -1,0 +1,23 @@
+//! What every task shares, written once: the config's `[train]` and `[eval]` tables, the
+//! training loop (truncated BPTT with carried, detached state), optimizers, clipping and the
+//! learning-rate schedule, divergence checks, verified atomic checkpoints and exact resume,
+//! the run-directory lock, progress, metrics and learning curves, and benchmarks.
+//!
+//! A task ([`Task`]) owns the rest. This module never imports a task module (a test in
+//! `tasks` checks it).
+
+pub mod bench;
+pub mod checkpoint;
+pub mod experiment;
+pub mod metrics;
+pub mod optim;
+pub mod progress;
+pub mod task;
+pub mod train;
+
+pub use checkpoint::{Progress, RunDir, RunLock};
+pub use experiment::{
+    EvalConfig, Experiment, LossReduction, OptimizerKind, PathChoice, TEST_SEED, TrainConfig,
+};
+pub use task::{EvalRequest, ForwardPath, ModelInfo, Task, WindowLoss};
+pub use train::{ExperimentOf, TrainOptions};

@@ -1,0 +1,188 @@
+//! The [`Task`] trait: everything an experiment family owns, so that the harness can train,
+//! resume, evaluate, draw, describe and benchmark it without knowing what it is.
+
+use std::fmt::Debug;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use burn::backend::Autodiff;
+use burn::module::{AutodiffModule, Module};
+use burn::tensor::Tensor;
+use burn::tensor::backend::Backend;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::experiment::{Experiment, LossReduction};
+
+/// How a recurrent model runs a window of time steps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ForwardPath {
+    /// The whole window at once: input-to-gate work batched over the window's time steps.
+    Window,
+    /// One time step after the other.
+    Step,
+}
+
+impl ForwardPath {
+    /// The name used in configs and benchmark records.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Window => "window",
+            Self::Step => "step",
+        }
+    }
+}
+
+/// A model's size, as `mg-train info` prints it.
+#[derive(Clone, Debug, Default)]
+pub struct ModelInfo {
+    /// Trainable parameters.
+    pub params: usize,
+    /// Memory cells (LSTM cells of a multigrid memory, N·W of a DNC).
+    pub memory_cells: usize,
+    /// Indented description lines for the terminal.
+    pub lines: Vec<String>,
+    /// The same facts as JSON fields, merged into `info --json`.
+    pub json: serde_json::Map<String, serde_json::Value>,
+}
+
+/// The loss of one training window.
+pub struct WindowLoss<B: Backend> {
+    /// The scalar that is differentiated.
+    pub loss: Tensor<B, 1>,
+    /// Units the loss is summed over (pixels, bits, answer words), for the per-unit loss that
+    /// `metrics.jsonl` reports; 0 when the window scores nothing.
+    pub units: f64,
+}
+
+/// What an evaluation is asked to do.
+#[derive(Clone, Debug)]
+pub struct EvalRequest {
+    /// Test sequences.
+    pub sequences: usize,
+    /// Time step of the evaluated checkpoint.
+    pub time_step: u64,
+    /// Show a progress bar (a terminal and not `--json`).
+    pub show_progress: bool,
+}
+
+/// The training model of task `T` on backend `B`.
+pub type TrainModelOf<T, B> = <T as Task>::TrainModel<B>;
+
+/// An experiment family: its config, models, data, loss, evaluation and pictures.
+///
+/// The harness calls, per training window: [`Task::batch`] (once per batch of sequences),
+/// [`Task::window`], [`Task::forward`] on the autodiff backend, [`Task::loss`]; between windows
+/// it detaches and carries [`Task::State`]; at a sequence's end ([`Task::sequence_len`]) it drops
+/// the state and starts the next batch.
+pub trait Task: Sized + Send + Sync + 'static {
+    /// `[task] kind` of this family's configs.
+    const KIND: &'static str;
+    /// The per-unit word of the reported loss ("pixel", "bit").
+    const UNIT: &'static str;
+    /// The `[task]` table (including its `kind` field).
+    type Settings: Serialize + DeserializeOwned + Clone + Debug + PartialEq + Send + Sync;
+    /// The `[model]` table.
+    type ModelSettings: Serialize + DeserializeOwned + Clone + Debug + PartialEq + Send + Sync;
+    /// The model for inference on `B`.
+    type Model<B: Backend>: Module<B>;
+    /// The same model for training on `Autodiff<B>`; [`AutodiffModule::valid`] gives
+    /// [`Task::Model`]. Implementations set it to `Self::Model<Autodiff<B>>`.
+    type TrainModel<B: Backend>: AutodiffModule<Autodiff<B>, InnerModule = Self::Model<B>>;
+    /// Recurrent state carried between windows.
+    type State<B: Backend>: Clone + Send;
+    /// Tensors of one window (inputs and targets) on `B`.
+    type Window<B: Backend>;
+    /// What the model produces for a window.
+    type Output<B: Backend>;
+    /// Host-side data of one batch of sequences.
+    type Batch: Send;
+    /// The evaluation report, written to `eval.json`.
+    type Report: Serialize;
+
+    /// Checks an experiment and prepares the task; errors name the field.
+    fn new(config: &Experiment<Self::Settings, Self::ModelSettings>) -> anyhow::Result<Self>;
+
+    /// Parameter and memory counts with a description of the model.
+    fn info(&self) -> ModelInfo;
+
+    /// Builds the model (seed the backend first for reproducible weights).
+    fn init<B: Backend>(&self, device: &B::Device) -> Self::Model<B>;
+
+    /// Builds the training model.
+    fn init_train<B: Backend>(&self, device: &B::Device) -> Self::TrainModel<B>;
+
+    /// The training model seen as the task's model on the autodiff backend (the identity:
+    /// `TrainModel<B>` is `Model<Autodiff<B>>`).
+    fn as_model<B: Backend>(model: &Self::TrainModel<B>) -> &Self::Model<Autodiff<B>>;
+
+    /// The forward paths this model has (the first is the default).
+    fn paths(&self) -> &'static [ForwardPath] {
+        &[ForwardPath::Window]
+    }
+
+    /// Batch `index` of `size` sequences drawn with `seed`: a pure function of its arguments.
+    fn batch(&self, seed: u64, index: u64, size: usize) -> anyhow::Result<Self::Batch>;
+
+    /// Time steps of a batch; when a window reaches it, the sequences end.
+    fn sequence_len(&self, batch: &Self::Batch) -> usize;
+
+    /// The tensors of time steps `steps` of a batch.
+    fn window<B: Backend>(
+        &self,
+        batch: &Self::Batch,
+        steps: Range<usize>,
+        device: &B::Device,
+    ) -> Self::Window<B>;
+
+    /// Runs the model over a window with carried state.
+    fn forward<B: Backend>(
+        &self,
+        model: &Self::Model<B>,
+        window: &Self::Window<B>,
+        state: Option<Self::State<B>>,
+        path: ForwardPath,
+    ) -> (Self::Output<B>, Self::State<B>);
+
+    /// The loss of a window's output.
+    fn loss<B: Backend>(
+        &self,
+        output: Self::Output<B>,
+        window: &Self::Window<B>,
+        reduction: LossReduction,
+    ) -> WindowLoss<B>;
+
+    /// The state cut from the autodiff graph.
+    fn detach<B: Backend>(state: Self::State<B>) -> Self::State<B>;
+
+    /// Every tensor of a state, in a fixed order, for checkpoints.
+    fn state_to_tensors<B: Backend>(state: Self::State<B>) -> Vec<Tensor<B, 4>>;
+
+    /// Rebuilds a state from [`Task::state_to_tensors`]'s list.
+    fn state_from_tensors<B: Backend>(
+        &self,
+        model: &Self::Model<B>,
+        tensors: Vec<Tensor<B, 4>>,
+    ) -> anyhow::Result<Self::State<B>>;
+
+    /// Evaluates the model on the fixed test set.
+    fn evaluate<B: Backend>(
+        &self,
+        model: &Self::Model<B>,
+        request: &EvalRequest,
+        device: &B::Device,
+    ) -> anyhow::Result<Self::Report>;
+
+    /// The report for a terminal.
+    fn report_lines(&self, report: &Self::Report) -> Vec<String>;
+
+    /// Draws test sequence `index` into `out`; returns the files written.
+    fn draw<B: Backend>(
+        &self,
+        model: &Self::Model<B>,
+        index: usize,
+        out: &Path,
+        device: &B::Device,
+    ) -> anyhow::Result<Vec<PathBuf>>;
+}

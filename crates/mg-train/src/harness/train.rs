@@ -1,0 +1,490 @@
+//! Truncated-BPTT training of any [`Task`], with carried, detached state, divergence checks
+//! before every update, verified checkpoints and exact resume.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use burn::backend::Autodiff;
+use burn::module::{AutodiffModule, Module, ModuleVisitor, Param};
+use burn::optim::{GradientsParams, Optimizer};
+use burn::record::{BinFileRecorder, FullPrecisionSettings, Recorder};
+use burn::tensor::backend::Backend;
+use burn::tensor::{ElementConversion, Tensor};
+
+use super::checkpoint::{Manifest, Progress, RunDir};
+use super::experiment::{Experiment, LossReduction, resolve_path};
+use super::metrics::{MetricsLine, plot_metrics, truncate_metrics};
+use super::optim::{OptimizerJob, clip_global_norm, linear_lr, with_optimizer};
+use super::progress::Progress as Bar;
+use super::task::{ForwardPath, Task};
+
+/// The checkpoint file format.
+pub type Rec = BinFileRecorder<FullPrecisionSettings>;
+
+/// The experiment type of task `T`.
+pub type ExperimentOf<T> = Experiment<<T as Task>::Settings, <T as Task>::ModelSettings>;
+
+/// Options of one training invocation.
+#[derive(Clone, Debug)]
+pub struct TrainOptions {
+    /// Train until this many time steps.
+    pub total_steps: u64,
+    /// Continue from a checkpoint of the run.
+    pub resume: bool,
+    /// With `resume`: the checkpoint (`step-N`) to continue from [default: the newest intact].
+    pub from: Option<String>,
+    /// Stop (with a checkpoint) after this much wall time, seconds.
+    pub max_seconds: Option<f64>,
+    /// The backend is a CPU backend (decides `path = "auto"`).
+    pub on_cpu: bool,
+    /// Show progress on stderr.
+    pub show_progress: bool,
+}
+
+/// The outcome of one training window.
+pub struct StepResult<S> {
+    /// The state after the window (attached to the graph).
+    pub state: S,
+    /// The window's loss.
+    pub loss: f64,
+    /// Units the loss covers.
+    pub units: f64,
+    /// Global gradient norm before clipping.
+    pub grad_norm: f64,
+}
+
+/// A window whose loss or gradient was not finite; the update was not applied.
+#[derive(Debug, Clone, Copy)]
+pub struct Diverged {
+    /// The loss.
+    pub loss: f64,
+    /// The gradient norm.
+    pub grad_norm: f64,
+}
+
+/// The model after a training window, and the window's result.
+pub type StepOutcome<T, B> = (
+    <T as Task>::TrainModel<B>,
+    Result<StepResult<<T as Task>::State<Autodiff<B>>>, Diverged>,
+);
+
+/// One training window: forward, loss, backward, clipping, a check that loss and gradient
+/// norm are finite, and only then the update. Returns the updated model, or the unchanged one
+/// with [`Diverged`].
+#[allow(clippy::too_many_arguments)]
+pub fn train_step<T: Task, B: Backend, O: Optimizer<T::TrainModel<B>, Autodiff<B>>>(
+    task: &T,
+    model: T::TrainModel<B>,
+    optim: &mut O,
+    window: &T::Window<Autodiff<B>>,
+    state: Option<T::State<Autodiff<B>>>,
+    path: ForwardPath,
+    lr: f64,
+    clip_norm: f64,
+    reduction: LossReduction,
+) -> StepOutcome<T, B> {
+    let (output, next) = task.forward(T::as_model(&model), window, state, path);
+    let scored = task.loss(output, window, reduction);
+    let loss: f64 = scored.loss.clone().into_scalar().elem();
+    let mut grads = GradientsParams::from_grads(scored.loss.backward(), &model);
+    let grad_norm = clip_global_norm(&model, &mut grads, clip_norm);
+    if !loss.is_finite() || !grad_norm.is_finite() {
+        return (model, Err(Diverged { loss, grad_norm }));
+    }
+    let model = optim.step(lr, model, grads);
+    let result = StepResult {
+        state: next,
+        loss,
+        units: scored.units,
+        grad_norm,
+    };
+    (model, Ok(result))
+}
+
+/// Trains (or resumes) the run in `run`; returns the final progress.
+pub fn train<T: Task, B: Backend>(
+    device: B::Device,
+    task: &T,
+    config: &ExperimentOf<T>,
+    run: &RunDir,
+    options: &TrainOptions,
+) -> anyhow::Result<Progress> {
+    B::seed(&device, config.train.seed);
+    let model = task.init_train::<B>(&device);
+    with_optimizer::<Autodiff<B>, T::TrainModel<B>, _>(
+        &config.train,
+        Loop {
+            device,
+            task,
+            config,
+            run,
+            options,
+            model,
+        },
+    )
+}
+
+struct Loop<'a, T: Task, B: Backend> {
+    device: B::Device,
+    task: &'a T,
+    config: &'a ExperimentOf<T>,
+    run: &'a RunDir,
+    options: &'a TrainOptions,
+    model: T::TrainModel<B>,
+}
+
+/// A checkpoint taken after an update, written once the next window shows its weights give a
+/// finite loss and gradient.
+struct Pending<M, R, S> {
+    progress: Progress,
+    model: M,
+    optim: R,
+    state: Option<S>,
+}
+
+type PendingOf<T, B, O> = Pending<
+    <T as Task>::TrainModel<B>,
+    <O as Optimizer<<T as Task>::TrainModel<B>, Autodiff<B>>>::Record,
+    <T as Task>::State<Autodiff<B>>,
+>;
+
+impl<T: Task, B: Backend> OptimizerJob<Autodiff<B>, T::TrainModel<B>> for Loop<'_, T, B> {
+    type Output = anyhow::Result<Progress>;
+
+    fn run<O: Optimizer<T::TrainModel<B>, Autodiff<B>>>(self, mut optim: O) -> Self::Output {
+        let Loop {
+            device,
+            task,
+            config,
+            run,
+            options,
+            mut model,
+        } = self;
+        let recorder = Rec::new();
+        let t = &config.train;
+        let mut progress = Progress::default();
+        let mut state: Option<T::State<Autodiff<B>>> = None;
+        if options.resume {
+            let Some(dir) = run.pick_checkpoint(options.from.as_deref())? else {
+                bail!("{} has no checkpoint to resume from", run.root.display());
+            };
+            progress = RunDir::progress(&dir)?;
+            model = load_weights::<T, Autodiff<B>, _>(model, &dir, &device)?;
+            let path = dir.join("optim.bin");
+            let record = recorder
+                .load(dir.join("optim"), &device)
+                .with_context(|| format!("loading {}", path.display()))?;
+            optim = optim.load_record(record);
+            if progress.episode_t > 0 {
+                let path = dir.join("carry.bin");
+                let flat: Vec<Tensor<B, 4>> =
+                    Recorder::<B>::load(&recorder, dir.join("carry"), &device)
+                        .with_context(|| format!("loading {}", path.display()))?;
+                let tensors = flat.into_iter().map(Tensor::from_inner).collect();
+                state = Some(
+                    task.state_from_tensors(T::as_model(&model), tensors)
+                        .with_context(|| format!("in {}", path.display()))?,
+                );
+            }
+            truncate_metrics(&run.metrics(), progress.time_step)?;
+            eprintln!(
+                "resuming {} from {} (time step {})",
+                run.root.display(),
+                dir.display(),
+                progress.time_step
+            );
+        }
+        if progress.time_step >= options.total_steps {
+            eprintln!(
+                "nothing to do: the run is at time step {} and the target is {}",
+                progress.time_step, options.total_steps
+            );
+            return Ok(progress);
+        }
+        let path = resolve_path(t.path, options.on_cpu, task.paths());
+        std::fs::create_dir_all(&run.root)
+            .with_context(|| format!("creating {}", run.root.display()))?;
+        let mut metrics_file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(run.metrics())
+            .with_context(|| format!("opening {}", run.metrics().display()))?;
+        let mut bar = Bar::new(options.total_steps, "steps", options.show_progress);
+        bar.set_position(progress.time_step);
+
+        let start = Instant::now();
+        let elapsed_before = progress.elapsed_s;
+        let elapsed = || elapsed_before + start.elapsed().as_secs_f64();
+        let mut last_checkpoint = progress.time_step;
+        let mut since = Interval::new();
+        let mut batch: Option<T::Batch> = None;
+        let mut pending: Option<Pending<_, _, _>> = None;
+        let mut stopping = false;
+        loop {
+            let current = match &batch {
+                Some(b) => b,
+                None => batch.insert(task.batch(t.seed, progress.batch_index, t.batch)?),
+            };
+            let len = task.sequence_len(current);
+            let (t0, t1) = (progress.episode_t, (progress.episode_t + t.window).min(len));
+            let window = task.window::<Autodiff<B>>(current, t0..t1, &device);
+            if progress.time_step >= options.total_steps || stopping {
+                // The last update still needs its check: a forward pass of the next window.
+                if let Some(p) = pending.take() {
+                    let (output, _) =
+                        task.forward(T::as_model(&p.model), &window, p.state.clone(), path);
+                    let loss: f64 = task.loss(output, &window, t.loss).loss.into_scalar().elem();
+                    if !loss.is_finite() {
+                        bar.finish(None);
+                        return Err(diverged(run, progress.time_step, loss, f64::NAN));
+                    }
+                    save::<T, B, O>(run, &recorder, config, p)?;
+                    plot_metrics(run, T::UNIT)?;
+                }
+                break;
+            }
+            let steps = t1 - t0;
+            let lr = linear_lr(t.lr_start, t.lr_end, t.lr_decay_steps, progress.time_step);
+            let (next_model, result) = train_step::<T, B, O>(
+                task,
+                model,
+                &mut optim,
+                &window,
+                state.take(),
+                path,
+                lr,
+                t.clip_norm,
+                t.loss,
+            );
+            model = next_model;
+            let step = match result {
+                Ok(step) => step,
+                Err(d) => {
+                    bar.finish(None);
+                    return Err(diverged(run, progress.time_step, d.loss, d.grad_norm));
+                }
+            };
+            // The weights before this update gave a finite loss and gradient: keep them.
+            if let Some(p) = pending.take() {
+                save::<T, B, O>(run, &recorder, config, p)?;
+                plot_metrics(run, T::UNIT)?;
+            }
+            progress.time_step += steps as u64;
+            progress.updates += 1;
+            progress.episode_t = t1;
+            state = Some(T::detach(step.state));
+            if t1 == len {
+                progress.episode_t = 0;
+                progress.batch_index += 1;
+                batch = None;
+                state = None;
+            }
+            bar.set_position(progress.time_step);
+            let per_unit = match t.loss {
+                LossReduction::Sum if step.units > 0.0 => step.loss / step.units,
+                _ => step.loss,
+            };
+            since.add(steps as u64, step.loss, per_unit, step.grad_norm);
+            let out_of_time = options
+                .max_seconds
+                .is_some_and(|limit| start.elapsed().as_secs_f64() >= limit);
+            let done = progress.time_step >= options.total_steps || out_of_time;
+            progress.elapsed_s = elapsed();
+            if since.steps >= t.log_every || done {
+                let line = since.line(&progress, lr);
+                bar.set_position(progress.time_step);
+                bar.report(format!("loss/{} {:.5}", T::UNIT, line.loss_per_unit));
+                writeln!(metrics_file, "{}", serde_json::to_string(&line)?)
+                    .and_then(|()| metrics_file.flush())
+                    .with_context(|| format!("writing {}", run.metrics().display()))?;
+                since = Interval::new();
+            }
+            if progress.time_step - last_checkpoint >= t.checkpoint_every || done {
+                pending = Some(Pending {
+                    progress,
+                    model: model.clone(),
+                    optim: optim.to_record(),
+                    state: state.clone(),
+                });
+                last_checkpoint = progress.time_step;
+            }
+            stopping = out_of_time;
+        }
+        if stopping {
+            bar.finish(Some(format!(
+                "stopped after {:.1} minutes at time step {}",
+                start.elapsed().as_secs_f64() / 60.0,
+                progress.time_step
+            )));
+        } else {
+            bar.finish(None);
+        }
+        Ok(progress)
+    }
+}
+
+/// Sums over a log interval.
+struct Interval {
+    steps: u64,
+    loss: f64,
+    per_unit: f64,
+    grad_norm: f64,
+    windows: usize,
+    start: Instant,
+}
+
+impl Interval {
+    fn new() -> Self {
+        Self {
+            steps: 0,
+            loss: 0.0,
+            per_unit: 0.0,
+            grad_norm: 0.0,
+            windows: 0,
+            start: Instant::now(),
+        }
+    }
+
+    fn add(&mut self, steps: u64, loss: f64, per_unit: f64, grad_norm: f64) {
+        self.steps += steps;
+        self.loss += loss;
+        self.per_unit += per_unit;
+        self.grad_norm += grad_norm;
+        self.windows += 1;
+    }
+
+    fn line(&self, progress: &Progress, lr: f64) -> MetricsLine {
+        let n = self.windows.max(1) as f64;
+        MetricsLine {
+            time_step: progress.time_step,
+            updates: progress.updates,
+            loss: self.loss / n,
+            loss_per_unit: self.per_unit / n,
+            grad_norm: self.grad_norm / n,
+            lr,
+            steps_per_s: self.steps as f64 / self.start.elapsed().as_secs_f64(),
+            elapsed_s: progress.elapsed_s,
+        }
+    }
+}
+
+/// The divergence error, naming the checkpoint to resume from.
+fn diverged(run: &RunDir, time_step: u64, loss: f64, grad_norm: f64) -> anyhow::Error {
+    let kept = match run.latest().ok().flatten() {
+        Some(dir) => format!(
+            "the last good checkpoint is {}; lower train.lr_start and train.lr_end in {} and \
+             run `mg-train resume {}`",
+            dir.display(),
+            run.config().display(),
+            run.root.display()
+        ),
+        None => "no checkpoint had been written yet".into(),
+    };
+    anyhow::anyhow!(
+        "training diverged at time step {time_step}: loss = {loss}, gradient norm = {grad_norm}; \
+         {kept}"
+    )
+}
+
+fn save<T: Task, B: Backend, O: Optimizer<T::TrainModel<B>, Autodiff<B>>>(
+    run: &RunDir,
+    recorder: &Rec,
+    config: &ExperimentOf<T>,
+    pending: PendingOf<T, B, O>,
+) -> anyhow::Result<()> {
+    let manifest = Manifest {
+        task: T::KIND.into(),
+        model: toml::to_string(&config.model).unwrap_or_default(),
+        shapes: param_shapes(&pending.model),
+        files: Vec::new(),
+    };
+    run.save_checkpoint(&pending.progress, manifest, |dir| {
+        pending.model.save_file(dir.join("model"), recorder)?;
+        Recorder::<Autodiff<B>>::record(recorder, pending.optim, dir.join("optim"))?;
+        if let Some(state) = pending.state {
+            let inner: Vec<Tensor<B, 4>> = T::state_to_tensors(state)
+                .into_iter()
+                .map(|t| t.inner())
+                .collect();
+            Recorder::<B>::record(recorder, inner, dir.join("carry"))?;
+        }
+        Ok(())
+    })?;
+    Ok(())
+}
+
+/// Loads a run's model for inference on `B`: the checkpoint `from` (`step-N`) or the newest
+/// intact one.
+pub fn load_model<T: Task, B: Backend>(
+    task: &T,
+    run: &RunDir,
+    from: Option<&str>,
+    device: &B::Device,
+) -> anyhow::Result<(T::Model<B>, Progress)> {
+    let Some(dir) = run.pick_checkpoint(from)? else {
+        bail!("{} has no checkpoint yet", run.root.display());
+    };
+    let model = load_weights::<T, B, _>(task.init::<B>(device), &dir, device)?;
+    Ok((model, RunDir::progress(&dir)?))
+}
+
+/// Loads a checkpoint's `model.bin` into `model`, after checking its manifest says it was
+/// written by this task and a model of the same shapes.
+fn load_weights<T: Task, B: Backend, M: Module<B>>(
+    model: M,
+    dir: &Path,
+    device: &B::Device,
+) -> anyhow::Result<M> {
+    let path = dir.join("model.bin");
+    let manifest = RunDir::manifest(dir)?;
+    if manifest.task != T::KIND {
+        bail!(
+            "{} was written by a `{}` run, and this run's config.toml is a `{}` task",
+            path.display(),
+            manifest.task,
+            T::KIND
+        );
+    }
+    let expected = param_shapes(&model);
+    if manifest.shapes != expected {
+        let first = (0..manifest.shapes.len().max(expected.len()))
+            .find(|&i| manifest.shapes.get(i) != expected.get(i))
+            .unwrap_or(0);
+        let show = |s: Option<&Vec<usize>>| s.map_or("absent".into(), |s| format!("{s:?}"));
+        bail!(
+            "{} does not fit the model of the run's config.toml: the checkpoint has {} \
+             parameter tensors and the config's model {}; the first difference is tensor {first}: \
+             {} in the checkpoint, {} in the config. Was config.toml edited, or the checkpoint \
+             written by another model?",
+            path.display(),
+            manifest.shapes.len(),
+            expected.len(),
+            show(manifest.shapes.get(first)),
+            show(expected.get(first)),
+        );
+    }
+    model
+        .load_file(dir.join("model"), &Rec::new(), device)
+        .map_err(|e| anyhow::anyhow!("{}: {e:?}", path.display()))
+}
+
+/// The shape of every float parameter of `module`, in visiting order.
+pub fn param_shapes<B: Backend, M: Module<B>>(module: &M) -> Vec<Vec<usize>> {
+    struct Shapes(Vec<Vec<usize>>);
+    impl<B: Backend> ModuleVisitor<B> for Shapes {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            self.0.push(param.val().dims().to_vec());
+        }
+    }
+    let mut shapes = Shapes(Vec::new());
+    module.visit(&mut shapes);
+    shapes.0
+}
+
+/// The inference model of a training model.
+pub fn valid<T: Task, B: Backend>(model: &T::TrainModel<B>) -> T::Model<B> {
+    model.valid()
+}

@@ -1,0 +1,208 @@
+//! The `[model]` table every task reads: `kind = "multigrid" | "dnc"` and the fields of
+//! each kind. A task checks the fields of the kind it builds and rejects the other kind's.
+
+use anyhow::bail;
+use mg_models::{DncConfig, StrengthOp};
+use serde::{Deserialize, Serialize};
+
+/// Which model the experiment trains.
+#[derive(Deserialize, Serialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum ModelKind {
+    /// A multigrid writer and readers: `levels`, `channels`, `tail_channels` (and
+    /// `finest_only`, `tail_widths` for the Ablated MG and ConvLSTM baselines).
+    #[default]
+    Multigrid,
+    /// A DNC: `controller`, `memory_slots`, `word_size`, `read_heads`, `write_heads`,
+    /// `clip_value`, `strength`.
+    Dnc,
+}
+
+/// The DNC's key-strength nonlinearity.
+#[derive(Deserialize, Serialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum StrengthKind {
+    /// `ln(1 + eˣ)`, DeepMind's code.
+    Softplus,
+    /// `1 + ln(1 + eˣ)`, the Nature paper.
+    Oneplus,
+}
+
+/// The model: a multigrid writer and readers (reference-implementation.md §2.3–2.4 shape) or
+/// a DNC. Fields of the other kind are rejected.
+#[derive(Deserialize, Serialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// `multigrid` (default) or `dnc`.
+    #[serde(default, skip_serializing_if = "is_multigrid")]
+    pub kind: ModelKind,
+    /// Multigrid: levels of each writer layer, coarsest 3×3 first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub levels: Option<Vec<usize>>,
+    /// Multigrid: channels of each writer layer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channels: Option<Vec<usize>>,
+    /// Multigrid: channels of the reader's narrowing layers (per level).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tail_channels: Option<usize>,
+    /// Multigrid: keep only each layer's finest level (Ablated MG, ConvLSTM-deep/thick).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub finest_only: bool,
+    /// Multigrid, `finest_only`: widths of the reader's narrowing layers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tail_widths: Vec<usize>,
+    /// DNC: LSTM controller width.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub controller: Option<usize>,
+    /// DNC: memory slots N.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_slots: Option<usize>,
+    /// DNC: word size W.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub word_size: Option<usize>,
+    /// DNC: read heads R (default 4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_heads: Option<usize>,
+    /// DNC: write heads K (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_heads: Option<usize>,
+    /// DNC: clamp of the controller output and state and of the output logits; 0 turns it
+    /// off (default 20, as DeepMind's training script).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clip_value: Option<f64>,
+    /// DNC: `softplus` (default, DeepMind's code) or `oneplus` (Nature paper) key strengths.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strength: Option<StrengthKind>,
+}
+
+fn is_multigrid(kind: &ModelKind) -> bool {
+    *kind == ModelKind::Multigrid
+}
+
+/// Field names with whether each is set.
+type Fields<const N: usize> = [(&'static str, bool); N];
+
+impl ModelConfig {
+    /// The multigrid fields and the DNC fields, each with whether it is set.
+    fn fields(&self) -> (Fields<5>, Fields<7>) {
+        (
+            [
+                ("levels", self.levels.is_some()),
+                ("channels", self.channels.is_some()),
+                ("tail_channels", self.tail_channels.is_some()),
+                ("finest_only", self.finest_only),
+                ("tail_widths", !self.tail_widths.is_empty()),
+            ],
+            [
+                ("controller", self.controller.is_some()),
+                ("memory_slots", self.memory_slots.is_some()),
+                ("word_size", self.word_size.is_some()),
+                ("read_heads", self.read_heads.is_some()),
+                ("write_heads", self.write_heads.is_some()),
+                ("clip_value", self.clip_value.is_some()),
+                ("strength", self.strength.is_some()),
+            ],
+        )
+    }
+
+    /// Checks that the fields of the table's kind are present (the first `required` of the
+    /// multigrid ones) and the other kind's absent.
+    pub fn check_fields(&self, required_multigrid: usize) -> anyhow::Result<()> {
+        let (multigrid, dnc) = self.fields();
+        let (kind, own, other) = match self.kind {
+            ModelKind::Multigrid => ("multigrid", &multigrid[..required_multigrid], &dnc[..]),
+            ModelKind::Dnc => ("dnc", &dnc[..3], &multigrid[..]),
+        };
+        if let Some((field, _)) = other.iter().find(|(_, present)| *present) {
+            bail!("model.{field}: not a field of a {kind} model (model.kind = \"{kind}\")");
+        }
+        if let Some((field, _)) = own.iter().find(|(_, present)| !*present) {
+            bail!("model.{field}: missing; a {kind} model needs it");
+        }
+        Ok(())
+    }
+
+    /// The DNC of this table for `input` and `output` widths (unset fields keep
+    /// `DncConfig`'s defaults: 4 read heads, 1 write head, softplus; clip 20), checked.
+    pub fn dnc(&self, input: usize, output: usize) -> anyhow::Result<DncConfig> {
+        let sizes = [
+            ("controller", self.controller),
+            ("memory_slots", self.memory_slots),
+            ("word_size", self.word_size),
+            ("read_heads", self.read_heads),
+            ("write_heads", self.write_heads),
+        ];
+        for (field, value) in sizes {
+            if value == Some(0) {
+                bail!("model.{field}: 0; expected at least 1");
+            }
+        }
+        if let Some(c) = self.clip_value
+            && !(c >= 0.0 && c.is_finite())
+        {
+            bail!("model.clip_value: {c}; expected a number >= 0 (0 turns clamping off)");
+        }
+        let dnc = self.dnc_unchecked(input, output);
+        dnc.validate().map_err(|e| anyhow::anyhow!("model: {e}"))?;
+        Ok(dnc)
+    }
+
+    /// As [`Self::dnc`], without checks (missing sizes are 0).
+    pub fn dnc_unchecked(&self, input: usize, output: usize) -> DncConfig {
+        let dnc = DncConfig::new(
+            input,
+            output,
+            self.controller.unwrap_or_default(),
+            self.memory_slots.unwrap_or_default(),
+            self.word_size.unwrap_or_default(),
+        )
+        .with_clip_value(self.clip_value.unwrap_or(20.0));
+        let dnc = match self.read_heads {
+            Some(r) => dnc.with_read_heads(r),
+            None => dnc,
+        };
+        let dnc = match self.write_heads {
+            Some(k) => dnc.with_write_heads(k),
+            None => dnc,
+        };
+        match self.strength {
+            Some(StrengthKind::Softplus) => dnc.with_strength(StrengthOp::Softplus),
+            Some(StrengthKind::Oneplus) => dnc.with_strength(StrengthOp::Oneplus),
+            None => dnc,
+        }
+    }
+}
+
+/// `mg-train info` lines and JSON fields of a DNC.
+pub fn describe_dnc(
+    c: &DncConfig,
+    lines: &mut Vec<String>,
+    json: &mut serde_json::Map<String, serde_json::Value>,
+) {
+    json.insert(
+        "dnc".into(),
+        serde_json::json!({
+            "input_size": c.input_size,
+            "output_size": c.output_size,
+            "controller": c.controller_size,
+            "memory_slots": c.memory_slots,
+            "word_size": c.word_size,
+            "read_heads": c.read_heads,
+            "write_heads": c.write_heads,
+            "interface_size": c.interface_size(),
+            "clip_value": c.clip_value,
+        }),
+    );
+    lines.push(format!(
+        "  DNC: controller LSTM {}, memory {} × {}, {} read heads, {} write heads, \
+         interface {}, input {}, output {}",
+        c.controller_size,
+        c.memory_slots,
+        c.word_size,
+        c.read_heads,
+        c.write_heads,
+        c.interface_size(),
+        c.input_size,
+        c.output_size
+    ));
+}

@@ -1,0 +1,371 @@
+//! Repeat copy (DeepMind's DNC example task, `mg_data::RepeatCopyConfig`): a random binary
+//! pattern, then the number of repeats; the DNC writes the pattern that many times and an end
+//! marker. Loss: the reference's masked sigmoid cross-entropy (summed, divided by the batch
+//! size); evaluation: the fraction of wrong bits and of sequences with any wrong bit.
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::bail;
+use burn::backend::Autodiff;
+use burn::tensor::backend::Backend;
+use burn::tensor::{Tensor, TensorData};
+use mg_data::{RepeatCopyBatch, RepeatCopyConfig};
+use mg_models::{Dnc, DncConfig, DncState};
+use serde::{Deserialize, Serialize};
+
+use crate::harness::progress::Progress;
+use crate::harness::{
+    EvalRequest, Experiment, ExperimentOf, ForwardPath, LossReduction, ModelInfo, Task, WindowLoss,
+};
+use crate::model_config::{ModelConfig, ModelKind, describe_dnc};
+use crate::viz::{Canvas, WHITE, grey};
+
+/// The `[task]` table of a repeat-copy experiment.
+#[derive(Deserialize, Serialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CopySettings {
+    /// `"copy"`.
+    pub kind: String,
+    /// Bits per pattern vector (reference 4).
+    pub num_bits: usize,
+    /// Shortest pattern.
+    pub min_length: usize,
+    /// Longest pattern.
+    pub max_length: usize,
+    /// Fewest repeats.
+    pub min_repeats: usize,
+    /// Most repeats.
+    pub max_repeats: usize,
+    /// The repeat count is presented as `repeats / norm_max` (reference 10).
+    #[serde(default = "default_norm_max")]
+    pub norm_max: f32,
+}
+
+fn default_norm_max() -> f32 {
+    10.0
+}
+
+/// The repeat-copy task of one experiment.
+#[derive(Debug, Clone)]
+pub struct Copy {
+    config: ExperimentOf<Copy>,
+    data: RepeatCopyConfig,
+    dnc: DncConfig,
+}
+
+/// The tensors of one window, time-major rows.
+pub struct CopyWindow<B: Backend> {
+    observations: Tensor<B, 2>,
+    targets: Tensor<B, 2>,
+    mask: Tensor<B, 2>,
+    steps: usize,
+    batch: usize,
+    scored_bits: f64,
+}
+
+/// `eval.json` of a repeat-copy run.
+#[derive(Serialize, Debug, Clone)]
+pub struct CopyReport {
+    /// Time step of the evaluated checkpoint.
+    pub time_step: u64,
+    /// Test sequences.
+    pub sequences: usize,
+    /// Seed of the test set.
+    pub seed: u64,
+    /// Wrong output bits (logit sign against the target) over scored bits.
+    pub bit_error: f64,
+    /// Sequences with at least one wrong bit.
+    pub sequence_error: f64,
+    /// Wall time, seconds.
+    pub seconds: f64,
+}
+
+impl Copy {
+    fn test_batch(&self, range: Range<usize>) -> RepeatCopyBatch {
+        let seed = self.config.eval.seed;
+        let samples: Vec<_> = range.map(|k| self.data.sample(seed, k as u64)).collect();
+        self.data.collate(&samples)
+    }
+
+    /// Logits of a whole batch, on the host.
+    fn infer<B: Backend>(
+        &self,
+        model: &Dnc<B>,
+        batch: &RepeatCopyBatch,
+        device: &B::Device,
+    ) -> Vec<f32> {
+        let window = self.window::<B>(batch, 0..batch.steps, device);
+        let (logits, _) = self.forward(model, &window, None, ForwardPath::Window);
+        logits
+            .into_data()
+            .convert::<f32>()
+            .to_vec()
+            .unwrap_or_default()
+    }
+}
+
+impl Task for Copy {
+    const KIND: &'static str = "copy";
+    const UNIT: &'static str = "bit";
+    type Settings = CopySettings;
+    type ModelSettings = ModelConfig;
+    type Model<B: Backend> = Dnc<B>;
+    type TrainModel<B: Backend> = Dnc<Autodiff<B>>;
+    type State<B: Backend> = DncState<B>;
+    type Window<B: Backend> = CopyWindow<B>;
+    type Output<B: Backend> = Tensor<B, 2>;
+    type Batch = RepeatCopyBatch;
+    type Report = CopyReport;
+
+    fn new(config: &Experiment<CopySettings, ModelConfig>) -> anyhow::Result<Self> {
+        let s = &config.task;
+        let data = RepeatCopyConfig {
+            num_bits: s.num_bits,
+            min_length: s.min_length,
+            max_length: s.max_length,
+            min_repeats: s.min_repeats,
+            max_repeats: s.max_repeats,
+            norm_max: s.norm_max,
+        };
+        data.validate().map_err(|e| anyhow::anyhow!("task: {e}"))?;
+        if config.model.kind != ModelKind::Dnc {
+            bail!("model.kind: the copy task has a DNC model only; expected kind = \"dnc\"");
+        }
+        config.model.check_fields(0)?;
+        let dnc = config
+            .model
+            .dnc(data.observation_size(), data.target_size())?;
+        Ok(Self {
+            config: config.clone(),
+            data,
+            dnc,
+        })
+    }
+
+    fn info(&self) -> ModelInfo {
+        let mut info = ModelInfo {
+            params: self.dnc.num_params(),
+            memory_cells: self.dnc.memory_size(),
+            ..ModelInfo::default()
+        };
+        let d = &self.data;
+        info.lines.push(format!(
+            "  task: {} bits, patterns of {}–{} vectors repeated {}–{} times",
+            d.num_bits, d.min_length, d.max_length, d.min_repeats, d.max_repeats
+        ));
+        describe_dnc(&self.dnc, &mut info.lines, &mut info.json);
+        info
+    }
+
+    fn init<B: Backend>(&self, device: &B::Device) -> Dnc<B> {
+        self.dnc.init(device)
+    }
+
+    fn init_train<B: Backend>(&self, device: &B::Device) -> Dnc<Autodiff<B>> {
+        self.dnc.init(device)
+    }
+
+    fn as_model<B: Backend>(model: &Dnc<Autodiff<B>>) -> &Dnc<Autodiff<B>> {
+        model
+    }
+
+    fn batch(&self, seed: u64, index: u64, size: usize) -> anyhow::Result<RepeatCopyBatch> {
+        Ok(self.data.batch(seed, index, size))
+    }
+
+    fn sequence_len(&self, batch: &RepeatCopyBatch) -> usize {
+        batch.steps
+    }
+
+    fn window<B: Backend>(
+        &self,
+        batch: &RepeatCopyBatch,
+        steps: Range<usize>,
+        device: &B::Device,
+    ) -> CopyWindow<B> {
+        let b = batch.batch_size;
+        let rows = steps.len() * b;
+        let (x, y) = (self.data.observation_size(), self.data.target_size());
+        let slice = |v: &[f32], width: usize| -> Vec<f32> {
+            v[steps.start * b * width..steps.end * b * width].to_vec()
+        };
+        let mask = slice(&batch.mask, 1);
+        let scored_bits = mask.iter().sum::<f32>() as f64 * y as f64;
+        CopyWindow {
+            observations: Tensor::from_data(
+                TensorData::new(slice(&batch.observations, x), [rows, x]),
+                device,
+            ),
+            targets: Tensor::from_data(
+                TensorData::new(slice(&batch.targets, y), [rows, y]),
+                device,
+            ),
+            mask: Tensor::from_data(TensorData::new(mask, [rows, 1]), device),
+            steps: steps.len(),
+            batch: b,
+            scored_bits,
+        }
+    }
+
+    fn forward<B: Backend>(
+        &self,
+        model: &Dnc<B>,
+        window: &CopyWindow<B>,
+        state: Option<DncState<B>>,
+        _path: ForwardPath,
+    ) -> (Tensor<B, 2>, DncState<B>) {
+        model.forward_window(window.observations.clone(), window.steps, state)
+    }
+
+    fn loss<B: Backend>(
+        &self,
+        logits: Tensor<B, 2>,
+        window: &CopyWindow<B>,
+        reduction: LossReduction,
+    ) -> WindowLoss<B> {
+        let per_bit = logits.clone().clamp_min(0.0) - logits.clone() * window.targets.clone()
+            + logits.abs().neg().exp().log1p();
+        let masked = (per_bit.sum_dim(1) * window.mask.clone()).sum();
+        let batch = window.batch as f64;
+        match reduction {
+            LossReduction::Sum => WindowLoss {
+                loss: masked / batch,
+                units: window.scored_bits / batch,
+            },
+            LossReduction::Mean => WindowLoss {
+                loss: masked / window.scored_bits.max(1.0),
+                units: window.scored_bits,
+            },
+        }
+    }
+
+    fn detach<B: Backend>(state: DncState<B>) -> DncState<B> {
+        state.detach()
+    }
+
+    fn state_to_tensors<B: Backend>(state: DncState<B>) -> Vec<Tensor<B, 4>> {
+        state.into_tensors()
+    }
+
+    fn state_from_tensors<B: Backend>(
+        &self,
+        _model: &Dnc<B>,
+        tensors: Vec<Tensor<B, 4>>,
+    ) -> anyhow::Result<DncState<B>> {
+        DncState::from_tensors(tensors).map_err(|e| anyhow::anyhow!("{e}"))
+    }
+
+    fn evaluate<B: Backend>(
+        &self,
+        model: &Dnc<B>,
+        request: &EvalRequest,
+        device: &B::Device,
+    ) -> anyhow::Result<CopyReport> {
+        let start = Instant::now();
+        let (n, width) = (request.sequences, self.data.target_size());
+        let mut bar = Progress::new(n as u64, "sequences", request.show_progress);
+        let (mut wrong_bits, mut bits, mut wrong_sequences) = (0usize, 0usize, 0usize);
+        let mut first = 0;
+        while first < n {
+            let end = (first + self.config.eval.batch).min(n);
+            let batch = self.test_batch(first..end);
+            let logits = self.infer(model, &batch, device);
+            let b = batch.batch_size;
+            for s in 0..b {
+                let mut any = false;
+                for t in 0..batch.steps {
+                    let row = t * b + s;
+                    if batch.mask[row] == 0.0 {
+                        continue;
+                    }
+                    for c in 0..width {
+                        let i = row * width + c;
+                        let wrong = (logits[i] > 0.0) != (batch.targets[i] > 0.5);
+                        wrong_bits += usize::from(wrong);
+                        any |= wrong;
+                        bits += 1;
+                    }
+                }
+                wrong_sequences += usize::from(any);
+            }
+            first = end;
+            bar.set_position(end as u64);
+            bar.report(format!(
+                "bit error {:.4}",
+                wrong_bits as f64 / bits.max(1) as f64
+            ));
+        }
+        bar.clear();
+        Ok(CopyReport {
+            time_step: request.time_step,
+            sequences: n,
+            seed: self.config.eval.seed,
+            bit_error: wrong_bits as f64 / bits.max(1) as f64,
+            sequence_error: wrong_sequences as f64 / n as f64,
+            seconds: start.elapsed().as_secs_f64(),
+        })
+    }
+
+    fn report_lines(&self, r: &CopyReport) -> Vec<String> {
+        vec![
+            format!(
+                "checkpoint at time step {}, {} test sequences (seed {:#x}), {:.1} s",
+                r.time_step, r.sequences, r.seed, r.seconds
+            ),
+            format!(
+                "  bit error {:.4}  sequences with a wrong bit {:.4}",
+                r.bit_error, r.sequence_error
+            ),
+        ]
+    }
+
+    /// One PNG: the input (time across, channels down), the target and the predicted
+    /// probability of each output bit, unscored steps shaded.
+    fn draw<B: Backend>(
+        &self,
+        model: &Dnc<B>,
+        index: usize,
+        out: &Path,
+        device: &B::Device,
+    ) -> anyhow::Result<Vec<PathBuf>> {
+        std::fs::create_dir_all(out)
+            .map_err(|e| anyhow::anyhow!("creating {}: {e}", out.display()))?;
+        let batch = self.test_batch(index..index + 1);
+        let logits = self.infer(model, &batch, device);
+        let prob: Vec<f32> = logits.iter().map(|&l| 1.0 / (1.0 + (-l).exp())).collect();
+        let (steps, x, y) = (
+            batch.steps,
+            self.data.observation_size(),
+            self.data.target_size(),
+        );
+        let cell = 16usize;
+        let width = steps * cell + 120;
+        let height = (x + 2 * y) * cell + 3 * 24 + 20;
+        let mut canvas = Canvas::new(width, height, WHITE);
+        let mut top = 10i64;
+        let panels: [(&str, usize, &[f32]); 3] = [
+            ("input", x, &batch.observations),
+            ("target", y, &batch.targets),
+            ("predicted", y, &prob),
+        ];
+        for (title, rows, values) in panels {
+            canvas.text(10, top, title, 1, [0, 0, 0]);
+            top += 12;
+            canvas.grid(10, top, (rows, steps), cell, |r, t| {
+                let v = values[t * rows + r];
+                let g = grey(1.0 - v);
+                if title != "input" && batch.mask[t] == 0.0 {
+                    [g[0].saturating_sub(30), g[1].saturating_sub(30), g[2]]
+                } else {
+                    g
+                }
+            });
+            top += (rows * cell + 12) as i64;
+        }
+        let path = out.join("sequence.png");
+        canvas.save_png(&path)?;
+        Ok(vec![path])
+    }
+}

@@ -1,0 +1,238 @@
+use std::fs;
+use std::path::Path;
+
+use burn::backend::Flex;
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::tensor::Tensor;
+use burn::tensor::backend::Backend;
+use mg_data::mapping::MappingConfig;
+
+use super::*;
+use crate::harness::train::{load_model, train};
+use crate::harness::{Progress, RunDir, TrainOptions};
+
+const MINIMAL: &str = "[task]\nkind = \"mapping\"\nmap_size = 25\n[model]\n\
+                       levels = [2, 2, 3, 3, 4, 4, 5]\n\
+                       channels = [4, 4, 8, 8, 16, 16, 16]\ntail_channels = 16\n";
+
+fn parse(text: &str) -> anyhow::Result<(ExperimentOf<Mapping>, Mapping)> {
+    let config = ExperimentOf::<Mapping>::parse(text)?;
+    let task = Mapping::new(&config)?;
+    Ok((config, task))
+}
+
+#[test]
+fn minimal_config_is_the_reference() {
+    let (config, task) = parse(MINIMAL).unwrap();
+    assert_eq!(task.info().params, 650_225);
+    assert_eq!(task.info().memory_cells, 76_968);
+    assert_eq!(task.mapping(3), MappingConfig::default());
+    assert_eq!(config.train.batch, 32);
+    // The resolved TOML round-trips.
+    assert_eq!(parse(&config.to_toml()).unwrap().0, config);
+    // The bench's built-in reference is the same model.
+    assert_eq!(parse(crate::commands::REFERENCE).unwrap().0, config);
+}
+
+#[test]
+fn errors_name_the_field() {
+    let err = |text: String| format!("{:#}", parse(&text).unwrap_err());
+    assert!(err(format!("{MINIMAL}[train]\nbatch = 0\n")).contains("train.batch: 0"));
+    assert!(err(format!("{MINIMAL}[train]\nbacth = 4\n")).contains("unknown field `bacth`"));
+    assert!(
+        err(MINIMAL.replace("map_size = 25", "map_size = 25\nquery_sizes = [27]"))
+            .contains("query_size: 27; expected an odd size between 1 and map_size 25")
+    );
+    assert!(err(MINIMAL.replace("map_size = 25", "map_size = 3")).contains("map_size"));
+    assert!(
+        err(MINIMAL.replace("map_size = 25", "map_size = 25\nmask_size = 96"))
+            .contains("task.mask_size: 96; the model's finest grid is 48×48")
+    );
+    assert!(err(MINIMAL.replace("tail_channels = 16", "")).contains("tail_channels"));
+    assert!(
+        err(format!(
+            "{MINIMAL}[train]\noptimizer = \"adam\"\nrmsprop_decay = 0.9\n"
+        ))
+        .contains("train.optimizer is \"adam\"")
+    );
+}
+
+/// The old form (`[world]`) and unknown task kinds are explained.
+#[test]
+fn configs_name_their_task() {
+    use crate::harness::experiment::task_kind;
+    let old = MINIMAL.replace("[task]\nkind = \"mapping\"", "[world]");
+    assert!(format!("{:#}", task_kind(&old).unwrap_err()).contains("rename [world] to [task]"));
+    assert_eq!(task_kind(MINIMAL).unwrap(), "mapping");
+    let err = crate::tasks::visit("sort-of", Nothing).unwrap_err();
+    assert!(
+        format!("{err}").contains("expected one of \"mapping\", \"copy\""),
+        "{err}"
+    );
+}
+
+pub(crate) struct Nothing;
+
+impl crate::tasks::TaskVisitor for Nothing {
+    type Output = ();
+    fn visit<T: Task>(self) {}
+}
+
+/// Every shipped config loads through the registry, and Table 1's counts hold.
+#[test]
+fn shipped_configs_load() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
+    let mut count = 0;
+    for family in fs::read_dir(&root).unwrap() {
+        let family = family.unwrap().path();
+        for entry in fs::read_dir(&family).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                let text = fs::read_to_string(&path).unwrap();
+                let kind = crate::harness::experiment::task_kind(&text).unwrap();
+                crate::tasks::visit(&kind, Load(&path, &text))
+                    .unwrap()
+                    .unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
+                count += 1;
+            }
+        }
+    }
+    assert!(count >= 21, "only {count} configs under {}", root.display());
+    let dir = root.join("mapping");
+    let load = |name: &str| {
+        let text = fs::read_to_string(dir.join(format!("{name}.toml"))).unwrap();
+        parse(&text).unwrap().1.info()
+    };
+    // Table 1's baselines: (parameters, memory cells).
+    for (name, counts) in [
+        ("ablated-mg", (1_400_753, 265_536)),
+        ("convlstm-deep", (376_181, 626_688)),
+        ("convlstm-thick", (1_400_753, 626_688)),
+        ("dnc-spiral-15", (751_650, 8_000)),
+        ("dnc-spiral-25", (679_587, 8_000)),
+        ("reference", (650_225, 76_968)),
+    ] {
+        let info = load(name);
+        assert_eq!((info.params, info.memory_cells), counts, "{name}");
+    }
+}
+
+struct Load<'a>(&'a Path, &'a str);
+
+impl crate::tasks::TaskVisitor for Load<'_> {
+    type Output = anyhow::Result<()>;
+    fn visit<T: Task>(self) -> anyhow::Result<()> {
+        let (_, task) = crate::commands::load_config::<T>(self.0, self.1)?;
+        assert!(task.info().params > 0);
+        Ok(())
+    }
+}
+
+/// A 5×5 maze (9-step episodes: windows of 4, 4 and 1 steps), so that runs stop and resume
+/// in the middle of an episode, with carried LSTM state.
+const TINY: &str = "[task]\nkind = \"mapping\"\nmap_size = 5\nmask_size = 6\nmask_origin = 2\n\
+    location = \"normalized\"\nquery_per = \"sample\"\n\
+    [model]\nlevels = [1, 2]\nchannels = [2, 2]\ntail_channels = 2\n\
+    [train]\nbatch = 2\nwindow = 4\ncheckpoint_every = 4\nlog_every = 4\n";
+
+struct Collect(Vec<Vec<f32>>);
+
+impl<B: Backend> ModuleVisitor<B> for Collect {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        self.0
+            .push(param.val().into_data().convert::<f32>().to_vec().unwrap());
+    }
+}
+
+fn weights(task: &Mapping, run: &RunDir) -> (Vec<Vec<f32>>, Progress) {
+    let _turn = SEEDED.lock().unwrap_or_else(|e| e.into_inner());
+    let (model, progress) =
+        load_model::<Mapping, Flex>(task, run, None, &Default::default()).unwrap();
+    let mut collect = Collect(Vec::new());
+    model.visit(&mut collect);
+    (collect.0, progress)
+}
+
+/// The backend's random generator is global: tests that seed it or draw from it (any model
+/// initialisation) take turns.
+static SEEDED: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn train_to(task: &Mapping, run: &RunDir, total_steps: u64, resume: bool) {
+    let _turn = SEEDED.lock().unwrap_or_else(|e| e.into_inner());
+    let options = TrainOptions {
+        total_steps,
+        resume,
+        from: None,
+        max_seconds: None,
+        on_cpu: true,
+        show_progress: false,
+    };
+    train::<Mapping, Flex>(Default::default(), task, task.config(), run, &options).unwrap();
+}
+
+#[test]
+fn resume_continues_exactly() {
+    let root = std::env::temp_dir().join(format!("mg-resume-{}", std::process::id()));
+    fs::remove_dir_all(&root).ok();
+    let (_, task) = parse(TINY).unwrap();
+    let straight = RunDir::new(root.join("straight"));
+    let split = RunDir::new(root.join("split"));
+    // 26 time steps straight: windows end at 4, 8, 9, 13, 17, 18, 22, 26.
+    train_to(&task, &straight, 26, false);
+    // 13 steps (the run stops 4 steps into its second batch), then resume to 26.
+    train_to(&task, &split, 13, false);
+    let (_, mid) = weights(&task, &split);
+    assert!(mid.same_position(&Progress {
+        time_step: 13,
+        updates: 4,
+        batch_index: 1,
+        episode_t: 4,
+        elapsed_s: 0.0,
+    }));
+    train_to(&task, &split, 26, true);
+    let (a, pa) = weights(&task, &straight);
+    let (b, pb) = weights(&task, &split);
+    assert!(pa.same_position(&pb));
+    assert!(pb.elapsed_s >= mid.elapsed_s, "wall time is cumulative");
+    assert_eq!(a, b, "resumed weights differ from the straight run");
+    // The metrics of the split run are those of the straight run, step for step.
+    let steps = |run: &RunDir| -> Vec<u64> {
+        crate::harness::metrics::read_metrics(&run.metrics())
+            .unwrap()
+            .iter()
+            .map(|m| m.time_step)
+            .collect()
+    };
+    assert_eq!(steps(&straight), steps(&split));
+    // And training did change the weights.
+    let fresh = {
+        let _turn = SEEDED.lock().unwrap_or_else(|e| e.into_inner());
+        Flex::seed(&Default::default(), task.config().train.seed);
+        let mut collect = Collect(Vec::new());
+        task.init::<Flex>(&Default::default()).visit(&mut collect);
+        collect.0
+    };
+    assert_ne!(fresh, a);
+    fs::remove_dir_all(&root).ok();
+}
+
+/// The window and step paths train to the same weights within float rounding.
+#[test]
+fn window_and_step_paths_train_alike() {
+    let root = std::env::temp_dir().join(format!("mg-paths-{}", std::process::id()));
+    fs::remove_dir_all(&root).ok();
+    let mut results = Vec::new();
+    for path in ["window", "step"] {
+        let text = format!("{TINY}path = \"{path}\"\n");
+        let (_, task) = parse(&text).unwrap();
+        let run = RunDir::new(root.join(path));
+        train_to(&task, &run, 9, false);
+        results.push(weights(&task, &run).0);
+    }
+    for (a, b) in results[0].iter().zip(&results[1]) {
+        for (x, y) in a.iter().zip(b) {
+            assert!((x - y).abs() < 1e-4, "{x} vs {y}");
+        }
+    }
+    fs::remove_dir_all(&root).ok();
+}

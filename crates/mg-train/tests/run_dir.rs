@@ -1,0 +1,362 @@
+//! The harness from the command line: a second task (repeat copy) through the same commands,
+//! and run directories that never lose work (lock, new-or-resumable, damaged checkpoints,
+//! bounded input).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_mg-train");
+
+/// Repeat copy with a small DNC: sequences of at most 2·(2+1)+3 = 9 steps, window 4, so that
+/// checkpoints fall inside sequences and carry the DNC's state.
+const COPY: &str = r#"
+[task]
+kind = "copy"
+num_bits = 3
+min_length = 1
+max_length = 2
+min_repeats = 1
+max_repeats = 2
+
+[model]
+kind = "dnc"
+controller = 8
+memory_slots = 4
+word_size = 4
+read_heads = 2
+
+[train]
+batch = 2
+window = 4
+time_steps = 40
+optimizer = "adam"
+lr_start = 3e-3
+lr_end = 3e-3
+checkpoint_every = 4
+log_every = 4
+
+[eval]
+sequences = 6
+batch = 4
+"#;
+
+/// The mapping world of `train_cli.rs`, smaller still.
+const TINY: &str = r#"
+[task]
+kind = "mapping"
+map_size = 5
+mask_size = 6
+mask_origin = 2
+location = "normalized"
+query_per = "sample"
+
+[model]
+levels = [1, 2]
+channels = [2, 2]
+tail_channels = 2
+
+[train]
+batch = 2
+window = 4
+time_steps = 26
+checkpoint_every = 4
+log_every = 4
+
+[eval]
+sequences = 4
+batch = 2
+"#;
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("mg-run-{name}-{}", std::process::id()));
+    std::fs::remove_dir_all(&dir).ok();
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).output().unwrap()
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = run(args);
+    assert!(
+        out.status.success(),
+        "mg-train {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn fails(args: &[&str]) -> String {
+    let out = run(args);
+    assert!(!out.status.success(), "mg-train {args:?} should fail");
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        !stderr.contains("panicked"),
+        "mg-train {args:?} panicked:\n{stderr}"
+    );
+    stderr
+}
+
+fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap()
+}
+
+#[test]
+fn the_copy_task_trains_resumes_evaluates_draws_and_benchmarks() {
+    let dir = temp_dir("copy");
+    let c = write(&dir, "copy.toml", COPY);
+    let r = dir.join("run");
+    let r = r.to_str().unwrap();
+    let info = json(&ok(&["info", &c, "--json"]));
+    assert_eq!(info["task"], "copy");
+    assert_eq!(info["memory_cells"], 16);
+    assert_eq!(info["dnc"]["input_size"], 5);
+    assert_eq!(info["dnc"]["output_size"], 4);
+    ok(&["train", &c, "--run-dir", r, "--steps", "14"]);
+    ok(&["resume", r]);
+    let metrics = std::fs::read_to_string(Path::new(r).join("metrics.jsonl")).unwrap();
+    let steps: Vec<u64> = metrics
+        .lines()
+        .map(|l| json(l)["time_step"].as_u64().unwrap())
+        .collect();
+    assert!(steps.windows(2).all(|w| w[0] < w[1]), "{steps:?}");
+    assert!(*steps.last().unwrap() >= 40);
+    let report = json(&ok(&["eval", r, "--json"]));
+    let bit_error = report["bit_error"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&bit_error));
+    assert!(report["sequence_error"].as_f64().unwrap() >= bit_error);
+    assert_eq!(report["sequences"], 6);
+    let out = dir.join("viz");
+    ok(&["viz", r, "--out", out.to_str().unwrap()]);
+    assert!(out.join("sequence.png").exists());
+    let bench = ok(&[
+        "bench",
+        &c,
+        "--json",
+        "--steps",
+        "3",
+        "--batch",
+        "2",
+        "--repeats",
+        "1",
+    ]);
+    let names: Vec<String> = bench
+        .lines()
+        .map(|l| json(l)["bench"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["train_window", "inference_step", "inference_step"]);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn copy_configs_are_checked() {
+    let dir = temp_dir("copy-bad");
+    for (text, expected) in [
+        (COPY.replace("num_bits = 3", "num_bits = 0"), "num_bits"),
+        (
+            COPY.replace("min_length = 1", "min_length = 3"),
+            "min_length 3 max_length 2",
+        ),
+        (
+            COPY.replace("kind = \"dnc\"", "kind = \"multigrid\""),
+            "the copy task has a DNC model only",
+        ),
+        (
+            COPY.replace("kind = \"copy\"", "kind = \"kopy\""),
+            "`kopy` is not a task",
+        ),
+        (
+            COPY.replace("[eval]", "[eval]\nbatchh = 3"),
+            "unknown field `batchh`",
+        ),
+    ] {
+        let c = write(&dir, "bad.toml", &text);
+        let err = fails(&["info", &c]);
+        assert!(err.contains(expected), "expected `{expected}` in:\n{err}");
+        assert!(err.contains("bad.toml"), "{err}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Two writers on one run directory: the second refuses, naming the first; readers work
+/// beside it.
+#[test]
+fn a_second_writer_is_refused() {
+    let dir = temp_dir("lock");
+    let c = write(
+        &dir,
+        "long.toml",
+        // Checkpoints far enough apart that the one a reader loads is not pruned under it.
+        &TINY
+            .replace("time_steps = 26", "time_steps = 1000000")
+            .replace("checkpoint_every = 4", "checkpoint_every = 2000"),
+    );
+    let other = write(
+        &dir,
+        "other.toml",
+        &TINY.replace("channels = [2, 2]", "channels = [2, 3]"),
+    );
+    let r = dir.join("run");
+    let rs = r.to_str().unwrap();
+    let mut first = Command::new(BIN)
+        .args(["train", &c, "--run-dir", rs])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while !r.join("checkpoints/latest").exists() && start.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let err = fails(&["train", &other, "--run-dir", rs, "--steps", "8"]);
+    assert!(err.contains("in use by another mg-train process"), "{err}");
+    assert!(err.contains(&format!("pid {}", first.id())), "{err}");
+    assert!(err.contains("long.toml"), "{err}");
+    let err = fails(&["resume", rs]);
+    assert!(err.contains("in use by another mg-train process"), "{err}");
+    // A reader works while training goes on.
+    let report = json(&ok(&["eval", rs, "--json", "--sequences", "2"]));
+    assert!(report["readers"][0]["f"].is_number());
+    first.kill().unwrap();
+    first.wait().unwrap();
+    // The config is still the first run's, and the run resumes.
+    let config = std::fs::read_to_string(r.join("config.toml")).unwrap();
+    assert!(config.contains("channels = [2, 2]"), "{config}");
+    let latest = std::fs::read_to_string(r.join("checkpoints/latest")).unwrap();
+    let step: u64 = latest.trim().trim_start_matches("step-").parse().unwrap();
+    ok(&["resume", rs, "--steps", &(step + 4).to_string()]);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// A folder with any earlier run files (here metrics without a checkpoint) is not written
+/// over; `--force` moves them aside.
+#[test]
+fn a_run_directory_is_new_or_resumable() {
+    let dir = temp_dir("fresh");
+    let c = write(&dir, "tiny.toml", TINY);
+    let r = dir.join("run");
+    let rs = r.to_str().unwrap();
+    std::fs::create_dir_all(&r).unwrap();
+    std::fs::write(r.join("metrics.jsonl"), "{}\n").unwrap();
+    let err = fails(&["train", &c, "--run-dir", rs, "--steps", "4"]);
+    assert!(err.contains("already holds a run (metrics.jsonl)"), "{err}");
+    assert!(err.contains("--force"), "{err}");
+    assert!(!r.join("config.toml").exists());
+    ok(&["train", &c, "--run-dir", rs, "--steps", "4", "--force"]);
+    assert_eq!(
+        std::fs::read_to_string(r.join("previous-1/metrics.jsonl")).unwrap(),
+        "{}\n"
+    );
+    let metrics = std::fs::read_to_string(r.join("metrics.jsonl")).unwrap();
+    assert_eq!(metrics.lines().count(), 1, "{metrics}");
+    // `--steps 0` is refused instead of claiming files it never wrote.
+    let err = fails(&[
+        "train",
+        &c,
+        "--run-dir",
+        dir.join("zero").to_str().unwrap(),
+        "--steps",
+        "0",
+    ]);
+    assert!(err.contains("--steps 0"), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// A truncated or random `model.bin` is named as such, and the intact older checkpoint is
+/// used instead.
+#[test]
+fn damaged_checkpoints_fall_back_to_an_intact_one() {
+    let dir = temp_dir("damaged");
+    let c = write(&dir, "tiny.toml", TINY);
+    let r = dir.join("run");
+    let rs = r.to_str().unwrap();
+    ok(&["train", &c, "--run-dir", rs, "--steps", "8"]);
+    let model = r.join("checkpoints/step-8/model.bin");
+    let bytes = std::fs::read(&model).unwrap();
+    std::fs::write(&model, &bytes[..bytes.len() / 2]).unwrap();
+    let out = run(&["eval", rs, "--json"]);
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("model.bin is truncated"), "{stderr}");
+    assert!(stderr.contains("step-4"), "{stderr}");
+    assert_eq!(json(&String::from_utf8_lossy(&out.stdout))["time_step"], 4);
+    let err = fails(&["eval", rs, "--from", "step-8"]);
+    assert!(err.contains("truncated"), "{err}");
+    // Random bytes of the right length: corrupt.
+    std::fs::write(&model, vec![7u8; bytes.len()]).unwrap();
+    let err = fails(&["resume", rs, "--from", "step-8"]);
+    assert!(err.contains("model.bin is corrupt"), "{err}");
+    ok(&["resume", rs, "--steps", "13"]);
+    // `latest` naming a folder outside the run is refused.
+    std::fs::write(r.join("checkpoints/latest"), "../../elsewhere").unwrap();
+    let err = fails(&["eval", rs]);
+    assert!(err.contains("expected a checkpoint folder"), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn out_of_range_requests_are_errors() {
+    let dir = temp_dir("range");
+    let c = write(&dir, "tiny.toml", TINY);
+    let r = dir.join("run");
+    let rs = r.to_str().unwrap();
+    ok(&["train", &c, "--run-dir", rs, "--steps", "4"]);
+    let err = fails(&["viz", rs, "--episode", "18446744073709551615"]);
+    assert!(err.contains("the test set has 4 sequences"), "{err}");
+    let err = fails(&["bench", &c, "--batch", "1000000000"]);
+    assert!(err.contains("--batch 1000000000: expected 1 to"), "{err}");
+    let err = fails(&["info", "/dev/zero"]);
+    assert!(err.contains("not a regular file"), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// `eval` on a read-only run prints its report before failing to save it.
+#[test]
+fn eval_prints_the_report_even_when_it_cannot_save_it() {
+    let dir = temp_dir("readonly");
+    let c = write(&dir, "tiny.toml", TINY);
+    let r = dir.join("run");
+    let rs = r.to_str().unwrap();
+    ok(&["train", &c, "--run-dir", rs, "--steps", "4"]);
+    // A folder where eval.json should go makes the write fail even for root.
+    std::fs::create_dir_all(r.join("eval.json")).unwrap();
+    let out = run(&["eval", rs]);
+    assert!(!out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stdout.contains("precision"), "{stdout}");
+    assert!(
+        stderr.contains("the report above was not saved"),
+        "{stderr}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Without a terminal, training prints a plain progress line per log interval.
+#[test]
+fn progress_lines_without_a_terminal() {
+    let dir = temp_dir("plain");
+    let c = write(&dir, "tiny.toml", TINY);
+    let r = dir.join("run");
+    let out = run(&[
+        "train",
+        &c,
+        "--run-dir",
+        r.to_str().unwrap(),
+        "--steps",
+        "13",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines = stderr.lines().filter(|l| l.contains("loss/pixel")).count();
+    // Lines at time steps 4, 8 and 13 (the 9-step episode ends a window early).
+    assert_eq!(lines, 3, "{stderr}");
+    std::fs::remove_dir_all(&dir).ok();
+}
