@@ -1,4 +1,5 @@
-//! `mg-train data`: validate a dataset and print a summary (text, or stable JSON with `--json`).
+//! `mg-train data`: validate a dataset and print a summary (text, or stable JSON with `--json`);
+//! `mg-train data download` fetches MNIST or bAbI ([`crate::download`]).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -6,12 +7,15 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use clap::{Args, ValueEnum};
+use clap::{Args, Subcommand, ValueEnum};
 use mg_data::babi::{self, BabiCorpus, Split, Variant};
+use mg_data::locate::{self, BABI_DIR, MNIST_DIR};
 use mg_data::mapping::{Episode, MappingConfig, Motion, generate_batch};
 use mg_data::recall::RecallConfig;
 use mg_data::sort::SortConfig;
 use serde_json::{Value, json};
+
+use crate::download::{self, DownloadArgs};
 
 /// The datasets `mg-train data` knows.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,15 +32,20 @@ pub enum DatasetName {
     Babi,
 }
 
-/// Arguments of `mg-train data`.
+/// Arguments of `mg-train data`: `mg-train data <dataset>` checks a dataset, `mg-train data download
+/// <mnist|babi>` fetches one.
 #[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct DataArgs {
+    /// `download`, or none to check a dataset.
+    #[command(subcommand)]
+    pub command: Option<DataCommand>,
     /// Which dataset to check.
-    #[arg(value_enum)]
-    pub dataset: DatasetName,
-    /// Data directory. Default for mnist: ../shared/data/mnist if it exists, else ./data/mnist; for babi:
-    /// ../shared/data/babi/tasks_1-20_v1-2 if it exists, else ./data/babi/tasks_1-20_v1-2 (the folder holding
-    /// en/ and en-10k/). Ignored by the synthetic datasets.
+    #[arg(value_enum, required = true)]
+    pub dataset: Option<DatasetName>,
+    /// Data directory: the data root holding mnist/ and babi/, or the dataset's own folder (for babi the
+    /// one holding en/ and en-10k/). Default: $MG_DATA_DIR if set, else ../shared/data if it exists, else
+    /// ./data. Ignored by the synthetic datasets.
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
     /// Print the summary as JSON.
@@ -50,14 +59,27 @@ pub struct DataArgs {
     pub samples: usize,
 }
 
+/// The subcommands of `mg-train data`.
+#[derive(Subcommand, Debug)]
+pub enum DataCommand {
+    /// Download MNIST or bAbI from its public location, verified by checksum (resumable).
+    Download(DownloadArgs),
+}
+
 /// Runs `mg-train data`.
 pub fn run(args: &DataArgs) -> anyhow::Result<()> {
-    let summary = match args.dataset {
+    if let Some(DataCommand::Download(d)) = &args.command {
+        return download::run(d);
+    }
+    let dataset = args
+        .dataset
+        .context("name a dataset: mapping, sort, recall, mnist or babi")?;
+    let summary = match dataset {
         DatasetName::Mapping => mapping_summary(args)?,
         DatasetName::Sort => sort_summary(args),
         DatasetName::Recall => recall_summary(args),
-        DatasetName::Mnist => mnist_summary(&data_dir(args, "mnist"))?,
-        DatasetName::Babi => babi_summary(&data_dir(args, "babi/tasks_1-20_v1-2"))?,
+        DatasetName::Mnist => mnist_summary(&data_dir(args, MNIST_DIR)?)?,
+        DatasetName::Babi => babi_summary(&data_dir(args, BABI_DIR)?)?,
     };
     let mut text = String::new();
     if args.json {
@@ -73,16 +95,28 @@ pub fn run(args: &DataArgs) -> anyhow::Result<()> {
     }
 }
 
-fn data_dir(args: &DataArgs, sub: &str) -> PathBuf {
-    if let Some(d) = &args.data_dir {
-        return d.clone();
+/// The folder of a real dataset: `--data-dir` (a data root or the dataset's folder), else the lookup of
+/// [`mg_data::locate::data_root`] from the current folder. A missing folder is an error saying how to
+/// get the data.
+fn data_dir(args: &DataArgs, dataset: &str) -> anyhow::Result<PathBuf> {
+    let dir = match &args.data_dir {
+        Some(d) => locate::dataset_dir(d, dataset),
+        None => locate::data_root(Path::new("")).join(dataset),
+    };
+    if !dir.is_dir() {
+        let name = if dataset == MNIST_DIR {
+            "mnist"
+        } else {
+            "babi"
+        };
+        anyhow::bail!(
+            "{}: directory not found (expected the {name} files there); pass --data-dir DIR or set {} \
+             to a folder holding {dataset}/, or fetch it with `mg-train data download {name} --data-dir DIR`",
+            dir.display(),
+            locate::DATA_DIR_ENV
+        );
     }
-    let shared = Path::new("../shared/data").join(sub);
-    if shared.is_dir() {
-        shared
-    } else {
-        Path::new("./data").join(sub)
-    }
+    Ok(dir)
 }
 
 /// Plain-text rendering of the JSON summary: one `key: value` per line, nested objects indented.
@@ -376,6 +410,7 @@ fn babi_summary(root: &Path) -> anyhow::Result<Value> {
         let mut tasks = Vec::new();
         let mut answers: BTreeMap<String, usize> = BTreeMap::new();
         let (mut max_ctx, mut max_len) = (0usize, 0usize);
+        let mut stories_without_questions = 0;
         for t in 1..=20u8 {
             let data = c.task(t);
             for s in data.train.iter().chain(&data.test) {
@@ -397,11 +432,15 @@ fn babi_summary(root: &Path) -> anyhow::Result<Value> {
                         .or_default() += 1;
                 }
             }
+            let questionless = babi::stories_without_questions(&data.train)
+                + babi::stories_without_questions(&data.test);
+            stories_without_questions += questionless;
             tasks.push(json!({
                 "task": t,
                 "name": babi::TASKS[t as usize - 1],
                 "train": babi::question_count(&data.train),
                 "test": babi::question_count(&data.test),
+                "stories_without_questions": questionless,
                 "train_file": data.train_path.display().to_string(),
             }));
         }
@@ -422,6 +461,7 @@ fn babi_summary(root: &Path) -> anyhow::Result<Value> {
                 "vocab_size": c.vocab.len(),
                 "max_context_statements": max_ctx,
                 "max_sequence_len": max_len,
+                "stories_without_questions": stories_without_questions,
                 "answer_histogram": answers,
                 "warnings": c.warnings,
             }),

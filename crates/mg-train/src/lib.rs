@@ -5,6 +5,7 @@ pub mod backend;
 pub mod commands;
 pub mod data_cmd;
 pub mod demo;
+pub mod download;
 pub mod harness;
 pub mod model_config;
 pub mod tasks;
