@@ -11,7 +11,7 @@ use serde_json::json;
 use crate::backend::{DeviceKind, Job, dispatch};
 use crate::harness::bench::{BenchOptions, BenchRecord, bench};
 use crate::harness::checkpoint::write_atomic;
-use crate::harness::experiment::{read_config_text, task_kind};
+use crate::harness::experiment::{check_memory, read_config_text, task_kind, training_bytes};
 use crate::harness::metrics::read_metrics;
 use crate::harness::train::{load_model, train};
 use crate::harness::{EvalRequest, ExperimentOf, RunDir, RunLock, Task, TrainOptions};
@@ -38,6 +38,10 @@ pub struct TrainArgs {
     /// RUN/previous-N/ (nothing is deleted).
     #[arg(long)]
     pub force: bool,
+    /// Memory the run may use, GiB [default: what the machine has available]; a config whose
+    /// estimated training memory exceeds it is refused before anything is allocated.
+    #[arg(long, value_name = "GIB")]
+    pub max_memory: Option<f64>,
 }
 
 /// Arguments of `mg-train resume`.
@@ -57,6 +61,10 @@ pub struct ResumeArgs {
     /// The checkpoint to continue from, e.g. step-2000 [default: the newest intact one].
     #[arg(long)]
     pub from: Option<String>,
+    /// Memory the run may use, GiB [default: what the machine has available]; a config whose
+    /// estimated training memory exceeds it is refused before anything is allocated.
+    #[arg(long, value_name = "GIB")]
+    pub max_memory: Option<f64>,
 }
 
 /// Arguments of `mg-train eval`.
@@ -169,6 +177,10 @@ pub struct BenchArgs {
     /// Where the scaling run writes `scaling.jsonl` and `scaling.png`.
     #[arg(long, default_value = "docs/figures", requires = "scaling")]
     pub out: PathBuf,
+    /// Memory the run may use, GiB [default: what the machine has available]; a config whose
+    /// estimated training memory exceeds it is refused before anything is allocated.
+    #[arg(long, value_name = "GIB")]
+    pub max_memory: Option<f64>,
 }
 
 /// Largest batch `bench` accepts.
@@ -218,6 +230,23 @@ fn max_seconds(minutes: Option<f64>) -> anyhow::Result<Option<f64>> {
     }
 }
 
+/// Refuses a config whose training window would not fit in memory.
+fn check_training_memory<T: Task>(
+    task: &T,
+    config: &ExperimentOf<T>,
+    path: &Path,
+    max_gib: Option<f64>,
+) -> anyhow::Result<()> {
+    check_memory(
+        &format!("training {}", path.display()),
+        task.info().params,
+        task.floats_per_step(),
+        config.train.batch,
+        config.train.window,
+        max_gib,
+    )
+}
+
 fn on_cpu(device: DeviceKind) -> bool {
     matches!(device, DeviceKind::Cpu | DeviceKind::Ndarray)
 }
@@ -238,6 +267,7 @@ impl TaskVisitor for TrainCmd<'_> {
     fn visit<T: Task>(self) -> anyhow::Result<()> {
         let args = self.args;
         let (config, task) = load_config::<T>(&args.config, &self.text)?;
+        check_training_memory(&task, &config, &args.config, args.max_memory)?;
         let max_seconds = max_seconds(args.minutes)?;
         let total_steps = args.steps.unwrap_or(config.train.time_steps);
         if total_steps == 0 {
@@ -321,6 +351,7 @@ impl TaskVisitor for ResumeCmd<'_> {
     fn visit<T: Task>(self) -> anyhow::Result<()> {
         let args = self.args;
         let (config, task) = load_config::<T>(&self.run.config(), &self.text)?;
+        check_training_memory(&task, &config, &self.run.config(), args.max_memory)?;
         let options = TrainOptions {
             total_steps: args.steps.unwrap_or(config.train.time_steps),
             resume: true,
@@ -528,13 +559,19 @@ impl TaskVisitor for InfoCmd<'_> {
         let args = self.args;
         let (config, task) = load_config::<T>(&args.config, &self.text)?;
         let info = task.info();
+        let bytes = training_bytes(
+            info.params,
+            task.floats_per_step(),
+            config.train.batch,
+            config.train.window,
+        );
         if args.json {
             let mut out = json!({
                 "config": args.config.display().to_string(),
                 "task": T::KIND,
-                "kind": config.model,
                 "params": info.params,
                 "memory_cells": info.memory_cells,
+                "training_bytes_estimate": bytes,
             });
             out["kind"] = serde_json::to_value(&config.model)?
                 .get("kind")
@@ -559,6 +596,12 @@ impl TaskVisitor for InfoCmd<'_> {
             for line in info.lines {
                 println!("{line}");
             }
+            println!(
+                "  training memory, estimated: {:.2} GiB at batch {} × window {}",
+                bytes / (1u64 << 30) as f64,
+                config.train.batch,
+                config.train.window
+            );
         }
         Ok(())
     }
@@ -705,6 +748,7 @@ pub fn run_bench(args: &BenchArgs) -> anyhow::Result<()> {
             text: &text,
             device: args.device,
             options: options(name),
+            max_memory: args.max_memory,
         },
     )??;
     print_records(&records, args.json)
@@ -715,6 +759,7 @@ struct BenchCmd<'a> {
     text: &'a str,
     device: DeviceKind,
     options: BenchOptions,
+    max_memory: Option<f64>,
 }
 
 impl TaskVisitor for BenchCmd<'_> {
@@ -722,6 +767,14 @@ impl TaskVisitor for BenchCmd<'_> {
 
     fn visit<T: Task>(self) -> Self::Output {
         let (config, task) = load_config::<T>(self.path, self.text)?;
+        check_memory(
+            &format!("timing {}", self.path.display()),
+            task.info().params,
+            task.floats_per_step(),
+            self.options.batch,
+            self.options.steps,
+            self.max_memory,
+        )?;
         run_bench_job(self.device, task, config, self.options)
     }
 }

@@ -10,3 +10,6 @@ pub mod harness;
 pub mod model_config;
 pub mod tasks;
 pub mod viz;
+
+#[cfg(test)]
+mod props;

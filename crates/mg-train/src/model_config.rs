@@ -79,6 +79,15 @@ fn is_multigrid(kind: &ModelKind) -> bool {
     *kind == ModelKind::Multigrid
 }
 
+/// Largest value of a size field, so that counts and estimates stay far from overflow and a
+/// typo (`channels = 4e9`) is refused before anything is allocated.
+pub fn check_bound(field: &str, value: usize, max: usize) -> anyhow::Result<()> {
+    if value > max {
+        bail!("{field}: {value}; expected at most {max}");
+    }
+    Ok(())
+}
+
 /// Field names with whether each is set.
 type Fields<const N: usize> = [(&'static str, bool); N];
 
@@ -108,6 +117,7 @@ impl ModelConfig {
     /// Checks that the fields of the table's kind are present (the first `required` of the
     /// multigrid ones) and the other kind's absent.
     pub fn check_fields(&self, required_multigrid: usize) -> anyhow::Result<()> {
+        self.check_bounds()?;
         let (multigrid, dnc) = self.fields();
         let (kind, own, other) = match self.kind {
             ModelKind::Multigrid => ("multigrid", &multigrid[..required_multigrid], &dnc[..]),
@@ -118,6 +128,35 @@ impl ModelConfig {
         }
         if let Some((field, _)) = own.iter().find(|(_, present)| !*present) {
             bail!("model.{field}: missing; a {kind} model needs it");
+        }
+        Ok(())
+    }
+
+    /// Every size within its bound.
+    fn check_bounds(&self) -> anyhow::Result<()> {
+        let list = |field: &str, values: &[usize], max: usize| -> anyhow::Result<()> {
+            check_bound(&format!("model.{field} (entries)"), values.len(), 256)?;
+            values
+                .iter()
+                .try_for_each(|&v| check_bound(&format!("model.{field}"), v, max))
+        };
+        list("levels", self.levels.as_deref().unwrap_or_default(), 10)?;
+        list(
+            "channels",
+            self.channels.as_deref().unwrap_or_default(),
+            4096,
+        )?;
+        list("tail_widths", &self.tail_widths, 65_536)?;
+        let sizes = [
+            ("tail_channels", self.tail_channels, 4096),
+            ("controller", self.controller, 65_536),
+            ("memory_slots", self.memory_slots, 1 << 20),
+            ("word_size", self.word_size, 65_536),
+            ("read_heads", self.read_heads, 64),
+            ("write_heads", self.write_heads, 64),
+        ];
+        for (field, value, max) in sizes {
+            check_bound(&format!("model.{field}"), value.unwrap_or(0), max)?;
         }
         Ok(())
     }
@@ -171,6 +210,15 @@ impl ModelConfig {
             None => dnc,
         }
     }
+}
+
+/// Floats a DNC's autodiff graph keeps per sequence and time step: its link matrices (about
+/// 6 per element, measured about 4 on Flex), memory and controller.
+pub fn dnc_floats_per_step(c: &DncConfig) -> f64 {
+    let n = c.memory_slots as f64;
+    6.0 * c.write_heads as f64 * n * n
+        + 64.0 * n * c.word_size as f64
+        + 16.0 * (c.controller_size + c.output_size) as f64
 }
 
 /// `mg-train info` lines and JSON fields of a DNC.

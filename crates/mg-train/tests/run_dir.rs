@@ -315,6 +315,38 @@ fn out_of_range_requests_are_errors() {
     assert!(err.contains("--batch 1000000000: expected 1 to"), "{err}");
     let err = fails(&["info", "/dev/zero"]);
     assert!(err.contains("not a regular file"), "{err}");
+    // Sizes past their bounds are refused before anything is allocated.
+    for (text, expected) in [
+        (
+            TINY.replace("channels = [2, 2]", "channels = [2, 4000000000]"),
+            "model.channels: 4000000000; expected at most 4096",
+        ),
+        (
+            TINY.replace("batch = 2\nwindow", "batch = 1000000000\nwindow"),
+            "train.batch: 1000000000; expected at most",
+        ),
+        (
+            COPY.replace("memory_slots = 4", "memory_slots = 1000000000"),
+            "model.memory_slots: 1000000000; expected at most",
+        ),
+    ] {
+        let bad = write(&dir, "bad.toml", &text);
+        let err = fails(&["info", &bad]);
+        assert!(err.contains(expected), "expected `{expected}` in:\n{err}");
+    }
+    // A config within bounds that does not fit the memory allowed: the estimate is named.
+    let big = write(
+        &dir,
+        "big.toml",
+        &TINY.replace("batch = 2\nwindow", "batch = 60000\nwindow"),
+    );
+    let fresh = dir.join("never");
+    let f = fresh.to_str().unwrap();
+    let err = fails(&["train", &big, "--run-dir", f, "--max-memory", "0.5"]);
+    assert!(err.contains("needs about") && err.contains("GiB"), "{err}");
+    assert!(!fresh.exists(), "a refused run must not create its folder");
+    let err = fails(&["bench", &c, "--batch", "4000", "--max-memory", "0.01"]);
+    assert!(err.contains("needs about"), "{err}");
     std::fs::remove_dir_all(&dir).ok();
 }
 

@@ -528,6 +528,35 @@ mod tests {
         fs::remove_dir_all(&root).ok();
     }
 
+    /// A full disk (writes through `/dev/full` fail with ENOSPC) gives an error naming the
+    /// file, leaves no temporary folder and keeps the previous checkpoint.
+    #[test]
+    fn a_full_disk_is_reported_and_cleaned_up() {
+        let root = std::env::temp_dir().join(format!("mg-full-{}", std::process::id()));
+        fs::remove_dir_all(&root).ok();
+        let run = RunDir::new(&root);
+        run.save_checkpoint(&at(10), manifest(), |dir| {
+            Ok(fs::write(dir.join("model.bin"), b"x")?)
+        })
+        .unwrap();
+        let failed = run.save_checkpoint(&at(20), manifest(), |dir| {
+            let path = dir.join("model.bin");
+            std::os::unix::fs::symlink("/dev/full", &path)?;
+            let mut file = fs::OpenOptions::new().write(true).open(&path)?;
+            file.write_all(&[0u8; 4096])
+                .and_then(|()| file.sync_all())
+                .with_context(|| format!("writing {}", path.display()))
+        });
+        let err = format!("{:#}", failed.unwrap_err());
+        assert!(
+            err.contains("model.bin") && err.contains("No space left"),
+            "{err}"
+        );
+        assert!(!root.join("checkpoints/.tmp-step-20").exists());
+        assert!(run.latest().unwrap().unwrap().ends_with("step-10"));
+        fs::remove_dir_all(&root).ok();
+    }
+
     #[test]
     fn damaged_checkpoints_are_named_and_skipped() {
         let root = std::env::temp_dir().join(format!("mg-damaged-{}", std::process::id()));

@@ -302,6 +302,17 @@ where
                 bail!("{field}: {v}; expected a positive number");
             }
         }
+        let bounded = [
+            ("train.batch", t.batch, 1 << 20),
+            ("train.window", t.window, 1 << 20),
+            ("eval.batch", self.eval.batch, 1 << 20),
+            ("eval.sequences", self.eval.sequences, 1 << 26),
+        ];
+        for (field, v, max) in bounded {
+            if v > max {
+                bail!("{field}: {v}; expected at most {max}");
+            }
+        }
         if !(t.lr_end >= 0.0 && t.lr_end.is_finite()) {
             bail!("train.lr_end: {}; expected a number >= 0", t.lr_end);
         }
@@ -335,4 +346,52 @@ pub fn resolve_path(
     } else {
         available[0]
     }
+}
+
+/// Bytes a training window of `batch × window` needs, estimated from the model: weights,
+/// gradients and two optimizer slots per parameter, and the autodiff graph of the window.
+/// Computed in floating point, so that it never overflows.
+pub fn training_bytes(params: usize, floats_per_step: f64, batch: usize, window: usize) -> f64 {
+    4.0 * (4.0 * params as f64 + batch as f64 * window as f64 * floats_per_step)
+}
+
+/// The memory this process may use: `--max-memory` in GiB, or what the system has available
+/// (`MemAvailable` of `/proc/meminfo`); `None` where neither is known.
+pub fn memory_limit(max_gib: Option<f64>) -> Option<f64> {
+    if let Some(g) = max_gib {
+        return Some(g * (1u64 << 30) as f64);
+    }
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024.0)
+}
+
+/// Refuses a training window whose estimate exceeds the memory limit, naming both.
+pub fn check_memory(
+    what: &str,
+    params: usize,
+    floats_per_step: f64,
+    batch: usize,
+    window: usize,
+    max_gib: Option<f64>,
+) -> anyhow::Result<()> {
+    let need = training_bytes(params, floats_per_step, batch, window);
+    let gib = |b: f64| b / (1u64 << 30) as f64;
+    if let Some(limit) = memory_limit(max_gib)
+        && need > limit
+    {
+        bail!(
+            "{what} needs about {:.1} GiB ({params} parameters, batch {batch} × window {window}), \
+             more than the {:.1} GiB {}; lower the batch or the window, or raise --max-memory",
+            gib(need),
+            gib(limit),
+            if max_gib.is_some() {
+                "--max-memory allows"
+            } else {
+                "this machine has available"
+            }
+        );
+    }
+    Ok(())
 }

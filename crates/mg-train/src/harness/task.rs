@@ -107,6 +107,13 @@ pub trait Task: Sized + Send + Sync + 'static {
     /// Parameter and memory counts with a description of the model.
     fn info(&self) -> ModelInfo;
 
+    /// Floats the autodiff graph keeps per sequence and time step of a training window, for
+    /// the memory estimate (measured on Flex: about 50 per conv-LSTM memory cell, which is
+    /// the default, and 4 per element of a DNC's link matrix).
+    fn floats_per_step(&self) -> f64 {
+        64.0 * self.info().memory_cells as f64
+    }
+
     /// Builds the model (seed the backend first for reproducible weights).
     fn init<B: Backend>(&self, device: &B::Device) -> Self::Model<B>;
 

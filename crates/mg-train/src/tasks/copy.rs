@@ -19,7 +19,7 @@ use crate::harness::progress::Progress;
 use crate::harness::{
     EvalRequest, Experiment, ExperimentOf, ForwardPath, LossReduction, ModelInfo, Task, WindowLoss,
 };
-use crate::model_config::{ModelConfig, ModelKind, describe_dnc};
+use crate::model_config::{ModelConfig, ModelKind, check_bound, describe_dnc, dnc_floats_per_step};
 use crate::viz::{Canvas, WHITE, grey};
 
 /// The `[task]` table of a repeat-copy experiment.
@@ -121,6 +121,9 @@ impl Task for Copy {
 
     fn new(config: &Experiment<CopySettings, ModelConfig>) -> anyhow::Result<Self> {
         let s = &config.task;
+        check_bound("task.num_bits", s.num_bits, 4096)?;
+        check_bound("task.max_length", s.max_length, 100_000)?;
+        check_bound("task.max_repeats", s.max_repeats, 10_000)?;
         let data = RepeatCopyConfig {
             num_bits: s.num_bits,
             min_length: s.min_length,
@@ -157,6 +160,10 @@ impl Task for Copy {
         ));
         describe_dnc(&self.dnc, &mut info.lines, &mut info.json);
         info
+    }
+
+    fn floats_per_step(&self) -> f64 {
+        dnc_floats_per_step(&self.dnc)
     }
 
     fn init<B: Backend>(&self, device: &B::Device) -> Dnc<B> {

@@ -29,7 +29,7 @@ pub use eval::{EvalReport, Scores};
 use crate::harness::{
     EvalRequest, Experiment, ExperimentOf, ForwardPath, LossReduction, ModelInfo, Task, WindowLoss,
 };
-use crate::model_config::{ModelConfig, ModelKind};
+use crate::model_config::{ModelConfig, ModelKind, check_bound};
 
 /// How the agent moves.
 #[derive(Deserialize, Serialize, Debug, Clone, Copy, PartialEq, Eq)]
@@ -306,6 +306,9 @@ impl Task for Mapping {
 
     fn new(config: &Experiment<WorldConfig, ModelConfig>) -> anyhow::Result<Self> {
         let w = &config.task;
+        check_bound("task.map_size", w.map_size, 4001)?;
+        check_bound("task.walk_length", w.walk_length, 10_000_000)?;
+        check_bound("task.query_sizes (entries)", w.query_sizes.len(), 16)?;
         if w.query_sizes.is_empty() {
             bail!("task.query_sizes: empty; expected at least one query size (e.g. [3])");
         }
@@ -330,6 +333,13 @@ impl Task for Mapping {
 
     fn info(&self) -> ModelInfo {
         info(self)
+    }
+
+    fn floats_per_step(&self) -> f64 {
+        match &self.model {
+            LocalizerConfig::Multigrid(m) => 64.0 * m.memory_cells() as f64,
+            LocalizerConfig::Dnc(d) => crate::model_config::dnc_floats_per_step(&d.dnc),
+        }
     }
 
     fn init<B: Backend>(&self, device: &B::Device) -> Localizer<B> {
