@@ -201,9 +201,10 @@ impl<B: Backend> MgConvLstm<B> {
         self.forward_window(input, 1, state)
     }
 
-    /// `steps` time steps stacked time-major (`row = t·batch + b`), the fast path: the gather
-    /// and the input-to-gates convolutions run once over all rows, only the hidden-to-gates
-    /// convolutions run step by step.
+    /// `steps` time steps stacked time-major (`row = t·batch + b`): the gather and the
+    /// input-to-gates convolutions run once over all rows, only the hidden-to-gates
+    /// convolutions run step by step. This saves kernel launches (what a GPU needs); on a CPU
+    /// backend stepping is faster as measured (docs/BENCHMARKS.md).
     ///
     /// # Shapes
     /// - `input[i]`: `[steps·batch, d_input, h_i, w_i]`

@@ -14,12 +14,14 @@
 //! ```
 
 pub mod dnc;
+mod error;
 mod localizer;
 mod mapping;
 mod mesh;
 mod reader;
 
 pub use dnc::{Dnc, DncConfig, DncState, ReadModeOrder, StrengthOp};
+pub use error::ModelError;
 pub use localizer::{DncLocalizer, DncLocalizerConfig, Localizer, LocalizerConfig, LocalizerState};
 pub use mapping::{
     BASE_SIZE, D_ENCODING, MappingModel, MappingModelConfig, MappingWidths, fold_patch,

@@ -6,7 +6,7 @@ use burn::module::Module;
 use burn::tensor::{Tensor, backend::Backend};
 use mg_layers::{ConvLstmState, StackState, detach_state};
 
-use crate::{D_ENCODING, Dnc, DncConfig, DncState, MappingModel, MappingModelConfig};
+use crate::{D_ENCODING, Dnc, DncConfig, DncState, MappingModel, MappingModelConfig, ModelError};
 
 /// Configuration of a [`DncLocalizer`].
 #[derive(Config, Debug, PartialEq)]
@@ -34,23 +34,29 @@ impl DncLocalizerConfig {
     }
 
     /// Checks the DNC and its input and output widths, naming the first problem.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ModelError> {
         self.dnc.validate()?;
         let x = Self::input_size(self.obs_size, &self.query_sizes);
         let y = Self::output_size(self.query_sizes.len(), self.mask_size);
         if self.dnc.input_size != x {
-            return Err(format!(
-                "the DNC input is {} wide but the observation and queries need {x}",
-                self.dnc.input_size
+            return Err(ModelError::invalid(
+                "dnc.input_size",
+                format!(
+                    "is {}; the observation and queries need {x}",
+                    self.dnc.input_size
+                ),
             ));
         }
         if self.dnc.output_size != y {
-            return Err(format!(
-                "the DNC output is {} wide but {} query maps of {}×{} need {y}",
-                self.dnc.output_size,
-                self.query_sizes.len(),
-                self.mask_size,
-                self.mask_size
+            return Err(ModelError::invalid(
+                "dnc.output_size",
+                format!(
+                    "is {}; {} query maps of {}×{} need {y}",
+                    self.dnc.output_size,
+                    self.query_sizes.len(),
+                    self.mask_size,
+                    self.mask_size
+                ),
             ));
         }
         Ok(())
@@ -245,7 +251,10 @@ impl<B: Backend> Localizer<B> {
     }
 
     /// Rebuilds a state from [`LocalizerState::into_tensors`]'s list.
-    pub fn state_from_tensors(&self, flat: Vec<Tensor<B, 4>>) -> Result<LocalizerState<B>, String> {
+    pub fn state_from_tensors(
+        &self,
+        flat: Vec<Tensor<B, 4>>,
+    ) -> Result<LocalizerState<B>, ModelError> {
         match self {
             Self::Multigrid(m) => {
                 let counts: Vec<usize> = m
@@ -257,10 +266,10 @@ impl<B: Backend> Localizer<B> {
                     .collect();
                 let expected = 2 * counts.iter().sum::<usize>();
                 if flat.len() != expected {
-                    return Err(format!(
-                        "the saved state holds {} tensors, the model needs {expected}",
+                    return Err(ModelError::State(format!(
+                        "it holds {} tensors, the model needs {expected}",
                         flat.len()
-                    ));
+                    )));
                 }
                 let mut it = flat.into_iter();
                 let mut next = || it.next().expect("counted");
@@ -348,7 +357,7 @@ mod tests {
             a[0].to_data()
                 .assert_approx_eq::<f32>(&b[0].to_data(), Tolerance::absolute(1e-6));
             let too_few = model.state_from_tensors(Vec::new()).unwrap_err();
-            assert!(too_few.contains("holds 0 tensors"), "{too_few}");
+            assert!(too_few.to_string().contains("holds 0 tensors"), "{too_few}");
         }
     }
 
@@ -381,6 +390,8 @@ mod tests {
         };
         assert_eq!(config.validate(), Ok(()));
         config.query_sizes = vec![3, 9];
-        assert!(config.validate().unwrap_err().contains("input is 72 wide"));
+        let err = config.validate().unwrap_err();
+        assert_eq!(err.field(), Some("dnc.input_size"), "{err}");
+        assert!(err.to_string().contains("is 72"), "{err}");
     }
 }

@@ -8,6 +8,7 @@ use mg_layers::{
     StackState, levels, upsample2x,
 };
 
+use crate::ModelError;
 use crate::{MemoryMesh, MemoryMeshConfig, MgReader, MgReaderConfig};
 
 /// Side of the coarsest grid; observations and queries enter at this size.
@@ -118,42 +119,72 @@ impl MappingWidths {
     }
 
     /// Checks the widths, naming the first problem.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ModelError> {
         if self.levels.is_empty() {
-            return Err("`levels` is empty".into());
-        }
-        if self.levels.len() != self.channels.len() {
-            return Err(format!(
-                "`levels` has {} entries but `channels` has {}",
-                self.levels.len(),
-                self.channels.len()
+            return Err(ModelError::invalid(
+                "levels",
+                "is empty; expected one entry per writer layer",
             ));
         }
-        if self.channels.contains(&0) || self.tail_channels == 0 {
-            return Err("channel counts must be positive".into());
+        if self.levels.len() != self.channels.len() {
+            return Err(ModelError::invalid(
+                "channels",
+                format!(
+                    "has {} entries but `levels` has {}; expected one per writer layer",
+                    self.channels.len(),
+                    self.levels.len()
+                ),
+            ));
+        }
+        if self.channels.contains(&0) {
+            return Err(ModelError::invalid(
+                "channels",
+                "holds 0; channel counts must be positive",
+            ));
+        }
+        if self.tail_channels == 0 {
+            return Err(ModelError::invalid(
+                "tail_channels",
+                "is 0; expected at least 1",
+            ));
         }
         if self.levels.contains(&0) {
-            return Err("level counts must be positive".into());
+            return Err(ModelError::invalid(
+                "levels",
+                "holds 0; level counts must be positive",
+            ));
         }
         if !self.finest_only && self.levels[0] > 2 {
-            return Err(format!(
-                "the first layer can have 1 or 2 levels, not {}",
-                self.levels[0]
+            return Err(ModelError::invalid(
+                "levels",
+                format!(
+                    "starts with {}; the first layer can have 1 or 2 levels",
+                    self.levels[0]
+                ),
             ));
         }
         if !self.tail_widths.is_empty() && !self.finest_only {
-            return Err("`tail_widths` applies to finest_only models only".into());
+            return Err(ModelError::invalid(
+                "tail_widths",
+                "is set; it applies to finest_only models only",
+            ));
         }
         if self.tail_widths.contains(&0) {
-            return Err("`tail_widths` must be positive".into());
+            return Err(ModelError::invalid(
+                "tail_widths",
+                "holds 0; widths must be positive",
+            ));
         }
         for (k, pair) in self.levels.windows(2).enumerate() {
             if pair[1] < pair[0] || pair[1] > pair[0] + 1 {
-                return Err(format!(
-                    "layer {} has {} levels after {}: levels may stay or grow by one per layer",
-                    k + 2,
-                    pair[1],
-                    pair[0]
+                return Err(ModelError::invalid(
+                    "levels",
+                    format!(
+                        "layer {} has {} levels after {}: levels may stay or grow by one per layer",
+                        k + 2,
+                        pair[1],
+                        pair[0]
+                    ),
                 ));
             }
         }
@@ -609,19 +640,19 @@ mod tests {
     #[test]
     fn widths_are_validated() {
         let bad = MappingWidths::new(vec![2, 4], vec![2, 2], 4);
+        let err = bad.validate().unwrap_err();
+        assert_eq!(err.field(), Some("levels"));
         assert!(
-            bad.validate()
-                .unwrap_err()
-                .contains("layer 2 has 4 levels after 2")
+            err.to_string().contains("layer 2 has 4 levels after 2"),
+            "{err}"
         );
         let bad = MappingWidths::new(vec![2, 2], vec![2, 2], 4).with_tail_widths(vec![4]);
-        assert!(bad.validate().unwrap_err().contains("finest_only"));
+        let err = bad.validate().unwrap_err();
+        assert_eq!(err.field(), Some("tail_widths"));
+        assert!(err.to_string().contains("finest_only"), "{err}");
         let bad = MappingWidths::new(vec![2], vec![2, 2], 4);
-        assert!(
-            bad.validate()
-                .unwrap_err()
-                .contains("`levels` has 1 entries")
-        );
+        let err = bad.validate().unwrap_err();
+        assert!(err.to_string().contains("`levels` has 1"), "{err}");
     }
 
     /// A 6×6 patch folds to a 3×3 grid whose cell (a, b) holds the 2×2 block at rows 2a..2a+2

@@ -1,5 +1,6 @@
 //! The multigrid reader: a multigrid CNN that reads the memory mesh layer by layer.
 
+use crate::ModelError;
 use burn::config::Config;
 use burn::module::Module;
 use burn::tensor::{Tensor, backend::Backend};
@@ -80,51 +81,69 @@ impl MgReaderConfig {
         self.layers[k].d_output + self.memory.get(k).copied().unwrap_or(0)
     }
 
-    /// Checks that consecutive layers fit.
-    ///
-    /// # Panics
-    /// With a message naming the layers and values that do not fit.
-    pub fn check(&self) {
-        assert!(!self.layers.is_empty(), "MgReader: no layers");
-        assert!(
-            self.memory.len() <= self.layers.len(),
-            "MgReader: {} layers cannot read {} writer layers",
-            self.layers.len(),
-            self.memory.len()
-        );
+    /// Checks that consecutive layers fit, naming the layers and values that do not.
+    pub fn validate(&self) -> Result<(), ModelError> {
+        if self.layers.is_empty() {
+            return Err(ModelError::invalid(
+                "layers",
+                "is empty; a reader needs at least one layer",
+            ));
+        }
+        if self.memory.len() > self.layers.len() {
+            return Err(ModelError::invalid(
+                "memory",
+                format!(
+                    "has {} entries; {} layers cannot read more writer layers than they are",
+                    self.memory.len(),
+                    self.layers.len()
+                ),
+            ));
+        }
         for k in 1..self.layers.len() {
             let (prev, next) = (&self.layers[k - 1], &self.layers[k]);
-            assert_eq!(
-                (self.d_features(k - 1), prev.output_levels),
-                (next.d_input, next.input_levels),
-                "MgReader: layer {} passes on (channels, levels) {:?} but layer {} expects {:?}",
-                k - 1,
-                (self.d_features(k - 1), prev.output_levels),
-                k,
-                (next.d_input, next.input_levels)
-            );
+            let passed = (self.d_features(k - 1), prev.output_levels);
+            if passed != (next.d_input, next.input_levels) {
+                return Err(ModelError::invalid(
+                    "layers",
+                    format!(
+                        "layer {} passes on (channels, levels) {passed:?} but layer {k} expects {:?}",
+                        k - 1,
+                        (next.d_input, next.input_levels)
+                    ),
+                ));
+            }
         }
         for r in &self.residuals {
-            assert!(
-                r.from < r.to && r.to < self.layers.len(),
-                "MgReader: residual {r:?} must go from an earlier to a later layer of {}",
-                self.layers.len()
-            );
-            assert!(
-                self.d_features(r.from) <= self.layers[r.to].d_output,
-                "MgReader: residual {r:?} would widen layer {} beyond {} channels",
-                r.to,
-                self.layers[r.to].d_output
-            );
+            if !(r.from < r.to && r.to < self.layers.len()) {
+                return Err(ModelError::invalid(
+                    "residuals",
+                    format!(
+                        "{r:?} must go from an earlier to a later layer of {}",
+                        self.layers.len()
+                    ),
+                ));
+            }
+            if self.d_features(r.from) > self.layers[r.to].d_output {
+                return Err(ModelError::invalid(
+                    "residuals",
+                    format!(
+                        "{r:?} would widen layer {} beyond {} channels",
+                        r.to, self.layers[r.to].d_output
+                    ),
+                ));
+            }
         }
+        Ok(())
     }
 
     /// Builds the reader.
     ///
     /// # Panics
-    /// See [`Self::check`].
+    /// If [`Self::validate`] fails; the message names the problem.
     pub fn init<B: Backend>(&self, device: &B::Device) -> MgReader<B> {
-        self.check();
+        if let Err(e) = self.validate() {
+            panic!("MgReader: {e}");
+        }
         MgReader {
             layers: self.layers.iter().map(|l| l.init(device)).collect(),
             residuals: self.residuals.clone(),

@@ -42,6 +42,7 @@ pub use addressing::{
 };
 pub use controller::{Controller, FORGET_BIAS};
 
+use crate::ModelError;
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::Linear;
@@ -80,7 +81,7 @@ pub struct DncConfig {
 
 impl DncConfig {
     /// Checks the configuration, naming the first bad field and the expected value.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ModelError> {
         let positive = [
             ("input_size", self.input_size),
             ("output_size", self.output_size),
@@ -92,19 +93,25 @@ impl DncConfig {
         ];
         for (name, value) in positive {
             if value == 0 {
-                return Err(format!("`{name}` is 0; expected at least 1"));
+                return Err(ModelError::invalid(name, "is 0; expected at least 1"));
             }
         }
         if !(self.clip_value >= 0.0 && self.clip_value.is_finite()) {
-            return Err(format!(
-                "`clip_value` is {}; expected a finite value >= 0 (0 turns clipping off)",
-                self.clip_value
+            return Err(ModelError::invalid(
+                "clip_value",
+                format!(
+                    "is {}; expected a finite value >= 0 (0 turns clipping off)",
+                    self.clip_value
+                ),
             ));
         }
         if self.read_mode_order == ReadModeOrder::Paper && self.write_heads != 1 {
-            return Err(format!(
-                "`read_mode_order` Paper needs `write_heads` = 1, got {}",
-                self.write_heads
+            return Err(ModelError::invalid(
+                "write_heads",
+                format!(
+                    "is {}; `read_mode_order` Paper needs 1 write head",
+                    self.write_heads
+                ),
             ));
         }
         Ok(())
@@ -224,7 +231,7 @@ impl<B: Backend> DncState<B> {
     }
 
     /// Rebuilds a state from [`Self::into_tensors`]'s list.
-    pub fn from_tensors(flat: Vec<Tensor<B, 4>>) -> Result<Self, String> {
+    pub fn from_tensors(flat: Vec<Tensor<B, 4>>) -> Result<Self, ModelError> {
         for (i, t) in flat.iter().enumerate() {
             let [_, _, a, b] = t.dims();
             let trailing_ones = match i {
@@ -233,10 +240,10 @@ impl<B: Backend> DncState<B> {
                 _ => 1,
             };
             if (trailing_ones >= 1 && b != 1) || (trailing_ones == 2 && a != 1) {
-                return Err(format!(
-                    "saved state tensor {i} has shape {:?}, which no DNC state has",
+                return Err(ModelError::State(format!(
+                    "tensor {i} has shape {:?}, which no DNC state has",
                     t.dims()
-                ));
+                )));
             }
         }
         let [
@@ -250,7 +257,7 @@ impl<B: Backend> DncState<B> {
             hidden,
             cell,
         ]: [Tensor<B, 4>; 9] = flat.try_into().map_err(|v: Vec<_>| {
-            format!("the saved state holds {} tensors, a DNC needs 9", v.len())
+            ModelError::State(format!("it holds {} tensors, a DNC needs 9", v.len()))
         })?;
         let d3 = |t: Tensor<B, 4>| t.squeeze_dim::<3>(3);
         let d2 = |t: Tensor<B, 4>| t.squeeze_dim::<3>(3).squeeze_dim::<2>(2);

@@ -690,7 +690,7 @@ fn validate_names_the_bad_field() {
     ];
     for (config, field) in cases {
         let err = config.validate().expect_err(field);
-        assert!(err.contains(field), "{err:?} does not name {field}");
+        assert_eq!(err.field(), Some(field), "{err} does not name {field}");
     }
     assert_eq!(
         good.with_read_mode_order(ReadModeOrder::Paper).validate(),
