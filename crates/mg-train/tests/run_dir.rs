@@ -2,11 +2,13 @@
 //! and run directories that never lose work (lock, new-or-resumable, damaged checkpoints,
 //! bounded input).
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_mg-train");
+mod common;
+
+use common::{BIN, TINY, fails, json, ok, run, temp_dir};
 
 /// Repeat copy with a small DNC: sequences of at most 2·(2+1)+3 = 9 steps, window 4, so that
 /// checkpoints fall inside sequences and carry the DNC's state.
@@ -41,73 +43,11 @@ sequences = 6
 batch = 4
 "#;
 
-/// The mapping world of `train_cli.rs`, smaller still.
-const TINY: &str = r#"
-[task]
-kind = "mapping"
-map_size = 5
-mask_size = 6
-mask_origin = 2
-location = "normalized"
-query_per = "sample"
-
-[model]
-levels = [1, 2]
-channels = [2, 2]
-tail_channels = 2
-
-[train]
-batch = 2
-window = 4
-time_steps = 26
-checkpoint_every = 4
-log_every = 4
-
-[eval]
-sequences = 4
-batch = 2
-"#;
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("mg-run-{name}-{}", std::process::id()));
-    std::fs::remove_dir_all(&dir).ok();
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
+/// Writes a config file into `dir`; returns its path.
 fn write(dir: &Path, name: &str, text: &str) -> String {
     let path = dir.join(name);
     std::fs::write(&path, text).unwrap();
     path.to_str().unwrap().to_string()
-}
-
-fn run(args: &[&str]) -> Output {
-    Command::new(BIN).args(args).output().unwrap()
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = run(args);
-    assert!(
-        out.status.success(),
-        "mg-train {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn fails(args: &[&str]) -> String {
-    let out = run(args);
-    assert!(!out.status.success(), "mg-train {args:?} should fail");
-    let stderr = String::from_utf8(out.stderr).unwrap();
-    assert!(
-        !stderr.contains("panicked"),
-        "mg-train {args:?} panicked:\n{stderr}"
-    );
-    stderr
-}
-
-fn json(text: &str) -> serde_json::Value {
-    serde_json::from_str(text).unwrap()
 }
 
 #[test]
