@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{BIN, TINY, fails, ok, run, temp_dir, write_config};
+use common::{BIN, TINY, fails, ok, temp_dir, write_config};
 
 #[test]
 fn train_eval_viz_and_info() {
