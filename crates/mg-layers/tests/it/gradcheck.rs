@@ -8,7 +8,7 @@
 
 use burn::module::Param;
 use burn::tensor::{Tensor, TensorData};
-use mg_layers::{MgConvConfig, MgConvLstmConfig, NormMode, levels};
+use mg_layers::{Activation, MgConvConfig, MgConvLstmConfig, NormMode, levels};
 
 use crate::{TestAutodiffBackend as AB, device, f64_supported};
 
@@ -53,6 +53,13 @@ fn weighted_sum(outputs: &[Tensor<AB, 4>], seed: u64) -> Tensor<AB, 1> {
 
 /// Compares the analytic gradient `grad` of `loss(p)` at `p0` with central differences on
 /// a spread of entries.
+///
+/// In f32 (GPU backends) the step must be large (`h = 1e-2`) to rise above rounding, and then
+/// a ReLU or max-pool switch can lie within `±h` of an entry: the loss is not smooth there
+/// and the central difference mixes the slopes of both sides. Such an entry shows as one-sided
+/// differences that disagree; the analytic gradient must then equal one side's slope, and at
+/// most a third of the entries may be such kinks. In f64 (`h = 1e-6`) every entry is checked
+/// against the central difference.
 fn check(name: &str, p0: &Tensor<AB, 4>, grad: TensorData, loss: impl Fn(Tensor<AB, 4>) -> f64) {
     let grad: Vec<f64> = grad.convert::<f64>().to_vec().unwrap();
     let base: Vec<f64> = p0.to_data().convert::<f64>().to_vec().unwrap();
@@ -61,29 +68,56 @@ fn check(name: &str, p0: &Tensor<AB, 4>, grad: TensorData, loss: impl Fn(Tensor<
     let n = base.len();
     let picks: Vec<usize> = (0..n).step_by((n / 12).max(1)).chain([n - 1]).collect();
     let mut max_grad = 0.0f64;
+    let mut kinks = 0;
     for &i in &picks {
         let at = |delta: f64| {
             let mut v = base.clone();
             v[i] += delta;
             loss(Tensor::from_data(TensorData::new(v, shape), &device()))
         };
-        let numeric = (at(h) - at(-h)) / (2.0 * h);
+        let (below, here, above) = (at(-h), at(0.0), at(h));
+        let numeric = (above - below) / (2.0 * h);
+        let (left, right) = ((here - below) / h, (above - here) / h);
         let scale = grad[i].abs().max(numeric.abs()).max(1e-2);
+        let close = |v: f64| (grad[i] - v).abs() <= tolerance() * scale;
         max_grad = max_grad.max(grad[i].abs());
+        if close(numeric) {
+            continue;
+        }
+        let kink = !f64_supported() && (left - right).abs() > 2.0 * tolerance() * scale;
         assert!(
-            (grad[i] - numeric).abs() <= tolerance() * scale,
-            "{name}[{i}]: analytic {} vs numeric {numeric}",
+            kink && (close(left) || close(right)),
+            "{name}[{i}]: analytic {} vs numeric {numeric} (one-sided {left} and {right})",
             grad[i]
         );
+        kinks += 1;
     }
+    assert!(
+        3 * kinks <= picks.len(),
+        "{name}: {kinks} of {} entries sit at a kink; the step is too large for this check",
+        picks.len()
+    );
     assert!(max_grad > 0.0, "{name}: all checked gradients are zero");
 }
 
+/// In f32 the layer runs without its ReLU: pre-activations are small next to the step
+/// (reference init), so with `h = 1e-2` several ReLUs switch inside `±h` of most weights and
+/// no finite difference is sound (measured on lavapipe, every run: `weight 2 (None)[0]`
+/// analytic 1.2234, central 1.0576, one-sided 1.2850 and 0.8303). The ReLU layer's gradients
+/// on GPU backends are checked against the CPU backend's, which this test verifies in f64, in
+/// `backend_ops::mg_conv_gradients_match_the_cpu_backend`.
 #[test]
 fn mg_conv_gradients_match_finite_differences() {
     let device = device();
+    let activation = if f64_supported() {
+        Activation::Relu
+    } else {
+        Activation::Identity
+    };
     for norm in [None, Some(NormMode::BatchPerStep)] {
-        let config = MgConvConfig::new(2, 3, levels(0, 2), levels(0, 3)).with_norm(norm);
+        let config = MgConvConfig::new(2, 3, levels(0, 2), levels(0, 3))
+            .with_norm(norm)
+            .with_activation(activation);
         let layer = config.init::<AB>(&device);
         let input = [
             random([STEPS * BATCH, 2, 2, 2], 1),

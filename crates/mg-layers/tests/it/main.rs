@@ -1,6 +1,7 @@
 //! Integration tests of mg-layers, run in f64 on the Flex backend (or a GPU backend through
 //! the `test-wgpu` / `test-cuda` features).
 
+mod backend_ops;
 mod gradcheck;
 mod routing;
 
