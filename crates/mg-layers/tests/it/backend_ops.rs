@@ -13,14 +13,9 @@ use mg_layers::{Geometry, maxpool2x, upsample2x};
 use crate::TestBackend;
 
 fn values(n: usize, seed: u64) -> Vec<f32> {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            ((state >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0) as f32
-        })
+    crate::values(n, seed)
+        .into_iter()
+        .map(|v| v as f32)
         .collect()
 }
 

@@ -16,17 +16,7 @@ const STEPS: usize = 3;
 const BATCH: usize = 2;
 
 fn random(shape: [usize; 4], seed: u64) -> Tensor<AB, 4> {
-    // A small deterministic generator keeps the test independent of the backend's RNG.
-    let n: usize = shape.iter().product();
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let values: Vec<f64> = (0..n)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
-        })
-        .collect();
+    let values = crate::values(shape.iter().product(), seed);
     Tensor::from_data(TensorData::new(values, shape), &device())
 }
 

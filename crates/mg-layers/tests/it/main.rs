@@ -34,3 +34,17 @@ pub fn device() -> Device<TestBackend> {
 pub fn f64_supported() -> bool {
     cfg!(not(any(feature = "test-wgpu", feature = "test-cuda")))
 }
+
+/// `n` values in [−1, 1) from a small xorshift generator: test data independent of any
+/// backend's random generator.
+pub fn values(n: usize, seed: u64) -> Vec<f64> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
+        })
+        .collect()
+}
