@@ -1,5 +1,5 @@
 //! The experiment families, one module each, and the registry that maps a config's
-//! `[task] kind` to its [`Task`](crate::harness::Task) type.
+//! `[task] kind` to its [`crate::harness::Task`] type.
 
 pub mod copy;
 pub mod mapping;
