@@ -67,9 +67,6 @@ pub struct EvalRequest {
     pub show_progress: bool,
 }
 
-/// The training model of task `T` on backend `B`.
-pub type TrainModelOf<T, B> = <T as Task>::TrainModel<B>;
-
 /// An experiment family: its config, models, data, loss, evaluation and pictures.
 ///
 /// The harness calls, per training window: [`Task::batch`] (once per batch of sequences),

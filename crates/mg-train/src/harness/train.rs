@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use burn::backend::Autodiff;
-use burn::module::{AutodiffModule, Module, ModuleVisitor, Param};
+use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::{GradientsParams, Optimizer};
 use burn::record::{BinFileRecorder, FullPrecisionSettings, Recorder};
 use burn::tensor::backend::Backend;
@@ -482,9 +482,4 @@ pub fn param_shapes<B: Backend, M: Module<B>>(module: &M) -> Vec<Vec<usize>> {
     let mut shapes = Shapes(Vec::new());
     module.visit(&mut shapes);
     shapes.0
-}
-
-/// The inference model of a training model.
-pub fn valid<T: Task, B: Backend>(model: &T::TrainModel<B>) -> T::Model<B> {
-    model.valid()
 }
