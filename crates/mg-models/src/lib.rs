@@ -1,4 +1,5 @@
-//! Models built from multigrid memory layers: the memory mesh (writer), multigrid readers and
+//! Models built from multigrid memory layers: the memory mesh (writer), multigrid readers, the
+//! algorithmic tasks' memory + reader and encoder–decoder ([`AlgoModel`]), and
 //! their reference configurations; the paper's baselines (the [`dnc`] module, Ablated MG and
 //! ConvLSTM-deep/thick as [`MappingWidths`] presets); and [`Localizer`], the one model type
 //! the mapping harness trains, whichever of these it holds.
@@ -13,6 +14,7 @@
 //! assert_eq!(mesh.num_layers(), 7);
 //! ```
 
+mod algorithmic;
 pub mod dnc;
 mod error;
 mod localizer;
@@ -20,6 +22,9 @@ mod mapping;
 mod mesh;
 mod reader;
 
+pub use algorithmic::{
+    AlgoModel, AlgoModelConfig, AlgoNet, AlgoNetConfig, AlgoShape, AlgoWidths, Answer,
+};
 pub use dnc::{Dnc, DncConfig, DncState, ReadModeOrder, StrengthOp};
 pub use error::ModelError;
 pub use localizer::{DncLocalizer, DncLocalizerConfig, Localizer, LocalizerConfig, LocalizerState};
