@@ -25,7 +25,8 @@ pub struct TrainArgs {
     /// Device to run on.
     #[arg(long, value_enum, default_value = "cpu")]
     pub device: DeviceKind,
-    /// Run directory for checkpoints, metrics and pictures [default: runs/CONFIG_NAME].
+    /// Run directory for checkpoints, metrics and pictures [default: runs/FAMILY-NAME for
+    /// configs/FAMILY/NAME.toml, runs/NAME for other configs].
     #[arg(long)]
     pub run_dir: Option<PathBuf>,
     /// Train until this many time steps [default: the config's train.time_steps].
@@ -212,12 +213,21 @@ fn with_config<V: TaskVisitor<Output = anyhow::Result<()>>>(
     tasks::visit(&kind, visitor(text)).with_context(|| format!("in config {}", path.display()))?
 }
 
-fn default_run_dir(config: &Path) -> PathBuf {
-    let stem = config
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "run".into());
-    PathBuf::from("runs").join(stem)
+/// `runs/FAMILY-NAME` for a shipped config `configs/FAMILY/NAME.toml` (so that
+/// `configs/sort/quick.toml` and `configs/mapping/quick.toml` do not share a run), else
+/// `runs/NAME`.
+pub fn default_run_dir(config: &Path) -> PathBuf {
+    let name = |p: &Path| p.file_stem().map(|s| s.to_string_lossy().into_owned());
+    let stem = name(config).unwrap_or_else(|| "run".into());
+    let family = config.parent().filter(|dir| {
+        dir.parent()
+            .and_then(|d| d.file_name())
+            .is_some_and(|n| n == "configs")
+    });
+    match family.and_then(|f| f.file_name()) {
+        Some(f) => PathBuf::from("runs").join(format!("{}-{stem}", f.to_string_lossy())),
+        None => PathBuf::from("runs").join(stem),
+    }
 }
 
 /// `--minutes` in seconds, checked.
@@ -833,4 +843,21 @@ fn print_records(records: &[BenchRecord], json: bool) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_configs_get_their_family_in_the_run_name() {
+        let dir = |p: &str| default_run_dir(Path::new(p));
+        assert_eq!(dir("configs/sort/quick.toml"), Path::new("runs/sort-quick"));
+        assert_eq!(
+            dir("../x/configs/mapping/quick.toml"),
+            Path::new("runs/mapping-quick")
+        );
+        assert_eq!(dir("my.toml"), Path::new("runs/my"));
+        assert_eq!(dir("/tmp/exp/tiny.toml"), Path::new("runs/tiny"));
+    }
 }

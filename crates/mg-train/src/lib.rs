@@ -8,8 +8,14 @@ pub mod demo;
 pub mod download;
 pub mod harness;
 pub mod model_config;
+pub mod table;
 pub mod tasks;
 pub mod viz;
 
 #[cfg(test)]
 mod props;
+
+/// The backend's random generator is global: unit tests that seed it or draw from it (any
+/// model initialisation) take turns.
+#[cfg(test)]
+pub(crate) static SEEDED: std::sync::Mutex<()> = std::sync::Mutex::new(());

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use mg_train::{commands, data_cmd, demo};
+use mg_train::{commands, data_cmd, demo, table};
 
 /// Train, evaluate and benchmark multigrid neural memory models.
 #[derive(Parser, Debug)]
@@ -19,15 +19,18 @@ enum Command {
     Train(commands::TrainArgs),
     /// Continue a run from its newest checkpoint.
     Resume(commands::ResumeArgs),
-    /// Evaluate a run on its task's fixed test set (P/R/F for mapping, bit error for copy).
+    /// Evaluate a run on its task's fixed test set (P/R/F for mapping; bit or classification error for copy, sort and recall).
     Eval(commands::EvalArgs),
     /// Print a config's parameter and memory counts.
     Info(commands::InfoArgs),
-    /// Draw one test sequence of a run (mapping: PNG frames and a GIF; copy: one PNG).
+    /// Draw one test sequence of a run (mapping: PNG frames and a GIF; copy, sort, recall: one PNG).
     Viz(commands::VizArgs),
     /// Plot the learning curves of several runs in one PNG (loss per unit against wall time
     /// or time steps).
     Compare(commands::CompareArgs),
+    /// Aggregate the eval.json of several runs (seeds) into mean ± σ per experiment, printed
+    /// and written as JSON.
+    Table(table::TableArgs),
     /// Build the reference memory mesh, print its counts and write a few windows into it.
     Demo(demo::DemoArgs),
     /// Time a training window (window and step paths) and an inference step of a model.
@@ -45,6 +48,7 @@ fn main() -> ExitCode {
         Command::Info(args) => commands::run_info(args),
         Command::Viz(args) => commands::run_viz(args),
         Command::Compare(args) => commands::run_compare(args),
+        Command::Table(args) => table::run_table(args),
         Command::Demo(args) => demo::run(args),
         Command::Bench(args) => commands::run_bench(args),
         Command::Data(args) => data_cmd::run(args),

@@ -2,7 +2,8 @@
 //! each kind. A task checks the fields of the kind it builds and rejects the other kind's.
 
 use anyhow::bail;
-use mg_models::{DncConfig, StrengthOp};
+use mg_layers::NormMode;
+use mg_models::{DncConfig, MemoryMeshConfig, StrengthOp};
 use serde::{Deserialize, Serialize};
 
 /// Which model the experiment trains.
@@ -16,6 +17,20 @@ pub enum ModelKind {
     /// A DNC: `controller`, `memory_slots`, `word_size`, `read_heads`, `write_heads`,
     /// `clip_value`, `strength`.
     Dnc,
+}
+
+/// Batch normalisation of a multigrid model (`mg_layers::NormMode`, or none).
+#[derive(Deserialize, Serialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum NormChoice {
+    /// No batch norm.
+    None,
+    /// Batch statistics pooled over the window's time steps and batch (reference MNIST).
+    BatchPooled,
+    /// Batch statistics per time step.
+    BatchPerStep,
+    /// Running statistics at evaluation.
+    Running,
 }
 
 /// The DNC's key-strength nonlinearity.
@@ -51,6 +66,15 @@ pub struct ModelConfig {
     /// Multigrid, `finest_only`: widths of the reader's narrowing layers.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tail_widths: Vec<usize>,
+    /// Multigrid, algorithmic tasks: reader layers on the full pyramid before it narrows
+    /// (reference MNIST reader: 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tail_same: Option<usize>,
+    /// Multigrid, algorithmic tasks: batch normalisation after every LSTM output and conv,
+    /// `none` (default) or `batch-pooled` (the reference MNIST model), `batch-per-step`,
+    /// `running`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub norm: Option<NormChoice>,
     /// DNC: LSTM controller width.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub controller: Option<usize>,
@@ -93,7 +117,7 @@ type Fields<const N: usize> = [(&'static str, bool); N];
 
 impl ModelConfig {
     /// The multigrid fields and the DNC fields, each with whether it is set.
-    fn fields(&self) -> (Fields<5>, Fields<7>) {
+    fn fields(&self) -> (Fields<7>, Fields<7>) {
         (
             [
                 ("levels", self.levels.is_some()),
@@ -101,6 +125,8 @@ impl ModelConfig {
                 ("tail_channels", self.tail_channels.is_some()),
                 ("finest_only", self.finest_only),
                 ("tail_widths", !self.tail_widths.is_empty()),
+                ("tail_same", self.tail_same.is_some()),
+                ("norm", self.norm.is_some()),
             ],
             [
                 ("controller", self.controller.is_some()),
@@ -132,6 +158,16 @@ impl ModelConfig {
         Ok(())
     }
 
+    /// The batch-norm mode of the `norm` field.
+    pub fn norm_mode(&self) -> Option<NormMode> {
+        match self.norm? {
+            NormChoice::None => None,
+            NormChoice::BatchPooled => Some(NormMode::BatchPooled),
+            NormChoice::BatchPerStep => Some(NormMode::BatchPerStep),
+            NormChoice::Running => Some(NormMode::Running),
+        }
+    }
+
     /// Every size within its bound.
     fn check_bounds(&self) -> anyhow::Result<()> {
         let list = |field: &str, values: &[usize], max: usize| -> anyhow::Result<()> {
@@ -148,6 +184,7 @@ impl ModelConfig {
         )?;
         list("tail_widths", &self.tail_widths, 65_536)?;
         let sizes = [
+            ("tail_same", self.tail_same, 64),
             ("tail_channels", self.tail_channels, 4096),
             ("controller", self.controller, 65_536),
             ("memory_slots", self.memory_slots, 1 << 20),
@@ -253,4 +290,40 @@ pub fn describe_dnc(
         c.input_size,
         c.output_size
     ));
+}
+
+/// Describes a writer (encoder) layer by layer for `info`.
+pub fn describe_writer(
+    role: &str,
+    writer: &MemoryMeshConfig,
+    lines: &mut Vec<String>,
+    json: &mut serde_json::Map<String, serde_json::Value>,
+) {
+    let layers: Vec<_> = writer
+        .stack
+        .layers
+        .iter()
+        .map(|l| {
+            serde_json::json!({"first_level": l.output_levels.first, "levels": l.output_levels.count,
+                "channels": l.d_hidden, "params": l.num_params(), "memory": l.memory_cells()})
+        })
+        .collect();
+    json.insert(
+        "writer_params".into(),
+        serde_json::json!(writer.num_params()),
+    );
+    json.insert("writer".into(), serde_json::json!(layers));
+    lines.push(format!("  {role}: {} parameters", writer.num_params()));
+    let side = |level: usize| 3usize << level;
+    for (k, l) in writer.stack.layers.iter().enumerate() {
+        let (first, last) = (side(l.output_levels.first), side(l.output_levels.end() - 1));
+        lines.push(format!(
+            "    W{}: {} levels ({first}×{first} … {last}×{last}) × {} channels, {} params, {} memory",
+            k + 1,
+            l.output_levels.count,
+            l.d_hidden,
+            l.num_params(),
+            l.memory_cells()
+        ));
+    }
 }

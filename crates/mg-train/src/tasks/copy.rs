@@ -232,8 +232,7 @@ impl Task for Copy {
         window: &CopyWindow<B>,
         reduction: LossReduction,
     ) -> WindowLoss<B> {
-        let per_bit = logits.clone().clamp_min(0.0) - logits.clone() * window.targets.clone()
-            + logits.abs().neg().exp().log1p();
+        let per_bit = super::losses::sigmoid_cross_entropy(logits, window.targets.clone());
         let masked = (per_bit.sum_dim(1) * window.mask.clone()).sum();
         let batch = window.batch as f64;
         match reduction {

@@ -1,16 +1,19 @@
 //! The experiment families, one module each, and the registry that maps a config's
 //! `[task] kind` to its [`crate::harness::Task`] type.
 
+pub mod algorithmic;
 pub mod copy;
+pub mod losses;
 pub mod mapping;
 
+pub use algorithmic::{Recall, Sort};
 pub use copy::Copy;
 pub use mapping::Mapping;
 
 use crate::harness::Task;
 
 /// Every `[task] kind` there is.
-pub const KINDS: [&str; 2] = [Mapping::KIND, Copy::KIND];
+pub const KINDS: [&str; 4] = [Mapping::KIND, Copy::KIND, Sort::KIND, Recall::KIND];
 
 /// Work generic over the task, run by [`visit`] for the task a config names.
 pub trait TaskVisitor {
@@ -25,6 +28,8 @@ pub fn visit<V: TaskVisitor>(kind: &str, visitor: V) -> anyhow::Result<V::Output
     match kind {
         Mapping::KIND => Ok(visitor.visit::<Mapping>()),
         Copy::KIND => Ok(visitor.visit::<Copy>()),
+        Sort::KIND => Ok(visitor.visit::<Sort>()),
+        Recall::KIND => Ok(visitor.visit::<Recall>()),
         other => anyhow::bail!(
             "task.kind: `{other}` is not a task; expected one of {}",
             KINDS.map(|k| format!("\"{k}\"")).join(", ")

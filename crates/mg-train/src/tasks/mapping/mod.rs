@@ -195,6 +195,11 @@ impl Mapping {
     fn model_of(config: &ExperimentOf<Mapping>) -> anyhow::Result<LocalizerConfig> {
         let (m, w) = (&config.model, &config.task);
         m.check_fields(3)?;
+        if m.tail_same.is_some() || m.norm.is_some() {
+            bail!(
+                "model.tail_same / norm: fields of the algorithmic tasks' models; the mapping model has neither"
+            );
+        }
         Ok(match m.kind {
             ModelKind::Multigrid => {
                 let widths = Self::widths(m);
@@ -283,8 +288,7 @@ pub fn localization_loss<B: Backend>(
     target: Tensor<B, 2>,
     reduction: LossReduction,
 ) -> Tensor<B, 1> {
-    let per_pixel =
-        logits.clone().clamp_min(0.0) - logits.clone() * target + logits.abs().neg().exp().log1p();
+    let per_pixel = super::losses::sigmoid_cross_entropy(logits, target);
     match reduction {
         LossReduction::Sum => per_pixel.sum(),
         LossReduction::Mean => per_pixel.mean(),
@@ -499,38 +503,14 @@ fn info(task: &Mapping) -> ModelInfo {
     )];
     match model {
         LocalizerConfig::Multigrid(m) => {
-            let writer: Vec<_> = m
-                .writer
-                .stack
-                .layers
-                .iter()
-                .map(|l| json!({"first_level": l.output_levels.first, "levels": l.output_levels.count, "channels": l.d_hidden, "params": l.num_params(), "memory": l.memory_cells()}))
-                .collect();
             let readers: Vec<_> = m
                 .readers
                 .iter()
                 .zip(&config.task.query_sizes)
                 .map(|(r, q)| json!({"query_size": q, "layers": r.layers.len(), "params": r.num_params()}))
                 .collect();
-            json.insert("writer_params".into(), json!(m.writer.num_params()));
-            json.insert("writer".into(), json!(writer));
             json.insert("readers".into(), json!(readers));
-            lines.push(format!("  writer: {} parameters", m.writer.num_params()));
-            let side = |level: usize| 3usize << level;
-            for (k, l) in m.writer.stack.layers.iter().enumerate() {
-                lines.push(format!(
-                    "    W{}: {} levels ({}×{} … {}×{}) × {} channels, {} params, {} memory",
-                    k + 1,
-                    l.output_levels.count,
-                    side(l.output_levels.first),
-                    side(l.output_levels.first),
-                    side(l.output_levels.end() - 1),
-                    side(l.output_levels.end() - 1),
-                    l.d_hidden,
-                    l.num_params(),
-                    l.memory_cells()
-                ));
-            }
+            crate::model_config::describe_writer("writer", &m.writer, &mut lines, &mut json);
             for (r, q) in m.readers.iter().zip(&config.task.query_sizes) {
                 lines.push(format!(
                     "  reader for {q}×{q} queries: {} layers, {} parameters",

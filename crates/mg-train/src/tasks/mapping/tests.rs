@@ -145,7 +145,7 @@ impl<B: Backend> ModuleVisitor<B> for Collect {
 }
 
 fn weights(task: &Mapping, run: &RunDir) -> (Vec<Vec<f32>>, Progress) {
-    let _turn = SEEDED.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = crate::SEEDED.lock().unwrap_or_else(|e| e.into_inner());
     let (model, progress) =
         load_model::<Mapping, Flex>(task, run, None, &Default::default()).unwrap();
     let mut collect = Collect(Vec::new());
@@ -153,12 +153,8 @@ fn weights(task: &Mapping, run: &RunDir) -> (Vec<Vec<f32>>, Progress) {
     (collect.0, progress)
 }
 
-/// The backend's random generator is global: tests that seed it or draw from it (any model
-/// initialisation) take turns.
-static SEEDED: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
 fn train_to(task: &Mapping, run: &RunDir, total_steps: u64, resume: bool) {
-    let _turn = SEEDED.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = crate::SEEDED.lock().unwrap_or_else(|e| e.into_inner());
     let options = TrainOptions {
         total_steps,
         resume,
@@ -206,7 +202,7 @@ fn resume_continues_exactly() {
     assert_eq!(steps(&straight), steps(&split));
     // And training did change the weights.
     let fresh = {
-        let _turn = SEEDED.lock().unwrap_or_else(|e| e.into_inner());
+        let _turn = crate::SEEDED.lock().unwrap_or_else(|e| e.into_inner());
         Flex::seed(&Default::default(), task.config().train.seed);
         let mut collect = Collect(Vec::new());
         task.init::<Flex>(&Default::default()).visit(&mut collect);

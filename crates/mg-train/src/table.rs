@@ -1,0 +1,222 @@
+//! `mg-train table`: the `eval.json` of several runs (seeds) as mean ± σ per experiment, the
+//! form of the paper's tables.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use clap::Args;
+use serde::Serialize;
+
+use crate::harness::RunDir;
+use crate::harness::checkpoint::write_atomic;
+use crate::harness::experiment::read_config_text;
+
+/// Arguments of `mg-train table`.
+#[derive(Args, Debug)]
+pub struct TableArgs {
+    /// Evaluated run directories; runs whose `[task]` and `[model]` tables are equal form one
+    /// row (they differ in seed).
+    #[arg(required = true)]
+    pub run_dirs: Vec<PathBuf>,
+    /// The JSON file to write.
+    #[arg(long, default_value = "table.json")]
+    pub out: PathBuf,
+}
+
+/// Fields of a report that describe the evaluation, not its result.
+const NOT_RESULTS: [&str; 5] = ["time_step", "sequences", "seed", "seconds", "chance_error"];
+
+/// Mean and sample standard deviation of one metric over a row's runs.
+#[derive(Serialize, Debug, Clone, PartialEq)]
+pub struct Stat {
+    /// Mean.
+    pub mean: f64,
+    /// Sample standard deviation (n − 1; 0 for one run).
+    pub std: f64,
+    /// Every run's value, in the order given.
+    pub values: Vec<f64>,
+}
+
+impl Stat {
+    /// The statistics of `values` (at least one).
+    pub fn of(values: Vec<f64>) -> Self {
+        let n = values.len() as f64;
+        let mean = values.iter().sum::<f64>() / n;
+        let var = if values.len() > 1 {
+            values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0)
+        } else {
+            0.0
+        };
+        Self {
+            mean,
+            std: var.sqrt(),
+            values,
+        }
+    }
+}
+
+/// One experiment's row.
+#[derive(Serialize, Debug, Clone)]
+pub struct Row {
+    /// Name: the runs' common name prefix.
+    pub label: String,
+    /// The run directories.
+    pub runs: Vec<PathBuf>,
+    /// Per metric of `eval.json`.
+    pub metrics: BTreeMap<String, Stat>,
+}
+
+/// An `eval.json` object.
+type Report = serde_json::Map<String, serde_json::Value>;
+
+/// The `[task]` and `[model]` tables of a run's config, and its eval report.
+fn read_run(
+    dir: &Path,
+) -> anyhow::Result<(toml::Value, serde_json::Map<String, serde_json::Value>)> {
+    let run = RunDir::open(dir)?;
+    let text = read_config_text(&run.config())?;
+    let config: toml::Value =
+        toml::from_str(&text).with_context(|| format!("parsing {}", run.config().display()))?;
+    let identity = toml::Value::Array(vec![
+        config
+            .get("task")
+            .cloned()
+            .unwrap_or(toml::Value::Boolean(false)),
+        config
+            .get("model")
+            .cloned()
+            .unwrap_or(toml::Value::Boolean(false)),
+    ]);
+    let eval = dir.join("eval.json");
+    let text = std::fs::read_to_string(&eval).with_context(|| {
+        format!(
+            "reading {}; evaluate the run first with `mg-train eval {}`",
+            eval.display(),
+            dir.display()
+        )
+    })?;
+    let report: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", eval.display()))?;
+    let serde_json::Value::Object(report) = report else {
+        bail!("{}: expected a JSON object", eval.display());
+    };
+    Ok((identity, report))
+}
+
+/// The common prefix of the runs' folder names, up to a separator (`-`, `_`, `.`, space).
+fn label(runs: &[PathBuf]) -> String {
+    let names: Vec<String> = runs
+        .iter()
+        .map(|r| {
+            r.file_name().map_or_else(
+                || r.display().to_string(),
+                |n| n.to_string_lossy().into_owned(),
+            )
+        })
+        .collect();
+    let first = &names[0];
+    let mut end = first.len();
+    for name in &names[1..] {
+        end = end.min(
+            first
+                .bytes()
+                .zip(name.bytes())
+                .take_while(|(a, b)| a == b)
+                .count(),
+        );
+    }
+    while !first.is_char_boundary(end) {
+        end -= 1;
+    }
+    // A partial word (`sort-s` of `sort-s1`, `sort-s2`) is cut back to its separator.
+    let separators = ['-', '_', '.', ' '];
+    let mut prefix = &first[..end];
+    if end < first.len() || names.len() > 1 && names.iter().any(|n| n.len() > end) {
+        prefix = prefix.rfind(separators).map_or("", |i| &prefix[..i]);
+    }
+    let prefix = prefix.trim_end_matches(separators);
+    if prefix.is_empty() {
+        first.clone()
+    } else {
+        prefix.to_string()
+    }
+}
+
+/// Groups runs into rows, in the order their first run is given.
+pub fn rows(dirs: &[PathBuf]) -> anyhow::Result<Vec<Row>> {
+    let mut groups: Vec<(toml::Value, Vec<PathBuf>, Vec<Report>)> = Vec::new();
+    for dir in dirs {
+        let (identity, report) = read_run(dir)?;
+        match groups.iter_mut().find(|g| g.0 == identity) {
+            Some(g) => {
+                g.1.push(dir.clone());
+                g.2.push(report);
+            }
+            None => groups.push((identity, vec![dir.clone()], vec![report])),
+        }
+    }
+    Ok(groups
+        .into_iter()
+        .map(|(_, runs, reports)| {
+            let mut metrics = BTreeMap::new();
+            for (key, value) in &reports[0] {
+                if NOT_RESULTS.contains(&key.as_str()) || !value.is_number() {
+                    continue;
+                }
+                let values: Option<Vec<f64>> =
+                    reports.iter().map(|r| r.get(key)?.as_f64()).collect();
+                if let Some(values) = values {
+                    metrics.insert(key.clone(), Stat::of(values));
+                }
+            }
+            Row {
+                label: label(&runs),
+                runs,
+                metrics,
+            }
+        })
+        .collect())
+}
+
+/// Runs `mg-train table`.
+pub fn run_table(args: &TableArgs) -> anyhow::Result<()> {
+    let rows = rows(&args.run_dirs)?;
+    for row in &rows {
+        println!(
+            "{} ({} run{})",
+            row.label,
+            row.runs.len(),
+            if row.runs.len() == 1 { "" } else { "s" }
+        );
+        for (name, s) in &row.metrics {
+            println!("  {name:<16} {:.4} ± {:.4}", s.mean, s.std);
+        }
+    }
+    let text = serde_json::to_string_pretty(&rows)?;
+    write_atomic(&args.out, format!("{text}\n").as_bytes())?;
+    eprintln!("wrote {}", args.out.display());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mean_and_sample_deviation() {
+        let s = Stat::of(vec![0.1, 0.3]);
+        assert!((s.mean - 0.2).abs() < 1e-12);
+        assert!((s.std - 0.02f64.sqrt()).abs() < 1e-12, "{}", s.std);
+        assert_eq!(Stat::of(vec![0.5]).std, 0.0);
+    }
+
+    #[test]
+    fn labels_are_common_prefixes() {
+        let runs = |names: &[&str]| names.iter().map(PathBuf::from).collect::<Vec<_>>();
+        assert_eq!(label(&runs(&["runs/sort-s1", "runs/sort-s2"])), "sort");
+        assert_eq!(label(&runs(&["a", "b"])), "a");
+        assert_eq!(label(&runs(&["runs/recall"])), "recall");
+        assert_eq!(label(&runs(&["x/recall-quick-1", "y/recall-quick-2"])), "recall-quick");
+    }
+}

@@ -1,0 +1,96 @@
+use std::path::Path;
+
+use super::*;
+
+fn info<T: Task>(path: &str) -> ModelInfo {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../configs")
+        .join(path);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let config = ExperimentOf::<T>::parse(&text).unwrap();
+    T::new(&config).unwrap().info()
+}
+
+/// Table 2's rows: (parameters, memory cells) of every shipped paper-size config; the
+/// reference MNIST recall model is the authors' code exactly (211,408 / 7,560).
+#[test]
+fn table_2_counts() {
+    let sort = [
+        ("sort/paper-20.toml", (123_825, 8_001)),
+        ("sort/paper-mnist-20.toml", (290_338, 7_560)),
+        ("sort/paper-50.toml", (888_641, 76_968)),
+        ("sort/dnc-20.toml", (759_060, 8_000)),
+        ("sort/dnc-mnist-20.toml", (1_049_339, 8_000)),
+    ];
+    for (path, counts) in sort {
+        let i = info::<Sort>(path);
+        assert_eq!((i.params, i.memory_cells), counts, "{path}");
+    }
+    let recall = [
+        ("recall/reference-mnist.toml", (211_408, 7_560)),
+        ("recall/paper-10.toml", (131_742, 8_001)),
+        ("recall/paper-20.toml", (649_145, 76_968)),
+        ("recall/dnc-10.toml", (761_040, 8_000)),
+        ("recall/dnc-mnist-10.toml", (900_799, 8_000)),
+    ];
+    for (path, counts) in recall {
+        let i = info::<Recall>(path);
+        assert_eq!((i.params, i.memory_cells), counts, "{path}");
+    }
+}
+
+fn task<T: Task>(text: &str) -> T {
+    T::new(&ExperimentOf::<T>::parse(text).unwrap()).unwrap()
+}
+
+const TINY: &str = "[model]\nlevels = [1, 2]\nchannels = [2, 2]\ntail_channels = 2\n\
+    [train]\nwindow = 12\n";
+
+/// The sum loss of a vector batch equals the sigmoid cross-entropy summed over every
+/// answer bit, computed on the host from the same logits.
+#[test]
+fn the_bit_loss_sums_every_answer_bit() {
+    let _guard = crate::SEEDED.lock().unwrap_or_else(|e| e.into_inner());
+    let t: Recall = task(&format!(
+        "[task]\nkind = \"recall\"\nlen = 3\ndim = 4\n{TINY}"
+    ));
+    let device = Default::default();
+    let model = t.init::<burn::backend::Flex>(&device);
+    let batch = t.batch(3, 0, 5).unwrap();
+    let window = t.window::<burn::backend::Flex>(&batch, 0..4, &device);
+    let (logits, ()) = t.forward(&model, &window, None, ForwardPath::Window);
+    assert_eq!(logits.dims(), [5, 4]);
+    let host: Vec<f32> = logits.clone().into_data().to_vec().unwrap();
+    let want: f64 = host
+        .iter()
+        .zip(&batch.bits)
+        .map(|(&x, &y)| {
+            let p = 1.0 / (1.0 + (-x as f64).exp());
+            -(y as f64) * p.ln() - (1.0 - y as f64) * (1.0 - p).ln()
+        })
+        .sum();
+    let loss = t.loss(logits, &window, LossReduction::Sum);
+    assert_eq!(loss.units, 20.0);
+    let got = loss.loss.into_scalar() as f64;
+    assert!((got - want).abs() < 1e-4 * want, "{got} vs {want}");
+}
+
+/// A shared query index is the same for every sequence of a batch and differs between batches.
+#[test]
+fn batch_queries_vary_between_batches() {
+    let t: Recall = task(&format!(
+        "[task]\nkind = \"recall\"\nlen = 8\nquery = \"batch\"\n{TINY}"
+    ));
+    let queries: Vec<usize> = (0..20)
+        .map(|i| {
+            let b = t.batch(1, i, 4).unwrap();
+            assert!(
+                b.meta
+                    .iter()
+                    .all(|m| m.query_index == b.meta[0].query_index)
+            );
+            b.meta[0].query_index
+        })
+        .collect();
+    assert!(queries.iter().any(|&q| q != queries[0]), "{queries:?}");
+}

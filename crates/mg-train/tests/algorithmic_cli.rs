@@ -1,0 +1,195 @@
+//! Sort and recall through the CLI: train, eval, viz and table on tiny models, MNIST from the
+//! fixture data root, and bad settings refused with the field named.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{fails, json, ok, temp_dir};
+
+fn fixture_mnist() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../mg-data/tests/fixtures/mnist")
+}
+
+const TRAIN: &str = r#"
+[train]
+batch = 4
+window = 12
+time_steps = 48
+seed = 5
+optimizer = "adam"
+lr_start = 3e-3
+lr_end = 3e-3
+clip_norm = 100.0
+loss = "mean"
+checkpoint_every = 24
+log_every = 12
+
+[eval]
+sequences = 6
+batch = 3
+"#;
+
+fn config(dir: &Path, name: &str, task: &str, model: &str) -> PathBuf {
+    let path = dir.join(format!("{name}.toml"));
+    // A long sequence needs a window that holds it.
+    let train = if task.contains("len = 250") {
+        TRAIN.replace("window = 12", "window = 251")
+    } else {
+        TRAIN.to_string()
+    };
+    let text = format!("[task]\n{task}\n[model]\n{model}\n{train}");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+const MG: &str = "levels = [1, 2]\nchannels = [3, 3]\ntail_channels = 3\n";
+const DNC: &str =
+    "kind = \"dnc\"\ncontroller = 8\nmemory_slots = 6\nword_size = 4\nread_heads = 1\n";
+
+/// Trains, evaluates and draws one config; returns the eval report.
+fn train_eval_viz(dir: &Path, config: &Path) -> serde_json::Value {
+    let run = dir.join(config.file_stem().unwrap());
+    let run_s = run.to_str().unwrap();
+    ok(&["train", config.to_str().unwrap(), "--run-dir", run_s]);
+    assert!(run.join("metrics.jsonl").is_file());
+    let report = json(&ok(&["eval", run_s, "--json"]));
+    assert_eq!(report["sequences"], 6);
+    let error = report["error"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&error), "{report}");
+    let seq = report["sequence_error"].as_f64().unwrap();
+    assert!(seq >= error.min(1.0) * 0.0 && seq <= 1.0);
+    let out = dir.join(format!(
+        "{}-viz",
+        config.file_stem().unwrap().to_string_lossy()
+    ));
+    ok(&[
+        "viz",
+        run_s,
+        "--out",
+        out.to_str().unwrap(),
+        "--sequence",
+        "4",
+    ]);
+    let pngs: Vec<_> = std::fs::read_dir(&out).unwrap().collect();
+    assert_eq!(pngs.len(), 1, "one picture in {}", out.display());
+    report
+}
+
+#[test]
+fn vector_sort_and_recall_train_with_both_models() {
+    let dir = temp_dir("algo-vectors");
+    let sort = "kind = \"sort\"\nlen = 4\ndim = 5\n";
+    let recall = "kind = \"recall\"\nlen = 5\ndim = 9\n";
+    for (name, task, model) in [
+        ("sort-mg", sort, MG),
+        ("sort-dnc", sort, DNC),
+        ("recall-mg", recall, MG),
+        ("recall-dnc", recall, DNC),
+    ] {
+        let report = train_eval_viz(&dir, &config(&dir, name, task, model));
+        assert!(report["bit_error"].is_number(), "{name}: {report}");
+        assert_eq!(report["chance_error"], 0.5);
+    }
+    // Two seeds of one config aggregate into mean ± σ.
+    let table = dir.join("table.json");
+    let out = ok(&[
+        "table",
+        dir.join("sort-mg").to_str().unwrap(),
+        dir.join("sort-dnc").to_str().unwrap(),
+        dir.join("recall-mg").to_str().unwrap(),
+        "--out",
+        table.to_str().unwrap(),
+    ]);
+    assert!(out.contains("sort"), "{out}");
+    let rows = json(&std::fs::read_to_string(&table).unwrap());
+    assert_eq!(rows.as_array().unwrap().len(), 3, "{rows}");
+}
+
+#[test]
+fn mnist_recall_and_sort_train_from_the_fixture() {
+    let dir = temp_dir("algo-mnist");
+    let mnist = fixture_mnist();
+    let mnist = mnist.to_str().unwrap();
+    let recall = format!(
+        "kind = \"recall\"\nitems = \"mnist\"\nlen = 4\nscales = [3, 6]\npixels = \"unit\"\nmnist_dir = \"{mnist}\"\n"
+    );
+    let sort = format!("kind = \"sort\"\nitems = \"mnist\"\nlen = 3\nmnist_dir = \"{mnist}\"\n");
+    let mg = "levels = [2, 2]\nchannels = [2, 2]\ntail_channels = 2\nnorm = \"batch-pooled\"\n";
+    let sort_mg = "levels = [3, 3]\nchannels = [2, 2]\ntail_channels = 2\ntail_same = 1\n";
+    for (name, task, model) in [
+        ("mnist-recall-mg", recall.as_str(), mg),
+        ("mnist-recall-dnc", recall.as_str(), DNC),
+        ("mnist-sort-mg", sort.as_str(), sort_mg),
+    ] {
+        let report = train_eval_viz(&dir, &config(&dir, name, task, model));
+        assert!(report["class_error"].is_number(), "{name}: {report}");
+        assert_eq!(report["chance_error"], 0.9);
+    }
+}
+
+#[test]
+fn impossible_settings_name_the_field() {
+    let dir = temp_dir("algo-bad");
+    let mnist = fixture_mnist();
+    let cases: [(&str, String, &str, &str); 8] = [
+        ("len0", "kind = \"sort\"\nlen = 0\n".into(), MG, "task.len"),
+        (
+            "dim10",
+            "kind = \"recall\"\nlen = 4\ndim = 10\n".into(),
+            MG,
+            "task.dim",
+        ),
+        (
+            "recall1",
+            "kind = \"recall\"\nlen = 1\n".into(),
+            MG,
+            "task.len",
+        ),
+        (
+            "window",
+            "kind = \"sort\"\nlen = 7\n".into(),
+            MG,
+            "train.window",
+        ),
+        (
+            "scales",
+            "kind = \"recall\"\nitems = \"mnist\"\nlen = 4\nscales = [3, 5]\n".into(),
+            MG,
+            "task.scales",
+        ),
+        (
+            "dimmnist",
+            "kind = \"recall\"\nitems = \"mnist\"\nlen = 4\ndim = 9\n".into(),
+            MG,
+            "task.dim",
+        ),
+        (
+            "nodata",
+            "kind = \"recall\"\nitems = \"mnist\"\nlen = 4\nmnist_dir = \"/nonexistent/mnist\"\n"
+                .into(),
+            "levels = [3, 3]\nchannels = [2, 2]\ntail_channels = 2\n",
+            "/nonexistent/mnist",
+        ),
+        (
+            "toolong",
+            format!(
+                "kind = \"recall\"\nitems = \"mnist\"\nlen = 250\nmnist_dir = \"{}\"\n",
+                mnist.display()
+            ),
+            DNC,
+            "task.len",
+        ),
+    ];
+    for (name, task, model, field) in cases {
+        let path = config(&dir, name, &task, model);
+        let p = path.to_str().unwrap();
+        let run = dir.join(format!("run-{name}"));
+        let err = fails(&["train", p, "--run-dir", run.to_str().unwrap()]);
+        assert!(err.contains(field), "{name}: expected `{field}` in:\n{err}");
+        assert!(
+            err.contains(name),
+            "{name}: the error names the file:\n{err}"
+        );
+    }
+}
