@@ -217,6 +217,9 @@ mod tests {
         assert_eq!(label(&runs(&["runs/sort-s1", "runs/sort-s2"])), "sort");
         assert_eq!(label(&runs(&["a", "b"])), "a");
         assert_eq!(label(&runs(&["runs/recall"])), "recall");
-        assert_eq!(label(&runs(&["x/recall-quick-1", "y/recall-quick-2"])), "recall-quick");
+        assert_eq!(
+            label(&runs(&["x/recall-quick-1", "y/recall-quick-2"])),
+            "recall-quick"
+        );
     }
 }
