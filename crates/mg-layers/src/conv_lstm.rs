@@ -11,8 +11,44 @@ use crate::init::LstmInit;
 use crate::norm::{MgNorm, NormMode, level_norms};
 use crate::resample::gather;
 
-/// The states of a multigrid conv-LSTM layer, one per output level, coarse to fine.
-pub type MgLstmState<B> = Vec<ConvLstmState<B>>;
+/// The states of a multigrid conv-LSTM layer: one cell state per output level, coarse to
+/// fine.
+#[derive(Clone, Debug)]
+pub struct MgLstmState<B: Backend> {
+    levels: Vec<ConvLstmState<B>>,
+}
+
+impl<B: Backend> MgLstmState<B> {
+    /// A state from one cell state per output level, coarse to fine.
+    pub fn new(levels: Vec<ConvLstmState<B>>) -> Self {
+        Self { levels }
+    }
+
+    /// The cell states, coarse to fine.
+    pub fn levels(&self) -> &[ConvLstmState<B>] {
+        &self.levels
+    }
+
+    /// The cell states, coarse to fine, by value.
+    pub fn into_levels(self) -> Vec<ConvLstmState<B>> {
+        self.levels
+    }
+
+    /// Number of levels.
+    pub fn len(&self) -> usize {
+        self.levels.len()
+    }
+
+    /// Whether the state holds no level.
+    pub fn is_empty(&self) -> bool {
+        self.levels.is_empty()
+    }
+
+    /// The state cut from the autodiff graph.
+    pub fn detach(self) -> Self {
+        Self::new(self.levels.into_iter().map(ConvLstmState::detach).collect())
+    }
+}
 
 /// Configuration of a [`MgConvLstm`]; build it with [`MgConvLstmConfig::init`].
 #[derive(Config, Debug, PartialEq)]
@@ -79,7 +115,7 @@ pub struct MgConvLstm<B: Backend> {
 
 impl MgConvLstmConfig {
     /// Configuration of the cell of output `level`.
-    pub fn cell_config(&self, level: usize) -> ConvLstmCellConfig {
+    pub(crate) fn cell_config(&self, level: usize) -> ConvLstmCellConfig {
         let size = self.geometry.level_size(self.base_size, level);
         ConvLstmCellConfig::new(
             self.d_input * self.input_levels.parts_for(level),
@@ -218,8 +254,8 @@ impl<B: Backend> MgConvLstm<B> {
     ) -> MgLstmOutput<B> {
         check_pyramid("MgConvLstm", input, self.input_levels, self.d_input);
         self.check_state(&state);
-        let mut states = state.map(|s| s.into_iter().map(Some).collect::<Vec<_>>());
-        let (outputs, state) = self
+        let mut states = state.map(|s| s.into_levels().into_iter().map(Some).collect::<Vec<_>>());
+        let (outputs, levels): (Vec<_>, Vec<_>) = self
             .output_levels
             .range()
             .enumerate()
@@ -235,7 +271,10 @@ impl<B: Backend> MgConvLstm<B> {
                 (self.normalise(k, hidden, steps), next)
             })
             .unzip();
-        MgLstmOutput { outputs, state }
+        MgLstmOutput {
+            outputs,
+            state: MgLstmState::new(levels),
+        }
     }
 }
 
@@ -291,6 +330,9 @@ mod tests {
         let layer = MgConvLstmConfig::new(1, 1, levels(0, 1), levels(0, 2)).init::<B>(&device);
         let input = [Tensor::<B, 4>::zeros([1, 1, 3, 3], &device)];
         let out = layer.forward_step(&input, None);
-        layer.forward_step(&input, Some(out.state[..1].to_vec()));
+        layer.forward_step(
+            &input,
+            Some(MgLstmState::new(out.state.levels()[..1].to_vec())),
+        );
     }
 }

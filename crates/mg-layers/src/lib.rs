@@ -20,7 +20,7 @@ pub use init::{ConvInit, LstmInit};
 pub use norm::{MgNorm, MgNormConfig, NormMode};
 pub use resample::{gather, maxpool2x, upsample2x};
 pub use residual::{Residual, pad_channels, residual_add};
-pub use stack::{MgLstmStack, MgLstmStackConfig, StackOutput, StackState, detach_state};
+pub use stack::{MgLstmStack, MgLstmStackConfig, StackOutput, StackState};
 
 #[cfg(all(test, not(any(feature = "test-wgpu", feature = "test-cuda"))))]
 pub(crate) type TestBackend = burn::backend::Flex;

@@ -4,6 +4,7 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::tensor::{Tensor, backend::Backend};
 
+use crate::cell::ConvLstmState;
 use crate::conv_lstm::{MgConvLstm, MgConvLstmConfig, MgLstmOutput, MgLstmState};
 use crate::residual::{Residual, residual_add};
 
@@ -17,8 +18,77 @@ pub struct MgLstmStackConfig {
     pub residuals: Vec<Residual>,
 }
 
-/// The states of every layer of a stack.
-pub type StackState<B> = Vec<MgLstmState<B>>;
+/// The states of every layer of a stack, input layer first.
+#[derive(Clone, Debug)]
+pub struct StackState<B: Backend> {
+    layers: Vec<MgLstmState<B>>,
+}
+
+impl<B: Backend> StackState<B> {
+    /// A state from one layer state per layer, input layer first.
+    pub fn new(layers: Vec<MgLstmState<B>>) -> Self {
+        Self { layers }
+    }
+
+    /// The layer states, input layer first.
+    pub fn layers(&self) -> &[MgLstmState<B>] {
+        &self.layers
+    }
+
+    /// The layer states by value.
+    pub fn into_layers(self) -> Vec<MgLstmState<B>> {
+        self.layers
+    }
+
+    /// Number of layers.
+    pub fn len(&self) -> usize {
+        self.layers.len()
+    }
+
+    /// Whether the state holds no layer.
+    pub fn is_empty(&self) -> bool {
+        self.layers.is_empty()
+    }
+
+    /// Every state cut from the autodiff graph (truncated backpropagation).
+    pub fn detach(self) -> Self {
+        Self::new(self.layers.into_iter().map(MgLstmState::detach).collect())
+    }
+
+    /// Every tensor, layer by layer and level by level, cell before hidden (for
+    /// checkpoints).
+    pub fn into_tensors(self) -> Vec<Tensor<B, 4>> {
+        self.layers
+            .into_iter()
+            .flat_map(MgLstmState::into_levels)
+            .flat_map(|s| [s.cell, s.hidden])
+            .collect()
+    }
+
+    /// Rebuilds a state from [`Self::into_tensors`]'s list, given each layer's level count;
+    /// `None` when the list has the wrong length.
+    pub fn from_tensors(tensors: Vec<Tensor<B, 4>>, levels: &[usize]) -> Option<Self> {
+        if tensors.len() != 2 * levels.iter().sum::<usize>() {
+            return None;
+        }
+        let mut it = tensors.into_iter();
+        let mut next = || it.next().expect("counted");
+        let layers = levels
+            .iter()
+            .map(|&n| {
+                MgLstmState::new(
+                    (0..n)
+                        .map(|_| ConvLstmState {
+                            cell: next(),
+                            hidden: next(),
+                        })
+                        .collect(),
+                )
+            })
+            .collect();
+        Some(Self::new(layers))
+    }
+}
 
 /// Output of a [`MgLstmStack`]: every layer's output pyramid (after residuals) and state.
 #[derive(Clone, Debug)]
@@ -137,7 +207,7 @@ impl<B: Backend> MgLstmStack<B> {
                 state.len()
             );
         }
-        let mut states = state.map(|s| s.into_iter().map(Some).collect::<Vec<_>>());
+        let mut states = state.map(|s| s.into_layers().into_iter().map(Some).collect::<Vec<_>>());
         let mut outputs: Vec<Vec<Tensor<B, 4>>> = Vec::with_capacity(self.layers.len());
         let mut next_state = Vec::with_capacity(self.layers.len());
         for (k, layer) in self.layers.iter().enumerate() {
@@ -161,17 +231,9 @@ impl<B: Backend> MgLstmStack<B> {
         }
         StackOutput {
             outputs,
-            state: next_state,
+            state: StackState::new(next_state),
         }
     }
-}
-
-/// Cuts every state of a stack from the autodiff graph (truncated backpropagation).
-pub fn detach_state<B: Backend>(state: StackState<B>) -> StackState<B> {
-    state
-        .into_iter()
-        .map(|layer| layer.into_iter().map(|s| s.detach()).collect())
-        .collect()
 }
 
 #[cfg(test)]
@@ -292,16 +354,34 @@ mod tests {
                 }
                 state = Some(out.state);
             }
-            for (w, s) in window
-                .state
-                .iter()
-                .flatten()
-                .zip(state.unwrap().iter().flatten())
-            {
-                assert_close(&w.cell, &s.cell);
-                assert_close(&w.hidden, &s.hidden);
+            let (a, b) = (window.state.into_tensors(), state.unwrap().into_tensors());
+            assert_eq!(a.len(), b.len());
+            for (w, s) in a.iter().zip(&b) {
+                assert_close(w, s);
             }
         }
+    }
+
+    /// A state survives the round trip through tensors; a list of the wrong length is refused.
+    #[test]
+    fn state_round_trips_through_tensors() {
+        let device = Default::default();
+        let stack = reference_writer().init::<B>(&device);
+        let input = [Tensor::<B, 4>::random(
+            [2, 4, 3, 3],
+            Distribution::Default,
+            &device,
+        )];
+        let state = stack.forward_step(&input, None).state;
+        let levels: Vec<usize> = state.layers().iter().map(MgLstmState::len).collect();
+        assert_eq!(levels, [2, 2, 3, 3, 4, 4, 5]);
+        let tensors = state.clone().into_tensors();
+        assert_eq!(tensors.len(), 46);
+        let back = StackState::from_tensors(tensors.clone(), &levels).unwrap();
+        for (a, b) in back.into_tensors().iter().zip(&tensors) {
+            assert_eq!(a.to_data(), b.to_data());
+        }
+        assert!(StackState::from_tensors(tensors[1..].to_vec(), &levels).is_none());
     }
 
     #[test]

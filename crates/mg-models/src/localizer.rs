@@ -4,7 +4,7 @@
 use burn::config::Config;
 use burn::module::Module;
 use burn::tensor::{Tensor, backend::Backend};
-use mg_layers::{ConvLstmState, StackState, detach_state};
+use mg_layers::StackState;
 
 use crate::{D_ENCODING, Dnc, DncConfig, DncState, MappingModel, MappingModelConfig, ModelError};
 
@@ -265,27 +265,14 @@ impl<B: Backend> Localizer<B> {
                     .map(|l| l.output_levels().count)
                     .collect();
                 let expected = 2 * counts.iter().sum::<usize>();
-                if flat.len() != expected {
-                    return Err(ModelError::State(format!(
-                        "it holds {} tensors, the model needs {expected}",
-                        flat.len()
-                    )));
-                }
-                let mut it = flat.into_iter();
-                let mut next = || it.next().expect("counted");
-                Ok(LocalizerState::Multigrid(
-                    counts
-                        .iter()
-                        .map(|&n| {
-                            (0..n)
-                                .map(|_| ConvLstmState {
-                                    cell: next(),
-                                    hidden: next(),
-                                })
-                                .collect()
-                        })
-                        .collect(),
-                ))
+                let found = flat.len();
+                StackState::from_tensors(flat, &counts)
+                    .map(LocalizerState::Multigrid)
+                    .ok_or_else(|| {
+                        ModelError::State(format!(
+                            "it holds {found} tensors, the model needs {expected}"
+                        ))
+                    })
             }
             Self::Dnc(_) => DncState::from_tensors(flat).map(LocalizerState::Dnc),
         }
@@ -296,7 +283,7 @@ impl<B: Backend> LocalizerState<B> {
     /// The state cut from the autodiff graph (truncated BPTT).
     pub fn detach(self) -> Self {
         match self {
-            Self::Multigrid(s) => Self::Multigrid(detach_state(s)),
+            Self::Multigrid(s) => Self::Multigrid(s.detach()),
             Self::Dnc(s) => Self::Dnc(s.detach()),
         }
     }
@@ -305,11 +292,7 @@ impl<B: Backend> LocalizerState<B> {
     /// for checkpoints.
     pub fn into_tensors(self) -> Vec<Tensor<B, 4>> {
         match self {
-            Self::Multigrid(s) => s
-                .into_iter()
-                .flatten()
-                .flat_map(|s| [s.cell, s.hidden])
-                .collect(),
+            Self::Multigrid(s) => s.into_tensors(),
             Self::Dnc(s) => s.into_tensors(),
         }
     }

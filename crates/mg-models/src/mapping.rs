@@ -597,7 +597,7 @@ mod tests {
         let (logits, state) =
             model.forward_window(obs, &[Tensor::ones([4, 4, 3, 3], &device)], 2, None);
         assert_eq!(logits[0].dims(), [4, 144]);
-        assert_eq!(state[2][0].hidden.dims(), [2, 3, 12, 12]);
+        assert_eq!(state.layers()[2].levels()[0].hidden.dims(), [2, 3, 12, 12]);
     }
 
     #[test]
@@ -631,10 +631,10 @@ mod tests {
         let (b, sb) = model.forward_steps(obs, &query, 4, None);
         let tol = Tolerance::<f32>::absolute(1e-5);
         a[0].to_data().assert_approx_eq::<f32>(&b[0].to_data(), tol);
-        sa[2][2]
+        sa.layers()[2].levels()[2]
             .hidden
             .to_data()
-            .assert_approx_eq::<f32>(&sb[2][2].hidden.to_data(), tol);
+            .assert_approx_eq::<f32>(&sb.layers()[2].levels()[2].hidden.to_data(), tol);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Distribution, ElementConversion, Tensor};
 use clap::Args;
-use mg_layers::{StackState, detach_state};
+use mg_layers::StackState;
 use mg_models::{MemoryMesh, MemoryMeshConfig};
 
 use crate::backend::{DeviceKind, Job, dispatch};
@@ -126,5 +126,5 @@ pub fn train_window<B: AutodiffBackend>(
     let loss = finest.square().sum();
     let value = loss.clone().into_scalar().elem::<f32>();
     let _grads = loss.backward();
-    (value, detach_state(out.state))
+    (value, out.state.detach())
 }

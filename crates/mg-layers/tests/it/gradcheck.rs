@@ -150,7 +150,7 @@ fn mg_conv_lstm_gradients_match_finite_differences() {
         // The loss reads every step's output and the final cell state.
         let loss_with = |layer: &mg_layers::MgConvLstm<AB>, input: &[Tensor<AB, 4>]| {
             let out = layer.forward_window(input, STEPS, None);
-            let cells: Vec<_> = out.state.iter().map(|s| s.cell.clone()).collect();
+            let cells: Vec<_> = out.state.levels().iter().map(|s| s.cell.clone()).collect();
             weighted_sum(&out.outputs, 200) + weighted_sum(&cells, 300)
         };
 

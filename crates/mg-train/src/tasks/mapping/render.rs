@@ -154,8 +154,9 @@ fn memory_panel<B: Backend>(state: &LocalizerState<B>) -> (usize, usize, Vec<f32
     match state {
         LocalizerState::Multigrid(s) => {
             let hidden = s
+                .layers()
                 .last()
-                .and_then(|l| l.last())
+                .and_then(|l| l.levels().last())
                 .expect("a non-empty writer")
                 .hidden
                 .clone();
