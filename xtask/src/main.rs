@@ -87,8 +87,8 @@ fn ci(rest: &[String]) -> anyhow::Result<()> {
         &[("RUSTDOCFLAGS", "-D warnings")],
     )?;
     if gpu_checks {
-        cargo(&["check", "-p", "mg-train", "--features", "wgpu"], &[])?;
-        cargo(&["check", "-p", "mg-train", "--features", "cuda"], &[])?;
+        // One invocation: what both GPU backends share is compiled once.
+        cargo(&["check", "-p", "mg-train", "--features", "wgpu,cuda"], &[])?;
     }
     Ok(())
 }
