@@ -11,6 +11,7 @@ use mg_layers::{
     StackState, levels, num_trainable_params,
 };
 
+use crate::mapping::{check_layer_widths, check_level_growth};
 use crate::{Dnc, DncConfig, MemoryMesh, MemoryMeshConfig, MgReader, MgReaderConfig, ModelError};
 
 /// What an algorithmic model emits per answer.
@@ -68,27 +69,9 @@ impl AlgoWidths {
     pub fn validate(&self) -> Result<(), ModelError> {
         let invalid =
             |field: &'static str, message: String| Err(ModelError::invalid(field, message));
-        if self.levels.is_empty() {
-            return invalid(
-                "levels",
-                "is empty; expected one entry per writer layer".into(),
-            );
-        }
-        if self.levels.len() != self.channels.len() {
-            return invalid(
-                "channels",
-                format!(
-                    "has {} entries but `levels` has {}; expected one per writer layer",
-                    self.channels.len(),
-                    self.levels.len()
-                ),
-            );
-        }
-        if self.channels.contains(&0) || self.tail_channels == 0 {
-            return invalid(
-                "channels",
-                "holds 0; channel counts must be positive".into(),
-            );
+        check_layer_widths(&self.levels, &self.channels)?;
+        if self.tail_channels == 0 {
+            return invalid("tail_channels", "is 0; expected at least 1".into());
         }
         if self.input_levels == 0 {
             return invalid("input_levels", "is 0; expected at least 1".into());
@@ -103,20 +86,7 @@ impl AlgoWidths {
                 ),
             );
         }
-        for (k, pair) in self.levels.windows(2).enumerate() {
-            if pair[1] < pair[0] || pair[1] > pair[0] + 1 {
-                return invalid(
-                    "levels",
-                    format!(
-                        "layer {} has {} levels after {}: levels may stay or grow by one per layer",
-                        k + 2,
-                        pair[1],
-                        pair[0]
-                    ),
-                );
-            }
-        }
-        Ok(())
+        check_level_growth(&self.levels)
     }
 
     fn lstm(&self, d_in: usize, c: usize, input: LevelSpan, output: LevelSpan) -> MgConvLstmConfig {

@@ -120,28 +120,7 @@ impl MappingWidths {
 
     /// Checks the widths, naming the first problem.
     pub fn validate(&self) -> Result<(), ModelError> {
-        if self.levels.is_empty() {
-            return Err(ModelError::invalid(
-                "levels",
-                "is empty; expected one entry per writer layer",
-            ));
-        }
-        if self.levels.len() != self.channels.len() {
-            return Err(ModelError::invalid(
-                "channels",
-                format!(
-                    "has {} entries but `levels` has {}; expected one per writer layer",
-                    self.channels.len(),
-                    self.levels.len()
-                ),
-            ));
-        }
-        if self.channels.contains(&0) {
-            return Err(ModelError::invalid(
-                "channels",
-                "holds 0; channel counts must be positive",
-            ));
-        }
+        check_layer_widths(&self.levels, &self.channels)?;
         if self.tail_channels == 0 {
             return Err(ModelError::invalid(
                 "tail_channels",
@@ -175,20 +154,7 @@ impl MappingWidths {
                 "holds 0; widths must be positive",
             ));
         }
-        for (k, pair) in self.levels.windows(2).enumerate() {
-            if pair[1] < pair[0] || pair[1] > pair[0] + 1 {
-                return Err(ModelError::invalid(
-                    "levels",
-                    format!(
-                        "layer {} has {} levels after {}: levels may stay or grow by one per layer",
-                        k + 2,
-                        pair[1],
-                        pair[0]
-                    ),
-                ));
-            }
-        }
-        Ok(())
+        check_level_growth(&self.levels)
     }
 
     /// Whether layers `a` and `b` share a level (a residual between them adds something).
@@ -325,6 +291,51 @@ impl MappingWidths {
         }
         layers.push(MgConvConfig::new(d_in, 1, span, span).with_activation(Activation::Identity));
     }
+}
+
+/// Checks per-layer `levels` and `channels`: one entry each per layer, all positive.
+pub(crate) fn check_layer_widths(levels: &[usize], channels: &[usize]) -> Result<(), ModelError> {
+    if levels.is_empty() {
+        return Err(ModelError::invalid(
+            "levels",
+            "is empty; expected one entry per writer layer",
+        ));
+    }
+    if levels.len() != channels.len() {
+        return Err(ModelError::invalid(
+            "channels",
+            format!(
+                "has {} entries but `levels` has {}; expected one per writer layer",
+                channels.len(),
+                levels.len()
+            ),
+        ));
+    }
+    if channels.contains(&0) {
+        return Err(ModelError::invalid(
+            "channels",
+            "holds 0; channel counts must be positive",
+        ));
+    }
+    Ok(())
+}
+
+/// Checks that each layer keeps its predecessor's level count or adds one.
+pub(crate) fn check_level_growth(levels: &[usize]) -> Result<(), ModelError> {
+    for (k, pair) in levels.windows(2).enumerate() {
+        if pair[1] < pair[0] || pair[1] > pair[0] + 1 {
+            return Err(ModelError::invalid(
+                "levels",
+                format!(
+                    "layer {} has {} levels after {}: levels may stay or grow by one per layer",
+                    k + 2,
+                    pair[1],
+                    pair[0]
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Configuration of a [`MappingModel`].
