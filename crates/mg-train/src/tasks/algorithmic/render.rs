@@ -67,6 +67,30 @@ pub fn finest_memory<B: Backend>(
         .collect()
 }
 
+/// A grid of values with a one-pixel light line between cells, so that single bits read.
+fn cells(
+    canvas: &mut Canvas,
+    x: i64,
+    y: i64,
+    side: (usize, usize),
+    cell: usize,
+    colour: impl Fn(usize, usize) -> Rgb,
+) {
+    canvas.rect(
+        x - 1,
+        y - 1,
+        side.1 * cell + 1,
+        side.0 * cell + 1,
+        grey(0.8),
+    );
+    for r in 0..side.0 {
+        for c in 0..side.1 {
+            let (cx, cy) = (x + (c * cell) as i64, y + (r * cell) as i64);
+            canvas.rect(cx, cy, cell - 1, cell - 1, colour(r, c));
+        }
+    }
+}
+
 /// One sequence of a test batch with the model's answer logits.
 pub struct Picture<'a> {
     /// The batch.
@@ -120,7 +144,9 @@ impl Picture<'_> {
         let label = |c: &mut Canvas, y: i64, s: &str| c.text(10, y, s, 2, BLACK);
         label(&mut canvas, top + 10, "INPUT");
         let items: Vec<Vec<f32>> = (0..len).map(|t| self.item_bits(t, sort)).collect();
-        canvas.grid(left, top, (dim, len), cell, |r, t| grey(1.0 - items[t][r]));
+        cells(&mut canvas, left, top, (dim, len), cell, |r, t| {
+            grey(1.0 - items[t][r])
+        });
         if sort {
             // Bars up from a baseline for positive priorities, down for negative ones.
             let base = top + (dim * cell) as i64 + 20;
@@ -135,20 +161,22 @@ impl Picture<'_> {
         } else {
             let q = meta.query_index;
             let x = left + (len * cell) as i64 + cell as i64;
-            canvas.grid(x, top, (dim, 1), cell, |r, _| grey(1.0 - items[q][r]));
+            cells(&mut canvas, x, top, (dim, 1), cell, |r, _| {
+                grey(1.0 - items[q][r])
+            });
             canvas.text(x - 4, top + (dim * cell) as i64 + 6, "QUERY", 1, BLUE);
             let mark = left + (q * cell) as i64;
             canvas.rect(mark, top + (dim * cell) as i64 + 2, cell, 3, BLUE);
         }
         top += (dim * cell + 40) as i64;
         label(&mut canvas, top + 10, "TARGET");
-        canvas.grid(left, top, (dim, answers), cell, |r, a| {
+        cells(&mut canvas, left, top, (dim, answers), cell, |r, a| {
             grey(1.0 - self.target_bits(a)[r])
         });
         top += (dim * cell + 40) as i64;
         label(&mut canvas, top + 10, "OUTPUT");
         let prob = |a: usize, r: usize| 1.0 / (1.0 + (-self.answer(a)[r]).exp());
-        canvas.grid(left, top, (dim, answers), cell, |r, a| {
+        cells(&mut canvas, left, top, (dim, answers), cell, |r, a| {
             let wrong = (prob(a, r) > 0.5) != (self.target_bits(a)[r] > 0.5);
             if wrong {
                 [255, 170, 170]
