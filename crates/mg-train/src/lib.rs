@@ -11,6 +11,7 @@ pub mod model_config;
 pub mod table;
 pub mod tasks;
 pub mod viz;
+pub mod weights;
 
 #[cfg(test)]
 mod props;

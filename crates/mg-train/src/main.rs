@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use mg_train::{commands, data_cmd, demo, table};
+use mg_train::{commands, data_cmd, demo, table, weights};
 
 /// Train, evaluate and benchmark multigrid neural memory models.
 #[derive(Parser, Debug)]
@@ -28,6 +28,10 @@ enum Command {
     /// Plot the learning curves of several runs in one PNG (loss per unit against wall time
     /// or time steps).
     Compare(commands::CompareArgs),
+    /// Write a run's weights to a safetensors file (tensor names are the model's module paths).
+    Export(weights::ExportArgs),
+    /// Start a new run from a safetensors file of a config's model (a checkpoint at time step 0).
+    Import(weights::ImportArgs),
     /// Aggregate the eval.json of several runs (seeds) into mean ± σ per experiment, printed
     /// and written as JSON.
     Table(table::TableArgs),
@@ -49,6 +53,8 @@ fn main() -> ExitCode {
         Command::Viz(args) => commands::run_viz(args),
         Command::Compare(args) => commands::run_compare(args),
         Command::Table(args) => table::run_table(args),
+        Command::Export(args) => weights::run_export(args),
+        Command::Import(args) => weights::run_import(args),
         Command::Demo(args) => demo::run(args),
         Command::Bench(args) => commands::run_bench(args),
         Command::Data(args) => data_cmd::run(args),

@@ -193,3 +193,55 @@ fn impossible_settings_name_the_field() {
         );
     }
 }
+
+/// Export to safetensors and import into a new run: the same test error; a file of another
+/// model or a truncated file is refused with a message, never a panic.
+#[test]
+fn weights_round_trip_through_safetensors() {
+    let dir = temp_dir("algo-weights");
+    let sort = config(&dir, "sort", "kind = \"sort\"\nlen = 3\ndim = 4\n", MG);
+    let recall = config(&dir, "recall", "kind = \"recall\"\nlen = 3\ndim = 4\n", MG);
+    let run = dir.join("run");
+    let run_s = run.to_str().unwrap();
+    ok(&["train", sort.to_str().unwrap(), "--run-dir", run_s]);
+    let file = dir.join("sort.safetensors");
+    let names = ok(&["export", run_s, "--out", file.to_str().unwrap(), "--list"]);
+    assert!(
+        names.contains("writer.stack.layers.0.cells.0.weight"),
+        "{names}"
+    );
+    let imported = dir.join("imported");
+    let imported_s = imported.to_str().unwrap();
+    ok(&[
+        "import",
+        sort.to_str().unwrap(),
+        file.to_str().unwrap(),
+        "--run-dir",
+        imported_s,
+    ]);
+    let a = json(&ok(&["eval", run_s, "--json"]));
+    let b = json(&ok(&["eval", imported_s, "--json"]));
+    assert_eq!(a["error"], b["error"], "{a} vs {b}");
+    assert_eq!(b["time_step"], 0);
+    // Training goes on from the imported weights.
+    ok(&["resume", imported_s, "--steps", "12"]);
+    let err = fails(&[
+        "import",
+        recall.to_str().unwrap(),
+        file.to_str().unwrap(),
+        "--run-dir",
+        dir.join("wrong").to_str().unwrap(),
+    ]);
+    assert!(err.contains("sort.safetensors"), "{err}");
+    let bytes = std::fs::read(&file).unwrap();
+    let cut = dir.join("cut.safetensors");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let err = fails(&[
+        "import",
+        sort.to_str().unwrap(),
+        cut.to_str().unwrap(),
+        "--run-dir",
+        dir.join("cut").to_str().unwrap(),
+    ]);
+    assert!(err.contains("cut.safetensors"), "{err}");
+}

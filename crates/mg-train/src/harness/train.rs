@@ -3,7 +3,7 @@
 
 use std::fs::OpenOptions;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, bail};
@@ -386,6 +386,49 @@ fn diverged(run: &RunDir, time_step: u64, loss: f64, grad_norm: f64) -> anyhow::
     anyhow::anyhow!(
         "training diverged at time step {time_step}: loss = {loss}, gradient norm = {grad_norm}; \
          {kept}"
+    )
+}
+
+/// Starts run `run` from given weights: a checkpoint at time step 0 with a fresh optimizer,
+/// so that `resume` trains on from them and `eval` and `viz` read them.
+pub fn start_from_weights<T: Task, B: Backend>(
+    config: &ExperimentOf<T>,
+    run: &RunDir,
+    model: T::TrainModel<B>,
+) -> anyhow::Result<PathBuf> {
+    struct Start<'a, T: Task, B: Backend> {
+        config: &'a ExperimentOf<T>,
+        run: &'a RunDir,
+        model: T::TrainModel<B>,
+    }
+    impl<T: Task, B: Backend> OptimizerJob<Autodiff<B>, T::TrainModel<B>> for Start<'_, T, B> {
+        type Output = anyhow::Result<PathBuf>;
+        fn run<O: Optimizer<T::TrainModel<B>, Autodiff<B>>>(self, optim: O) -> Self::Output {
+            let progress = Progress {
+                time_step: 0,
+                updates: 0,
+                batch_index: 0,
+                episode_t: 0,
+                elapsed_s: 0.0,
+            };
+            let pending: PendingOf<T, B, O> = Pending {
+                progress,
+                model: self.model,
+                optim: optim.to_record(),
+                state: None,
+            };
+            save::<T, B, O>(self.run, &Rec::default(), self.config, pending)?;
+            self.run.latest()?.ok_or_else(|| {
+                anyhow::anyhow!(
+                    "{}: no checkpoint after writing one",
+                    self.run.root.display()
+                )
+            })
+        }
+    }
+    with_optimizer::<Autodiff<B>, T::TrainModel<B>, _>(
+        &config.train,
+        Start::<T, B> { config, run, model },
     )
 }
 

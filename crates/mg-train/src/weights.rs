@@ -1,0 +1,227 @@
+//! `mg-train export` and `import`: a run's weights as a safetensors file, and a new run from
+//! such a file.
+//!
+//! Tensor names are the model's module paths, without enum variant names, e.g.
+//! `writer.stack.layers.0.cells.1.gates.weight` (layer 1, level 1 of a multigrid writer) or
+//! `dnc.controller.lstm.weight`; `mg-train export --list` prints every name with its shape.
+//! The file's metadata holds the task kind (`mg_task`) and the run's config (`mg_config`, TOML).
+
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use burn::tensor::backend::Backend;
+use burn_store::{ModuleSnapshot, SafetensorsStore};
+use clap::Args;
+
+use crate::backend::{DeviceKind, Job, dispatch};
+use crate::commands::{default_run_dir, load_config};
+use crate::harness::experiment::{read_config_text, task_kind};
+use crate::harness::train::{load_model, start_from_weights};
+use crate::harness::{ExperimentOf, RunDir, RunLock, Task};
+use crate::tasks::{self, TaskVisitor};
+
+/// The weight file formats.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// safetensors (Hugging Face): loadable in PyTorch, JAX and others.
+    Safetensors,
+}
+
+/// Arguments of `mg-train export`.
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// Run directory written by `mg-train train`.
+    pub run_dir: PathBuf,
+    /// File format.
+    #[arg(long, value_enum, default_value = "safetensors")]
+    pub format: Format,
+    /// The file to write [default: RUN/model.safetensors].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// The checkpoint to export, e.g. step-2000 [default: the newest intact one].
+    #[arg(long)]
+    pub from: Option<String>,
+    /// Print every tensor's name and shape.
+    #[arg(long)]
+    pub list: bool,
+}
+
+/// Arguments of `mg-train import`.
+#[derive(Args, Debug)]
+pub struct ImportArgs {
+    /// Experiment config (TOML) whose model the weights fit.
+    pub config: PathBuf,
+    /// The weight file (safetensors, as `mg-train export` writes it).
+    pub weights: PathBuf,
+    /// The new run directory [default: runs/FAMILY-NAME, as `train`].
+    #[arg(long)]
+    pub run_dir: Option<PathBuf>,
+}
+
+/// Runs `mg-train export`.
+pub fn run_export(args: &ExportArgs) -> anyhow::Result<()> {
+    let run = RunDir::open(&args.run_dir)?;
+    let text = read_config_text(&run.config())?;
+    let kind = task_kind(&text).with_context(|| format!("in config {}", run.config().display()))?;
+    tasks::visit(&kind, Export { args, run, text })?
+}
+
+struct Export<'a> {
+    args: &'a ExportArgs,
+    run: RunDir,
+    text: String,
+}
+
+impl TaskVisitor for Export<'_> {
+    type Output = anyhow::Result<()>;
+
+    fn visit<T: Task>(self) -> anyhow::Result<()> {
+        let (_, task) = load_config::<T>(&self.run.config(), &self.text)?;
+        dispatch(DeviceKind::Cpu, ExportJob { task, cmd: self })
+    }
+}
+
+struct ExportJob<'a, T> {
+    task: T,
+    cmd: Export<'a>,
+}
+
+impl<T: Task> Job for ExportJob<'_, T> {
+    fn run<B: Backend>(self, device: B::Device) -> anyhow::Result<()> {
+        let args = self.cmd.args;
+        let (model, progress) =
+            load_model::<T, B>(&self.task, &self.cmd.run, args.from.as_deref(), &device)?;
+        let out = args
+            .out
+            .clone()
+            .unwrap_or_else(|| self.cmd.run.root.join("model.safetensors"));
+        let mut store = SafetensorsStore::from_file(&out)
+            .skip_enum_variants(true)
+            .overwrite(true)
+            .metadata("mg_task", T::KIND)
+            .metadata("mg_config", self.cmd.text.as_str())
+            .metadata("mg_time_step", progress.time_step.to_string());
+        model
+            .save_into(&mut store)
+            .map_err(|e| anyhow::anyhow!("writing {}: {e}", out.display()))?;
+        if args.list {
+            for snapshot in model.collect(None, None, true) {
+                println!("{}\t{:?}", snapshot.full_path(), snapshot.shape.as_slice());
+            }
+        }
+        eprintln!(
+            "wrote the weights at time step {} to {}",
+            progress.time_step,
+            out.display()
+        );
+        Ok(())
+    }
+}
+
+/// Runs `mg-train import`.
+pub fn run_import(args: &ImportArgs) -> anyhow::Result<()> {
+    if !args.weights.is_file() {
+        bail!("{}: no such file", args.weights.display());
+    }
+    let text = read_config_text(&args.config)?;
+    let kind = task_kind(&text).with_context(|| format!("in config {}", args.config.display()))?;
+    tasks::visit(&kind, Import { args, text })?
+}
+
+struct Import<'a> {
+    args: &'a ImportArgs,
+    text: String,
+}
+
+impl TaskVisitor for Import<'_> {
+    type Output = anyhow::Result<()>;
+
+    fn visit<T: Task>(self) -> anyhow::Result<()> {
+        let (config, task) = load_config::<T>(&self.args.config, &self.text)?;
+        let root = self
+            .args
+            .run_dir
+            .clone()
+            .unwrap_or_else(|| default_run_dir(&self.args.config));
+        let _lock = RunLock::acquire(&root, &format!("import {}", self.args.weights.display()))?;
+        let run = RunDir::new(&root);
+        let existing = run.existing_files();
+        if !existing.is_empty() {
+            bail!(
+                "{} already holds a run ({}); import into a new --run-dir",
+                root.display(),
+                existing.join(", ")
+            );
+        }
+        dispatch(
+            DeviceKind::Cpu,
+            ImportJob {
+                task,
+                config,
+                run,
+                weights: self.args.weights.clone(),
+            },
+        )
+    }
+}
+
+struct ImportJob<T: Task> {
+    task: T,
+    config: ExperimentOf<T>,
+    run: RunDir,
+    weights: PathBuf,
+}
+
+impl<T: Task> Job for ImportJob<T> {
+    fn run<B: Backend>(self, device: B::Device) -> anyhow::Result<()> {
+        let mut model = self.task.init_train::<B>(&device);
+        let mut store = SafetensorsStore::from_file(&self.weights).skip_enum_variants(true);
+        let result = model
+            .load_from(&mut store)
+            .map_err(|e| anyhow::anyhow!("reading {}: {e}", self.weights.display()))?;
+        if !result.missing.is_empty() || !result.unused.is_empty() || !result.errors.is_empty() {
+            let list = |v: &[String]| v.iter().take(5).cloned().collect::<Vec<_>>().join(", ");
+            bail!(
+                "{} does not fit the model of {}: {} tensors missing ({}), {} not in the model \
+                 ({}), {} of the wrong shape or type ({})",
+                self.weights.display(),
+                self.run.root.display(),
+                result.missing.len(),
+                list(
+                    &result
+                        .missing
+                        .iter()
+                        .map(|m| m.0.clone())
+                        .collect::<Vec<_>>()
+                ),
+                result.unused.len(),
+                list(&result.unused),
+                result.errors.len(),
+                list(
+                    &result
+                        .errors
+                        .iter()
+                        .map(|e| e.to_string())
+                        .collect::<Vec<_>>()
+                ),
+            );
+        }
+        std::fs::create_dir_all(&self.run.root)
+            .with_context(|| format!("creating {}", self.run.root.display()))?;
+        crate::harness::checkpoint::write_atomic(
+            &self.run.config(),
+            self.config.to_toml().as_bytes(),
+        )?;
+        let dir = start_from_weights::<T, B>(&self.config, &self.run, model)?;
+        eprintln!(
+            "{} parameters from {} in {} (time step 0); evaluate it with `mg-train eval {}`, \
+             train on with `mg-train resume {}`",
+            self.task.info().params,
+            self.weights.display(),
+            dir.display(),
+            self.run.root.display(),
+            self.run.root.display()
+        );
+        Ok(())
+    }
+}
