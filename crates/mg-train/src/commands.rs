@@ -125,6 +125,10 @@ pub struct CompareArgs {
     /// x axis: wall-clock `minutes` of training or `steps`.
     #[arg(long, value_enum, default_value = "minutes")]
     pub x: CompareAxis,
+    /// Plot only up to this x (minutes or steps); `shortest` stops where the shortest run
+    /// ends, so that runs of different lengths compare over the same range.
+    #[arg(long, value_name = "X|shortest")]
+    pub x_max: Option<String>,
 }
 
 /// The x axis of `mg-train compare`.
@@ -647,10 +651,27 @@ pub fn run_compare(args: &CompareArgs) -> anyhow::Result<()> {
         series.push((name, points));
     }
     units.dedup();
+    let limit = match args.x_max.as_deref() {
+        None => f64::INFINITY,
+        Some("shortest") => series
+            .iter()
+            .map(|(_, p)| p.last().map_or(0.0, |l| l.0))
+            .fold(f64::INFINITY, f64::min),
+        Some(v) => match v.parse::<f64>() {
+            Ok(x) if x > 0.0 && x.is_finite() => x,
+            _ => bail!("--x-max {v}: expected a positive number or `shortest`"),
+        },
+    };
     let named: Vec<(&str, Vec<(f64, f64)>)> = series
         .iter()
-        .map(|(n, p)| (n.as_str(), p.clone()))
+        .map(|(n, p)| {
+            let kept: Vec<(f64, f64)> = p.iter().copied().filter(|q| q.0 <= limit).collect();
+            (n.as_str(), kept)
+        })
         .collect();
+    if let Some((name, _)) = named.iter().find(|(_, p)| p.is_empty()) {
+        bail!("--x-max {limit}: {name} has no point that early");
+    }
     let label = match args.x {
         CompareAxis::Minutes => "minutes of training",
         CompareAxis::Steps => "time steps",

@@ -117,10 +117,16 @@ fn mnist_recall_and_sort_train_from_the_fixture() {
     let sort = format!("kind = \"sort\"\nitems = \"mnist\"\nlen = 3\nmnist_dir = \"{mnist}\"\n");
     let mg = "levels = [2, 2]\nchannels = [2, 2]\ntail_channels = 2\nnorm = \"batch-pooled\"\n";
     let sort_mg = "levels = [3, 3]\nchannels = [2, 2]\ntail_channels = 2\ntail_same = 1\n";
+    // The paper's five-scale pyramid, 3×3 to 48×48 (appendix B.2.1).
+    let sort5 = format!(
+        "kind = \"sort\"\nitems = \"mnist\"\nlen = 2\nscales = [3, 6, 12, 24, 48]\nmnist_dir = \"{mnist}\"\n"
+    );
+    let five = "levels = [5]\nchannels = [2]\ntail_channels = 2\n";
     for (name, task, model) in [
         ("mnist-recall-mg", recall.as_str(), mg),
         ("mnist-recall-dnc", recall.as_str(), DNC),
         ("mnist-sort-mg", sort.as_str(), sort_mg),
+        ("mnist-sort-five-scales", sort5.as_str(), five),
     ] {
         let report = train_eval_viz(&dir, &config(&dir, name, task, model));
         assert!(report["class_error"].is_number(), "{name}: {report}");

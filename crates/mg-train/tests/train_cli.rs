@@ -273,6 +273,12 @@ fn finest_only_baselines_train_and_compare() {
     let png = dir.join("compare.png");
     ok(&["compare", r, d, "--out", png.to_str().unwrap()]);
     assert!(png.exists());
+    let p = png.to_str().unwrap();
+    ok(&[
+        "compare", r, d, "--out", p, "--x", "steps", "--x-max", "shortest",
+    ]);
+    assert!(fails(&["compare", r, d, "--out", p, "--x-max=-1"]).contains("--x-max -1"));
+    assert!(fails(&["compare", r, d, "--out", p, "--x-max", "1e-9"]).contains("no point"));
     assert!(fails(&["compare", dir.to_str().unwrap()]).contains("not a run directory"));
     let fresh = dir.join("never");
     let f = fresh.to_str().unwrap();

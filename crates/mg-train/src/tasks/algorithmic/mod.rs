@@ -144,7 +144,7 @@ pub struct AlgoReport {
     pub class_error: Option<f64>,
     /// Sequences with at least one wrong bit or class.
     pub sequence_error: f64,
-    /// Error of always answering the most frequent value (0.5 for bits, 0.9 for classes).
+    /// Error of guessing uniformly at random: 0.5 per bit, 0.9 per class.
     pub chance_error: f64,
     /// Wall time, seconds.
     pub seconds: f64,
