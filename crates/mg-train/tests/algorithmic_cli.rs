@@ -91,6 +91,20 @@ fn vector_sort_and_recall_train_with_both_models() {
         assert!(report["bit_error"].is_number(), "{name}: {report}");
         assert_eq!(report["chance_error"], 0.5);
     }
+    // A benchmark times whole sequences and says so: recall of 5 items is 6 steps.
+    let recall_config = dir.join("recall-mg.toml");
+    let lines = ok(&[
+        "bench",
+        recall_config.to_str().unwrap(),
+        "--repeats",
+        "1",
+        "--batch",
+        "2",
+        "--json",
+    ]);
+    for line in lines.lines() {
+        assert_eq!(json(line)["steps"], 6, "{line}");
+    }
     // Two seeds of one config aggregate into mean ± σ.
     let table = dir.join("table.json");
     let out = ok(&[

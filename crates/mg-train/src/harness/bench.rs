@@ -160,7 +160,7 @@ impl<T: Task, B: Backend> OptimizerJob<Autodiff<B>, T::TrainModel<B>> for Timing
         };
         let mut records = Vec::new();
         let data = task.batch(config.train.seed, 0, options.batch)?;
-        let steps = options.steps.min(task.sequence_len(&data));
+        let steps = task.window_len(&data, options.steps);
         let window = task.window::<Autodiff<B>>(&data, 0..steps, &device);
         let paths = match options.all_paths {
             true => task.paths(),
@@ -210,7 +210,8 @@ impl<T: Task, B: Backend> OptimizerJob<Autodiff<B>, T::TrainModel<B>> for Timing
             let valid = model.valid();
             for batch in [options.batch, 1] {
                 let data = task.batch(config.train.seed, 0, batch)?;
-                let window = task.window::<B>(&data, 0..1, &device);
+                let steps = task.window_len(&data, 1);
+                let window = task.window::<B>(&data, 0..steps, &device);
                 let mut state = None;
                 let path = task.paths()[0];
                 let timing = time(options.repeats, || {
@@ -220,7 +221,7 @@ impl<T: Task, B: Backend> OptimizerJob<Autodiff<B>, T::TrainModel<B>> for Timing
                     let _: f64 = loss.into_scalar().elem();
                     state = Some(next);
                 });
-                records.push(record("inference_step".into(), batch, 1, timing, None));
+                records.push(record("inference_step".into(), batch, steps, timing, None));
             }
         }
         Ok(records)

@@ -132,6 +132,12 @@ pub trait Task: Sized + Send + Sync + 'static {
     /// Time steps of a batch; when a window reaches it, the sequences end.
     fn sequence_len(&self, batch: &Self::Batch) -> usize;
 
+    /// Time steps a window asked for `steps` steps really holds: at most the sequence; a
+    /// task whose models read whole sequences returns the sequence's length.
+    fn window_len(&self, batch: &Self::Batch, steps: usize) -> usize {
+        steps.min(self.sequence_len(batch))
+    }
+
     /// The tensors of time steps `steps` of a batch.
     fn window<B: Backend>(
         &self,

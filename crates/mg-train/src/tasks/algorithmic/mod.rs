@@ -453,6 +453,10 @@ impl<const SORT: bool> Task for Algorithmic<SORT> {
         self.shape.steps()
     }
 
+    fn window_len(&self, _batch: &AlgoBatch, _steps: usize) -> usize {
+        self.shape.steps()
+    }
+
     /// The whole sequence, whatever `steps` asks for: the models read whole sequences
     /// (`new` checks that the training window holds one).
     fn window<B: Backend>(
