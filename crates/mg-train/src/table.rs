@@ -132,7 +132,13 @@ fn label(runs: &[PathBuf]) -> String {
     // A partial word (`sort-s` of `sort-s1`, `sort-s2`) is cut back to its separator.
     let separators = ['-', '_', '.', ' '];
     let mut prefix = &first[..end];
-    if end < first.len() || names.len() > 1 && names.iter().any(|n| n.len() > end) {
+    let mid_word = names.iter().any(|n| {
+        n[end..]
+            .chars()
+            .next()
+            .is_some_and(|c| !separators.contains(&c))
+    });
+    if mid_word {
         prefix = prefix.rfind(separators).map_or("", |i| &prefix[..i]);
     }
     let prefix = prefix.trim_end_matches(separators);
