@@ -203,15 +203,6 @@ impl AlgoWidths {
     }
 }
 
-/// Whether the model reads a query (recall) or decodes a sequence (sort).
-#[derive(Config, Debug, Copy, PartialEq, Eq)]
-pub enum AlgoShape {
-    /// Writer + reader: the reader reads the writer's last step with the query.
-    MemoryReader,
-    /// Encoder + decoder: the decoder starts from the encoder's state (memory transfer).
-    EncoderDecoder,
-}
-
 /// Configuration of an [`AlgoModel`].
 #[derive(Config, Debug, PartialEq)]
 pub struct AlgoModelConfig {
@@ -240,15 +231,6 @@ impl AlgoModelConfig {
     pub fn encoder_decoder(widths: &AlgoWidths, d_input: usize, answer: Answer) -> Self {
         Self::new(widths.writer(d_input), widths.decoder_tail(answer), answer)
             .with_decoder(Some(widths.writer(d_input)))
-    }
-
-    /// Which of the two shapes this is.
-    pub fn shape(&self) -> AlgoShape {
-        if self.decoder.is_some() {
-            AlgoShape::EncoderDecoder
-        } else {
-            AlgoShape::MemoryReader
-        }
     }
 
     /// Inputs of the fully connected class head (9 cells × the last grid's channels).
@@ -545,7 +527,7 @@ mod tests {
         let y = recall.recall(&pyramid(steps * batch, 1, 1), &pyramid(batch, 1, 1), steps);
         assert_eq!(y.dims(), [batch, 9]);
         let config = AlgoModelConfig::encoder_decoder(&widths, 2, Answer::Classes(10));
-        assert_eq!(config.shape(), AlgoShape::EncoderDecoder);
+        assert!(config.decoder.is_some());
         let sort = config.init::<TestBackend>(&device);
         assert_eq!(sort.num_params(), config.num_params());
         let y = sort.sort(&pyramid(steps * batch, 1, 2), steps, 4);

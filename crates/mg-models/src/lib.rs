@@ -22,9 +22,7 @@ mod mapping;
 mod mesh;
 mod reader;
 
-pub use algorithmic::{
-    AlgoModel, AlgoModelConfig, AlgoNet, AlgoNetConfig, AlgoShape, AlgoWidths, Answer,
-};
+pub use algorithmic::{AlgoModel, AlgoModelConfig, AlgoNet, AlgoNetConfig, AlgoWidths, Answer};
 pub use dnc::{Dnc, DncConfig, DncState, ReadModeOrder, StrengthOp};
 pub use error::ModelError;
 pub use localizer::{DncLocalizer, DncLocalizerConfig, Localizer, LocalizerConfig, LocalizerState};

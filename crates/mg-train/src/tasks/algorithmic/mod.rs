@@ -259,11 +259,16 @@ impl<const SORT: bool> Algorithmic<SORT> {
                     .validate()
                     .map_err(|e| anyhow::anyhow!("model: {e}"))?;
                 let d = shape.grid_channels();
-                AlgoNetConfig::Multigrid(if SORT {
+                let model = if SORT {
                     AlgoModelConfig::encoder_decoder(&widths, d, answer)
                 } else {
                     AlgoModelConfig::memory_reader(&widths, d, answer)
-                })
+                };
+                // `init` panics on a model that does not fit; refuse it here instead.
+                model
+                    .validate()
+                    .map_err(|e| anyhow::anyhow!("model: {e}"))?;
+                AlgoNetConfig::Multigrid(model)
             }
             ModelKind::Dnc => AlgoNetConfig::Dnc(m.dnc(shape.flat_width(), shape.answer_width())?),
         })
