@@ -17,6 +17,7 @@
 mod algorithmic;
 pub mod dnc;
 mod error;
+pub mod interop;
 mod localizer;
 mod mapping;
 mod mesh;

@@ -119,7 +119,7 @@ pub struct CompareArgs {
     /// Run directories to compare; each one's name labels its curve.
     #[arg(required = true)]
     pub run_dirs: Vec<PathBuf>,
-    /// The PNG to write.
+    /// The PNG to write (an SVG of the same plot goes beside it).
     #[arg(long, default_value = "compare.png")]
     pub out: PathBuf,
     /// x axis: wall-clock `minutes` of training or `steps`.
@@ -129,6 +129,10 @@ pub struct CompareArgs {
     /// ends, so that runs of different lengths compare over the same range.
     #[arg(long, value_name = "X|shortest")]
     pub x_max: Option<String>,
+    /// Draw an exponential moving average with this weight in [0, 1) over each raw curve
+    /// (0.9: strong smoothing, as TensorBoard's slider).
+    #[arg(long, value_name = "WEIGHT")]
+    pub smooth: Option<f64>,
 }
 
 /// The x axis of `mg-train compare`.
@@ -186,6 +190,13 @@ pub struct BenchArgs {
     /// estimated training memory exceeds it is refused before anything is allocated.
     #[arg(long, value_name = "GIB")]
     pub max_memory: Option<f64>,
+    /// Start from these weights (safetensors, as `mg-train export` or `--save-weights`
+    /// writes them) instead of the seeded initialisation: the same model on every backend.
+    #[arg(long, value_name = "FILE", conflicts_with = "scaling")]
+    pub weights: Option<PathBuf>,
+    /// Write the weights the benchmark starts from to this file (safetensors).
+    #[arg(long, value_name = "FILE", conflicts_with = "scaling")]
+    pub save_weights: Option<PathBuf>,
 }
 
 /// Largest batch `bench` accepts.
@@ -651,6 +662,13 @@ pub fn run_compare(args: &CompareArgs) -> anyhow::Result<()> {
         series.push((name, points));
     }
     units.dedup();
+    let smooth = match args.smooth {
+        Some(w) if !(0.0..1.0).contains(&w) => {
+            bail!("--smooth {w}: expected a weight in [0, 1), e.g. 0.9")
+        }
+        Some(w) if w > 0.0 => Some(w),
+        _ => None,
+    };
     let limit = match args.x_max.as_deref() {
         None => f64::INFINITY,
         Some("shortest") => series
@@ -673,12 +691,12 @@ pub fn run_compare(args: &CompareArgs) -> anyhow::Result<()> {
         bail!("--x-max {limit}: {name} has no point that early");
     }
     let label = match args.x {
-        CompareAxis::Minutes => "minutes of training",
-        CompareAxis::Steps => "time steps",
+        CompareAxis::Minutes => "Training time (min)",
+        CompareAxis::Steps => "Time step",
     };
-    let y = format!("training loss per {}", units.join(" / "));
-    crate::viz::plot_curve(&named, [label, &y], &args.out)?;
-    eprintln!("wrote {}", args.out.display());
+    let y = format!("Training loss per {} (nats)", units.join(" / "));
+    let svg = crate::plot::plot_curve(&named, [label, &y], &args.out, smooth)?;
+    eprintln!("wrote {} and {}", args.out.display(), svg.display());
     Ok(())
 }
 
@@ -720,6 +738,8 @@ pub fn run_bench(args: &BenchArgs) -> anyhow::Result<()> {
         repeats: args.repeats,
         all_paths: !args.no_step_path && !args.scaling,
         inference: !args.scaling,
+        weights: args.weights.clone(),
+        save_weights: args.save_weights.clone(),
     };
     if args.scaling {
         anyhow::ensure!(

@@ -5,12 +5,17 @@
 //! `writer.stack.layers.0.cells.1.gates.weight` (layer 1, level 1 of a multigrid writer) or
 //! `dnc.controller.lstm.weight`; `mg-train export --list` prints every name with its shape.
 //! The file's metadata holds the task kind (`mg_task`) and the run's config (`mg_config`, TOML).
+//!
+//! `--names torch` writes a multigrid mapping model under the parameter names of the
+//! independent PyTorch model (`torch_mgmem.py`'s `LocalizationModel`, mapping in
+//! [`mg_models::interop::TorchLayout`]), with its variant as JSON in `torch_mgmem_variant`, so
+//! that `model.load_state_dict(safetensors.torch.load_file(FILE))` loads it there.
 
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use burn::tensor::backend::Backend;
-use burn_store::{ModuleSnapshot, SafetensorsStore};
+use burn_store::{KeyRemapper, ModuleSnapshot, SafetensorsStore};
 use clap::Args;
 
 use crate::backend::{DeviceKind, Job, dispatch};
@@ -25,6 +30,15 @@ use crate::tasks::{self, TaskVisitor};
 pub enum Format {
     /// safetensors (Hugging Face): loadable in PyTorch, JAX and others.
     Safetensors,
+}
+
+/// Tensor names of an exported file.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Names {
+    /// Our module paths (what `mg-train import` reads).
+    Burn,
+    /// The PyTorch mapping model's parameter names (multigrid mapping models only).
+    Torch,
 }
 
 /// Arguments of `mg-train export`.
@@ -44,6 +58,9 @@ pub struct ExportArgs {
     /// Print every tensor's name and shape.
     #[arg(long)]
     pub list: bool,
+    /// Tensor names to write.
+    #[arg(long, value_enum, default_value = "burn")]
+    pub names: Names,
 }
 
 /// Arguments of `mg-train import`.
@@ -101,12 +118,33 @@ impl<T: Task> Job for ExportJob<'_, T> {
             .metadata("mg_task", T::KIND)
             .metadata("mg_config", self.cmd.text.as_str())
             .metadata("mg_time_step", progress.time_step.to_string());
+        let mut rename: Box<dyn Fn(String) -> String> = Box::new(|path| path);
+        if args.names == Names::Torch {
+            let names = self.task.torch_names()?;
+            let mut pairs = Vec::new();
+            for snapshot in model.collect(None, None, true) {
+                let path = snapshot.full_path();
+                let Some(name) = (names.rename)(&path) else {
+                    bail!("{path} has no PyTorch name");
+                };
+                pairs.push((format!("^{}$", escape_regex(&path)), name));
+            }
+            let remapper = KeyRemapper::from_patterns(pairs)
+                .map_err(|e| anyhow::anyhow!("tensor name patterns: {e}"))?;
+            store = store.remap(remapper);
+            for (key, value) in names.metadata {
+                store = store.metadata(key, value);
+            }
+            let map = names.rename;
+            rename = Box::new(move |path| map(&path).unwrap_or(path));
+        }
         model
             .save_into(&mut store)
             .map_err(|e| anyhow::anyhow!("writing {}: {e}", out.display()))?;
         if args.list {
             for snapshot in model.collect(None, None, true) {
-                println!("{}\t{:?}", snapshot.full_path(), snapshot.shape.as_slice());
+                let name = rename(snapshot.full_path());
+                println!("{name}\t{:?}", snapshot.shape.as_slice());
             }
         }
         eprintln!(
@@ -116,6 +154,16 @@ impl<T: Task> Job for ExportJob<'_, T> {
         );
         Ok(())
     }
+}
+
+/// `s` with every character a regex could read as an operator escaped.
+fn escape_regex(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| {
+            let escape = !(c.is_ascii_alphanumeric() || c == '_');
+            escape.then_some('\\').into_iter().chain([c])
+        })
+        .collect()
 }
 
 /// Runs `mg-train import`.
@@ -175,37 +223,7 @@ struct ImportJob<T: Task> {
 impl<T: Task> Job for ImportJob<T> {
     fn run<B: Backend>(self, device: B::Device) -> anyhow::Result<()> {
         let mut model = self.task.init_train::<B>(&device);
-        let mut store = SafetensorsStore::from_file(&self.weights).skip_enum_variants(true);
-        let result = model
-            .load_from(&mut store)
-            .map_err(|e| anyhow::anyhow!("reading {}: {e}", self.weights.display()))?;
-        if !result.missing.is_empty() || !result.unused.is_empty() || !result.errors.is_empty() {
-            let list = |v: &[String]| v.iter().take(5).cloned().collect::<Vec<_>>().join(", ");
-            bail!(
-                "{} does not fit the model of {}: {} tensors missing ({}), {} not in the model \
-                 ({}), {} of the wrong shape or type ({})",
-                self.weights.display(),
-                self.run.root.display(),
-                result.missing.len(),
-                list(
-                    &result
-                        .missing
-                        .iter()
-                        .map(|m| m.0.clone())
-                        .collect::<Vec<_>>()
-                ),
-                result.unused.len(),
-                list(&result.unused),
-                result.errors.len(),
-                list(
-                    &result
-                        .errors
-                        .iter()
-                        .map(|e| e.to_string())
-                        .collect::<Vec<_>>()
-                ),
-            );
-        }
+        crate::harness::bench::load_weights(&mut model, &self.weights)?;
         std::fs::create_dir_all(&self.run.root)
             .with_context(|| format!("creating {}", self.run.root.display()))?;
         crate::harness::checkpoint::write_atomic(

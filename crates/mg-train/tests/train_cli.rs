@@ -18,6 +18,7 @@ fn train_eval_viz_and_info() {
         "config.toml",
         "metrics.jsonl",
         "learning_curve.png",
+        "learning_curve.svg",
         "checkpoints/latest",
     ] {
         assert!(run_dir.join(file).exists(), "{file} missing");
@@ -272,8 +273,10 @@ fn finest_only_baselines_train_and_compare() {
     assert!(!progress.trim().is_empty());
     let png = dir.join("compare.png");
     ok(&["compare", r, d, "--out", png.to_str().unwrap()]);
-    assert!(png.exists());
+    assert!(png.exists() && png.with_extension("svg").exists());
     let p = png.to_str().unwrap();
+    ok(&["compare", r, d, "--out", p, "--smooth", "0.9"]);
+    assert!(fails(&["compare", r, d, "--out", p, "--smooth", "1"]).contains("--smooth 1"));
     ok(&[
         "compare", r, d, "--out", p, "--x", "steps", "--x-max", "shortest",
     ]);
@@ -359,5 +362,65 @@ fn a_checkpoint_that_does_not_fit_the_config_is_an_error() {
             );
         }
     }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// `export --names torch` writes the PyTorch model's parameter names for a model in the
+/// reference layout, and refuses any other model with the reason.
+#[test]
+fn export_names_tensors_as_the_pytorch_model_does() {
+    let dir = temp_dir("torch-names");
+    let reference_layout = TINY
+        .replace(
+            "mask_size = 6\nmask_origin = 2",
+            "mask_size = 48\nmask_origin = 24",
+        )
+        .replace("levels = [1, 2]", "levels = [2, 2, 3, 3, 4, 4, 5]")
+        .replace("channels = [2, 2]", "channels = [1, 1, 2, 2, 4, 4, 4]")
+        .replace("tail_channels = 2", "tail_channels = 1")
+        .replace("batch = 2\nwindow = 4", "batch = 1\nwindow = 2");
+    let config = write_config(&dir, &reference_layout);
+    let run = dir.join("run");
+    let r = run.to_str().unwrap();
+    ok(&[
+        "train",
+        config.to_str().unwrap(),
+        "--run-dir",
+        r,
+        "--steps",
+        "2",
+    ]);
+    let file = dir.join("torch.safetensors");
+    let f = file.to_str().unwrap();
+    let list = ok(&["export", r, "--names", "torch", "--out", f, "--list"]);
+    for name in [
+        "writer.layers.0.0.conv.weight\t[4, 5, 3, 3]",
+        "writer.layers.6.4.conv.bias\t[16]",
+        "reader.fwd.6.convs.4.weight",
+        "reader.rev.0.convs.3.weight",
+        "reader.final.convs.0.weight\t[1, 2, 3, 3]",
+    ] {
+        assert!(list.contains(name), "{name} missing from\n{list}");
+    }
+    assert!(!list.contains("stack"), "{list}");
+    let bytes = std::fs::read(&file).unwrap();
+    let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header = std::str::from_utf8(&bytes[8..8 + header_len]).unwrap();
+    assert!(header.contains("\"reader.rev.5.convs.1.bias\""), "{header}");
+    assert!(header.contains("torch_mgmem_variant"), "{header}");
+
+    let small = write_config(&dir, TINY);
+    let small_run = dir.join("small");
+    let s = small_run.to_str().unwrap();
+    ok(&[
+        "train",
+        small.to_str().unwrap(),
+        "--run-dir",
+        s,
+        "--steps",
+        "4",
+    ]);
+    let err = fails(&["export", s, "--names", "torch", "--out", f]);
+    assert!(err.contains("has 2 writer layers"), "{err}");
     std::fs::remove_dir_all(&dir).ok();
 }

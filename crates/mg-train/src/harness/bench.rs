@@ -1,6 +1,7 @@
 //! Timing of any [`Task`]'s model: a training window (forward, backward, clipping and the
 //! config's optimizer, on each forward path) and an inference step, on the task's own data.
 
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::backend::Autodiff;
@@ -8,6 +9,7 @@ use burn::module::AutodiffModule;
 use burn::optim::Optimizer;
 use burn::tensor::ElementConversion;
 use burn::tensor::backend::Backend;
+use burn_store::{ModuleSnapshot, SafetensorsStore};
 use serde::{Deserialize, Serialize};
 
 use super::experiment::LossReduction;
@@ -42,6 +44,12 @@ pub struct BenchRecord {
     /// backends on Linux; absent elsewhere).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub peak_mib: Option<f64>,
+    /// Loss of the first, untimed call (summed over the window): for a training window, of
+    /// the starting weights from the zero state; for an inference step, of the weights after
+    /// the training windows. Equal weights and data give equal losses on every backend, up
+    /// to rounding.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss: Option<f64>,
 }
 
 /// What to time.
@@ -63,6 +71,10 @@ pub struct BenchOptions {
     pub all_paths: bool,
     /// Time an inference step at `batch` and at 1.
     pub inference: bool,
+    /// Start from these weights (safetensors) instead of the seeded initialisation.
+    pub weights: Option<PathBuf>,
+    /// Write the starting weights here (safetensors).
+    pub save_weights: Option<PathBuf>,
 }
 
 /// The process's peak resident set, on Linux.
@@ -89,6 +101,36 @@ pub mod peak {
     }
 }
 
+/// Loads safetensors weights (tensor names as `mg-train export` writes them) into `model`;
+/// a file that does not fit it is an error naming the file and the first mismatches.
+pub fn load_weights<M: ModuleSnapshot<AB>, AB: burn::tensor::backend::Backend>(
+    model: &mut M,
+    path: &Path,
+) -> anyhow::Result<()> {
+    if !path.is_file() {
+        anyhow::bail!("{}: no such file", path.display());
+    }
+    let mut store = SafetensorsStore::from_file(path).skip_enum_variants(true);
+    let result = model
+        .load_from(&mut store)
+        .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+    if !result.missing.is_empty() || !result.unused.is_empty() || !result.errors.is_empty() {
+        let list = |v: Vec<String>| v.into_iter().take(5).collect::<Vec<_>>().join(", ");
+        anyhow::bail!(
+            "{} does not fit the model: {} tensors missing ({}), {} not in the model ({}), {} of \
+             the wrong shape or type ({})",
+            path.display(),
+            result.missing.len(),
+            list(result.missing.iter().map(|m| m.0.clone()).collect()),
+            result.unused.len(),
+            list(result.unused.clone()),
+            result.errors.len(),
+            list(result.errors.iter().map(|e| e.to_string()).collect()),
+        );
+    }
+    Ok(())
+}
+
 /// Median and minimum of `repeats` timed calls of `f`, after one warm-up call; `f` must
 /// finish its device work before returning (read a value back).
 pub fn time(repeats: usize, mut f: impl FnMut()) -> (f64, f64) {
@@ -112,7 +154,19 @@ pub fn bench<T: Task, B: Backend>(
     device: B::Device,
 ) -> anyhow::Result<Vec<BenchRecord>> {
     B::seed(&device, 0);
-    let model = task.init_train::<B>(&device);
+    let mut model = task.init_train::<B>(&device);
+    if let Some(path) = &options.weights {
+        load_weights(&mut model, path)?;
+    }
+    if let Some(path) = &options.save_weights {
+        let mut store = SafetensorsStore::from_file(path)
+            .skip_enum_variants(true)
+            .overwrite(true)
+            .metadata("mg_task", T::KIND);
+        model
+            .save_into(&mut store)
+            .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
+    }
     with_optimizer::<Autodiff<B>, T::TrainModel<B>, _>(
         &config.train,
         Timing {
@@ -145,19 +199,21 @@ impl<T: Task, B: Backend> OptimizerJob<Autodiff<B>, T::TrainModel<B>> for Timing
             mut model,
         } = self;
         let info = task.info();
-        let record = |bench: String, batch, steps, (median_ms, min_ms), peak_mib| BenchRecord {
-            bench,
-            model: options.name.clone(),
-            params: info.params,
-            memory: info.memory_cells,
-            device: options.device.clone(),
-            batch,
-            steps,
-            median_ms,
-            min_ms,
-            repeats: options.repeats,
-            peak_mib,
-        };
+        let record =
+            |bench: String, batch, steps, (median_ms, min_ms), peak_mib, loss| BenchRecord {
+                bench,
+                model: options.name.clone(),
+                params: info.params,
+                memory: info.memory_cells,
+                device: options.device.clone(),
+                batch,
+                steps,
+                median_ms,
+                min_ms,
+                repeats: options.repeats,
+                peak_mib,
+                loss,
+            };
         let mut records = Vec::new();
         let data = task.batch(config.train.seed, 0, options.batch)?;
         let steps = task.window_len(&data, options.steps);
@@ -169,6 +225,7 @@ impl<T: Task, B: Backend> OptimizerJob<Autodiff<B>, T::TrainModel<B>> for Timing
         let mut diverged = None;
         for &path in paths {
             let mut state = None;
+            let mut first_loss = None;
             let before = peak::current_kib();
             let tracked = options.on_cpu && peak::reset();
             let timing = time(options.repeats, || {
@@ -185,7 +242,10 @@ impl<T: Task, B: Backend> OptimizerJob<Autodiff<B>, T::TrainModel<B>> for Timing
                 );
                 model = next;
                 match result {
-                    Ok(step) => state = Some(T::detach(step.state)),
+                    Ok(step) => {
+                        first_loss.get_or_insert(step.loss);
+                        state = Some(T::detach(step.state));
+                    }
                     Err(d) => diverged = Some(d),
                 }
             });
@@ -204,7 +264,14 @@ impl<T: Task, B: Backend> OptimizerJob<Autodiff<B>, T::TrainModel<B>> for Timing
                 1 => "train_window".to_string(),
                 _ => format!("train_window_{}_path", path.name()),
             };
-            records.push(record(name, options.batch, steps, timing, peak_mib));
+            records.push(record(
+                name,
+                options.batch,
+                steps,
+                timing,
+                peak_mib,
+                first_loss,
+            ));
         }
         if options.inference {
             let valid = model.valid();
@@ -213,15 +280,25 @@ impl<T: Task, B: Backend> OptimizerJob<Autodiff<B>, T::TrainModel<B>> for Timing
                 let steps = task.window_len(&data, 1);
                 let window = task.window::<B>(&data, 0..steps, &device);
                 let mut state = None;
+                let mut first_loss = None;
                 let path = task.paths()[0];
                 let timing = time(options.repeats, || {
                     let (output, next) = task.forward(&valid, &window, state.take(), path);
                     // Reading the loss back waits for the device.
                     let loss = task.loss(output, &window, LossReduction::Sum).loss;
-                    let _: f64 = loss.into_scalar().elem();
+                    let loss: f64 = loss.into_scalar().elem();
+                    first_loss.get_or_insert(loss);
                     state = Some(next);
                 });
-                records.push(record("inference_step".into(), batch, steps, timing, None));
+                let record = record(
+                    "inference_step".into(),
+                    batch,
+                    steps,
+                    timing,
+                    None,
+                    first_loss,
+                );
+                records.push(record);
             }
         }
         Ok(records)

@@ -8,7 +8,7 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
 use super::checkpoint::{RunDir, write_atomic};
-use crate::viz::plot_curve;
+use crate::plot::plot_curve;
 
 /// One line of `metrics.jsonl`.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -65,16 +65,26 @@ pub fn truncate_metrics(path: &Path, time_step: u64) -> anyhow::Result<()> {
     write_atomic(path, text.as_bytes())
 }
 
-/// Redraws the learning curve from the metrics log.
+/// The learning curve's smoothing weight for `n` points: none below 50 points (a moving
+/// average lags a short curve), then `1 − 25/n` up to 0.95, an average over about `n/25`
+/// points.
+fn curve_smoothing(n: usize) -> Option<f64> {
+    (n >= 50).then(|| (1.0 - 25.0 / n as f64).min(0.95))
+}
+
+/// Redraws the learning curve (PNG and SVG) from the metrics log.
 pub fn plot_metrics(run: &RunDir, unit: &str) -> anyhow::Result<()> {
     let lines = read_metrics(&run.metrics())?;
     let points: Vec<(f64, f64)> = lines
         .iter()
         .map(|m| (m.time_step as f64, m.loss_per_unit))
         .collect();
+    let smooth = curve_smoothing(points.len());
     plot_curve(
-        &[("training loss", points)],
-        ["time steps", &format!("loss per {unit}")],
+        &[("Training loss", points)],
+        ["Time step", &format!("Training loss per {unit} (nats)")],
         &run.curve(),
-    )
+        smooth,
+    )?;
+    Ok(())
 }

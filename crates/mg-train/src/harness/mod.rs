@@ -19,5 +19,5 @@ pub use checkpoint::{Progress, RunDir, RunLock};
 pub use experiment::{
     EvalConfig, Experiment, LossReduction, OptimizerKind, PathChoice, TEST_SEED, TrainConfig,
 };
-pub use task::{EvalRequest, ForwardPath, ModelInfo, Task, WindowLoss};
+pub use task::{EvalRequest, ForeignNames, ForwardPath, ModelInfo, Task, WindowLoss};
 pub use train::{ExperimentOf, TrainOptions};

@@ -195,4 +195,22 @@ pub trait Task: Sized + Send + Sync + 'static {
         out: &Path,
         device: &B::Device,
     ) -> anyhow::Result<Vec<PathBuf>>;
+
+    /// The model's tensor names in the independent PyTorch mapping model (`mg-train export
+    /// --names torch`), or why it has none.
+    fn torch_names(&self) -> anyhow::Result<ForeignNames> {
+        anyhow::bail!(
+            "`{}` models have no PyTorch counterpart; `--names torch` is for multigrid mapping \
+             models in the reference layout",
+            Self::KIND
+        )
+    }
+}
+
+/// Tensor names of a model in another implementation.
+pub struct ForeignNames {
+    /// The other name of a tensor, given its module path without enum variants.
+    pub rename: Box<dyn Fn(&str) -> Option<String>>,
+    /// Metadata the other implementation needs to build the model, as `(key, value)`.
+    pub metadata: Vec<(String, String)>,
 }

@@ -142,7 +142,7 @@ impl Picture<'_> {
         let mut canvas = Canvas::new(width, height, WHITE);
         let (left, mut top) = (110i64, 14i64);
         let label = |c: &mut Canvas, y: i64, s: &str| c.text(10, y, s, 2, BLACK);
-        label(&mut canvas, top + 10, "INPUT");
+        label(&mut canvas, top + 10, "Input");
         let items: Vec<Vec<f32>> = (0..len).map(|t| self.item_bits(t, sort)).collect();
         cells(&mut canvas, left, top, (dim, len), cell, |r, t| {
             grey(1.0 - items[t][r])
@@ -157,24 +157,24 @@ impl Picture<'_> {
                 let y = if p >= 0.0 { base - h as i64 } else { base + 1 };
                 canvas.rect(x, y, cell - 8, h, BLUE);
             }
-            canvas.text(10, base - 3, "PRIORITY", 1, BLUE);
+            canvas.text(10, base - 3, "Priority", 1, BLUE);
         } else {
             let q = meta.query_index;
             let x = left + (len * cell) as i64 + cell as i64;
             cells(&mut canvas, x, top, (dim, 1), cell, |r, _| {
                 grey(1.0 - items[q][r])
             });
-            canvas.text(x - 4, top + (dim * cell) as i64 + 6, "QUERY", 1, BLUE);
+            canvas.text(x - 4, top + (dim * cell) as i64 + 6, "Query", 1, BLUE);
             let mark = left + (q * cell) as i64;
             canvas.rect(mark, top + (dim * cell) as i64 + 2, cell, 3, BLUE);
         }
         top += (dim * cell + 40) as i64;
-        label(&mut canvas, top + 10, "TARGET");
+        label(&mut canvas, top + 10, "Target");
         cells(&mut canvas, left, top, (dim, answers), cell, |r, a| {
             grey(1.0 - self.target_bits(a)[r])
         });
         top += (dim * cell + 40) as i64;
-        label(&mut canvas, top + 10, "OUTPUT");
+        label(&mut canvas, top + 10, "Output");
         let prob = |a: usize, r: usize| 1.0 / (1.0 + (-self.answer(a)[r]).exp());
         cells(&mut canvas, left, top, (dim, answers), cell, |r, a| {
             let wrong = (prob(a, r) > 0.5) != (self.target_bits(a)[r] > 0.5);
@@ -191,7 +191,7 @@ impl Picture<'_> {
                     .count()
             })
             .sum();
-        let verdict = format!("{errors} WRONG BITS");
+        let verdict = format!("{errors} wrong bits");
         canvas.text(
             10,
             top + (dim * cell) as i64 + 10,
@@ -230,7 +230,7 @@ impl Picture<'_> {
             });
         };
         let mut top = 16i64;
-        canvas.text(10, top + 20, "INPUT", 2, BLACK);
+        canvas.text(10, top + 20, "Input", 2, BLACK);
         for (t, &image) in meta.images.iter().enumerate() {
             let x = left + (t * tile) as i64;
             let frame = (!sort && t == meta.query_index).then_some(GREEN);
@@ -238,9 +238,9 @@ impl Picture<'_> {
         }
         top += (tile + 30) as i64;
         if sort {
-            canvas.text(10, top + 20, "SORTED", 2, BLACK);
+            canvas.text(10, top + 20, "Sorted", 2, BLACK);
         } else {
-            canvas.text(10, top + 20, "QUERY", 2, BLACK);
+            canvas.text(10, top + 20, "Query", 2, BLACK);
             let x = left + (meta.query_index * tile) as i64;
             digit(
                 &mut canvas,
@@ -266,16 +266,16 @@ impl Picture<'_> {
             canvas.text(
                 x + 14,
                 top + SIDE as i64 * 2 + 4,
-                &format!("TRUE {truth}"),
+                &format!("true {truth}"),
                 1,
                 BLACK,
             );
         }
         top += (tile + 30) as i64;
         if let Some(maps) = memory {
-            canvas.text(10, top + 10, "MEMORY", 2, BLACK);
-            canvas.text(10, top + 30, "FINEST,", 1, BLACK);
-            canvas.text(10, top + 40, "DEEPEST", 1, BLACK);
+            canvas.text(10, top + 10, "Memory", 2, BLACK);
+            canvas.text(10, top + 30, "finest level,", 1, BLACK);
+            canvas.text(10, top + 40, "deepest layer", 1, BLACK);
             for (t, (side, map)) in maps.iter().enumerate() {
                 let cell = (SIDE * 2 / side).max(1);
                 let x = left + (t * tile) as i64;

@@ -484,6 +484,19 @@ impl Task for Mapping {
         }
         Ok(files)
     }
+
+    fn torch_names(&self) -> anyhow::Result<crate::harness::ForeignNames> {
+        let layout = match &self.model {
+            LocalizerConfig::Multigrid(config) => mg_models::interop::TorchLayout::of(config)?,
+            LocalizerConfig::Dnc(_) => {
+                anyhow::bail!("the PyTorch model is a multigrid memory; this run is a DNC")
+            }
+        };
+        Ok(crate::harness::ForeignNames {
+            metadata: vec![("torch_mgmem_variant".into(), layout.variant_json())],
+            rename: Box::new(move |path| layout.torch_name(path)),
+        })
+    }
 }
 
 /// `mg-train info` for a mapping model.

@@ -11,7 +11,7 @@ use anyhow::Context;
 use super::Mapping;
 use crate::harness::bench::BenchRecord;
 use crate::harness::{ExperimentOf, Task};
-use crate::viz::plot_log_log;
+use crate::plot::plot_log_log;
 
 /// One member of the family.
 pub struct Member {
@@ -147,23 +147,27 @@ pub fn run(
     let time = s.out.join("scaling.png");
     plot_log_log(
         &[
-            ("multigrid ms", series("multigrid", |r| Some(r.median_ms))),
-            ("DNC ms", series("dnc", |r| Some(r.median_ms))),
+            ("Multigrid", series("multigrid", |r| Some(r.median_ms))),
+            ("DNC", series("dnc", |r| Some(r.median_ms))),
         ],
-        ["memory cells", "training window, ms"],
+        ["Memory cells", "Training window (ms)"],
         &time,
     )?;
     let memory = s.out.join("scaling-memory.png");
     let peaks = [
-        ("multigrid MiB", series("multigrid", |r| r.peak_mib)),
-        ("DNC MiB", series("dnc", |r| r.peak_mib)),
+        ("Multigrid", series("multigrid", |r| r.peak_mib)),
+        ("DNC", series("dnc", |r| r.peak_mib)),
     ];
     if peaks.iter().any(|(_, p)| !p.is_empty()) {
-        plot_log_log(&peaks, ["memory cells", "peak memory growth, MiB"], &memory)?;
+        plot_log_log(
+            &peaks,
+            ["Memory cells", "Peak memory growth (MiB)"],
+            &memory,
+        )?;
     }
     if !s.json {
         eprintln!(
-            "wrote {}, {} and {}",
+            "wrote {}, {} and {} (each with an SVG beside it)",
             jsonl.display(),
             time.display(),
             memory.display()
