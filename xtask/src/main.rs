@@ -3,12 +3,15 @@
 //! * `ci`: format check, clippy (deny warnings), tests, docs, and the GPU backends' compile
 //!   checks, cheapest first.
 //! * `test [--backend flex|wgpu|cuda]`: the test suite on one backend (on a GPU, the
-//!   mg-layers and mg-models tests that take a backend; f64 checks stay on Flex).
+//!   mg-layers and mg-models tests that take a backend, f64 checks staying on Flex; then the
+//!   whole program: `mg-train bench` of the quick mapping model on the GPU backend and on the
+//!   CPU from the same weights, whose losses must agree).
 //! * `bench [--device cpu|ndarray|wgpu|cuda]... [--config FILE]... [-- <mg-train bench args>]`:
 //!   release benchmarks of the reference model and `configs/mapping/quick.toml` (or the given
 //!   configs) as JSON lines, also written to `target/bench/`; with `--scaling`, the
 //!   memory-scaling run (`mg-train bench --scaling`: multigrid vs DNC training-window time and
 //!   peak memory against memory size, JSON lines and log-log PNGs in `docs/figures/`).
+//! * `program-check --backend wgpu|cuda`: the whole-program check of `test --backend` alone.
 //! * `publish-check [--allow-dirty]`: `cargo publish -p mg-layers --dry-run`.
 
 use std::path::PathBuf;
@@ -19,7 +22,7 @@ use anyhow::{Context, bail, ensure};
 
 const USAGE: &str = "usage: cargo xtask <ci [--no-gpu-checks] | test [--backend flex|wgpu|cuda] | \
 bench [--device cpu|ndarray|wgpu|cuda]... [--config FILE]... [--scaling] [-- ARGS] | \
-publish-check [--allow-dirty]>";
+program-check --backend wgpu|cuda | publish-check [--allow-dirty]>";
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -30,6 +33,12 @@ fn main() -> anyhow::Result<()> {
         "ci" => ci(rest),
         "test" => test(rest),
         "bench" => bench(rest),
+        "program-check" => match rest {
+            [flag, backend] if flag == "--backend" && (backend == "wgpu" || backend == "cuda") => {
+                program_check(backend)
+            }
+            _ => bail!("usage: cargo xtask program-check --backend wgpu|cuda"),
+        },
         "publish-check" => publish_check(rest),
         other => bail!("unknown command `{other}`\n{USAGE}"),
     }
@@ -111,12 +120,114 @@ fn test(rest: &[String]) -> anyhow::Result<()> {
                         &features,
                     ],
                     &[],
-                )
+                )?;
+                program_check(backend)
             }
             other => bail!("unknown backend `{other}`; expected flex, wgpu or cuda"),
         },
         _ => bail!("{USAGE}"),
     }
+}
+
+/// Largest relative difference allowed between the CPU's and a GPU backend's benchmark losses.
+/// Measured on lavapipe (wgpu, with fusion): at most 7.2e-7 over the training windows and the
+/// inference steps; allowed about 14× for other drivers' summation orders. A wrong kernel is
+/// off by far more.
+const PROGRAM_LOSS_TOL: f64 = 1e-5;
+
+/// Runs `cargo <args>` and returns its standard output (standard error passes through).
+fn cargo_stdout(args: &[&str]) -> anyhow::Result<String> {
+    eprintln!("$ cargo {}", args.join(" "));
+    let output = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(args)
+        .current_dir(root())
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .with_context(|| format!("running cargo {}", args.join(" ")))?;
+    ensure!(
+        output.status.success(),
+        "`cargo {}` failed ({})",
+        args.join(" "),
+        output.status
+    );
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// `(bench, batch) → loss` of `mg-train bench --json` lines.
+fn bench_losses(jsonl: &str) -> anyhow::Result<Vec<(String, u64, f64)>> {
+    jsonl
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|line| {
+            let v: serde_json::Value =
+                serde_json::from_str(line).with_context(|| format!("bench output: {line}"))?;
+            let name = v["bench"].as_str().context("a record without `bench`")?;
+            let batch = v["batch"].as_u64().context("a record without `batch`")?;
+            let loss = v["loss"].as_f64().context("a record without `loss`")?;
+            Ok((name.to_string(), batch, loss))
+        })
+        .collect()
+}
+
+/// The whole program on a GPU backend: `mg-train bench` of `configs/mapping/quick.toml` (two
+/// training windows on each forward path, inference steps at batch 2 and 1) on the CPU, then
+/// on `backend` from the weights the CPU run started from; every record's loss must agree.
+fn program_check(backend: &str) -> anyhow::Result<()> {
+    let dir = root().join("target").join("backend-check");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let weights = dir.join("quick.safetensors");
+    let weights = weights.to_str().context("a UTF-8 target path")?;
+    let run = |device: &str, weights_flag: &str| {
+        cargo_stdout(&[
+            "run",
+            "-p",
+            "mg-train",
+            "--features",
+            backend,
+            "--",
+            "bench",
+            "configs/mapping/quick.toml",
+            "--device",
+            device,
+            "--steps",
+            "4",
+            "--batch",
+            "2",
+            "--repeats",
+            "1",
+            "--json",
+            weights_flag,
+            weights,
+        ])
+    };
+    let cpu = bench_losses(&run("cpu", "--save-weights")?)?;
+    let gpu = bench_losses(&run(backend, "--weights")?)?;
+    ensure!(
+        cpu.len() == gpu.len() && !cpu.is_empty(),
+        "the CPU gave {} benchmark records, {backend} {}",
+        cpu.len(),
+        gpu.len()
+    );
+    let mut worst: f64 = 0.0;
+    for ((name, batch, a), (gname, gbatch, b)) in cpu.iter().zip(&gpu) {
+        ensure!(
+            name == gname && batch == gbatch,
+            "records differ: {name} vs {gname}"
+        );
+        let rel = (a - b).abs() / a.abs().max(1e-12);
+        eprintln!(
+            "  {name:<28} batch {batch:>2}: cpu {a:.6} {backend} {b:.6} (relative {rel:.1e})"
+        );
+        ensure!(
+            rel <= PROGRAM_LOSS_TOL,
+            "{name} at batch {batch}: the losses differ by {rel:.1e} relative (allowed {PROGRAM_LOSS_TOL:.0e})"
+        );
+        worst = worst.max(rel);
+    }
+    eprintln!(
+        "  the whole program agrees on {backend}: worst relative loss difference {worst:.1e}"
+    );
+    Ok(())
 }
 
 fn bench(rest: &[String]) -> anyhow::Result<()> {

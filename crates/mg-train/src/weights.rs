@@ -166,6 +166,19 @@ fn escape_regex(s: &str) -> String {
         .collect()
 }
 
+/// An error if `run` already holds run files.
+fn refuse_existing(run: &RunDir) -> anyhow::Result<()> {
+    let existing = run.existing_files();
+    if !existing.is_empty() {
+        bail!(
+            "{} already holds a run ({}); import into a new --run-dir",
+            run.root.display(),
+            existing.join(", ")
+        );
+    }
+    Ok(())
+}
+
 /// Runs `mg-train import`.
 pub fn run_import(args: &ImportArgs) -> anyhow::Result<()> {
     if !args.weights.is_file() {
@@ -191,16 +204,8 @@ impl TaskVisitor for Import<'_> {
             .run_dir
             .clone()
             .unwrap_or_else(|| default_run_dir(&self.args.config));
-        let _lock = RunLock::acquire(&root, &format!("import {}", self.args.weights.display()))?;
         let run = RunDir::new(&root);
-        let existing = run.existing_files();
-        if !existing.is_empty() {
-            bail!(
-                "{} already holds a run ({}); import into a new --run-dir",
-                root.display(),
-                existing.join(", ")
-            );
-        }
+        refuse_existing(&run)?;
         dispatch(
             DeviceKind::Cpu,
             ImportJob {
@@ -222,10 +227,12 @@ struct ImportJob<T: Task> {
 
 impl<T: Task> Job for ImportJob<T> {
     fn run<B: Backend>(self, device: B::Device) -> anyhow::Result<()> {
+        // The weights are read before the run folder exists, so a refused file leaves nothing.
         let mut model = self.task.init_train::<B>(&device);
         crate::harness::bench::load_weights(&mut model, &self.weights)?;
-        std::fs::create_dir_all(&self.run.root)
-            .with_context(|| format!("creating {}", self.run.root.display()))?;
+        let command = format!("import {}", self.weights.display());
+        let _lock = RunLock::acquire(&self.run.root, &command)?;
+        refuse_existing(&self.run)?;
         crate::harness::checkpoint::write_atomic(
             &self.run.config(),
             self.config.to_toml().as_bytes(),

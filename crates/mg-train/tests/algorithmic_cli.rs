@@ -253,6 +253,10 @@ fn weights_round_trip_through_safetensors() {
         dir.join("wrong").to_str().unwrap(),
     ]);
     assert!(err.contains("sort.safetensors"), "{err}");
+    assert!(
+        !dir.join("wrong").exists(),
+        "a refused import must not create its folder"
+    );
     let bytes = std::fs::read(&file).unwrap();
     let cut = dir.join("cut.safetensors");
     std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();

@@ -207,10 +207,13 @@ pub trait Task: Sized + Send + Sync + 'static {
     }
 }
 
+/// The other name of a tensor, given its module path without enum variants.
+pub type Rename = Box<dyn Fn(&str) -> Option<String>>;
+
 /// Tensor names of a model in another implementation.
 pub struct ForeignNames {
-    /// The other name of a tensor, given its module path without enum variants.
-    pub rename: Box<dyn Fn(&str) -> Option<String>>,
+    /// The other name of each tensor.
+    pub rename: Rename,
     /// Metadata the other implementation needs to build the model, as `(key, value)`.
     pub metadata: Vec<(String, String)>,
 }
