@@ -51,12 +51,18 @@ fn root() -> PathBuf {
         .into()
 }
 
-/// Runs `cargo <args>` in the workspace root, with extra environment variables.
-fn cargo(args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<()> {
-    let start = Instant::now();
+/// `cargo <args>` in the workspace root (the cargo that runs xtask), echoed to stderr.
+fn cargo_command(args: &[&str]) -> Command {
     eprintln!("$ cargo {}", args.join(" "));
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cmd.args(args).current_dir(root());
+    cmd
+}
+
+/// Runs `cargo <args>` in the workspace root, with extra environment variables.
+fn cargo(args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<()> {
+    let start = Instant::now();
+    let mut cmd = cargo_command(args);
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -137,10 +143,7 @@ const PROGRAM_LOSS_TOL: f64 = 1e-5;
 
 /// Runs `cargo <args>` and returns its standard output (standard error passes through).
 fn cargo_stdout(args: &[&str]) -> anyhow::Result<String> {
-    eprintln!("$ cargo {}", args.join(" "));
-    let output = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(args)
-        .current_dir(root())
+    let output = cargo_command(args)
         .stderr(std::process::Stdio::inherit())
         .output()
         .with_context(|| format!("running cargo {}", args.join(" ")))?;

@@ -8,9 +8,7 @@ use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use tiny_skia::{
-    FillRule, LineCap, LineJoin, Paint, PathBuilder, Pixmap, Stroke, StrokeDash, Transform,
-};
+use tiny_skia::{FillRule, LineCap, LineJoin, Paint, PathBuilder, Pixmap, Stroke, Transform};
 
 use crate::font::{Seg, text_path, text_width};
 use crate::viz::Rgb;
@@ -36,13 +34,8 @@ const LEGEND_SIZE: f32 = 14.0;
 /// How a shape is painted.
 #[derive(Clone, Copy, Debug)]
 enum Ink {
-    Fill(Rgb, f32),
-    Stroke {
-        colour: Rgb,
-        alpha: f32,
-        width: f32,
-        dashed: bool,
-    },
+    Fill(Rgb),
+    Stroke { colour: Rgb, alpha: f32, width: f32 },
 }
 
 /// A vector picture: paths in pixels on a white page.
@@ -53,32 +46,19 @@ struct Scene {
 }
 
 impl Scene {
+    /// A polyline through `points` (nothing for fewer than two).
     fn line(&mut self, points: &[(f32, f32)], colour: Rgb, alpha: f32, width: f32) {
-        self.polyline(points, colour, alpha, width, false);
-    }
-
-    fn polyline(
-        &mut self,
-        points: &[(f32, f32)],
-        colour: Rgb,
-        alpha: f32,
-        width: f32,
-        dashed: bool,
-    ) {
         if points.len() < 2 {
             return;
         }
         let mut segs = vec![Seg::Move(points[0].0, points[0].1)];
         segs.extend(points[1..].iter().map(|&(x, y)| Seg::Line(x, y)));
-        self.shapes.push((
-            segs,
-            Ink::Stroke {
-                colour,
-                alpha,
-                width,
-                dashed,
-            },
-        ));
+        let ink = Ink::Stroke {
+            colour,
+            alpha,
+            width,
+        };
+        self.shapes.push((segs, ink));
     }
 
     fn rect(&mut self, (x, y): (f32, f32), (w, h): (f32, f32), colour: Rgb) {
@@ -89,7 +69,7 @@ impl Scene {
             Seg::Line(x, y + h),
             Seg::Close,
         ];
-        self.shapes.push((segs, Ink::Fill(colour, 1.0)));
+        self.shapes.push((segs, Ink::Fill(colour)));
     }
 
     /// Text with its baseline at `y`; `anchor` 0 (start), 0.5 (middle) or 1 (end) of the text
@@ -102,7 +82,7 @@ impl Scene {
             text_path(text, size, |along, across| (x + along + shift, y + across))
         };
         if !segs.is_empty() {
-            self.shapes.push((segs, Ink::Fill(INK, 1.0)));
+            self.shapes.push((segs, Ink::Fill(INK)));
         }
     }
 
@@ -128,21 +108,15 @@ impl Scene {
             }
             let hex = |c: Rgb| format!("#{:02x}{:02x}{:02x}", c[0], c[1], c[2]);
             let style = match *paint {
-                Ink::Fill(c, a) => format!("fill=\"{}\" fill-opacity=\"{a}\"", hex(c)),
+                Ink::Fill(c) => format!("fill=\"{}\"", hex(c)),
                 Ink::Stroke {
                     colour,
                     alpha,
                     width,
-                    dashed,
                 } => format!(
                     "fill=\"none\" stroke=\"{}\" stroke-opacity=\"{alpha}\" stroke-width=\"{width}\" \
-                     stroke-linejoin=\"round\" stroke-linecap=\"round\"{}",
+                     stroke-linejoin=\"round\" stroke-linecap=\"round\"",
                     hex(colour),
-                    if dashed {
-                        " stroke-dasharray=\"3 3\""
-                    } else {
-                        ""
-                    }
                 ),
             };
             let _ = writeln!(out, "<path d=\"{d}\" {style}/>");
@@ -172,26 +146,20 @@ impl Scene {
                 ..Paint::default()
             };
             match *paint {
-                Ink::Fill(c, a) => {
-                    p.set_color_rgba8(c[0], c[1], c[2], (a * 255.0) as u8);
+                Ink::Fill(c) => {
+                    p.set_color_rgba8(c[0], c[1], c[2], 255);
                     pixmap.fill_path(&path, &p, FillRule::Winding, Transform::identity(), None);
                 }
                 Ink::Stroke {
                     colour,
                     alpha,
                     width,
-                    dashed,
                 } => {
                     p.set_color_rgba8(colour[0], colour[1], colour[2], (alpha * 255.0) as u8);
                     let stroke = Stroke {
                         width,
                         line_cap: LineCap::Round,
                         line_join: LineJoin::Round,
-                        dash: if dashed {
-                            StrokeDash::new(vec![3.0, 3.0], 0.0)
-                        } else {
-                            None
-                        },
                         ..Stroke::default()
                     };
                     pixmap.stroke_path(&path, &p, &stroke, Transform::identity(), None);

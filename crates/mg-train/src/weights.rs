@@ -15,7 +15,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use burn::tensor::backend::Backend;
-use burn_store::{KeyRemapper, ModuleSnapshot, SafetensorsStore};
+use burn_store::{KeyRemapper, ModuleSnapshot};
 use clap::Args;
 
 use crate::backend::{DeviceKind, Job, dispatch};
@@ -112,22 +112,25 @@ impl<T: Task> Job for ExportJob<'_, T> {
             .out
             .clone()
             .unwrap_or_else(|| self.cmd.run.root.join("model.safetensors"));
-        let mut store = SafetensorsStore::from_file(&out)
-            .skip_enum_variants(true)
-            .overwrite(true)
+        let mut store = crate::harness::bench::weight_store(&out)
             .metadata("mg_task", T::KIND)
             .metadata("mg_config", self.cmd.text.as_str())
             .metadata("mg_time_step", progress.time_step.to_string());
-        let mut rename: Box<dyn Fn(String) -> String> = Box::new(|path| path);
+        // Every tensor's name in the file and its shape.
+        let mut listed: Vec<(String, Vec<usize>)> = model
+            .collect(None, None, true)
+            .into_iter()
+            .map(|snapshot| (snapshot.full_path(), snapshot.shape.to_vec()))
+            .collect();
         if args.names == Names::Torch {
             let names = self.task.torch_names()?;
             let mut pairs = Vec::new();
-            for snapshot in model.collect(None, None, true) {
-                let path = snapshot.full_path();
-                let Some(name) = (names.rename)(&path) else {
+            for (path, _) in &mut listed {
+                let Some(name) = (names.rename)(path) else {
                     bail!("{path} has no PyTorch name");
                 };
-                pairs.push((format!("^{}$", escape_regex(&path)), name));
+                pairs.push((format!("^{}$", escape_regex(path)), name.clone()));
+                *path = name;
             }
             let remapper = KeyRemapper::from_patterns(pairs)
                 .map_err(|e| anyhow::anyhow!("tensor name patterns: {e}"))?;
@@ -135,16 +138,13 @@ impl<T: Task> Job for ExportJob<'_, T> {
             for (key, value) in names.metadata {
                 store = store.metadata(key, value);
             }
-            let map = names.rename;
-            rename = Box::new(move |path| map(&path).unwrap_or(path));
         }
         model
             .save_into(&mut store)
             .map_err(|e| anyhow::anyhow!("writing {}: {e}", out.display()))?;
         if args.list {
-            for snapshot in model.collect(None, None, true) {
-                let name = rename(snapshot.full_path());
-                println!("{name}\t{:?}", snapshot.shape.as_slice());
+            for (name, shape) in &listed {
+                println!("{name}\t{shape:?}");
             }
         }
         eprintln!(

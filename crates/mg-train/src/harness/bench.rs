@@ -101,6 +101,14 @@ pub mod peak {
     }
 }
 
+/// A safetensors file of weights to write (over an existing one), tensors named by module path
+/// without enum variants, as `mg-train export` and `import` name them.
+pub fn weight_store(path: &Path) -> SafetensorsStore {
+    SafetensorsStore::from_file(path)
+        .skip_enum_variants(true)
+        .overwrite(true)
+}
+
 /// Loads safetensors weights (tensor names as `mg-train export` writes them) into `model`;
 /// a file that does not fit it is an error naming the file and the first mismatches.
 pub fn load_weights<M: ModuleSnapshot<AB>, AB: burn::tensor::backend::Backend>(
@@ -159,10 +167,7 @@ pub fn bench<T: Task, B: Backend>(
         load_weights(&mut model, path)?;
     }
     if let Some(path) = &options.save_weights {
-        let mut store = SafetensorsStore::from_file(path)
-            .skip_enum_variants(true)
-            .overwrite(true)
-            .metadata("mg_task", T::KIND);
+        let mut store = weight_store(path).metadata("mg_task", T::KIND);
         model
             .save_into(&mut store)
             .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
