@@ -12,7 +12,7 @@ use burn::nn::{Linear, LinearConfig};
 use burn::optim::{AdamConfig, GradientsParams, Optimizer};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Distribution, ElementConversion, Tensor};
-use mg_layers::{MgConvLstm, MgConvLstmConfig, levels};
+use mg_layers::{MgBackend, MgConvLstm, MgConvLstmConfig, levels};
 
 const STEPS: usize = 6;
 const BATCH: usize = 16;
@@ -25,7 +25,7 @@ struct Recall<B: Backend> {
     readout: Linear<B>,
 }
 
-impl<B: Backend> Recall<B> {
+impl<B: MgBackend> Recall<B> {
     fn new(device: &B::Device) -> Self {
         Self {
             memory: MgConvLstmConfig::new(1, 8, levels(0, 1), levels(0, 2)).init(device),

@@ -3,10 +3,10 @@
 use burn::config::Config;
 use burn::module::{Module, Param};
 use burn::tensor::activation::sigmoid;
-use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Tensor, backend::Backend};
 
+use crate::backend::{MgBackend, conv2d, lstm_cell, lstm_hidden};
 use crate::geometry::Geometry;
 use crate::init::LstmInit;
 
@@ -128,7 +128,7 @@ impl ConvLstmCellConfig {
     }
 }
 
-impl<B: Backend> ConvLstmCell<B> {
+impl<B: MgBackend> ConvLstmCell<B> {
     /// Channels of the hidden and cell states.
     pub fn d_hidden(&self) -> usize {
         self.d_hidden
@@ -255,16 +255,9 @@ impl<B: Backend> ConvLstmCell<B> {
     fn update(&self, gates: Tensor<B, 4>, cell: Tensor<B, 4>) -> ConvLstmState<B> {
         let c = self.d_hidden;
         let Some(peephole) = &self.peephole else {
-            // One sigmoid over all four gates (g's share is unused), one tanh for g.
-            let s = sigmoid(gates.clone());
-            let (i, f, o) = (
-                s.clone().narrow(1, 0, c),
-                s.clone().narrow(1, 2 * c, c),
-                s.narrow(1, 3 * c, c),
-            );
-            let g = gates.narrow(1, c, c).tanh();
-            let cell = f * cell + i * g;
-            let hidden = o * cell.clone().tanh();
+            // One pass each for the cell and the hidden state (MgBackend's LSTM ops).
+            let cell = lstm_cell(gates.clone(), cell);
+            let hidden = lstm_hidden(gates, cell.clone());
             return ConvLstmState { cell, hidden };
         };
         let p = peephole.val();

@@ -3,10 +3,10 @@
 use burn::config::Config;
 use burn::module::{Module, Param};
 use burn::tensor::activation::relu;
-use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Tensor, backend::Backend};
 
+use crate::backend::{MgBackend, conv2d};
 use crate::geometry::{Geometry, LevelSpan};
 use crate::init::ConvInit;
 use crate::norm::{MgNorm, NormMode, level_norms};
@@ -182,7 +182,7 @@ impl MgConvConfig {
     }
 }
 
-impl<B: Backend> MgConv<B> {
+impl<B: MgBackend> MgConv<B> {
     /// The input levels.
     pub fn input_levels(&self) -> LevelSpan {
         self.input_levels

@@ -4,6 +4,7 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::tensor::{Tensor, backend::Backend};
 
+use crate::backend::MgBackend;
 use crate::cell::{ConvLstmCell, ConvLstmCellConfig, ConvLstmState};
 use crate::conv::{check_pyramid, check_span};
 use crate::geometry::{Geometry, LevelSpan};
@@ -183,7 +184,7 @@ impl MgConvLstmConfig {
     }
 }
 
-impl<B: Backend> MgConvLstm<B> {
+impl<B: MgBackend> MgConvLstm<B> {
     /// The input levels.
     pub fn input_levels(&self) -> LevelSpan {
         self.input_levels

@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub mod backend;
 mod cell;
 mod conv;
 mod conv_lstm;
@@ -11,6 +12,7 @@ mod resample;
 mod residual;
 mod stack;
 
+pub use backend::{MgAutodiffBackend, MgBackend};
 pub use cell::{ConvLstmCell, ConvLstmCellConfig, ConvLstmState};
 pub use conv::{Activation, MgConv, MgConvConfig};
 pub use conv_lstm::{MgConvLstm, MgConvLstmConfig, MgLstmOutput, MgLstmState};
@@ -25,6 +27,6 @@ pub use stack::{MgLstmStack, MgLstmStackConfig, StackOutput, StackState};
 #[cfg(all(test, not(any(feature = "test-wgpu", feature = "test-cuda"))))]
 pub(crate) type TestBackend = burn::backend::Flex;
 #[cfg(all(test, feature = "test-wgpu"))]
-pub(crate) type TestBackend = burn::backend::Wgpu;
+pub(crate) type TestBackend = crate::backend::PlainWgpu;
 #[cfg(all(test, feature = "test-cuda", not(feature = "test-wgpu")))]
 pub(crate) type TestBackend = burn::backend::Cuda;

@@ -4,6 +4,7 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::tensor::{Tensor, backend::Backend};
 
+use crate::backend::MgBackend;
 use crate::cell::ConvLstmState;
 use crate::conv_lstm::{MgConvLstm, MgConvLstmConfig, MgLstmOutput, MgLstmState};
 use crate::residual::{Residual, residual_add};
@@ -167,7 +168,7 @@ impl MgLstmStackConfig {
     }
 }
 
-impl<B: Backend> MgLstmStack<B> {
+impl<B: MgBackend> MgLstmStack<B> {
     /// Memory cells `Σ H·W·C` of all LSTM cell states.
     pub fn memory_cells(&self) -> usize {
         self.layers.iter().map(MgConvLstm::memory_cells).sum()

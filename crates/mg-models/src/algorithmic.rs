@@ -6,6 +6,7 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::tensor::{Tensor, backend::Backend};
+use mg_layers::MgBackend;
 use mg_layers::{
     Activation, LevelSpan, MgConvConfig, MgConvLstmConfig, MgLstmStackConfig, NormMode, Residual,
     StackState, levels, num_trainable_params,
@@ -283,7 +284,7 @@ impl AlgoModelConfig {
     ///
     /// # Panics
     /// If [`Self::validate`] fails.
-    pub fn init<B: Backend>(&self, device: &B::Device) -> AlgoModel<B> {
+    pub fn init<B: MgBackend>(&self, device: &B::Device) -> AlgoModel<B> {
         if let Err(e) = self.validate() {
             panic!("AlgoModel: {e}");
         }
@@ -322,7 +323,7 @@ pub struct AlgoModel<B: Backend> {
     pub head: Option<Linear<B>>,
 }
 
-impl<B: Backend> AlgoModel<B> {
+impl<B: MgBackend> AlgoModel<B> {
     /// Trainable parameters.
     pub fn num_params(&self) -> usize {
         num_trainable_params(self)
@@ -443,7 +444,7 @@ impl AlgoNetConfig {
     }
 
     /// Builds the model.
-    pub fn init<B: Backend>(&self, device: &B::Device) -> AlgoNet<B> {
+    pub fn init<B: MgBackend>(&self, device: &B::Device) -> AlgoNet<B> {
         match self {
             Self::Multigrid(c) => AlgoNet::Multigrid(c.init(device)),
             Self::Dnc(c) => AlgoNet::Dnc(c.init(device)),

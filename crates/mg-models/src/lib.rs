@@ -37,6 +37,6 @@ pub use reader::{MgReader, MgReaderConfig};
 #[cfg(all(test, not(any(feature = "test-wgpu", feature = "test-cuda"))))]
 pub(crate) type TestBackend = burn::backend::Flex;
 #[cfg(all(test, feature = "test-wgpu"))]
-pub(crate) type TestBackend = burn::backend::Wgpu;
+pub(crate) type TestBackend = mg_layers::backend::PlainWgpu;
 #[cfg(all(test, feature = "test-cuda", not(feature = "test-wgpu")))]
 pub(crate) type TestBackend = burn::backend::Cuda;

@@ -4,6 +4,7 @@
 use burn::config::Config;
 use burn::module::Module;
 use burn::tensor::{Tensor, backend::Backend};
+use mg_layers::MgBackend;
 use mg_layers::StackState;
 
 use crate::{D_ENCODING, Dnc, DncConfig, DncState, MappingModel, MappingModelConfig, ModelError};
@@ -66,7 +67,7 @@ impl DncLocalizerConfig {
     ///
     /// # Panics
     /// If [`Self::validate`] fails.
-    pub fn init<B: Backend>(&self, device: &B::Device) -> DncLocalizer<B> {
+    pub fn init<B: MgBackend>(&self, device: &B::Device) -> DncLocalizer<B> {
         if let Err(e) = self.validate() {
             panic!("DncLocalizer: {e}");
         }
@@ -88,7 +89,7 @@ pub struct DncLocalizer<B: Backend> {
     pixels: usize,
 }
 
-impl<B: Backend> DncLocalizer<B> {
+impl<B: MgBackend> DncLocalizer<B> {
     /// Runs `steps` time steps (time-major rows).
     ///
     /// # Shapes
@@ -150,7 +151,7 @@ impl LocalizerConfig {
     }
 
     /// Builds the model.
-    pub fn init<B: Backend>(&self, device: &B::Device) -> Localizer<B> {
+    pub fn init<B: MgBackend>(&self, device: &B::Device) -> Localizer<B> {
         match self {
             Self::Multigrid(c) => Localizer::Multigrid(c.init(device)),
             Self::Dnc(c) => Localizer::Dnc(c.init(device)),
@@ -178,7 +179,7 @@ pub enum LocalizerState<B: Backend> {
     Dnc(DncState<B>),
 }
 
-impl<B: Backend> Localizer<B> {
+impl<B: MgBackend> Localizer<B> {
     /// Trainable parameters.
     pub fn num_params(&self) -> usize {
         mg_layers::num_trainable_params(self)
@@ -279,7 +280,7 @@ impl<B: Backend> Localizer<B> {
     }
 }
 
-impl<B: Backend> LocalizerState<B> {
+impl<B: MgBackend> LocalizerState<B> {
     /// The state cut from the autodiff graph (truncated BPTT).
     pub fn detach(self) -> Self {
         match self {

@@ -3,6 +3,7 @@
 use burn::config::Config;
 use burn::module::Module;
 use burn::tensor::{Tensor, backend::Backend};
+use mg_layers::MgBackend;
 use mg_layers::{
     Activation, Geometry, LevelSpan, MgConvConfig, MgConvLstmConfig, MgLstmStackConfig, Residual,
     StackState, levels, upsample2x,
@@ -405,7 +406,7 @@ impl MappingModelConfig {
     ///
     /// # Panics
     /// If a patch side is not a multiple of 3, or the readers do not fit the writer.
-    pub fn init<B: Backend>(&self, device: &B::Device) -> MappingModel<B> {
+    pub fn init<B: MgBackend>(&self, device: &B::Device) -> MappingModel<B> {
         for &side in std::iter::once(&self.obs_size).chain(&self.query_sizes) {
             assert!(
                 side > 0 && side % BASE_SIZE == 0,
@@ -440,7 +441,7 @@ pub struct MappingModel<B: Backend> {
 
 /// Folds a `[n, c, 3s, 3s]` patch into `[n, c·s², 3, 3]` (space to depth): grid cell
 /// `(a, b)` holds the `s×s` block at rows `a·s..(a+1)·s` and columns `b·s..(b+1)·s`.
-pub fn fold_patch<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
+pub fn fold_patch<B: MgBackend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
     let [n, c, h, w] = x.dims();
     assert!(
         h == w && h % BASE_SIZE == 0,
@@ -455,7 +456,7 @@ pub fn fold_patch<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
         .reshape([n, c * s * s, BASE_SIZE, BASE_SIZE])
 }
 
-impl<B: Backend> MappingModel<B> {
+impl<B: MgBackend> MappingModel<B> {
     /// Folds a patch to the 3×3 grid, then upsamples it (nearest) to the input level.
     fn encode(&self, patch: Tensor<B, 4>) -> Tensor<B, 4> {
         (0..self.input_level).fold(fold_patch(patch), |x, _| upsample2x(x, Geometry::Grid2d))

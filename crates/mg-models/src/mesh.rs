@@ -4,6 +4,7 @@
 use burn::config::Config;
 use burn::module::Module;
 use burn::tensor::{Tensor, backend::Backend};
+use mg_layers::MgBackend;
 use mg_layers::{
     LevelSpan, MgConvLstmConfig, MgLstmStack, MgLstmStackConfig, Residual, StackOutput, StackState,
     levels, num_trainable_params,
@@ -63,14 +64,14 @@ impl MemoryMeshConfig {
     }
 
     /// Builds the mesh.
-    pub fn init<B: Backend>(&self, device: &B::Device) -> MemoryMesh<B> {
+    pub fn init<B: MgBackend>(&self, device: &B::Device) -> MemoryMesh<B> {
         MemoryMesh {
             stack: self.stack.init(device),
         }
     }
 }
 
-impl<B: Backend> MemoryMesh<B> {
+impl<B: MgBackend> MemoryMesh<B> {
     /// Number of conv-LSTM layers.
     pub fn num_layers(&self) -> usize {
         self.stack.layers.len()

@@ -4,6 +4,7 @@ use crate::ModelError;
 use burn::config::Config;
 use burn::module::Module;
 use burn::tensor::{Tensor, backend::Backend};
+use mg_layers::MgBackend;
 use mg_layers::{
     Activation, LevelSpan, MgConv, MgConvConfig, Residual, levels, num_trainable_params,
     residual_add,
@@ -140,7 +141,7 @@ impl MgReaderConfig {
     ///
     /// # Panics
     /// If [`Self::validate`] fails; the message names the problem.
-    pub fn init<B: Backend>(&self, device: &B::Device) -> MgReader<B> {
+    pub fn init<B: MgBackend>(&self, device: &B::Device) -> MgReader<B> {
         if let Err(e) = self.validate() {
             panic!("MgReader: {e}");
         }
@@ -152,7 +153,7 @@ impl MgReaderConfig {
     }
 }
 
-impl<B: Backend> MgReader<B> {
+impl<B: MgBackend> MgReader<B> {
     /// Trainable parameters.
     pub fn num_params(&self) -> usize {
         num_trainable_params(self)

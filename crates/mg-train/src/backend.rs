@@ -1,8 +1,8 @@
 //! Backend selection: cargo features decide what is compiled, `--device` what runs.
 
 use anyhow::bail;
-use burn::tensor::backend::Backend;
 use clap::ValueEnum;
+use mg_layers::MgBackend;
 
 /// A compute device, as named on the command line.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,7 +52,7 @@ impl DeviceKind {
 /// Work generic over the backend, run by [`dispatch`].
 pub trait Job {
     /// Runs the work on backend `B`.
-    fn run<B: Backend>(self, device: B::Device) -> anyhow::Result<()>;
+    fn run<B: MgBackend>(self, device: B::Device) -> anyhow::Result<()>;
 }
 
 /// Runs `job` on the backend of `kind`, or explains which feature to enable.

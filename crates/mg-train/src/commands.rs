@@ -1,10 +1,10 @@
 //! The experiment subcommands: `train`, `resume`, `eval`, `info`, `viz`, `compare` and
 //! `bench`. Each reads a config, finds its task ([`tasks::visit`]) and runs the harness with it.
 
+use mg_layers::MgBackend;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use burn::tensor::backend::Backend;
 use clap::Args;
 use serde_json::json;
 
@@ -165,6 +165,10 @@ pub struct BenchArgs {
     /// Time only the model's first forward path (skip the step path).
     #[arg(long)]
     pub no_step_path: bool,
+    /// Run burn's own ops instead of the project's CPU kernels (mg_layers::backend), to
+    /// compare the two in one run; the device name gets the suffix ` (burn ops)`.
+    #[arg(long)]
+    pub no_kernels: bool,
     /// Print JSON lines only.
     #[arg(long)]
     pub json: bool,
@@ -407,7 +411,7 @@ struct TrainJob<T: Task> {
 }
 
 impl<T: Task> Job for TrainJob<T> {
-    fn run<B: Backend>(self, device: B::Device) -> anyhow::Result<()> {
+    fn run<B: MgBackend>(self, device: B::Device) -> anyhow::Result<()> {
         let before = self
             .run
             .latest()?
@@ -476,7 +480,7 @@ struct EvalJob<T: Task> {
 }
 
 impl<T: Task> Job for EvalJob<T> {
-    fn run<B: Backend>(self, device: B::Device) -> anyhow::Result<()> {
+    fn run<B: MgBackend>(self, device: B::Device) -> anyhow::Result<()> {
         let (model, progress) =
             load_model::<T, B>(&self.task, &self.run, self.from.as_deref(), &device)?;
         let request = EvalRequest {
@@ -558,7 +562,7 @@ struct VizJob<T: Task> {
 }
 
 impl<T: Task> Job for VizJob<T> {
-    fn run<B: Backend>(self, device: B::Device) -> anyhow::Result<()> {
+    fn run<B: MgBackend>(self, device: B::Device) -> anyhow::Result<()> {
         let (model, _) = load_model::<T, B>(&self.task, &self.run, None, &device)?;
         for path in self.task.draw(&model, self.episode, &self.out, &device)? {
             println!("wrote {}", path.display());
@@ -729,9 +733,14 @@ pub fn run_bench(args: &BenchArgs) -> anyhow::Result<()> {
         "--repeats {}: expected 1 to 1000",
         args.repeats
     );
+    mg_layers::backend::set_cpu_kernels(!args.no_kernels);
+    let device = match args.no_kernels {
+        true => format!("{} (burn ops)", args.device.name()),
+        false => args.device.name().to_string(),
+    };
     let options = |name: String| BenchOptions {
         name,
-        device: args.device.name().into(),
+        device: device.clone(),
         on_cpu: on_cpu(args.device),
         steps,
         batch,
@@ -843,7 +852,7 @@ fn run_bench_job<T: Task>(
         records: &'a mut Vec<BenchRecord>,
     }
     impl<T: Task> Job for BenchJob<'_, T> {
-        fn run<B: Backend>(self, device: B::Device) -> anyhow::Result<()> {
+        fn run<B: MgBackend>(self, device: B::Device) -> anyhow::Result<()> {
             *self.records = bench::<T, B>(&self.task, &self.config, &self.options, device)?;
             Ok(())
         }

@@ -1,10 +1,9 @@
 //! `mg-train demo`: build the reference memory mesh and write a few windows into it.
 
+use mg_layers::MgBackend;
 use std::time::Instant;
 
 use burn::backend::Autodiff;
-use burn::tensor::backend::AutodiffBackend;
-use burn::tensor::backend::Backend;
 use burn::tensor::{Distribution, ElementConversion, Tensor};
 use clap::Args;
 use mg_layers::StackState;
@@ -51,7 +50,7 @@ struct Demo<'a> {
 }
 
 impl Job for Demo<'_> {
-    fn run<B: Backend>(self, device: B::Device) -> anyhow::Result<()> {
+    fn run<B: MgBackend>(self, device: B::Device) -> anyhow::Result<()> {
         let args = self.args;
         B::seed(&device, args.seed);
         let config = MemoryMeshConfig::mapping_reference();
@@ -99,7 +98,7 @@ impl Job for Demo<'_> {
 }
 
 /// A window of `steps·batch` random 4-channel 3×3 observations, time-major.
-pub fn random_window<B: Backend>(steps: usize, batch: usize, device: &B::Device) -> Tensor<B, 4> {
+pub fn random_window<B: MgBackend>(steps: usize, batch: usize, device: &B::Device) -> Tensor<B, 4> {
     Tensor::random(
         [steps * batch, 4, 3, 3],
         Distribution::Uniform(0.0, 1.0),
@@ -110,7 +109,7 @@ pub fn random_window<B: Backend>(steps: usize, batch: usize, device: &B::Device)
 /// Forward and backward through one window with a carried state; returns the loss (the sum
 /// of squares of the deepest layer's finest output, a stand-in for a task loss) and the
 /// detached next state.
-pub fn train_window<B: AutodiffBackend>(
+pub fn train_window<B: mg_layers::MgAutodiffBackend>(
     mesh: &MemoryMesh<B>,
     input: Tensor<B, 4>,
     steps: usize,

@@ -11,10 +11,10 @@
 //! [`mg_models::interop::TorchLayout`]), with its variant as JSON in `torch_mgmem_variant`, so
 //! that `model.load_state_dict(safetensors.torch.load_file(FILE))` loads it there.
 
+use mg_layers::MgBackend;
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
-use burn::tensor::backend::Backend;
 use burn_store::{KeyRemapper, ModuleSnapshot};
 use clap::Args;
 
@@ -104,7 +104,7 @@ struct ExportJob<'a, T> {
 }
 
 impl<T: Task> Job for ExportJob<'_, T> {
-    fn run<B: Backend>(self, device: B::Device) -> anyhow::Result<()> {
+    fn run<B: MgBackend>(self, device: B::Device) -> anyhow::Result<()> {
         let args = self.cmd.args;
         let (model, progress) =
             load_model::<T, B>(&self.task, &self.cmd.run, args.from.as_deref(), &device)?;
@@ -226,7 +226,7 @@ struct ImportJob<T: Task> {
 }
 
 impl<T: Task> Job for ImportJob<T> {
-    fn run<B: Backend>(self, device: B::Device) -> anyhow::Result<()> {
+    fn run<B: MgBackend>(self, device: B::Device) -> anyhow::Result<()> {
         // The weights are read before the run folder exists, so a refused file leaves nothing.
         let mut model = self.task.init_train::<B>(&device);
         crate::harness::bench::load_weights(&mut model, &self.weights)?;

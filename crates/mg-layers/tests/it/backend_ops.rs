@@ -127,7 +127,7 @@ fn gradients_through_resampling_match_the_cpu_backend() {
 fn mg_conv_gradients_match_the_cpu_backend() {
     use burn::module::Param;
     use mg_layers::{MgConv, MgConvConfig, levels};
-    fn grads<B: Backend>(weights: &[Vec<f32>], biases: &[Vec<f32>]) -> Vec<Vec<f32>> {
+    fn grads<B: mg_layers::MgBackend>(weights: &[Vec<f32>], biases: &[Vec<f32>]) -> Vec<Vec<f32>> {
         let device = Default::default();
         let config = MgConvConfig::new(2, 3, levels(0, 2), levels(0, 3));
         let mut layer: MgConv<Autodiff<B>> = config.init(&device);

@@ -2,6 +2,7 @@
 //! the `test-wgpu` / `test-cuda` features).
 
 mod backend_ops;
+mod extension;
 mod gradcheck;
 mod routing;
 
@@ -12,7 +13,7 @@ use burn::tensor::{DType, Device};
 pub type TestBackend = burn::backend::Flex;
 /// The backend every test runs on.
 #[cfg(feature = "test-wgpu")]
-pub type TestBackend = burn::backend::Wgpu;
+pub type TestBackend = mg_layers::backend::PlainWgpu;
 /// The backend every test runs on.
 #[cfg(all(feature = "test-cuda", not(feature = "test-wgpu")))]
 pub type TestBackend = burn::backend::Cuda;

@@ -1,6 +1,7 @@
 //! Timing of any [`Task`]'s model: a training window (forward, backward, clipping and the
 //! config's optimizer, on each forward path) and an inference step, on the task's own data.
 
+use mg_layers::MgBackend;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -8,7 +9,6 @@ use burn::backend::Autodiff;
 use burn::module::AutodiffModule;
 use burn::optim::Optimizer;
 use burn::tensor::ElementConversion;
-use burn::tensor::backend::Backend;
 use burn_store::{ModuleSnapshot, SafetensorsStore};
 use serde::{Deserialize, Serialize};
 
@@ -155,7 +155,7 @@ pub fn time(repeats: usize, mut f: impl FnMut()) -> (f64, f64) {
 }
 
 /// Times the model of `task` on backend `B`.
-pub fn bench<T: Task, B: Backend>(
+pub fn bench<T: Task, B: MgBackend>(
     task: &T,
     config: &ExperimentOf<T>,
     options: &BenchOptions,
@@ -184,7 +184,7 @@ pub fn bench<T: Task, B: Backend>(
     )
 }
 
-struct Timing<'a, T: Task, B: Backend> {
+struct Timing<'a, T: Task, B: MgBackend> {
     task: &'a T,
     config: &'a ExperimentOf<T>,
     options: &'a BenchOptions,
@@ -192,7 +192,7 @@ struct Timing<'a, T: Task, B: Backend> {
     model: T::TrainModel<B>,
 }
 
-impl<T: Task, B: Backend> OptimizerJob<Autodiff<B>, T::TrainModel<B>> for Timing<'_, T, B> {
+impl<T: Task, B: MgBackend> OptimizerJob<Autodiff<B>, T::TrainModel<B>> for Timing<'_, T, B> {
     type Output = anyhow::Result<Vec<BenchRecord>>;
 
     fn run<O: Optimizer<T::TrainModel<B>, Autodiff<B>>>(self, mut optim: O) -> Self::Output {

@@ -1,6 +1,7 @@
 //! The [`Task`] trait: everything an experiment family owns, so that the harness can train,
 //! resume, evaluate, draw, describe and benchmark it without knowing what it is.
 
+use mg_layers::MgBackend;
 use std::fmt::Debug;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -8,7 +9,6 @@ use std::path::{Path, PathBuf};
 use burn::backend::Autodiff;
 use burn::module::{AutodiffModule, Module};
 use burn::tensor::Tensor;
-use burn::tensor::backend::Backend;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -48,7 +48,7 @@ pub struct ModelInfo {
 }
 
 /// The loss of one training window.
-pub struct WindowLoss<B: Backend> {
+pub struct WindowLoss<B: MgBackend> {
     /// The scalar that is differentiated.
     pub loss: Tensor<B, 1>,
     /// Units the loss is summed over (pixels, bits, answer words), for the per-unit loss that
@@ -83,16 +83,16 @@ pub trait Task: Sized + Send + Sync + 'static {
     /// The `[model]` table.
     type ModelSettings: Serialize + DeserializeOwned + Clone + Debug + PartialEq + Send + Sync;
     /// The model for inference on `B`.
-    type Model<B: Backend>: Module<B>;
+    type Model<B: MgBackend>: Module<B>;
     /// The same model for training on `Autodiff<B>`; [`AutodiffModule::valid`] gives
     /// [`Task::Model`]. Implementations set it to `Self::Model<Autodiff<B>>`.
-    type TrainModel<B: Backend>: AutodiffModule<Autodiff<B>, InnerModule = Self::Model<B>>;
+    type TrainModel<B: MgBackend>: AutodiffModule<Autodiff<B>, InnerModule = Self::Model<B>>;
     /// Recurrent state carried between windows.
-    type State<B: Backend>: Clone + Send;
+    type State<B: MgBackend>: Clone + Send;
     /// Tensors of one window (inputs and targets) on `B`.
-    type Window<B: Backend>;
+    type Window<B: MgBackend>;
     /// What the model produces for a window.
-    type Output<B: Backend>;
+    type Output<B: MgBackend>;
     /// Host-side data of one batch of sequences.
     type Batch: Send;
     /// The evaluation report, written to `eval.json`.
@@ -112,14 +112,14 @@ pub trait Task: Sized + Send + Sync + 'static {
     }
 
     /// Builds the model (seed the backend first for reproducible weights).
-    fn init<B: Backend>(&self, device: &B::Device) -> Self::Model<B>;
+    fn init<B: MgBackend>(&self, device: &B::Device) -> Self::Model<B>;
 
     /// Builds the training model.
-    fn init_train<B: Backend>(&self, device: &B::Device) -> Self::TrainModel<B>;
+    fn init_train<B: MgBackend>(&self, device: &B::Device) -> Self::TrainModel<B>;
 
     /// The training model seen as the task's model on the autodiff backend (the identity:
     /// `TrainModel<B>` is `Model<Autodiff<B>>`).
-    fn as_model<B: Backend>(model: &Self::TrainModel<B>) -> &Self::Model<Autodiff<B>>;
+    fn as_model<B: MgBackend>(model: &Self::TrainModel<B>) -> &Self::Model<Autodiff<B>>;
 
     /// The forward paths this model has (the first is the default).
     fn paths(&self) -> &'static [ForwardPath] {
@@ -139,7 +139,7 @@ pub trait Task: Sized + Send + Sync + 'static {
     }
 
     /// The tensors of time steps `steps` of a batch.
-    fn window<B: Backend>(
+    fn window<B: MgBackend>(
         &self,
         batch: &Self::Batch,
         steps: Range<usize>,
@@ -147,7 +147,7 @@ pub trait Task: Sized + Send + Sync + 'static {
     ) -> Self::Window<B>;
 
     /// Runs the model over a window with carried state.
-    fn forward<B: Backend>(
+    fn forward<B: MgBackend>(
         &self,
         model: &Self::Model<B>,
         window: &Self::Window<B>,
@@ -156,7 +156,7 @@ pub trait Task: Sized + Send + Sync + 'static {
     ) -> (Self::Output<B>, Self::State<B>);
 
     /// The loss of a window's output.
-    fn loss<B: Backend>(
+    fn loss<B: MgBackend>(
         &self,
         output: Self::Output<B>,
         window: &Self::Window<B>,
@@ -164,20 +164,20 @@ pub trait Task: Sized + Send + Sync + 'static {
     ) -> WindowLoss<B>;
 
     /// The state cut from the autodiff graph.
-    fn detach<B: Backend>(state: Self::State<B>) -> Self::State<B>;
+    fn detach<B: MgBackend>(state: Self::State<B>) -> Self::State<B>;
 
     /// Every tensor of a state, in a fixed order, for checkpoints.
-    fn state_to_tensors<B: Backend>(state: Self::State<B>) -> Vec<Tensor<B, 4>>;
+    fn state_to_tensors<B: MgBackend>(state: Self::State<B>) -> Vec<Tensor<B, 4>>;
 
     /// Rebuilds a state from [`Task::state_to_tensors`]'s list.
-    fn state_from_tensors<B: Backend>(
+    fn state_from_tensors<B: MgBackend>(
         &self,
         model: &Self::Model<B>,
         tensors: Vec<Tensor<B, 4>>,
     ) -> anyhow::Result<Self::State<B>>;
 
     /// Evaluates the model on the fixed test set.
-    fn evaluate<B: Backend>(
+    fn evaluate<B: MgBackend>(
         &self,
         model: &Self::Model<B>,
         request: &EvalRequest,
@@ -188,7 +188,7 @@ pub trait Task: Sized + Send + Sync + 'static {
     fn report_lines(&self, report: &Self::Report) -> Vec<String>;
 
     /// Draws test sequence `index` into `out`; returns the files written.
-    fn draw<B: Backend>(
+    fn draw<B: MgBackend>(
         &self,
         model: &Self::Model<B>,
         index: usize,

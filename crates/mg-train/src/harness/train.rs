@@ -1,6 +1,7 @@
 //! Truncated-BPTT training of any [`Task`], with carried, detached state, divergence checks
 //! before every update, verified checkpoints and exact resume.
 
+use mg_layers::MgBackend;
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -11,7 +12,6 @@ use burn::backend::Autodiff;
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::{GradientsParams, Optimizer};
 use burn::record::{BinFileRecorder, FullPrecisionSettings, Recorder};
-use burn::tensor::backend::Backend;
 use burn::tensor::{ElementConversion, Tensor};
 
 use super::checkpoint::{Manifest, Progress, RunDir};
@@ -75,7 +75,7 @@ pub type StepOutcome<T, B> = (
 /// norm are finite, and only then the update. Returns the updated model, or the unchanged one
 /// with [`Diverged`].
 #[allow(clippy::too_many_arguments)]
-pub fn train_step<T: Task, B: Backend, O: Optimizer<T::TrainModel<B>, Autodiff<B>>>(
+pub fn train_step<T: Task, B: MgBackend, O: Optimizer<T::TrainModel<B>, Autodiff<B>>>(
     task: &T,
     model: T::TrainModel<B>,
     optim: &mut O,
@@ -105,7 +105,7 @@ pub fn train_step<T: Task, B: Backend, O: Optimizer<T::TrainModel<B>, Autodiff<B
 }
 
 /// Trains (or resumes) the run in `run`; returns the final progress.
-pub fn train<T: Task, B: Backend>(
+pub fn train<T: Task, B: MgBackend>(
     device: B::Device,
     task: &T,
     config: &ExperimentOf<T>,
@@ -127,7 +127,7 @@ pub fn train<T: Task, B: Backend>(
     )
 }
 
-struct Loop<'a, T: Task, B: Backend> {
+struct Loop<'a, T: Task, B: MgBackend> {
     device: B::Device,
     task: &'a T,
     config: &'a ExperimentOf<T>,
@@ -151,7 +151,7 @@ type PendingOf<T, B, O> = Pending<
     <T as Task>::State<Autodiff<B>>,
 >;
 
-impl<T: Task, B: Backend> OptimizerJob<Autodiff<B>, T::TrainModel<B>> for Loop<'_, T, B> {
+impl<T: Task, B: MgBackend> OptimizerJob<Autodiff<B>, T::TrainModel<B>> for Loop<'_, T, B> {
     type Output = anyhow::Result<Progress>;
 
     fn run<O: Optimizer<T::TrainModel<B>, Autodiff<B>>>(self, mut optim: O) -> Self::Output {
@@ -391,17 +391,17 @@ fn diverged(run: &RunDir, time_step: u64, loss: f64, grad_norm: f64) -> anyhow::
 
 /// Starts run `run` from given weights: a checkpoint at time step 0 with a fresh optimizer,
 /// so that `resume` trains on from them and `eval` and `viz` read them.
-pub fn start_from_weights<T: Task, B: Backend>(
+pub fn start_from_weights<T: Task, B: MgBackend>(
     config: &ExperimentOf<T>,
     run: &RunDir,
     model: T::TrainModel<B>,
 ) -> anyhow::Result<PathBuf> {
-    struct Start<'a, T: Task, B: Backend> {
+    struct Start<'a, T: Task, B: MgBackend> {
         config: &'a ExperimentOf<T>,
         run: &'a RunDir,
         model: T::TrainModel<B>,
     }
-    impl<T: Task, B: Backend> OptimizerJob<Autodiff<B>, T::TrainModel<B>> for Start<'_, T, B> {
+    impl<T: Task, B: MgBackend> OptimizerJob<Autodiff<B>, T::TrainModel<B>> for Start<'_, T, B> {
         type Output = anyhow::Result<PathBuf>;
         fn run<O: Optimizer<T::TrainModel<B>, Autodiff<B>>>(self, optim: O) -> Self::Output {
             let progress = Progress {
@@ -432,7 +432,7 @@ pub fn start_from_weights<T: Task, B: Backend>(
     )
 }
 
-fn save<T: Task, B: Backend, O: Optimizer<T::TrainModel<B>, Autodiff<B>>>(
+fn save<T: Task, B: MgBackend, O: Optimizer<T::TrainModel<B>, Autodiff<B>>>(
     run: &RunDir,
     recorder: &Rec,
     config: &ExperimentOf<T>,
@@ -461,7 +461,7 @@ fn save<T: Task, B: Backend, O: Optimizer<T::TrainModel<B>, Autodiff<B>>>(
 
 /// Loads a run's model for inference on `B`: the checkpoint `from` (`step-N`) or the newest
 /// intact one.
-pub fn load_model<T: Task, B: Backend>(
+pub fn load_model<T: Task, B: MgBackend>(
     task: &T,
     run: &RunDir,
     from: Option<&str>,
@@ -476,7 +476,7 @@ pub fn load_model<T: Task, B: Backend>(
 
 /// Loads a checkpoint's `model.bin` into `model`, after checking its manifest says it was
 /// written by this task and a model of the same shapes.
-fn load_weights<T: Task, B: Backend, M: Module<B>>(
+fn load_weights<T: Task, B: MgBackend, M: Module<B>>(
     model: M,
     dir: &Path,
     device: &B::Device,
@@ -515,9 +515,9 @@ fn load_weights<T: Task, B: Backend, M: Module<B>>(
 }
 
 /// The shape of every float parameter of `module`, in visiting order.
-pub fn param_shapes<B: Backend, M: Module<B>>(module: &M) -> Vec<Vec<usize>> {
+pub fn param_shapes<B: MgBackend, M: Module<B>>(module: &M) -> Vec<Vec<usize>> {
     struct Shapes(Vec<Vec<usize>>);
-    impl<B: Backend> ModuleVisitor<B> for Shapes {
+    impl<B: MgBackend> ModuleVisitor<B> for Shapes {
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
             self.0.push(param.val().dims().to_vec());
         }

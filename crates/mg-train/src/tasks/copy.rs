@@ -3,13 +3,13 @@
 //! marker. Loss: the reference's masked sigmoid cross-entropy (summed, divided by the batch
 //! size); evaluation: the fraction of wrong bits and of sequences with any wrong bit.
 
+use mg_layers::MgBackend;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::bail;
 use burn::backend::Autodiff;
-use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 use mg_data::{RepeatCopyBatch, RepeatCopyConfig};
 use mg_models::{Dnc, DncConfig, DncState};
@@ -56,7 +56,7 @@ pub struct Copy {
 }
 
 /// The tensors of one window, time-major rows.
-pub struct CopyWindow<B: Backend> {
+pub struct CopyWindow<B: MgBackend> {
     observations: Tensor<B, 2>,
     targets: Tensor<B, 2>,
     mask: Tensor<B, 2>,
@@ -90,7 +90,7 @@ impl Copy {
     }
 
     /// Logits of a whole batch, on the host.
-    fn infer<B: Backend>(
+    fn infer<B: MgBackend>(
         &self,
         model: &Dnc<B>,
         batch: &RepeatCopyBatch,
@@ -111,11 +111,11 @@ impl Task for Copy {
     const UNIT: &'static str = "bit";
     type Settings = CopySettings;
     type ModelSettings = ModelConfig;
-    type Model<B: Backend> = Dnc<B>;
-    type TrainModel<B: Backend> = Dnc<Autodiff<B>>;
-    type State<B: Backend> = DncState<B>;
-    type Window<B: Backend> = CopyWindow<B>;
-    type Output<B: Backend> = Tensor<B, 2>;
+    type Model<B: MgBackend> = Dnc<B>;
+    type TrainModel<B: MgBackend> = Dnc<Autodiff<B>>;
+    type State<B: MgBackend> = DncState<B>;
+    type Window<B: MgBackend> = CopyWindow<B>;
+    type Output<B: MgBackend> = Tensor<B, 2>;
     type Batch = RepeatCopyBatch;
     type Report = CopyReport;
 
@@ -166,15 +166,15 @@ impl Task for Copy {
         dnc_floats_per_step(&self.dnc)
     }
 
-    fn init<B: Backend>(&self, device: &B::Device) -> Dnc<B> {
+    fn init<B: MgBackend>(&self, device: &B::Device) -> Dnc<B> {
         self.dnc.init(device)
     }
 
-    fn init_train<B: Backend>(&self, device: &B::Device) -> Dnc<Autodiff<B>> {
+    fn init_train<B: MgBackend>(&self, device: &B::Device) -> Dnc<Autodiff<B>> {
         self.dnc.init(device)
     }
 
-    fn as_model<B: Backend>(model: &Dnc<Autodiff<B>>) -> &Dnc<Autodiff<B>> {
+    fn as_model<B: MgBackend>(model: &Dnc<Autodiff<B>>) -> &Dnc<Autodiff<B>> {
         model
     }
 
@@ -186,7 +186,7 @@ impl Task for Copy {
         batch.steps
     }
 
-    fn window<B: Backend>(
+    fn window<B: MgBackend>(
         &self,
         batch: &RepeatCopyBatch,
         steps: Range<usize>,
@@ -216,7 +216,7 @@ impl Task for Copy {
         }
     }
 
-    fn forward<B: Backend>(
+    fn forward<B: MgBackend>(
         &self,
         model: &Dnc<B>,
         window: &CopyWindow<B>,
@@ -226,7 +226,7 @@ impl Task for Copy {
         model.forward_window(window.observations.clone(), window.steps, state)
     }
 
-    fn loss<B: Backend>(
+    fn loss<B: MgBackend>(
         &self,
         logits: Tensor<B, 2>,
         window: &CopyWindow<B>,
@@ -247,15 +247,15 @@ impl Task for Copy {
         }
     }
 
-    fn detach<B: Backend>(state: DncState<B>) -> DncState<B> {
+    fn detach<B: MgBackend>(state: DncState<B>) -> DncState<B> {
         state.detach()
     }
 
-    fn state_to_tensors<B: Backend>(state: DncState<B>) -> Vec<Tensor<B, 4>> {
+    fn state_to_tensors<B: MgBackend>(state: DncState<B>) -> Vec<Tensor<B, 4>> {
         state.into_tensors()
     }
 
-    fn state_from_tensors<B: Backend>(
+    fn state_from_tensors<B: MgBackend>(
         &self,
         _model: &Dnc<B>,
         tensors: Vec<Tensor<B, 4>>,
@@ -263,7 +263,7 @@ impl Task for Copy {
         DncState::from_tensors(tensors).map_err(|e| anyhow::anyhow!("{e}"))
     }
 
-    fn evaluate<B: Backend>(
+    fn evaluate<B: MgBackend>(
         &self,
         model: &Dnc<B>,
         request: &EvalRequest,
@@ -329,7 +329,7 @@ impl Task for Copy {
 
     /// One PNG: the input (time across, channels down), the target and the predicted
     /// probability of each output bit, unscored steps shaded.
-    fn draw<B: Backend>(
+    fn draw<B: MgBackend>(
         &self,
         model: &Dnc<B>,
         index: usize,

@@ -2,11 +2,11 @@
 
 use burn::tensor::Tensor;
 use burn::tensor::activation::log_softmax;
-use burn::tensor::backend::Backend;
+use mg_layers::MgBackend;
 
 /// Sigmoid cross-entropy of logits against 0/1 targets, per element:
 /// `max(x, 0) − x·y + ln(1 + e^(−|x|))` (stable for large `|x|`).
-pub fn sigmoid_cross_entropy<B: Backend>(
+pub fn sigmoid_cross_entropy<B: MgBackend>(
     logits: Tensor<B, 2>,
     targets: Tensor<B, 2>,
 ) -> Tensor<B, 2> {
@@ -14,7 +14,7 @@ pub fn sigmoid_cross_entropy<B: Backend>(
 }
 
 /// Softmax cross-entropy of `[rows, classes]` logits against one-hot targets, per row.
-pub fn softmax_cross_entropy<B: Backend>(
+pub fn softmax_cross_entropy<B: MgBackend>(
     logits: Tensor<B, 2>,
     onehot: Tensor<B, 2>,
 ) -> Tensor<B, 2> {

@@ -10,6 +10,7 @@
 mod batch;
 mod render;
 
+use mg_layers::MgBackend;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
@@ -17,7 +18,6 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use burn::backend::Autodiff;
-use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 use mg_data::mnist::{MnistSplit, PixelScale};
 use mg_data::recall::RecallConfig;
@@ -114,7 +114,7 @@ pub struct Algorithmic<const SORT: bool> {
 }
 
 /// The tensors of one batch of whole sequences.
-pub struct AlgoWindow<B: Backend> {
+pub struct AlgoWindow<B: MgBackend> {
     items: Vec<Tensor<B, 4>>,
     query: Vec<Tensor<B, 4>>,
     flat: Option<Tensor<B, 2>>,
@@ -218,7 +218,7 @@ impl<const SORT: bool> Algorithmic<SORT> {
     }
 
     /// Answer logits of a batch on the host, `[answers·batch, width]` row-major.
-    fn infer<B: Backend>(
+    fn infer<B: MgBackend>(
         &self,
         model: &AlgoNet<B>,
         batch: &AlgoBatch,
@@ -357,11 +357,11 @@ impl<const SORT: bool> Task for Algorithmic<SORT> {
     const UNIT: &'static str = "output";
     type Settings = AlgoSettings;
     type ModelSettings = ModelConfig;
-    type Model<B: Backend> = AlgoNet<B>;
-    type TrainModel<B: Backend> = AlgoNet<Autodiff<B>>;
-    type State<B: Backend> = ();
-    type Window<B: Backend> = AlgoWindow<B>;
-    type Output<B: Backend> = Tensor<B, 2>;
+    type Model<B: MgBackend> = AlgoNet<B>;
+    type TrainModel<B: MgBackend> = AlgoNet<Autodiff<B>>;
+    type State<B: MgBackend> = ();
+    type Window<B: MgBackend> = AlgoWindow<B>;
+    type Output<B: MgBackend> = Tensor<B, 2>;
     type Batch = AlgoBatch;
     type Report = AlgoReport;
 
@@ -436,15 +436,15 @@ impl<const SORT: bool> Task for Algorithmic<SORT> {
         }
     }
 
-    fn init<B: Backend>(&self, device: &B::Device) -> AlgoNet<B> {
+    fn init<B: MgBackend>(&self, device: &B::Device) -> AlgoNet<B> {
         self.model.init(device)
     }
 
-    fn init_train<B: Backend>(&self, device: &B::Device) -> AlgoNet<Autodiff<B>> {
+    fn init_train<B: MgBackend>(&self, device: &B::Device) -> AlgoNet<Autodiff<B>> {
         self.model.init(device)
     }
 
-    fn as_model<B: Backend>(model: &AlgoNet<Autodiff<B>>) -> &AlgoNet<Autodiff<B>> {
+    fn as_model<B: MgBackend>(model: &AlgoNet<Autodiff<B>>) -> &AlgoNet<Autodiff<B>> {
         model
     }
 
@@ -464,7 +464,7 @@ impl<const SORT: bool> Task for Algorithmic<SORT> {
 
     /// The whole sequence, whatever `steps` asks for: the models read whole sequences
     /// (`new` checks that the training window holds one).
-    fn window<B: Backend>(
+    fn window<B: MgBackend>(
         &self,
         batch: &AlgoBatch,
         _steps: Range<usize>,
@@ -511,7 +511,7 @@ impl<const SORT: bool> Task for Algorithmic<SORT> {
         }
     }
 
-    fn forward<B: Backend>(
+    fn forward<B: MgBackend>(
         &self,
         model: &AlgoNet<B>,
         window: &AlgoWindow<B>,
@@ -539,7 +539,7 @@ impl<const SORT: bool> Task for Algorithmic<SORT> {
         (logits, ())
     }
 
-    fn loss<B: Backend>(
+    fn loss<B: MgBackend>(
         &self,
         logits: Tensor<B, 2>,
         window: &AlgoWindow<B>,
@@ -565,13 +565,13 @@ impl<const SORT: bool> Task for Algorithmic<SORT> {
         }
     }
 
-    fn detach<B: Backend>(_state: ()) {}
+    fn detach<B: MgBackend>(_state: ()) {}
 
-    fn state_to_tensors<B: Backend>(_state: ()) -> Vec<Tensor<B, 4>> {
+    fn state_to_tensors<B: MgBackend>(_state: ()) -> Vec<Tensor<B, 4>> {
         Vec::new()
     }
 
-    fn state_from_tensors<B: Backend>(
+    fn state_from_tensors<B: MgBackend>(
         &self,
         _model: &AlgoNet<B>,
         tensors: Vec<Tensor<B, 4>>,
@@ -586,7 +586,7 @@ impl<const SORT: bool> Task for Algorithmic<SORT> {
         Ok(())
     }
 
-    fn evaluate<B: Backend>(
+    fn evaluate<B: MgBackend>(
         &self,
         model: &AlgoNet<B>,
         request: &EvalRequest,
@@ -666,7 +666,7 @@ impl<const SORT: bool> Task for Algorithmic<SORT> {
         ]
     }
 
-    fn draw<B: Backend>(
+    fn draw<B: MgBackend>(
         &self,
         model: &AlgoNet<B>,
         index: usize,

@@ -2,10 +2,10 @@
 //! MNIST digits with the query, the predicted and true classes and the memory over time
 //! (paper Figure 7).
 
+use mg_layers::MgBackend;
 use std::path::Path;
 
 use burn::tensor::Tensor;
-use burn::tensor::backend::Backend;
 use mg_data::mnist::{MnistSplit, SIDE};
 use mg_models::AlgoModel;
 
@@ -29,7 +29,7 @@ pub fn argmax(values: &[f32]) -> usize {
 
 /// The mean over channels of the last writer layer's finest level, per item step, for
 /// sequence `row` of the batch, each map scaled to [0, 1] over the whole sequence.
-pub fn finest_memory<B: Backend>(
+pub fn finest_memory<B: MgBackend>(
     model: &AlgoModel<B>,
     items: &[Tensor<B, 4>],
     steps: usize,

@@ -1,9 +1,9 @@
 //! Localization precision / recall / F, micro-averaged over pixels, steps and episodes of a
 //! fixed test set, with carried state and threshold 0.5.
 
+use mg_layers::MgBackend;
 use std::time::Instant;
 
-use burn::tensor::backend::Backend;
 use burn::tensor::{ElementConversion, Int, Tensor};
 use mg_data::batch::{MappingTensors, mapping_window};
 use mg_data::mapping::Episode;
@@ -69,7 +69,7 @@ pub struct EvalReport {
 
 /// One inference step `t` of `episodes` (one list per query size) with carried state: the
 /// step's tensors, one logit map per query size, and the next state.
-pub(super) fn infer_step<B: Backend>(
+pub(super) fn infer_step<B: MgBackend>(
     model: &Localizer<B>,
     episodes: &[Vec<Episode>],
     t: usize,
@@ -86,7 +86,7 @@ pub(super) fn infer_step<B: Backend>(
 }
 
 /// Evaluates `model` on `episodes` test maps, step by step with carried state, threshold 0.5.
-pub fn evaluate<B: Backend>(
+pub fn evaluate<B: MgBackend>(
     task: &Mapping,
     model: &Localizer<B>,
     episodes: usize,
@@ -144,7 +144,7 @@ pub fn evaluate<B: Backend>(
 }
 
 /// Runs an evaluation and builds its report.
-pub fn report<B: Backend>(
+pub fn report<B: MgBackend>(
     task: &Mapping,
     model: &Localizer<B>,
     request: &EvalRequest,

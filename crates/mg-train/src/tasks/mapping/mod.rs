@@ -6,13 +6,13 @@ mod eval;
 mod render;
 pub mod scaling;
 
+use mg_layers::MgBackend;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use anyhow::bail;
 use burn::backend::Autodiff;
 use burn::tensor::Tensor;
-use burn::tensor::backend::Backend;
 use mg_data::batch::{MappingTensors, mapping_window};
 use mg_data::mapping::{
     Episode, LocationEncoding, MappingConfig, Motion, QueryPer, generate_batch,
@@ -149,7 +149,7 @@ pub struct Mapping {
 }
 
 /// The tensors of one window: one set per query size.
-pub struct MappingWindow<B: Backend> {
+pub struct MappingWindow<B: MgBackend> {
     /// Inputs, queries and targets per reader.
     pub tensors: Vec<MappingTensors<B>>,
     /// Time steps of the window.
@@ -283,7 +283,7 @@ fn world_mapping(w: &WorldConfig, query_size: usize) -> MappingConfig {
 }
 
 /// Summed (or averaged) sigmoid cross-entropy `max(x, 0) − x·y + log(1 + e^(−|x|))`.
-pub fn localization_loss<B: Backend>(
+pub fn localization_loss<B: MgBackend>(
     logits: Tensor<B, 2>,
     target: Tensor<B, 2>,
     reduction: LossReduction,
@@ -300,11 +300,11 @@ impl Task for Mapping {
     const UNIT: &'static str = "pixel";
     type Settings = WorldConfig;
     type ModelSettings = ModelConfig;
-    type Model<B: Backend> = Localizer<B>;
-    type TrainModel<B: Backend> = Localizer<Autodiff<B>>;
-    type State<B: Backend> = LocalizerState<B>;
-    type Window<B: Backend> = MappingWindow<B>;
-    type Output<B: Backend> = Vec<Tensor<B, 2>>;
+    type Model<B: MgBackend> = Localizer<B>;
+    type TrainModel<B: MgBackend> = Localizer<Autodiff<B>>;
+    type State<B: MgBackend> = LocalizerState<B>;
+    type Window<B: MgBackend> = MappingWindow<B>;
+    type Output<B: MgBackend> = Vec<Tensor<B, 2>>;
     type Batch = Vec<Vec<Episode>>;
     type Report = EvalReport;
 
@@ -346,15 +346,15 @@ impl Task for Mapping {
         }
     }
 
-    fn init<B: Backend>(&self, device: &B::Device) -> Localizer<B> {
+    fn init<B: MgBackend>(&self, device: &B::Device) -> Localizer<B> {
         self.model.init(device)
     }
 
-    fn init_train<B: Backend>(&self, device: &B::Device) -> Localizer<Autodiff<B>> {
+    fn init_train<B: MgBackend>(&self, device: &B::Device) -> Localizer<Autodiff<B>> {
         self.model.init(device)
     }
 
-    fn as_model<B: Backend>(model: &Localizer<Autodiff<B>>) -> &Localizer<Autodiff<B>> {
+    fn as_model<B: MgBackend>(model: &Localizer<Autodiff<B>>) -> &Localizer<Autodiff<B>> {
         model
     }
 
@@ -378,7 +378,7 @@ impl Task for Mapping {
         batch[0][0].len()
     }
 
-    fn window<B: Backend>(
+    fn window<B: MgBackend>(
         &self,
         batch: &Self::Batch,
         steps: Range<usize>,
@@ -393,7 +393,7 @@ impl Task for Mapping {
         }
     }
 
-    fn forward<B: Backend>(
+    fn forward<B: MgBackend>(
         &self,
         model: &Localizer<B>,
         window: &MappingWindow<B>,
@@ -408,7 +408,7 @@ impl Task for Mapping {
         }
     }
 
-    fn loss<B: Backend>(
+    fn loss<B: MgBackend>(
         &self,
         output: Vec<Tensor<B, 2>>,
         window: &MappingWindow<B>,
@@ -428,15 +428,15 @@ impl Task for Mapping {
         WindowLoss { loss, units }
     }
 
-    fn detach<B: Backend>(state: LocalizerState<B>) -> LocalizerState<B> {
+    fn detach<B: MgBackend>(state: LocalizerState<B>) -> LocalizerState<B> {
         state.detach()
     }
 
-    fn state_to_tensors<B: Backend>(state: LocalizerState<B>) -> Vec<Tensor<B, 4>> {
+    fn state_to_tensors<B: MgBackend>(state: LocalizerState<B>) -> Vec<Tensor<B, 4>> {
         state.into_tensors()
     }
 
-    fn state_from_tensors<B: Backend>(
+    fn state_from_tensors<B: MgBackend>(
         &self,
         model: &Localizer<B>,
         tensors: Vec<Tensor<B, 4>>,
@@ -446,7 +446,7 @@ impl Task for Mapping {
             .map_err(|e| anyhow::anyhow!("{e}"))
     }
 
-    fn evaluate<B: Backend>(
+    fn evaluate<B: MgBackend>(
         &self,
         model: &Localizer<B>,
         request: &EvalRequest,
@@ -469,7 +469,7 @@ impl Task for Mapping {
         lines
     }
 
-    fn draw<B: Backend>(
+    fn draw<B: MgBackend>(
         &self,
         model: &Localizer<B>,
         index: usize,

@@ -1,10 +1,10 @@
 //! Pictures of one test episode: its frames and GIF (paper Figure 4) and a DNC's memory over
 //! the episode (paper Figure 12).
 
+use mg_layers::MgBackend;
 use std::path::Path;
 
 use burn::tensor::Tensor;
-use burn::tensor::backend::Backend;
 use mg_models::{Localizer, LocalizerState};
 
 use super::Mapping;
@@ -21,7 +21,7 @@ const PATH: Rgb = [140, 180, 235];
 /// the explored map, the query, the predicted and true localization maps, and the channel
 /// mean of the deepest layer's finest hidden state. Writes `frame-NNNN.png` and
 /// `episode.gif` into `out`; returns the number of frames.
-pub fn render_episode<B: Backend>(
+pub fn render_episode<B: MgBackend>(
     task: &Mapping,
     model: &Localizer<B>,
     index: usize,
@@ -147,7 +147,7 @@ enum Kind {
 /// The memory panel of batch element 0 as `(rows, columns, values in [0, 1])`: the channel
 /// mean of the deepest layer's finest hidden state (paper Figure 4) mapped from [−1, 1], or a
 /// DNC's usage laid out row-major on a near-square grid.
-fn memory_panel<B: Backend>(state: &LocalizerState<B>) -> (usize, usize, Vec<f32>) {
+fn memory_panel<B: MgBackend>(state: &LocalizerState<B>) -> (usize, usize, Vec<f32>) {
     let values = |t: Tensor<B, 2>| -> Vec<f32> {
         t.into_data().convert::<f32>().to_vec().unwrap_or_default()
     };
@@ -178,7 +178,7 @@ fn memory_panel<B: Backend>(state: &LocalizerState<B>) -> (usize, usize, Vec<f32
 /// the write weights, the read weights summed over heads and the usage of every slot
 /// (columns), and the memory matrix after the last step (a row per word element). Writes
 /// `dnc-memory.png` into `out` and returns its path.
-pub fn render_dnc_memory<B: Backend>(
+pub fn render_dnc_memory<B: MgBackend>(
     task: &Mapping,
     model: &Localizer<B>,
     index: usize,

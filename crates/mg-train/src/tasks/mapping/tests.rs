@@ -1,3 +1,4 @@
+use mg_layers::MgBackend;
 use std::fs;
 use std::path::Path;
 
@@ -137,7 +138,7 @@ const TINY: &str = "[task]\nkind = \"mapping\"\nmap_size = 5\nmask_size = 6\nmas
 
 struct Collect(Vec<Vec<f32>>);
 
-impl<B: Backend> ModuleVisitor<B> for Collect {
+impl<B: MgBackend> ModuleVisitor<B> for Collect {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
         self.0
             .push(param.val().into_data().convert::<f32>().to_vec().unwrap());

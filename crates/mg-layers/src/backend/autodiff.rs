@@ -1,0 +1,202 @@
+//! [`MgBackend`] for `Autodiff<B>`: custom backward nodes that call `B`'s backward ops.
+//!
+//! Each op keeps the primitives its backward needs (inputs, not outputs) and computes only
+//! the gradients of parents that require one.
+
+use burn::backend::Autodiff;
+use burn::backend::autodiff::NodeId;
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::tensor::ops::{ConvOptions, FloatTensor};
+use burn::tensor::{Shape, TensorMetadata};
+
+use super::MgBackend;
+
+type Primitive<B> = FloatTensor<B>;
+
+/// The ids of the parents that need a gradient (their node type is private to burn).
+macro_rules! ids {
+    ($parents:expr) => {
+        $parents.map(|parent| parent.map(|node| node.id))
+    };
+}
+
+#[derive(Debug)]
+struct Conv2d;
+
+#[derive(Debug)]
+struct Conv2dBias;
+
+type ConvState<B> = (Primitive<B>, Primitive<B>, ConvOptions<2>);
+
+/// Registers the input and weight gradients of a convolution.
+fn conv_backward<B: MgBackend>(
+    [node_x, node_w]: [Option<NodeId>; 2],
+    grad: Primitive<B>,
+    (x, weight, options): ConvState<B>,
+    grads: &mut Gradients,
+) {
+    if let Some(node) = node_w {
+        let g =
+            B::mg_conv2d_weight_backward(x.clone(), weight.clone(), grad.clone(), options.clone());
+        grads.register::<B>(node, g);
+    }
+    if let Some(node) = node_x {
+        grads.register::<B>(node, B::mg_conv2d_x_backward(x, weight, grad, options));
+    }
+}
+
+impl<B: MgBackend> Backward<B, 2> for Conv2d {
+    type State = ConvState<B>;
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let grad = grads.consume::<B>(&ops.node);
+        conv_backward::<B>(ids!(ops.parents), grad, ops.state, grads);
+    }
+}
+
+impl<B: MgBackend> Backward<B, 3> for Conv2dBias {
+    type State = ConvState<B>;
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_x, node_w, node_b] = ids!(ops.parents);
+        let grad = grads.consume::<B>(&ops.node);
+        if let Some(node) = node_b {
+            // Σ over batch and space: [n, c, h, w] → [c].
+            let [n, c, h, w] = grad.shape().dims();
+            let g = B::float_swap_dims(grad.clone(), 0, 1);
+            let g = B::float_reshape(g, Shape::new([c, n * h * w]));
+            let g = B::float_reshape(B::float_sum_dim(g, 1), Shape::new([c]));
+            grads.register::<B>(node, g);
+        }
+        conv_backward::<B>([node_x, node_w], grad, ops.state, grads);
+    }
+}
+
+#[derive(Debug)]
+struct LstmCell;
+
+#[derive(Debug)]
+struct LstmHidden;
+
+impl<B: MgBackend> Backward<B, 2> for LstmCell {
+    type State = (Primitive<B>, Primitive<B>);
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let grad = grads.consume::<B>(&ops.node);
+        let (gates, cell) = ops.state;
+        let (d_gates, d_cell) = B::lstm_cell_backward(gates, cell, grad);
+        register_pair::<B>(ids!(ops.parents), d_gates, d_cell, grads);
+    }
+}
+
+impl<B: MgBackend> Backward<B, 2> for LstmHidden {
+    type State = (Primitive<B>, Primitive<B>);
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let grad = grads.consume::<B>(&ops.node);
+        let (gates, cell) = ops.state;
+        let (d_gates, d_cell) = B::lstm_hidden_backward(gates, cell, grad);
+        register_pair::<B>(ids!(ops.parents), d_gates, d_cell, grads);
+    }
+}
+
+fn register_pair<B: MgBackend>(
+    [node_a, node_b]: [Option<NodeId>; 2],
+    grad_a: Primitive<B>,
+    grad_b: Primitive<B>,
+    grads: &mut Gradients,
+) {
+    if let Some(node) = node_a {
+        grads.register::<B>(node, grad_a);
+    }
+    if let Some(node) = node_b {
+        grads.register::<B>(node, grad_b);
+    }
+}
+
+impl<B: MgBackend, C: CheckpointStrategy> MgBackend for Autodiff<B, C> {
+    fn mg_conv2d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: Option<FloatTensor<Self>>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        match bias {
+            Some(bias) => match Conv2dBias
+                .prepare::<C>([x.node.clone(), weight.node.clone(), bias.node.clone()])
+                .compute_bound()
+                .stateful()
+            {
+                OpsKind::Tracked(prep) => {
+                    let state = (
+                        x.primitive.clone(),
+                        weight.primitive.clone(),
+                        options.clone(),
+                    );
+                    let out =
+                        B::mg_conv2d(x.primitive, weight.primitive, Some(bias.primitive), options);
+                    prep.finish(state, out)
+                }
+                OpsKind::UnTracked(prep) => prep.finish(B::mg_conv2d(
+                    x.primitive,
+                    weight.primitive,
+                    Some(bias.primitive),
+                    options,
+                )),
+            },
+            None => match Conv2d
+                .prepare::<C>([x.node.clone(), weight.node.clone()])
+                .compute_bound()
+                .stateful()
+            {
+                OpsKind::Tracked(prep) => {
+                    let state = (
+                        x.primitive.clone(),
+                        weight.primitive.clone(),
+                        options.clone(),
+                    );
+                    prep.finish(
+                        state,
+                        B::mg_conv2d(x.primitive, weight.primitive, None, options),
+                    )
+                }
+                OpsKind::UnTracked(prep) => {
+                    prep.finish(B::mg_conv2d(x.primitive, weight.primitive, None, options))
+                }
+            },
+        }
+    }
+
+    fn lstm_cell(gates: FloatTensor<Self>, cell: FloatTensor<Self>) -> FloatTensor<Self> {
+        match LstmCell
+            .prepare::<C>([gates.node.clone(), cell.node.clone()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let state = (gates.primitive.clone(), cell.primitive.clone());
+                prep.finish(state, B::lstm_cell(gates.primitive, cell.primitive))
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::lstm_cell(gates.primitive, cell.primitive)),
+        }
+    }
+
+    fn lstm_hidden(gates: FloatTensor<Self>, cell: FloatTensor<Self>) -> FloatTensor<Self> {
+        match LstmHidden
+            .prepare::<C>([gates.node.clone(), cell.node.clone()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let state = (gates.primitive.clone(), cell.primitive.clone());
+                prep.finish(state, B::lstm_hidden(gates.primitive, cell.primitive))
+            }
+            OpsKind::UnTracked(prep) => {
+                prep.finish(B::lstm_hidden(gates.primitive, cell.primitive))
+            }
+        }
+    }
+}

@@ -1,0 +1,459 @@
+//! [`MgBackend`] for burn's Flex CPU backend: convolutions split over the rayon pool, the
+//! convolution backward through Flex's forward convolution and gemm, and the LSTM update in
+//! one pass (kernels in `kernels.rs`). f32 and f64; other float types use the defaults.
+//!
+//! Convolutions (stride 1, no dilation, one group) unfold the input in chunks of images (at
+//! most [`CHUNK_ELEMS`] values, at least one chunk per thread when the work is large) and run
+//! one gemm per chunk (Flex's matmul, the `gemm` crate):
+//! - forward: `[c_out, c_in·kh·kw] × [c_in·kh·kw, pixels]`;
+//! - input gradient: `[c_in·kh·kw, c_out] × [c_out, pixels]`, folded back onto the input;
+//! - weight gradient: `[c_out, pixels] × [pixels, c_in·kh·kw]`, summed over chunks.
+
+use burn::backend::Flex;
+use burn::backend::flex::FlexTensor;
+use burn::tensor::ops::{ConvOptions, FloatTensorOps, ModuleOps};
+use burn::tensor::{DType, Element, Shape, TensorData, TensorMetadata};
+use rayon::prelude::*;
+
+use super::kernels::{self, ConvShape, Real};
+use super::{MgBackend, cpu_kernels_enabled, defaults};
+
+/// Largest unfolded chunk of the weight gradient, in values (16 MiB of f32).
+const CHUNK_ELEMS: usize = 1 << 22;
+
+/// Work (multiply-adds) below which an op stays on the calling thread.
+const PARALLEL_WORK: usize = 1 << 18;
+
+/// Stride 1, no dilation, one group, padding no larger than the kernel allows: the cases the
+/// kernels handle; anything else goes to Flex's own ops.
+fn fast_conv(weight: &FlexTensor, options: &ConvOptions<2>) -> Option<[usize; 4]> {
+    let dims: [usize; 4] = weight.shape().dims();
+    let [_, _, kh, kw] = dims;
+    let plain = options.stride == [1, 1] && options.dilation == [1, 1] && options.groups == 1;
+    let padding_ok = options.padding[0] < kh && options.padding[1] < kw;
+    let dtype_ok = matches!(weight.dtype(), DType::F32 | DType::F64);
+    (cpu_kernels_enabled() && plain && padding_ok && dtype_ok).then_some(dims)
+}
+
+/// Multiply-adds of a convolution producing `out` with kernel `weight`.
+fn conv_work(out: [usize; 4], weight: [usize; 4]) -> usize {
+    let [n, _, ho, wo] = out;
+    let [c_out, c_in, kh, kw] = weight;
+    n * ho * wo * c_out * c_in * kh * kw
+}
+
+fn slice<E: Element + Real + bytemuck::Pod>(t: &FlexTensor) -> &[E] {
+    t.as_slice::<E>().expect("a contiguous tensor")
+}
+
+fn tensor<E: Element>(values: Vec<E>, shape: impl Into<Shape>) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(values, shape.into()))
+}
+
+/// A stride-1 convolution of `n` images, unfolded in chunks of `images` images.
+struct Plan {
+    s: ConvShape,
+    n: usize,
+    c_out: usize,
+    /// Images per chunk: the unfolded chunk holds at most `chunk_elems` values, and large
+    /// work is cut into at least one chunk per thread.
+    images: usize,
+    /// Whether the chunks run on the rayon pool.
+    parallel: bool,
+}
+
+impl Plan {
+    fn new(x: [usize; 4], weight: [usize; 4], padding: [usize; 2], chunk_elems: usize) -> Self {
+        let [n, c_in, h, w] = x;
+        let [c_out, _, kh, kw] = weight;
+        let (ho, wo) = (h + 2 * padding[0] + 1 - kh, w + 2 * padding[1] + 1 - kw);
+        let s = ConvShape {
+            c_in,
+            h,
+            w,
+            kh,
+            kw,
+            ph: padding[0],
+            pw: padding[1],
+            ho,
+            wo,
+        };
+        let per_image = (s.taps() * s.pixels()).max(1);
+        let mut images = (chunk_elems / per_image).clamp(1, n.max(1));
+        let threads = rayon::current_num_threads();
+        let parallel =
+            threads > 1 && n > 1 && conv_work([n, c_out, ho, wo], weight) >= PARALLEL_WORK;
+        if parallel {
+            images = images.min(n.div_ceil(threads));
+        }
+        let parallel = parallel && n.div_ceil(images) > 1;
+        Plan {
+            s,
+            n,
+            c_out,
+            images,
+            parallel,
+        }
+    }
+
+    /// Runs `body(first_image, images, out_chunk)` over the chunks of `out`, which holds
+    /// `per_image` values per image.
+    fn run<E: Send>(
+        &self,
+        out: &mut [E],
+        per_image: usize,
+        body: impl Fn(usize, usize, &mut [E]) + Sync,
+    ) {
+        let size = (self.images * per_image).max(1);
+        let call = |(k, chunk): (usize, &mut [E])| {
+            body(k * self.images, chunk.len() / per_image.max(1), chunk)
+        };
+        if self.parallel {
+            out.par_chunks_mut(size).enumerate().for_each(call);
+        } else {
+            out.chunks_mut(size).enumerate().for_each(call);
+        }
+    }
+
+    /// `[c_out, c_in·kh·kw]`: the kernel as a matrix.
+    fn kernel_matrix(&self, weight: &FlexTensor) -> FlexTensor {
+        Flex::float_reshape(weight.clone(), Shape::new([self.c_out, self.s.taps()]))
+    }
+}
+
+/// `y = w ⊛ x + b`: per chunk, one gemm `[c_out, taps] × [taps, images·pixels]`.
+fn conv_forward<E: Element + Real + bytemuck::Pod>(
+    x: &FlexTensor,
+    weight: &FlexTensor,
+    bias: Option<&FlexTensor>,
+    plan: &Plan,
+) -> FlexTensor {
+    let s = plan.s;
+    let (xs, bias) = (slice::<E>(x), bias.map(slice::<E>));
+    let w = plan.kernel_matrix(weight);
+    let (c_in_size, pixels, c_out) = (s.c_in * s.h * s.w, s.pixels(), plan.c_out);
+    let mut out = vec![E::ZERO; plan.n * c_out * pixels];
+    plan.run(&mut out, c_out * pixels, |first, images, out| {
+        let mut cols = vec![E::ZERO; s.taps() * images * pixels];
+        kernels::unfold(
+            &xs[first * c_in_size..][..images * c_in_size],
+            images,
+            s,
+            &mut cols,
+        );
+        let y = Flex::float_matmul(w.clone(), tensor(cols, [s.taps(), images * pixels]));
+        kernels::images_first(slice::<E>(&y), bias, images, c_out, pixels, out);
+    });
+    tensor(out, [plan.n, c_out, s.ho, s.wo])
+}
+
+/// `∂x`: per chunk, one gemm `[taps, c_out] × [c_out, images·pixels]`, folded back.
+fn conv_x_backward<E: Element + Real + bytemuck::Pod>(
+    weight: &FlexTensor,
+    grad: &FlexTensor,
+    plan: &Plan,
+) -> FlexTensor {
+    let s = plan.s;
+    let gs = slice::<E>(grad);
+    let w_t = Flex::float_swap_dims(plan.kernel_matrix(weight), 0, 1);
+    let (c_in_size, pixels, c_out) = (s.c_in * s.h * s.w, s.pixels(), plan.c_out);
+    let mut dx = vec![E::ZERO; plan.n * c_in_size];
+    plan.run(&mut dx, c_in_size, |first, images, dx| {
+        let mut g = vec![E::ZERO; c_out * images * pixels];
+        kernels::channels_first(
+            &gs[first * c_out * pixels..][..images * c_out * pixels],
+            images,
+            c_out,
+            pixels,
+            &mut g,
+        );
+        let cols = Flex::float_matmul(w_t.clone(), tensor(g, [c_out, images * pixels]));
+        kernels::fold(slice::<E>(&cols), images, s, dx);
+    });
+    tensor(dx, [plan.n, s.c_in, s.h, s.w])
+}
+
+/// `∂w`: per chunk, one gemm `[c_out, images·pixels] × [images·pixels, taps]`, summed.
+fn conv_weight_backward<E: Element + Real + bytemuck::Pod>(
+    x: &FlexTensor,
+    grad: &FlexTensor,
+    weight: [usize; 4],
+    plan: &Plan,
+) -> FlexTensor {
+    let s = plan.s;
+    let (xs, gs) = (slice::<E>(x), slice::<E>(grad));
+    let (c_in_size, pixels, c_out) = (s.c_in * s.h * s.w, s.pixels(), plan.c_out);
+    let chunk_grad = |k: usize| {
+        let first = k * plan.images;
+        let images = plan.images.min(plan.n - first);
+        let mut cols = vec![E::ZERO; s.taps() * images * pixels];
+        kernels::unfold(
+            &xs[first * c_in_size..][..images * c_in_size],
+            images,
+            s,
+            &mut cols,
+        );
+        let mut g = vec![E::ZERO; c_out * images * pixels];
+        kernels::channels_first(
+            &gs[first * c_out * pixels..][..images * c_out * pixels],
+            images,
+            c_out,
+            pixels,
+            &mut g,
+        );
+        let cols = Flex::float_swap_dims(tensor(cols, [s.taps(), images * pixels]), 0, 1);
+        Flex::float_matmul(tensor(g, [c_out, images * pixels]), cols)
+    };
+    let chunks = plan.n.div_ceil(plan.images);
+    let sum = if plan.parallel {
+        (0..chunks)
+            .into_par_iter()
+            .map(chunk_grad)
+            .reduce_with(Flex::float_add)
+    } else {
+        (0..chunks).map(chunk_grad).reduce(Flex::float_add)
+    };
+    Flex::float_reshape(sum.expect("at least one image"), Shape::new(weight))
+}
+
+/// Applies a per-image LSTM kernel over the batch, in parallel when large enough.
+fn per_image<E: Element + Real + bytemuck::Pod>(
+    gates: &FlexTensor,
+    cell: &FlexTensor,
+    kernel: impl Fn(&[E], &[E], &mut [E]) + Sync,
+) -> FlexTensor {
+    let shape = cell.shape();
+    let [n, ..] = shape.dims::<4>();
+    let cs = shape.num_elements() / n.max(1);
+    let (gs, cells) = (slice::<E>(gates), slice::<E>(cell));
+    let mut out = vec![E::ZERO; n * cs];
+    let body = |(k, out): (usize, &mut [E])| {
+        kernel(&gs[k * 4 * cs..][..4 * cs], &cells[k * cs..][..cs], out)
+    };
+    if n * cs * 8 >= PARALLEL_WORK {
+        out.par_chunks_mut(cs.max(1)).enumerate().for_each(body);
+    } else {
+        out.chunks_mut(cs.max(1)).enumerate().for_each(body);
+    }
+    tensor(out, shape)
+}
+
+/// Applies a per-image LSTM backward kernel over the batch: `(d_gates, d_cell)`.
+fn per_image_backward<E: Element + Real + bytemuck::Pod>(
+    gates: &FlexTensor,
+    cell: &FlexTensor,
+    grad: &FlexTensor,
+    kernel: impl Fn(&[E], &[E], &[E], &mut [E], &mut [E]) + Sync,
+) -> (FlexTensor, FlexTensor) {
+    let shape = cell.shape();
+    let [n, ..] = shape.dims::<4>();
+    let cs = shape.num_elements() / n.max(1);
+    let (gs, cells, grads) = (slice::<E>(gates), slice::<E>(cell), slice::<E>(grad));
+    let mut d_gates = vec![E::ZERO; n * 4 * cs];
+    let mut d_cell = vec![E::ZERO; n * cs];
+    let body = |(k, (dg, dc)): (usize, (&mut [E], &mut [E]))| {
+        kernel(
+            &gs[k * 4 * cs..][..4 * cs],
+            &cells[k * cs..][..cs],
+            &grads[k * cs..][..cs],
+            dg,
+            dc,
+        )
+    };
+    let (cs1, cs4) = (cs.max(1), 4 * cs.max(1));
+    if n * cs * 12 >= PARALLEL_WORK {
+        d_gates
+            .par_chunks_mut(cs4)
+            .zip(d_cell.par_chunks_mut(cs1))
+            .enumerate()
+            .for_each(body);
+    } else {
+        d_gates
+            .chunks_mut(cs4)
+            .zip(d_cell.chunks_mut(cs1))
+            .enumerate()
+            .for_each(body);
+    }
+    (tensor(d_gates, gates.shape()), tensor(d_cell, shape))
+}
+
+/// Dispatches on the float type: `Some` for f32 and f64, `None` (use the defaults) otherwise
+/// or with the kernels off.
+macro_rules! by_dtype {
+    ($dtype:expr, $e:ident => $body:expr) => {
+        match $dtype {
+            _ if !cpu_kernels_enabled() => None,
+            DType::F32 => {
+                type $e = f32;
+                Some($body)
+            }
+            DType::F64 => {
+                type $e = f64;
+                Some($body)
+            }
+            _ => None,
+        }
+    };
+}
+
+impl MgBackend for Flex {
+    fn mg_conv2d(
+        x: FlexTensor,
+        weight: FlexTensor,
+        bias: Option<FlexTensor>,
+        options: ConvOptions<2>,
+    ) -> FlexTensor {
+        let Some(dims) = fast_conv(&weight, &options) else {
+            return Flex::conv2d(x, weight, bias, options);
+        };
+        let plan = Plan::new(x.shape().dims(), dims, options.padding, CHUNK_ELEMS);
+        let (x, weight) = (x.to_contiguous(), weight.to_contiguous());
+        let bias = bias.map(|b| b.to_contiguous());
+        by_dtype!(weight.dtype(), E => conv_forward::<E>(&x, &weight, bias.as_ref(), &plan))
+            .unwrap_or_else(|| Flex::conv2d(x, weight, bias, options))
+    }
+
+    fn mg_conv2d_x_backward(
+        x: FlexTensor,
+        weight: FlexTensor,
+        output_grad: FlexTensor,
+        options: ConvOptions<2>,
+    ) -> FlexTensor {
+        let Some(dims) = fast_conv(&weight, &options) else {
+            return Flex::conv2d_x_backward(x, weight, output_grad, options);
+        };
+        let plan = Plan::new(x.shape().dims(), dims, options.padding, CHUNK_ELEMS);
+        let (weight, grad) = (weight.to_contiguous(), output_grad.to_contiguous());
+        by_dtype!(weight.dtype(), E => conv_x_backward::<E>(&weight, &grad, &plan))
+            .unwrap_or_else(|| Flex::conv2d_x_backward(x, weight, grad, options))
+    }
+
+    fn mg_conv2d_weight_backward(
+        x: FlexTensor,
+        weight: FlexTensor,
+        output_grad: FlexTensor,
+        options: ConvOptions<2>,
+    ) -> FlexTensor {
+        let Some(dims) = fast_conv(&weight, &options) else {
+            return Flex::conv2d_weight_backward(x, weight, output_grad, options);
+        };
+        let plan = Plan::new(x.shape().dims(), dims, options.padding, CHUNK_ELEMS);
+        let (x, grad) = (x.to_contiguous(), output_grad.to_contiguous());
+        by_dtype!(weight.dtype(), E => conv_weight_backward::<E>(&x, &grad, dims, &plan))
+            .unwrap_or_else(|| Flex::conv2d_weight_backward(x, weight, grad, options))
+    }
+
+    fn lstm_cell(gates: FlexTensor, cell: FlexTensor) -> FlexTensor {
+        let (g, c) = (gates.to_contiguous(), cell.to_contiguous());
+        by_dtype!(g.dtype(), E => per_image::<E>(&g, &c, kernels::lstm_cell))
+            .unwrap_or_else(|| defaults::lstm_cell::<Flex>(g, c))
+    }
+
+    fn lstm_cell_backward(
+        gates: FlexTensor,
+        cell: FlexTensor,
+        grad: FlexTensor,
+    ) -> (FlexTensor, FlexTensor) {
+        let (g, c, d) = (
+            gates.to_contiguous(),
+            cell.to_contiguous(),
+            grad.to_contiguous(),
+        );
+        by_dtype!(g.dtype(), E => per_image_backward::<E>(&g, &c, &d, kernels::lstm_cell_backward))
+            .unwrap_or_else(|| defaults::lstm_cell_backward::<Flex>(g, c, d))
+    }
+
+    fn lstm_hidden(gates: FlexTensor, cell: FlexTensor) -> FlexTensor {
+        let (g, c) = (gates.to_contiguous(), cell.to_contiguous());
+        by_dtype!(g.dtype(), E => per_image::<E>(&g, &c, kernels::lstm_hidden))
+            .unwrap_or_else(|| defaults::lstm_hidden::<Flex>(g, c))
+    }
+
+    fn lstm_hidden_backward(
+        gates: FlexTensor,
+        cell: FlexTensor,
+        grad: FlexTensor,
+    ) -> (FlexTensor, FlexTensor) {
+        let (g, c, d) = (
+            gates.to_contiguous(),
+            cell.to_contiguous(),
+            grad.to_contiguous(),
+        );
+        by_dtype!(g.dtype(), E => per_image_backward::<E>(&g, &c, &d, kernels::lstm_hidden_backward))
+            .unwrap_or_else(|| defaults::lstm_hidden_backward::<Flex>(g, c, d))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::{Tensor, TensorPrimitive};
+
+    fn random(shape: [usize; 4], seed: u64) -> FlexTensor {
+        let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        let values: Vec<f64> = (0..shape.iter().product::<usize>())
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (state >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
+            })
+            .collect();
+        tensor(values, shape)
+    }
+
+    fn max_diff(a: FlexTensor, b: FlexTensor) -> f64 {
+        let v = |t: FlexTensor| {
+            Tensor::<Flex, 4>::from_primitive(TensorPrimitive::Float(t))
+                .into_data()
+                .to_vec::<f64>()
+                .unwrap()
+        };
+        let (a, b) = (v(a), v(b));
+        assert_eq!(a.len(), b.len());
+        a.iter().zip(&b).fold(0.0, |m, (x, y)| m.max((x - y).abs()))
+    }
+
+    /// Chunks of one or two images (the last one shorter), on the pool and on the calling
+    /// thread, give burn's results.
+    #[test]
+    fn chunked_convolutions_match_burn() {
+        let (x, w, b) = (
+            random([5, 3, 4, 6], 1),
+            random([4, 3, 3, 3], 2),
+            random([1, 1, 1, 4], 3),
+        );
+        let b = Flex::float_reshape(b, Shape::new([4]));
+        let options = ConvOptions::new([1, 1], [1, 1], [1, 1], 1);
+        let g = random([5, 4, 4, 6], 4);
+        for (chunk_elems, parallel) in [(200, true), (1300, true), (1300, false), (1 << 20, false)]
+        {
+            let mut plan = Plan::new([5, 3, 4, 6], [4, 3, 3, 3], [1, 1], chunk_elems);
+            plan.parallel = parallel;
+            assert!(
+                plan.images <= 2 || chunk_elems > 500,
+                "{} images per chunk",
+                plan.images
+            );
+            let y = conv_forward::<f64>(&x, &w, Some(&b), &plan);
+            let y_burn = Flex::conv2d(x.clone(), w.clone(), Some(b.clone()), options.clone());
+            assert!(
+                max_diff(y, y_burn) < 1e-12,
+                "forward, {chunk_elems} per chunk"
+            );
+            let dx = conv_x_backward::<f64>(&w, &g, &plan);
+            let dx_burn = Flex::conv2d_x_backward(x.clone(), w.clone(), g.clone(), options.clone());
+            assert!(
+                max_diff(dx, dx_burn) < 1e-12,
+                "input gradient, {chunk_elems} per chunk"
+            );
+            let dw = conv_weight_backward::<f64>(&x, &g, [4, 3, 3, 3], &plan);
+            let dw_burn =
+                Flex::conv2d_weight_backward(x.clone(), w.clone(), g.clone(), options.clone());
+            assert!(
+                max_diff(dw, dw_burn) < 1e-12,
+                "weight gradient, {chunk_elems} per chunk"
+            );
+        }
+    }
+}

@@ -1,0 +1,374 @@
+//! The CPU kernels behind the Flex backend's [`super::MgBackend`] methods, on plain slices of
+//! row-major (`[n, c, h, w]`) data. No tensor types here: what is tested is what runs.
+
+use core::ops::{Add, Mul, Sub};
+
+/// The float types the kernels run on (f32 and f64).
+pub(crate) trait Real:
+    Copy + Send + Sync + Add<Output = Self> + Sub<Output = Self> + Mul<Output = Self> + 'static
+{
+    const ZERO: Self;
+    const ONE: Self;
+    fn sigmoid(self) -> Self;
+    fn tanh(self) -> Self;
+}
+
+macro_rules! real {
+    ($t:ty) => {
+        impl Real for $t {
+            const ZERO: Self = 0.0;
+            const ONE: Self = 1.0;
+            #[inline]
+            fn sigmoid(self) -> Self {
+                1.0 / (1.0 + (-self).exp())
+            }
+            #[inline]
+            fn tanh(self) -> Self {
+                <$t>::tanh(self)
+            }
+        }
+    };
+}
+real!(f32);
+real!(f64);
+
+/// Sizes of a stride-1 convolution `x [n, c_in, h, w] ⊛ w [c_out, c_in, kh, kw]` with
+/// zero padding `[ph, pw]`, giving `[n, c_out, ho, wo]`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ConvShape {
+    pub c_in: usize,
+    pub h: usize,
+    pub w: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub ph: usize,
+    pub pw: usize,
+    pub ho: usize,
+    pub wo: usize,
+}
+
+impl ConvShape {
+    /// Rows of the unfolded input: `c_in·kh·kw`.
+    pub fn taps(&self) -> usize {
+        self.c_in * self.kh * self.kw
+    }
+
+    /// Columns of the unfolded input per image: `ho·wo`.
+    pub fn pixels(&self) -> usize {
+        self.ho * self.wo
+    }
+}
+
+/// Unfolds images of `x` (`[images, c_in, h, w]`) into `cols`, a `[c_in·kh·kw, images·ho·wo]`
+/// row-major matrix: row `(ci, a, b)`, column `(image, y, x)` holds
+/// `x[image, ci, y + a − ph, x + b − pw]`, zero outside the image.
+pub(crate) fn unfold<T: Real>(x: &[T], images: usize, s: ConvShape, cols: &mut [T]) {
+    let plane = s.h * s.w;
+    let width = images * s.pixels();
+    debug_assert_eq!(x.len(), images * s.c_in * plane);
+    debug_assert_eq!(cols.len(), s.taps() * width);
+    for ci in 0..s.c_in {
+        for a in 0..s.kh {
+            for b in 0..s.kw {
+                let row = (ci * s.kh + a) * s.kw + b;
+                let out = &mut cols[row * width..(row + 1) * width];
+                // Output columns whose source column x + b − pw lies inside [0, w).
+                let x_lo = s.pw.saturating_sub(b).min(s.wo);
+                let x_hi = (s.w + s.pw).saturating_sub(b).min(s.wo).max(x_lo);
+                for image in 0..images {
+                    let src = &x[(image * s.c_in + ci) * plane..][..plane];
+                    for y in 0..s.ho {
+                        let dst = &mut out[(image * s.ho + y) * s.wo..][..s.wo];
+                        let sy = y + a;
+                        if sy < s.ph || sy - s.ph >= s.h {
+                            dst.fill(T::ZERO);
+                            continue;
+                        }
+                        let src_row = &src[(sy - s.ph) * s.w..][..s.w];
+                        dst[..x_lo].fill(T::ZERO);
+                        dst[x_hi..].fill(T::ZERO);
+                        if x_hi > x_lo {
+                            let sx = x_lo + b - s.pw;
+                            dst[x_lo..x_hi].copy_from_slice(&src_row[sx..sx + (x_hi - x_lo)]);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The adjoint of [`unfold`]: adds every entry of `cols` (`[c_in·kh·kw, images·ho·wo]`) into
+/// the input position it was read from; `dx` (`[images, c_in, h, w]`) must start at zero.
+pub(crate) fn fold<T: Real>(cols: &[T], images: usize, s: ConvShape, dx: &mut [T]) {
+    let plane = s.h * s.w;
+    let width = images * s.pixels();
+    debug_assert_eq!(dx.len(), images * s.c_in * plane);
+    debug_assert_eq!(cols.len(), s.taps() * width);
+    for ci in 0..s.c_in {
+        for a in 0..s.kh {
+            for b in 0..s.kw {
+                let row = (ci * s.kh + a) * s.kw + b;
+                let src = &cols[row * width..(row + 1) * width];
+                let x_lo = s.pw.saturating_sub(b).min(s.wo);
+                let x_hi = (s.w + s.pw).saturating_sub(b).min(s.wo).max(x_lo);
+                if x_hi == x_lo {
+                    continue;
+                }
+                let sx = x_lo + b - s.pw;
+                for image in 0..images {
+                    let dst = &mut dx[(image * s.c_in + ci) * plane..][..plane];
+                    for y in 0..s.ho {
+                        let sy = y + a;
+                        if sy < s.ph || sy - s.ph >= s.h {
+                            continue;
+                        }
+                        let from = &src[(image * s.ho + y) * s.wo..][x_lo..x_hi];
+                        let to = &mut dst[(sy - s.ph) * s.w + sx..][..x_hi - x_lo];
+                        for (t, f) in to.iter_mut().zip(from) {
+                            *t = *t + *f;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The inverse of [`channels_first`] with a bias: `out[image, co, p] = y[co, image·pixels + p]
+/// + bias[co]`.
+pub(crate) fn images_first<T: Real>(
+    y: &[T],
+    bias: Option<&[T]>,
+    images: usize,
+    c_out: usize,
+    pixels: usize,
+    out: &mut [T],
+) {
+    let width = images * pixels;
+    for image in 0..images {
+        for co in 0..c_out {
+            let from = &y[co * width + image * pixels..][..pixels];
+            let to = &mut out[(image * c_out + co) * pixels..][..pixels];
+            match bias {
+                Some(bias) => {
+                    for (t, f) in to.iter_mut().zip(from) {
+                        *t = *f + bias[co];
+                    }
+                }
+                None => to.copy_from_slice(from),
+            }
+        }
+    }
+}
+
+/// Copies `g` (`[images, c_out, pixels]`) into `out`, a `[c_out, images·pixels]` matrix.
+pub(crate) fn channels_first<T: Real>(
+    g: &[T],
+    images: usize,
+    c_out: usize,
+    pixels: usize,
+    out: &mut [T],
+) {
+    debug_assert_eq!(g.len(), images * c_out * pixels);
+    let width = images * pixels;
+    for image in 0..images {
+        for co in 0..c_out {
+            out[co * width + image * pixels..][..pixels]
+                .copy_from_slice(&g[(image * c_out + co) * pixels..][..pixels]);
+        }
+    }
+}
+
+/// The gate slices `(i, g, f, o)` of one image: `gates` holds `[4·c, pixels]`.
+fn split4<T>(gates: &[T], cs: usize) -> (&[T], &[T], &[T], &[T]) {
+    let (i, rest) = gates.split_at(cs);
+    let (g, rest) = rest.split_at(cs);
+    let (f, o) = rest.split_at(cs);
+    (i, g, f, o)
+}
+
+/// `out = σ(f)·cell + σ(i)·tanh(g)` for one image (`gates [4·cs]`, `cell`, `out [cs]`).
+pub(crate) fn lstm_cell<T: Real>(gates: &[T], cell: &[T], out: &mut [T]) {
+    let cs = cell.len();
+    let (i, g, f, _) = split4(gates, cs);
+    for k in 0..cs {
+        out[k] = f[k].sigmoid() * cell[k] + i[k].sigmoid() * g[k].tanh();
+    }
+}
+
+/// The gradients of [`lstm_cell`] for one image: `d_gates [4·cs]` (zero for `o`) and
+/// `d_cell [cs]` from the output gradient `grad [cs]`.
+pub(crate) fn lstm_cell_backward<T: Real>(
+    gates: &[T],
+    cell: &[T],
+    grad: &[T],
+    d_gates: &mut [T],
+    d_cell: &mut [T],
+) {
+    let cs = cell.len();
+    let (i, g, f, _) = split4(gates, cs);
+    let (d_i, rest) = d_gates.split_at_mut(cs);
+    let (d_g, rest) = rest.split_at_mut(cs);
+    let (d_f, d_o) = rest.split_at_mut(cs);
+    for k in 0..cs {
+        let (si, tg, sf, dc) = (i[k].sigmoid(), g[k].tanh(), f[k].sigmoid(), grad[k]);
+        d_i[k] = dc * tg * si * (T::ONE - si);
+        d_g[k] = dc * si * (T::ONE - tg * tg);
+        d_f[k] = dc * cell[k] * sf * (T::ONE - sf);
+        d_cell[k] = dc * sf;
+    }
+    d_o.fill(T::ZERO);
+}
+
+/// `out = σ(o)·tanh(cell)` for one image.
+pub(crate) fn lstm_hidden<T: Real>(gates: &[T], cell: &[T], out: &mut [T]) {
+    let cs = cell.len();
+    let (_, _, _, o) = split4(gates, cs);
+    for k in 0..cs {
+        out[k] = o[k].sigmoid() * cell[k].tanh();
+    }
+}
+
+/// The gradients of [`lstm_hidden`] for one image: `d_gates [4·cs]` (zero but for `o`) and
+/// `d_cell [cs]`.
+pub(crate) fn lstm_hidden_backward<T: Real>(
+    gates: &[T],
+    cell: &[T],
+    grad: &[T],
+    d_gates: &mut [T],
+    d_cell: &mut [T],
+) {
+    let cs = cell.len();
+    let (_, _, _, o) = split4(gates, cs);
+    let (zeros, d_o) = d_gates.split_at_mut(3 * cs);
+    zeros.fill(T::ZERO);
+    for k in 0..cs {
+        let (so, tc, dh) = (o[k].sigmoid(), cell[k].tanh(), grad[k]);
+        d_o[k] = dh * tc * so * (T::ONE - so);
+        d_cell[k] = dh * so * (T::ONE - tc * tc);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A 1-channel 2×3 image, 3×3 kernel, padding 1: row (0, a, b) of the unfolded matrix
+    /// is the image shifted by (a − 1, b − 1) with zeros coming in.
+    #[test]
+    fn unfold_shifts_with_zero_edges() {
+        let x = [1.0f64, 2.0, 3.0, 4.0, 5.0, 6.0];
+        let s = ConvShape {
+            c_in: 1,
+            h: 2,
+            w: 3,
+            kh: 3,
+            kw: 3,
+            ph: 1,
+            pw: 1,
+            ho: 2,
+            wo: 3,
+        };
+        let mut cols = vec![f64::NAN; 9 * 6];
+        unfold(&x, 1, s, &mut cols);
+        let row = |a: usize, b: usize| &cols[(a * 3 + b) * 6..][..6];
+        assert_eq!(row(1, 1), &x);
+        assert_eq!(row(0, 0), &[0.0, 0.0, 0.0, 0.0, 1.0, 2.0]);
+        assert_eq!(row(2, 2), &[5.0, 6.0, 0.0, 0.0, 0.0, 0.0]);
+        assert_eq!(row(1, 2), &[2.0, 3.0, 0.0, 5.0, 6.0, 0.0]);
+        assert_eq!(row(1, 0), &[0.0, 1.0, 2.0, 0.0, 4.0, 5.0]);
+    }
+
+    /// Padding 0 and a kernel as wide as the image: one output column per row.
+    #[test]
+    fn unfold_without_padding() {
+        let x = [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0];
+        let s = ConvShape {
+            c_in: 1,
+            h: 2,
+            w: 3,
+            kh: 1,
+            kw: 3,
+            ph: 0,
+            pw: 0,
+            ho: 2,
+            wo: 1,
+        };
+        let mut cols = vec![f32::NAN; 3 * 2];
+        unfold(&x, 1, s, &mut cols);
+        assert_eq!(cols, [1.0, 4.0, 2.0, 5.0, 3.0, 6.0]);
+    }
+
+    /// `fold` is the adjoint of `unfold`: ⟨unfold(x), c⟩ = ⟨x, fold(c)⟩ for any x and c.
+    #[test]
+    fn fold_is_the_adjoint_of_unfold() {
+        for s in [
+            ConvShape {
+                c_in: 2,
+                h: 3,
+                w: 4,
+                kh: 3,
+                kw: 3,
+                ph: 1,
+                pw: 1,
+                ho: 3,
+                wo: 4,
+            },
+            ConvShape {
+                c_in: 1,
+                h: 2,
+                w: 5,
+                kh: 1,
+                kw: 3,
+                ph: 0,
+                pw: 0,
+                ho: 2,
+                wo: 3,
+            },
+            ConvShape {
+                c_in: 3,
+                h: 1,
+                w: 1,
+                kh: 3,
+                kw: 3,
+                ph: 1,
+                pw: 1,
+                ho: 1,
+                wo: 1,
+            },
+        ] {
+            let images = 2;
+            let n_x = images * s.c_in * s.h * s.w;
+            let n_c = s.taps() * images * s.pixels();
+            let x: Vec<f64> = (0..n_x).map(|i| ((i * 7919) % 13) as f64 - 6.0).collect();
+            let c: Vec<f64> = (0..n_c).map(|i| ((i * 104729) % 11) as f64 - 5.0).collect();
+            let mut ux = vec![0.0; n_c];
+            unfold(&x, images, s, &mut ux);
+            let mut fc = vec![0.0; n_x];
+            fold(&c, images, s, &mut fc);
+            let lhs: f64 = ux.iter().zip(&c).map(|(a, b)| a * b).sum();
+            let rhs: f64 = x.iter().zip(&fc).map(|(a, b)| a * b).sum();
+            assert_eq!(lhs, rhs, "{s:?}");
+        }
+    }
+
+    #[test]
+    fn images_first_inverts_channels_first_and_adds_the_bias() {
+        let g = [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0];
+        let mut t = [0.0; 8];
+        channels_first(&g, 2, 2, 2, &mut t);
+        let mut back = [0.0; 8];
+        images_first(&t, Some(&[10.0, 20.0]), 2, 2, 2, &mut back);
+        assert_eq!(back, [11.0, 12.0, 23.0, 24.0, 15.0, 16.0, 27.0, 28.0]);
+    }
+
+    #[test]
+    fn channels_first_transposes_images_and_channels() {
+        // 2 images × 2 channels × 2 pixels.
+        let g = [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0];
+        let mut out = [0.0; 8];
+        channels_first(&g, 2, 2, 2, &mut out);
+        assert_eq!(out, [1.0, 2.0, 5.0, 6.0, 3.0, 4.0, 7.0, 8.0]);
+    }
+}

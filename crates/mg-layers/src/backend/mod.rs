@@ -1,0 +1,266 @@
+//! The backend extension: the few ops the layers spend their time in, with burn's own ops as
+//! the default implementation on every backend and faster ones where the project has them.
+//!
+//! - [`MgBackend::mg_conv2d`] and its two backward halves: the layers' convolutions.
+//! - [`MgBackend::lstm_cell`] / [`MgBackend::lstm_hidden`] and their backwards: the conv-LSTM
+//!   update from the gate pre-activations in one pass each.
+//!
+//! `Autodiff<B>` implements the trait with custom backward nodes that call `B`'s backward ops,
+//! so a backend that overrides them (Flex, in `flex.rs`) is fast in training too. The GPU
+//! backends (wgpu, CUDA) and ndarray use the defaults; CubeCL kernels would go there.
+
+mod autodiff;
+#[cfg(feature = "flex")]
+mod flex;
+#[cfg(feature = "flex")]
+mod kernels;
+
+use burn::backend::Autodiff;
+use burn::tensor::ops::{ConvOptions, FloatTensor};
+use burn::tensor::{Tensor, TensorPrimitive, backend::Backend};
+
+/// A burn backend the multigrid layers run on: burn's [`Backend`] plus the ops of this module.
+///
+/// Every method has a default built from burn's ops; a backend overrides what it does faster.
+/// Shapes: `x [n, c_in, h, w]`, `weight [c_out, c_in, kh, kw]`, `gates [n, 4·c, h, w]` split
+/// `(i, g, f, o)` with the forget bias already added, `cell [n, c, h, w]`.
+pub trait MgBackend: Backend {
+    /// A 2D convolution (`burn::tensor::module::conv2d`).
+    fn mg_conv2d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: Option<FloatTensor<Self>>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        Self::conv2d(x, weight, bias, options)
+    }
+
+    /// The gradient of [`Self::mg_conv2d`] with respect to `x`.
+    fn mg_conv2d_x_backward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        Self::conv2d_x_backward(x, weight, output_grad, options)
+    }
+
+    /// The gradient of [`Self::mg_conv2d`] with respect to `weight`.
+    fn mg_conv2d_weight_backward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        Self::conv2d_weight_backward(x, weight, output_grad, options)
+    }
+
+    /// The new cell state `c = σ(f)·cell + σ(i)·tanh(g)`, `[n, c, h, w]`.
+    fn lstm_cell(gates: FloatTensor<Self>, cell: FloatTensor<Self>) -> FloatTensor<Self> {
+        defaults::lstm_cell::<Self>(gates, cell)
+    }
+
+    /// The gradients of [`Self::lstm_cell`] with respect to `gates` (zero for `o`) and `cell`.
+    fn lstm_cell_backward(
+        gates: FloatTensor<Self>,
+        cell: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        defaults::lstm_cell_backward::<Self>(gates, cell, grad)
+    }
+
+    /// The hidden state `h = σ(o)·tanh(cell)`, `[n, c, h, w]`, from the new cell state.
+    fn lstm_hidden(gates: FloatTensor<Self>, cell: FloatTensor<Self>) -> FloatTensor<Self> {
+        defaults::lstm_hidden::<Self>(gates, cell)
+    }
+
+    /// The gradients of [`Self::lstm_hidden`] with respect to `gates` (zero but for `o`) and
+    /// `cell`.
+    fn lstm_hidden_backward(
+        gates: FloatTensor<Self>,
+        cell: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        defaults::lstm_hidden_backward::<Self>(gates, cell, grad)
+    }
+}
+
+/// burn's ops for the LSTM update: the trait's defaults, callable from a backend that
+/// overrides them for some float types only.
+pub(crate) mod defaults {
+    use super::float;
+    use burn::tensor::activation::sigmoid;
+    use burn::tensor::ops::FloatTensor;
+    use burn::tensor::{Tensor, backend::Backend};
+
+    /// The new cell state `c = σ(f)·cell + σ(i)·tanh(g)`, `[n, c, h, w]`.
+    pub(crate) fn lstm_cell<B: Backend>(
+        gates: FloatTensor<B>,
+        cell: FloatTensor<B>,
+    ) -> FloatTensor<B> {
+        let (gates, cell) = (float::<B>(gates), float::<B>(cell));
+        let c = cell.dims()[1];
+        let i = sigmoid(gates.clone().narrow(1, 0, c));
+        let g = gates.clone().narrow(1, c, c).tanh();
+        let f = sigmoid(gates.narrow(1, 2 * c, c));
+        (f * cell + i * g).into_primitive().tensor()
+    }
+
+    /// The gradients of [`lstm_cell`] with respect to `gates` (zero for `o`) and `cell`.
+    pub(crate) fn lstm_cell_backward<B: Backend>(
+        gates: FloatTensor<B>,
+        cell: FloatTensor<B>,
+        grad: FloatTensor<B>,
+    ) -> (FloatTensor<B>, FloatTensor<B>) {
+        let (gates, cell, grad) = (float::<B>(gates), float::<B>(cell), float(grad));
+        let c = cell.dims()[1];
+        let i = sigmoid(gates.clone().narrow(1, 0, c));
+        let g = gates.clone().narrow(1, c, c).tanh();
+        let f = sigmoid(gates.narrow(1, 2 * c, c));
+        let d_i = grad.clone() * g.clone() * i.clone() * (i.clone().neg() + 1.0);
+        let d_g = grad.clone() * i * (g.clone() * g).neg().add_scalar(1.0);
+        let d_f = grad.clone() * cell * f.clone() * (f.clone().neg() + 1.0);
+        let d_o = d_i.zeros_like();
+        let d_cell = grad * f;
+        (
+            Tensor::cat(vec![d_i, d_g, d_f, d_o], 1)
+                .into_primitive()
+                .tensor(),
+            d_cell.into_primitive().tensor(),
+        )
+    }
+
+    /// The hidden state `h = σ(o)·tanh(cell)`, `[n, c, h, w]`, from the new cell state.
+    pub(crate) fn lstm_hidden<B: Backend>(
+        gates: FloatTensor<B>,
+        cell: FloatTensor<B>,
+    ) -> FloatTensor<B> {
+        let (gates, cell) = (float::<B>(gates), float::<B>(cell));
+        let c = cell.dims()[1];
+        let o = sigmoid(gates.narrow(1, 3 * c, c));
+        (o * cell.tanh()).into_primitive().tensor()
+    }
+
+    /// The gradients of [`lstm_hidden`] with respect to `gates` (zero but for `o`) and `cell`.
+    pub(crate) fn lstm_hidden_backward<B: Backend>(
+        gates: FloatTensor<B>,
+        cell: FloatTensor<B>,
+        grad: FloatTensor<B>,
+    ) -> (FloatTensor<B>, FloatTensor<B>) {
+        let (gates, cell, grad) = (float::<B>(gates), float::<B>(cell), float(grad));
+        let c = cell.dims()[1];
+        let o = sigmoid(gates.narrow(1, 3 * c, c));
+        let t = cell.tanh();
+        let d_o = grad.clone() * t.clone() * o.clone() * (o.clone().neg() + 1.0);
+        let d_cell = grad * o * (t.clone() * t).neg().add_scalar(1.0);
+        let zeros = d_o.zeros_like();
+        (
+            Tensor::cat(vec![zeros.clone(), zeros.clone(), zeros, d_o], 1)
+                .into_primitive()
+                .tensor(),
+            d_cell.into_primitive().tensor(),
+        )
+    }
+}
+
+fn float<B: Backend>(x: FloatTensor<B>) -> Tensor<B, 4> {
+    Tensor::from_primitive(TensorPrimitive::Float(x))
+}
+
+/// [`MgBackend::mg_conv2d`] on tensors.
+///
+/// # Shapes
+/// - `x`: `[n, c_in, h, w]`, `weight`: `[c_out, c_in, kh, kw]`, `bias`: `[c_out]`
+/// - returns `[n, c_out, h_out, w_out]`
+pub fn conv2d<B: MgBackend>(
+    x: Tensor<B, 4>,
+    weight: Tensor<B, 4>,
+    bias: Option<Tensor<B, 1>>,
+    options: ConvOptions<2>,
+) -> Tensor<B, 4> {
+    Tensor::from_primitive(TensorPrimitive::Float(B::mg_conv2d(
+        x.into_primitive().tensor(),
+        weight.into_primitive().tensor(),
+        bias.map(|b| b.into_primitive().tensor()),
+        options,
+    )))
+}
+
+/// [`MgBackend::lstm_cell`] on tensors: `σ(f)·cell + σ(i)·tanh(g)`.
+///
+/// # Shapes
+/// - `gates`: `[n, 4·c, h, w]` split `(i, g, f, o)`, `cell`: `[n, c, h, w]`
+/// - returns `[n, c, h, w]`
+pub fn lstm_cell<B: MgBackend>(gates: Tensor<B, 4>, cell: Tensor<B, 4>) -> Tensor<B, 4> {
+    check_gates("lstm_cell", &gates, &cell);
+    float(B::lstm_cell(
+        gates.into_primitive().tensor(),
+        cell.into_primitive().tensor(),
+    ))
+}
+
+/// [`MgBackend::lstm_hidden`] on tensors: `σ(o)·tanh(cell)`.
+///
+/// # Shapes
+/// - `gates`: `[n, 4·c, h, w]` split `(i, g, f, o)`, `cell`: `[n, c, h, w]`
+/// - returns `[n, c, h, w]`
+pub fn lstm_hidden<B: MgBackend>(gates: Tensor<B, 4>, cell: Tensor<B, 4>) -> Tensor<B, 4> {
+    check_gates("lstm_hidden", &gates, &cell);
+    float(B::lstm_hidden(
+        gates.into_primitive().tensor(),
+        cell.into_primitive().tensor(),
+    ))
+}
+
+fn check_gates<B: Backend>(name: &str, gates: &Tensor<B, 4>, cell: &Tensor<B, 4>) {
+    let [n, g, h, w] = gates.dims();
+    let [cn, c, ch, cw] = cell.dims();
+    assert!(
+        g == 4 * c && [n, h, w] == [cn, ch, cw],
+        "{name}: gates {:?} do not fit the cell state {:?} (expected [n, 4·c, h, w])",
+        gates.dims(),
+        cell.dims()
+    );
+}
+
+/// Whether the project's CPU kernels are used where a backend has them (default: yes).
+///
+/// Off, every backend runs burn's own ops; used to compare the two in tests and benchmarks.
+pub fn cpu_kernels_enabled() -> bool {
+    !KERNELS_OFF.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Turns the project's CPU kernels on or off for the whole process (see
+/// [`cpu_kernels_enabled`]).
+pub fn set_cpu_kernels(enabled: bool) {
+    KERNELS_OFF.store(!enabled, std::sync::atomic::Ordering::Relaxed);
+}
+
+static KERNELS_OFF: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+#[cfg(feature = "ndarray")]
+impl MgBackend for burn::backend::NdArray {}
+
+#[cfg(feature = "wgpu")]
+impl MgBackend for burn::backend::Wgpu {}
+
+/// With burn's fusion on, `burn::backend::Wgpu` is the fused backend; the plain CubeCL one
+/// (what the GPU test suites run) is this.
+#[cfg(all(feature = "wgpu", feature = "fusion"))]
+impl MgBackend for PlainWgpu {}
+
+/// The wgpu backend without fusion.
+#[cfg(feature = "wgpu")]
+pub type PlainWgpu =
+    burn::backend::wgpu::CubeBackend<burn::backend::wgpu::WgpuRuntime, f32, i32, u32>;
+
+#[cfg(feature = "cuda")]
+impl MgBackend for burn::backend::Cuda {}
+
+/// An `Autodiff` backend over an [`MgBackend`] (the training backend).
+pub trait MgAutodiffBackend:
+    burn::tensor::backend::AutodiffBackend<InnerBackend: MgBackend> + MgBackend
+{
+}
+
+impl<B: MgBackend> MgAutodiffBackend for Autodiff<B> {}

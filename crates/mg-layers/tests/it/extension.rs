@@ -1,0 +1,299 @@
+//! `MgBackend`, the backend extension: on the test backend its ops against burn's own
+//! (`Backend::conv2d` and its backward halves, the LSTM update written with tensor ops), on
+//! odd shapes, and its autodiff nodes against finite differences. On Flex this checks the
+//! project's CPU kernels; on a GPU backend, the autodiff nodes over burn's ops.
+
+use burn::tensor::activation::sigmoid;
+use burn::tensor::backend::Backend;
+use burn::tensor::module::conv2d as burn_conv2d;
+use burn::tensor::ops::ConvOptions;
+use burn::tensor::{Tensor, TensorData, TensorPrimitive};
+use mg_layers::MgBackend;
+use mg_layers::backend::{conv2d, lstm_cell, lstm_hidden};
+
+use crate::{TestAutodiffBackend as AB, TestBackend as B, device, f64_supported};
+
+fn random(shape: [usize; 4], seed: u64) -> Tensor<AB, 4> {
+    let values = crate::values(shape.iter().product(), seed);
+    Tensor::from_data(TensorData::new(values, shape), &device())
+}
+
+fn random_inner(shape: [usize; 4], seed: u64) -> Tensor<B, 4> {
+    random(shape, seed).inner()
+}
+
+fn tol() -> f64 {
+    if f64_supported() { 1e-11 } else { 2e-5 }
+}
+
+/// Largest `|a − b|` relative to the largest `|b|`.
+fn rel_diff<const D: usize, BK: Backend>(a: Tensor<BK, D>, b: Tensor<BK, D>) -> f64 {
+    assert_eq!(a.dims(), b.dims());
+    let a: Vec<f64> = a.into_data().convert::<f64>().to_vec().unwrap();
+    let b: Vec<f64> = b.into_data().convert::<f64>().to_vec().unwrap();
+    let scale = b.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1e-30);
+    a.iter()
+        .zip(&b)
+        .fold(0.0f64, |m, (x, y)| m.max((x - y).abs()))
+        / scale
+}
+
+fn prim(t: Tensor<B, 4>) -> burn::tensor::ops::FloatTensor<B> {
+    t.into_primitive().tensor()
+}
+
+fn tensor(p: burn::tensor::ops::FloatTensor<B>) -> Tensor<B, 4> {
+    Tensor::from_primitive(TensorPrimitive::Float(p))
+}
+
+/// `(n, c_in, h, w, c_out, kh, kw, ph, pw)`: 1×1 images, batch 1, one channel, non-square
+/// images and kernels, valid (unpadded) and same padding, 1D rows.
+const CONV_CASES: [[usize; 9]; 7] = [
+    [1, 1, 1, 1, 1, 3, 3, 1, 1],
+    [2, 3, 5, 4, 2, 3, 3, 1, 1],
+    [3, 2, 4, 6, 5, 1, 3, 0, 1],
+    [1, 4, 3, 3, 3, 3, 3, 0, 0],
+    [5, 1, 2, 7, 1, 3, 1, 1, 0],
+    [2, 2, 1, 9, 3, 1, 3, 0, 1],
+    [6, 8, 12, 12, 16, 3, 3, 1, 1],
+];
+
+#[test]
+fn conv2d_and_its_backward_halves_match_burn() {
+    device();
+    for (k, [n, ci, h, w, co, kh, kw, ph, pw]) in CONV_CASES.into_iter().enumerate() {
+        let seed = 10 * k as u64;
+        let x = random_inner([n, ci, h, w], seed);
+        let weight = random_inner([co, ci, kh, kw], seed + 1);
+        let bias: Tensor<B, 1> = random_inner([1, 1, 1, co], seed + 2).reshape([co]);
+        let options = ConvOptions::new([1, 1], [ph, pw], [1, 1], 1);
+        let ours = conv2d(
+            x.clone(),
+            weight.clone(),
+            Some(bias.clone()),
+            options.clone(),
+        );
+        let burn = burn_conv2d(x.clone(), weight.clone(), Some(bias), options.clone());
+        let grad = random_inner(burn.dims(), seed + 3);
+        let case = format!("case {k} {:?}", CONV_CASES[k]);
+        let d = rel_diff(ours, burn);
+        assert!(d <= tol(), "{case}: forward differs by {d:e}");
+
+        let dx = B::mg_conv2d_x_backward(
+            prim(x.clone()),
+            prim(weight.clone()),
+            prim(grad.clone()),
+            options.clone(),
+        );
+        let dx_burn = <B as burn::tensor::ops::ModuleOps<B>>::conv2d_x_backward(
+            prim(x.clone()),
+            prim(weight.clone()),
+            prim(grad.clone()),
+            options.clone(),
+        );
+        let d = rel_diff(tensor(dx), tensor(dx_burn));
+        assert!(d <= tol(), "{case}: input gradient differs by {d:e}");
+
+        let dw = B::mg_conv2d_weight_backward(
+            prim(x.clone()),
+            prim(weight.clone()),
+            prim(grad.clone()),
+            options.clone(),
+        );
+        let dw_burn = <B as burn::tensor::ops::ModuleOps<B>>::conv2d_weight_backward(
+            prim(x),
+            prim(weight),
+            prim(grad),
+            options,
+        );
+        let d = rel_diff(tensor(dw), tensor(dw_burn));
+        assert!(d <= tol(), "{case}: weight gradient differs by {d:e}");
+    }
+}
+
+/// The LSTM update written with burn's tensor ops, as the layer had it before the extension.
+fn reference_lstm(gates: Tensor<AB, 4>, cell: Tensor<AB, 4>) -> (Tensor<AB, 4>, Tensor<AB, 4>) {
+    let c = cell.dims()[1];
+    let part = |k: usize| gates.clone().narrow(1, k * c, c);
+    let cell = sigmoid(part(2)) * cell + sigmoid(part(0)) * part(1).tanh();
+    let hidden = sigmoid(part(3)) * cell.clone().tanh();
+    (cell, hidden)
+}
+
+/// `(n, c, h, w)`: one value per gate, batch 1, non-square, and a batch large enough to run
+/// in parallel.
+const LSTM_CASES: [[usize; 4]; 4] = [[1, 1, 1, 1], [1, 3, 2, 5], [4, 2, 3, 1], [16, 8, 12, 12]];
+
+/// Forward values and the gradients of `Σ c ⊙ R₁ + Σ h ⊙ R₂` against the reference.
+#[test]
+fn lstm_ops_match_burn_ops_forward_and_backward() {
+    device();
+    for (k, [n, c, h, w]) in LSTM_CASES.into_iter().enumerate() {
+        let seed = 100 + 10 * k as u64;
+        // Pre-activations up to ±3: every nonlinearity away from its linear range.
+        let gates = (random([n, 4 * c, h, w], seed) * 3.0).require_grad();
+        let cell = random([n, c, h, w], seed + 1).require_grad();
+        let (r1, r2) = (
+            random([n, c, h, w], seed + 2),
+            random([n, c, h, w], seed + 3),
+        );
+        let run = |ours: bool| {
+            let (c_new, h_new) = if ours {
+                let c_new = lstm_cell(gates.clone(), cell.clone());
+                (c_new.clone(), lstm_hidden(gates.clone(), c_new))
+            } else {
+                reference_lstm(gates.clone(), cell.clone())
+            };
+            let loss = (c_new.clone() * r1.clone()).sum() + (h_new.clone() * r2.clone()).sum();
+            let grads = loss.backward();
+            (
+                c_new.inner(),
+                h_new.inner(),
+                gates.grad(&grads).unwrap(),
+                cell.grad(&grads).unwrap(),
+            )
+        };
+        let (ours, reference) = (run(true), run(false));
+        let case = format!("case {k} {:?}", LSTM_CASES[k]);
+        for (what, d) in [
+            ("cell", rel_diff(ours.0, reference.0)),
+            ("hidden", rel_diff(ours.1, reference.1)),
+            ("gate gradient", rel_diff(ours.2, reference.2)),
+            ("cell gradient", rel_diff(ours.3, reference.3)),
+        ] {
+            assert!(d <= tol(), "{case}: {what} differs by {d:e}");
+        }
+    }
+}
+
+/// Central differences of `Σ h ⊙ R` (h after two updates from one set of gates) with
+/// respect to every gate pre-activation and cell value of a small case, in f64.
+#[test]
+fn lstm_ops_gradients_match_finite_differences() {
+    if !f64_supported() {
+        return; // f32 differences are checked through the layers' gradient checks.
+    }
+    device();
+    let shape = [2, 2, 1, 3];
+    let gates0: Vec<f64> = crate::values(2 * 8 * 3, 7)
+        .iter()
+        .map(|v| 2.0 * v)
+        .collect();
+    let cell0 = crate::values(2 * 2 * 3, 8);
+    let r = random(shape, 9);
+    let loss = |gates: Vec<f64>, cell: Vec<f64>| {
+        let g = Tensor::<AB, 4>::from_data(TensorData::new(gates, [2, 8, 1, 3]), &device())
+            .require_grad();
+        let c = Tensor::<AB, 4>::from_data(TensorData::new(cell, shape), &device()).require_grad();
+        let c1 = lstm_cell(g.clone(), c.clone());
+        let c2 = lstm_cell(g.clone(), c1);
+        let h = lstm_hidden(g.clone(), c2);
+        let l = (h * r.clone()).sum();
+        let value = l
+            .clone()
+            .into_data()
+            .convert::<f64>()
+            .to_vec::<f64>()
+            .unwrap()[0];
+        let grads = l.backward();
+        let v = |t: Tensor<B, 4>| t.into_data().convert::<f64>().to_vec::<f64>().unwrap();
+        (
+            value,
+            v(g.grad(&grads).unwrap()),
+            v(c.grad(&grads).unwrap()),
+        )
+    };
+    let (_, d_gates, d_cell) = loss(gates0.clone(), cell0.clone());
+    let h = 1e-6;
+    for i in 0..gates0.len() {
+        let at = |delta: f64| {
+            let mut g = gates0.clone();
+            g[i] += delta;
+            loss(g, cell0.clone()).0
+        };
+        let numeric = (at(h) - at(-h)) / (2.0 * h);
+        assert!(
+            (numeric - d_gates[i]).abs() <= 1e-7 * numeric.abs().max(1.0),
+            "gate {i}: analytic {} vs numeric {numeric}",
+            d_gates[i]
+        );
+    }
+    for i in 0..cell0.len() {
+        let at = |delta: f64| {
+            let mut c = cell0.clone();
+            c[i] += delta;
+            loss(gates0.clone(), c).0
+        };
+        let numeric = (at(h) - at(-h)) / (2.0 * h);
+        assert!(
+            (numeric - d_cell[i]).abs() <= 1e-7 * numeric.abs().max(1.0),
+            "cell {i}: analytic {} vs numeric {numeric}",
+            d_cell[i]
+        );
+    }
+}
+
+/// Central differences of `Σ conv2d(x, w, b) ⊙ R` through the autodiff node, in f64, for a
+/// 1D kernel and a square one.
+#[test]
+fn conv2d_gradients_match_finite_differences() {
+    if !f64_supported() {
+        return; // f32 differences are checked through the layers' gradient checks.
+    }
+    device();
+    for (k, [n, ci, hh, ww, co, kh, kw, ph, pw]) in
+        [CONV_CASES[2], CONV_CASES[1]].into_iter().enumerate()
+    {
+        let options = ConvOptions::new([1, 1], [ph, pw], [1, 1], 1);
+        let seed = 200 + 10 * k as u64;
+        let x0 = crate::values(n * ci * hh * ww, seed);
+        let w0 = crate::values(co * ci * kh * kw, seed + 1);
+        let b0 = crate::values(co, seed + 2);
+        let out = [n, co, hh + 2 * ph + 1 - kh, ww + 2 * pw + 1 - kw];
+        let r = random(out, seed + 3);
+        let loss = |x: Vec<f64>, w: Vec<f64>, b: Vec<f64>| {
+            let d = device();
+            let x =
+                Tensor::<AB, 4>::from_data(TensorData::new(x, [n, ci, hh, ww]), &d).require_grad();
+            let w =
+                Tensor::<AB, 4>::from_data(TensorData::new(w, [co, ci, kh, kw]), &d).require_grad();
+            let b = Tensor::<AB, 1>::from_data(TensorData::new(b, [co]), &d).require_grad();
+            let l =
+                (conv2d(x.clone(), w.clone(), Some(b.clone()), options.clone()) * r.clone()).sum();
+            let value = l
+                .clone()
+                .into_data()
+                .convert::<f64>()
+                .to_vec::<f64>()
+                .unwrap()[0];
+            let grads = l.backward();
+            let v = |t: TensorData| t.convert::<f64>().to_vec::<f64>().unwrap();
+            (
+                value,
+                [
+                    v(x.grad(&grads).unwrap().into_data()),
+                    v(w.grad(&grads).unwrap().into_data()),
+                    v(b.grad(&grads).unwrap().into_data()),
+                ],
+            )
+        };
+        let (_, analytic) = loss(x0.clone(), w0.clone(), b0.clone());
+        let params = [x0, w0, b0];
+        for (p, name) in ["x", "weight", "bias"].into_iter().enumerate() {
+            for i in 0..params[p].len() {
+                let at = |delta: f64| {
+                    let mut args = params.clone();
+                    args[p][i] += delta;
+                    let [x, w, b] = args;
+                    loss(x, w, b).0
+                };
+                let numeric = (at(1e-6) - at(-1e-6)) / 2e-6;
+                assert!(
+                    (numeric - analytic[p][i]).abs() <= 1e-7 * numeric.abs().max(1.0),
+                    "case {k} {name}[{i}]: analytic {} vs numeric {numeric}",
+                    analytic[p][i]
+                );
+            }
+        }
+    }
+}

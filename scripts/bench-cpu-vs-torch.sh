@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The CPU benchmark of docs/BENCHMARKS.md: mg-train bench and the PyTorch model of the same
+# architecture (../shared/bench/torch_mgmem.py), one after the other on the same machine.
+#
+#   PYTHON=/path/to/venv/bin/python scripts/bench-cpu-vs-torch.sh [OUT.jsonl]
+#
+# Needs torch for the PyTorch part only (pip install torch numpy). Writes JSON lines:
+# mg-train's records (with and without the project's CPU kernels for the quick model) and
+# PyTorch's, each line as its program printed it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+OUT=${1:-target/bench/cpu-vs-torch.jsonl}
+TORCH=${TORCH_BENCH:-../shared/bench/torch_mgmem.py}
+REPEATS=${REPEATS:-1}
+mkdir -p "$(dirname "$OUT")"
+: > "$OUT"
+cargo build --release -p mg-train --locked
+BIN=target/release/mg-train
+echo "# $(date -u +%FT%TZ) commit $(git rev-parse --short HEAD) $(nproc) cores" | tee -a "$OUT"
+# Quick model: kernels on, then burn's own ops, so that the ratio is from one run.
+"$BIN" bench configs/mapping/quick.toml --repeats 3 --json | tee -a "$OUT"
+"$BIN" bench configs/mapping/quick.toml --repeats 3 --json --no-kernels | tee -a "$OUT"
+# Reference model (B = 32, T = 20).
+"$BIN" bench --repeats "$REPEATS" --json | tee -a "$OUT"
+# PyTorch, 2 threads: training window (writer step by step, "cell") and inference steps.
+"$PY" "$TORCH" --bench --device cpu --threads 2 --variant 77k --phases train,infer \
+  --impls cell --batch 32 --window 20 --iters "$REPEATS" --warmup 1 --iters-infer 20 \
+  | grep '^{' | tee -a "$OUT"
