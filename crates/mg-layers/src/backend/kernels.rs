@@ -135,33 +135,6 @@ pub(crate) fn fold<T: Real>(cols: &[T], images: usize, s: ConvShape, dx: &mut [T
     }
 }
 
-/// The inverse of [`channels_first`] with a bias: `out[image, co, p] = y[co, image·pixels + p]
-/// + bias[co]`.
-pub(crate) fn images_first<T: Real>(
-    y: &[T],
-    bias: Option<&[T]>,
-    images: usize,
-    c_out: usize,
-    pixels: usize,
-    out: &mut [T],
-) {
-    let width = images * pixels;
-    for image in 0..images {
-        for co in 0..c_out {
-            let from = &y[co * width + image * pixels..][..pixels];
-            let to = &mut out[(image * c_out + co) * pixels..][..pixels];
-            match bias {
-                Some(bias) => {
-                    for (t, f) in to.iter_mut().zip(from) {
-                        *t = *f + bias[co];
-                    }
-                }
-                None => to.copy_from_slice(from),
-            }
-        }
-    }
-}
-
 /// Copies `g` (`[images, c_out, pixels]`) into `out`, a `[c_out, images·pixels]` matrix.
 pub(crate) fn channels_first<T: Real>(
     g: &[T],
@@ -351,16 +324,6 @@ mod tests {
             let rhs: f64 = x.iter().zip(&fc).map(|(a, b)| a * b).sum();
             assert_eq!(lhs, rhs, "{s:?}");
         }
-    }
-
-    #[test]
-    fn images_first_inverts_channels_first_and_adds_the_bias() {
-        let g = [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0];
-        let mut t = [0.0; 8];
-        channels_first(&g, 2, 2, 2, &mut t);
-        let mut back = [0.0; 8];
-        images_first(&t, Some(&[10.0, 20.0]), 2, 2, 2, &mut back);
-        assert_eq!(back, [11.0, 12.0, 23.0, 24.0, 15.0, 16.0, 27.0, 28.0]);
     }
 
     #[test]
