@@ -75,31 +75,59 @@ impl<B: MgBackend> Backward<B, 3> for Conv2dBias {
     }
 }
 
-#[derive(Debug)]
-struct LstmCell;
+/// One of the two LSTM update ops.
+#[derive(Clone, Copy, Debug)]
+enum Update {
+    /// [`MgBackend::lstm_cell`].
+    Cell,
+    /// [`MgBackend::lstm_hidden`].
+    Hidden,
+}
+
+impl Update {
+    fn forward<B: MgBackend>(self, gates: Primitive<B>, cell: Primitive<B>) -> Primitive<B> {
+        match self {
+            Update::Cell => B::lstm_cell(gates, cell),
+            Update::Hidden => B::lstm_hidden(gates, cell),
+        }
+    }
+}
 
 #[derive(Debug)]
-struct LstmHidden;
+struct LstmUpdate;
 
-impl<B: MgBackend> Backward<B, 2> for LstmCell {
-    type State = (Primitive<B>, Primitive<B>);
+impl<B: MgBackend> Backward<B, 2> for LstmUpdate {
+    type State = (Update, Primitive<B>, Primitive<B>);
 
     fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
         let grad = grads.consume::<B>(&ops.node);
-        let (gates, cell) = ops.state;
-        let (d_gates, d_cell) = B::lstm_cell_backward(gates, cell, grad);
+        let (update, gates, cell) = ops.state;
+        let (d_gates, d_cell) = match update {
+            Update::Cell => B::lstm_cell_backward(gates, cell, grad),
+            Update::Hidden => B::lstm_hidden_backward(gates, cell, grad),
+        };
         register_pair::<B>(ids!(ops.parents), d_gates, d_cell, grads);
     }
 }
 
-impl<B: MgBackend> Backward<B, 2> for LstmHidden {
-    type State = (Primitive<B>, Primitive<B>);
-
-    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let grad = grads.consume::<B>(&ops.node);
-        let (gates, cell) = ops.state;
-        let (d_gates, d_cell) = B::lstm_hidden_backward(gates, cell, grad);
-        register_pair::<B>(ids!(ops.parents), d_gates, d_cell, grads);
+/// The autodiff node of an LSTM update.
+fn lstm_update<B: MgBackend, C: CheckpointStrategy>(
+    update: Update,
+    gates: FloatTensor<Autodiff<B, C>>,
+    cell: FloatTensor<Autodiff<B, C>>,
+) -> FloatTensor<Autodiff<B, C>> {
+    match LstmUpdate
+        .prepare::<C>([gates.node.clone(), cell.node.clone()])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => {
+            let state = (update, gates.primitive.clone(), cell.primitive.clone());
+            prep.finish(state, update.forward::<B>(gates.primitive, cell.primitive))
+        }
+        OpsKind::UnTracked(prep) => {
+            prep.finish(update.forward::<B>(gates.primitive, cell.primitive))
+        }
     }
 }
 
@@ -171,32 +199,10 @@ impl<B: MgBackend, C: CheckpointStrategy> MgBackend for Autodiff<B, C> {
     }
 
     fn lstm_cell(gates: FloatTensor<Self>, cell: FloatTensor<Self>) -> FloatTensor<Self> {
-        match LstmCell
-            .prepare::<C>([gates.node.clone(), cell.node.clone()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                let state = (gates.primitive.clone(), cell.primitive.clone());
-                prep.finish(state, B::lstm_cell(gates.primitive, cell.primitive))
-            }
-            OpsKind::UnTracked(prep) => prep.finish(B::lstm_cell(gates.primitive, cell.primitive)),
-        }
+        lstm_update::<B, C>(Update::Cell, gates, cell)
     }
 
     fn lstm_hidden(gates: FloatTensor<Self>, cell: FloatTensor<Self>) -> FloatTensor<Self> {
-        match LstmHidden
-            .prepare::<C>([gates.node.clone(), cell.node.clone()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                let state = (gates.primitive.clone(), cell.primitive.clone());
-                prep.finish(state, B::lstm_hidden(gates.primitive, cell.primitive))
-            }
-            OpsKind::UnTracked(prep) => {
-                prep.finish(B::lstm_hidden(gates.primitive, cell.primitive))
-            }
-        }
+        lstm_update::<B, C>(Update::Hidden, gates, cell)
     }
 }

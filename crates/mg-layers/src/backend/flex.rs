@@ -360,9 +360,12 @@ impl MgBackend for Flex {
     }
 
     fn lstm_cell(gates: FlexTensor, cell: FlexTensor) -> FlexTensor {
-        let (g, c) = (gates.to_contiguous(), cell.to_contiguous());
-        by_dtype!(g.dtype(), E => per_image::<E>(&g, &c, kernels::lstm_cell))
-            .unwrap_or_else(|| defaults::lstm_cell::<Flex>(g, c))
+        update(
+            gates,
+            cell,
+            (kernels::lstm_cell::<f32>, kernels::lstm_cell::<f64>),
+            defaults::lstm_cell::<Flex>,
+        )
     }
 
     fn lstm_cell_backward(
@@ -370,19 +373,25 @@ impl MgBackend for Flex {
         cell: FlexTensor,
         grad: FlexTensor,
     ) -> (FlexTensor, FlexTensor) {
-        let (g, c, d) = (
-            gates.to_contiguous(),
-            cell.to_contiguous(),
-            grad.to_contiguous(),
-        );
-        by_dtype!(g.dtype(), E => per_image_backward::<E>(&g, &c, &d, kernels::lstm_cell_backward))
-            .unwrap_or_else(|| defaults::lstm_cell_backward::<Flex>(g, c, d))
+        update_backward(
+            gates,
+            cell,
+            grad,
+            (
+                kernels::lstm_cell_backward::<f32>,
+                kernels::lstm_cell_backward::<f64>,
+            ),
+            defaults::lstm_cell_backward::<Flex>,
+        )
     }
 
     fn lstm_hidden(gates: FlexTensor, cell: FlexTensor) -> FlexTensor {
-        let (g, c) = (gates.to_contiguous(), cell.to_contiguous());
-        by_dtype!(g.dtype(), E => per_image::<E>(&g, &c, kernels::lstm_hidden))
-            .unwrap_or_else(|| defaults::lstm_hidden::<Flex>(g, c))
+        update(
+            gates,
+            cell,
+            (kernels::lstm_hidden::<f32>, kernels::lstm_hidden::<f64>),
+            defaults::lstm_hidden::<Flex>,
+        )
     }
 
     fn lstm_hidden_backward(
@@ -390,13 +399,56 @@ impl MgBackend for Flex {
         cell: FlexTensor,
         grad: FlexTensor,
     ) -> (FlexTensor, FlexTensor) {
-        let (g, c, d) = (
-            gates.to_contiguous(),
-            cell.to_contiguous(),
-            grad.to_contiguous(),
-        );
-        by_dtype!(g.dtype(), E => per_image_backward::<E>(&g, &c, &d, kernels::lstm_hidden_backward))
-            .unwrap_or_else(|| defaults::lstm_hidden_backward::<Flex>(g, c, d))
+        update_backward(
+            gates,
+            cell,
+            grad,
+            (
+                kernels::lstm_hidden_backward::<f32>,
+                kernels::lstm_hidden_backward::<f64>,
+            ),
+            defaults::lstm_hidden_backward::<Flex>,
+        )
+    }
+}
+
+type Update<E> = fn(&[E], &[E], &mut [E]);
+type UpdateBackward<E> = fn(&[E], &[E], &[E], &mut [E], &mut [E]);
+
+/// An LSTM update through its f32 or f64 kernel, or `default` (other types, kernels off).
+fn update(
+    gates: FlexTensor,
+    cell: FlexTensor,
+    (k32, k64): (Update<f32>, Update<f64>),
+    default: fn(FlexTensor, FlexTensor) -> FlexTensor,
+) -> FlexTensor {
+    let (g, c) = (gates.to_contiguous(), cell.to_contiguous());
+    match g.dtype() {
+        _ if !cpu_kernels_enabled() => default(g, c),
+        DType::F32 => per_image(&g, &c, k32),
+        DType::F64 => per_image(&g, &c, k64),
+        _ => default(g, c),
+    }
+}
+
+/// The backward of [`update`]: `(∂gates, ∂cell)`.
+fn update_backward(
+    gates: FlexTensor,
+    cell: FlexTensor,
+    grad: FlexTensor,
+    (k32, k64): (UpdateBackward<f32>, UpdateBackward<f64>),
+    default: fn(FlexTensor, FlexTensor, FlexTensor) -> (FlexTensor, FlexTensor),
+) -> (FlexTensor, FlexTensor) {
+    let (g, c, d) = (
+        gates.to_contiguous(),
+        cell.to_contiguous(),
+        grad.to_contiguous(),
+    );
+    match g.dtype() {
+        _ if !cpu_kernels_enabled() => default(g, c, d),
+        DType::F32 => per_image_backward(&g, &c, &d, k32),
+        DType::F64 => per_image_backward(&g, &c, &d, k64),
+        _ => default(g, c, d),
     }
 }
 
