@@ -57,6 +57,14 @@ impl ConvShape {
     pub fn pixels(&self) -> usize {
         self.ho * self.wo
     }
+
+    /// The output columns `[lo, hi)` whose source column `x + b − pw` (kernel column `b`)
+    /// lies inside the image.
+    fn inside(&self, b: usize) -> (usize, usize) {
+        let lo = self.pw.saturating_sub(b).min(self.wo);
+        let hi = (self.w + self.pw).saturating_sub(b).min(self.wo).max(lo);
+        (lo, hi)
+    }
 }
 
 /// Unfolds images of `x` (`[images, c_in, h, w]`) into `cols`, a `[c_in·kh·kw, images·ho·wo]`
@@ -72,9 +80,7 @@ pub(crate) fn unfold<T: Real>(x: &[T], images: usize, s: ConvShape, cols: &mut [
             for b in 0..s.kw {
                 let row = (ci * s.kh + a) * s.kw + b;
                 let out = &mut cols[row * width..(row + 1) * width];
-                // Output columns whose source column x + b − pw lies inside [0, w).
-                let x_lo = s.pw.saturating_sub(b).min(s.wo);
-                let x_hi = (s.w + s.pw).saturating_sub(b).min(s.wo).max(x_lo);
+                let (x_lo, x_hi) = s.inside(b);
                 for image in 0..images {
                     let src = &x[(image * s.c_in + ci) * plane..][..plane];
                     for y in 0..s.ho {
@@ -110,8 +116,7 @@ pub(crate) fn fold<T: Real>(cols: &[T], images: usize, s: ConvShape, dx: &mut [T
             for b in 0..s.kw {
                 let row = (ci * s.kh + a) * s.kw + b;
                 let src = &cols[row * width..(row + 1) * width];
-                let x_lo = s.pw.saturating_sub(b).min(s.wo);
-                let x_hi = (s.w + s.pw).saturating_sub(b).min(s.wo).max(x_lo);
+                let (x_lo, x_hi) = s.inside(b);
                 if x_hi == x_lo {
                     continue;
                 }
