@@ -44,12 +44,13 @@ fn weighted_sum(outputs: &[Tensor<AB, 4>], seed: u64) -> Tensor<AB, 1> {
 /// Compares the analytic gradient `grad` of `loss(p)` at `p0` with central differences on
 /// a spread of entries.
 ///
-/// In f32 (GPU backends) the step must be large (`h = 1e-2`) to rise above rounding, and then
-/// a ReLU or max-pool switch can lie within `±h` of an entry: the loss is not smooth there
+/// A ReLU or max-pool switch can lie within `±h` of an entry: the loss is not smooth there
 /// and the central difference mixes the slopes of both sides. Such an entry shows as one-sided
 /// differences that disagree; the analytic gradient must then equal one side's slope, and at
-/// most a third of the entries may be such kinks. In f64 (`h = 1e-6`) every entry is checked
-/// against the central difference.
+/// most a third of the entries may be such kinks. In f32 (GPU backends) the step must be large
+/// (`h = 1e-2`) to rise above rounding, so kinks are common; in f64 (`h = 1e-6`) they are rare
+/// but do occur (measured: a ReLU pre-activation within 1e-6 of zero, one-sided slopes
+/// −4.896 and −4.790, analytic −4.790).
 fn check(name: &str, p0: &Tensor<AB, 4>, grad: TensorData, loss: impl Fn(Tensor<AB, 4>) -> f64) {
     let grad: Vec<f64> = grad.convert::<f64>().to_vec().unwrap();
     let base: Vec<f64> = p0.to_data().convert::<f64>().to_vec().unwrap();
@@ -74,7 +75,7 @@ fn check(name: &str, p0: &Tensor<AB, 4>, grad: TensorData, loss: impl Fn(Tensor<
         if close(numeric) {
             continue;
         }
-        let kink = !f64_supported() && (left - right).abs() > 2.0 * tolerance() * scale;
+        let kink = (left - right).abs() > 2.0 * tolerance() * scale;
         assert!(
             kink && (close(left) || close(right)),
             "{name}[{i}]: analytic {} vs numeric {numeric} (one-sided {left} and {right})",
@@ -108,7 +109,11 @@ fn mg_conv_gradients_match_finite_differences() {
         let config = MgConvConfig::new(2, 3, levels(0, 2), levels(0, 3))
             .with_norm(norm)
             .with_activation(activation);
-        let layer = config.init::<AB>(&device);
+        let mut layer = config.init::<AB>(&device);
+        // Fixed weights (the backend's generator is not seeded): a failure reproduces.
+        for (k, w) in layer.weights.iter_mut().enumerate() {
+            *w = Param::from_tensor(random(w.val().dims(), 10 + k as u64) * 0.5);
+        }
         let input = [
             random([STEPS * BATCH, 2, 2, 2], 1),
             random([STEPS * BATCH, 2, 4, 4], 2),
