@@ -136,6 +136,168 @@ pub struct Story {
     pub questions: Vec<Question>,
 }
 
+/// The 156 words of the v1.2 files (`en` and `en-10k`, training and test, answers included),
+/// sorted: [`Vocab::v12`] is the vocabulary of a corpus with every file, whichever subset of
+/// files is read.
+pub const WORDS_V12: [&str; 156] = [
+    "a",
+    "above",
+    "afraid",
+    "after",
+    "afternoon",
+    "afterwards",
+    "and",
+    "antoine",
+    "apple",
+    "are",
+    "back",
+    "bathroom",
+    "bedroom",
+    "before",
+    "below",
+    "bernhard",
+    "bigger",
+    "bill",
+    "blue",
+    "bored",
+    "box",
+    "brian",
+    "carrying",
+    "cat",
+    "cats",
+    "chest",
+    "chocolate",
+    "chocolates",
+    "cinema",
+    "color",
+    "container",
+    "daniel",
+    "did",
+    "discarded",
+    "do",
+    "does",
+    "down",
+    "dropped",
+    "e",
+    "east",
+    "either",
+    "emily",
+    "evening",
+    "fit",
+    "fits",
+    "following",
+    "football",
+    "fred",
+    "frog",
+    "from",
+    "garden",
+    "gave",
+    "gertrude",
+    "get",
+    "give",
+    "go",
+    "got",
+    "grabbed",
+    "gray",
+    "green",
+    "greg",
+    "hallway",
+    "handed",
+    "he",
+    "how",
+    "hungry",
+    "in",
+    "inside",
+    "is",
+    "jason",
+    "jeff",
+    "jessica",
+    "john",
+    "journeyed",
+    "julie",
+    "julius",
+    "kitchen",
+    "left",
+    "lily",
+    "lion",
+    "longer",
+    "many",
+    "mary",
+    "maybe",
+    "mice",
+    "milk",
+    "morning",
+    "mouse",
+    "moved",
+    "n",
+    "no",
+    "none",
+    "north",
+    "not",
+    "nothing",
+    "objects",
+    "of",
+    "office",
+    "one",
+    "or",
+    "pajamas",
+    "park",
+    "passed",
+    "picked",
+    "pink",
+    "put",
+    "received",
+    "rectangle",
+    "red",
+    "rhino",
+    "right",
+    "s",
+    "sandra",
+    "school",
+    "she",
+    "sheep",
+    "south",
+    "sphere",
+    "square",
+    "suitcase",
+    "sumit",
+    "swan",
+    "than",
+    "that",
+    "the",
+    "then",
+    "there",
+    "they",
+    "thirsty",
+    "this",
+    "three",
+    "tired",
+    "to",
+    "took",
+    "travelled",
+    "triangle",
+    "two",
+    "up",
+    "w",
+    "was",
+    "went",
+    "west",
+    "what",
+    "where",
+    "white",
+    "who",
+    "why",
+    "will",
+    "winona",
+    "wolf",
+    "wolves",
+    "yann",
+    "yellow",
+    "yes",
+    "yesterday",
+    "you",
+];
+
 /// The vocabulary: id ↔ word.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Vocab {
@@ -154,6 +316,16 @@ impl Vocab {
         let mut v = Self::default();
         for s in SPECIALS {
             v.intern(s);
+        }
+        v
+    }
+
+    /// The v1.2 vocabulary: the specials, then [`WORDS_V12`] (159 entries), the ids of a
+    /// corpus loaded from the complete files.
+    pub fn v12() -> Self {
+        let mut v = Self::new();
+        for w in WORDS_V12 {
+            v.intern(w);
         }
         v
     }
@@ -224,7 +396,10 @@ impl Vocab {
     }
 }
 
-fn tokenize(text: &str, vocab: &mut Vocab, out: &mut Vec<u32>) {
+/// The tokens of `text` as the files are read: lower-cased, split on whitespace, a trailing `.`
+/// or `?` as its own token.
+pub fn words_of(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
     for raw in text.split_whitespace() {
         let w = raw.to_lowercase();
         let (word, punct) = match w.strip_suffix('.') {
@@ -235,11 +410,32 @@ fn tokenize(text: &str, vocab: &mut Vocab, out: &mut Vec<u32>) {
             },
         };
         if !word.is_empty() {
-            out.push(vocab.intern(word));
+            out.push(word.to_string());
         }
         if let Some(p) = punct {
-            out.push(vocab.intern(p));
+            out.push(p.to_string());
         }
+    }
+    out
+}
+
+fn tokenize(text: &str, vocab: &mut Vocab, out: &mut Vec<u32>) {
+    out.extend(words_of(text).iter().map(|w| vocab.intern(w)));
+}
+
+impl Vocab {
+    /// The ids of `text`'s tokens ([`words_of`]); a word outside the vocabulary is an error
+    /// naming it.
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        words_of(text)
+            .into_iter()
+            .map(|w| {
+                self.id(&w).ok_or(DataError::UnknownWord {
+                    size: self.len(),
+                    word: w,
+                })
+            })
+            .collect()
     }
 }
 
@@ -569,6 +765,15 @@ mod tests {
                           1 Sandra got the apple.\n2 What is Sandra carrying?\tapple,milk\t1\n";
 
     #[test]
+    fn the_v12_vocabulary_is_sorted_and_complete() {
+        let v = Vocab::v12();
+        assert_eq!(v.len(), 159);
+        assert!(WORDS_V12.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(v.id("<pad>"), Some(PAD));
+        assert_eq!(v.word(3), "a");
+    }
+
+    #[test]
     fn parse_and_encode() {
         let mut v = Vocab::new();
         let stories = parse(SAMPLE, Path::new("t.txt"), &mut v).unwrap();
@@ -584,6 +789,13 @@ mod tests {
             (q.context_len, q.supporting.clone(), q.line),
             (2, vec![1], 3)
         );
+        assert_eq!(
+            v.encode("Where is Mary?").unwrap(),
+            q.question,
+            "encode reads text as the parser does"
+        );
+        let e = v.encode("where is bob ?").unwrap_err().to_string();
+        assert!(e.contains("`bob`"), "{e}");
         let q2 = &stories[1].questions[0];
         assert_eq!(v.decode(&q2.answer), "apple milk");
         let s = encode(2, &stories[1], q2);

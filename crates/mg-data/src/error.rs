@@ -100,6 +100,16 @@ pub enum DataError {
         /// The name given.
         name: String,
     },
+    /// A word the vocabulary does not hold.
+    #[error(
+        "`{word}` is not in the bAbI vocabulary ({size} words, from the training and test files)"
+    )]
+    UnknownWord {
+        /// The word.
+        word: String,
+        /// Words the vocabulary holds.
+        size: usize,
+    },
     /// An invalid configuration.
     #[error("invalid {what}: {message}")]
     Config {

@@ -21,18 +21,22 @@ pub mod interop;
 mod localizer;
 mod mapping;
 mod mesh;
+mod qa;
 mod reader;
+mod state;
 
 pub use algorithmic::{AlgoModel, AlgoModelConfig, AlgoNet, AlgoNetConfig, AlgoWidths, Answer};
 pub use dnc::{Dnc, DncConfig, DncState, ReadModeOrder, StrengthOp};
 pub use error::ModelError;
-pub use localizer::{DncLocalizer, DncLocalizerConfig, Localizer, LocalizerConfig, LocalizerState};
+pub use localizer::{DncLocalizer, DncLocalizerConfig, Localizer, LocalizerConfig};
 pub use mapping::{
     BASE_SIZE, D_ENCODING, MappingModel, MappingModelConfig, MappingWidths, fold_patch,
     folded_channels,
 };
 pub use mesh::{MemoryMesh, MemoryMeshConfig};
+pub use qa::{QaModel, QaModelConfig, QaNet, QaNetConfig, QaWidths};
 pub use reader::{MgReader, MgReaderConfig};
+pub use state::MemoryState;
 
 #[cfg(all(test, not(any(feature = "test-wgpu", feature = "test-cuda"))))]
 pub(crate) type TestBackend = burn::backend::Flex;

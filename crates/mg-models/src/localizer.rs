@@ -5,9 +5,10 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::tensor::{Tensor, backend::Backend};
 use mg_layers::MgBackend;
-use mg_layers::StackState;
 
-use crate::{D_ENCODING, Dnc, DncConfig, DncState, MappingModel, MappingModelConfig, ModelError};
+use crate::{
+    D_ENCODING, Dnc, DncConfig, DncState, MappingModel, MappingModelConfig, MemoryState, ModelError,
+};
 
 /// Configuration of a [`DncLocalizer`].
 #[derive(Config, Debug, PartialEq)]
@@ -170,15 +171,6 @@ pub enum Localizer<B: Backend> {
     Dnc(DncLocalizer<B>),
 }
 
-/// The recurrent state a [`Localizer`] carries between windows.
-#[derive(Clone, Debug)]
-pub enum LocalizerState<B: Backend> {
-    /// Every conv-LSTM cell's state.
-    Multigrid(StackState<B>),
-    /// The DNC's state.
-    Dnc(DncState<B>),
-}
-
 impl<B: MgBackend> Localizer<B> {
     /// Trainable parameters.
     pub fn num_params(&self) -> usize {
@@ -198,8 +190,8 @@ impl<B: MgBackend> Localizer<B> {
         observation: Tensor<B, 4>,
         queries: &[Tensor<B, 4>],
         steps: usize,
-        state: Option<LocalizerState<B>>,
-    ) -> (Vec<Tensor<B, 2>>, LocalizerState<B>) {
+        state: Option<MemoryState<B>>,
+    ) -> (Vec<Tensor<B, 2>>, MemoryState<B>) {
         self.forward(observation, queries, steps, state, false)
     }
 
@@ -210,8 +202,8 @@ impl<B: MgBackend> Localizer<B> {
         observation: Tensor<B, 4>,
         queries: &[Tensor<B, 4>],
         steps: usize,
-        state: Option<LocalizerState<B>>,
-    ) -> (Vec<Tensor<B, 2>>, LocalizerState<B>) {
+        state: Option<MemoryState<B>>,
+    ) -> (Vec<Tensor<B, 2>>, MemoryState<B>) {
         self.forward(observation, queries, steps, state, true)
     }
 
@@ -220,14 +212,14 @@ impl<B: MgBackend> Localizer<B> {
         observation: Tensor<B, 4>,
         queries: &[Tensor<B, 4>],
         steps: usize,
-        state: Option<LocalizerState<B>>,
+        state: Option<MemoryState<B>>,
         step_path: bool,
-    ) -> (Vec<Tensor<B, 2>>, LocalizerState<B>) {
+    ) -> (Vec<Tensor<B, 2>>, MemoryState<B>) {
         match self {
             Self::Multigrid(m) => {
                 let state = state.map(|s| match s {
-                    LocalizerState::Multigrid(s) => s,
-                    LocalizerState::Dnc(_) => {
+                    MemoryState::Multigrid(s) => s,
+                    MemoryState::Dnc(_) => {
                         panic!("Localizer: a DNC state for a multigrid model")
                     }
                 });
@@ -236,65 +228,29 @@ impl<B: MgBackend> Localizer<B> {
                 } else {
                     m.forward_window(observation, queries, steps, state)
                 };
-                (logits, LocalizerState::Multigrid(state))
+                (logits, MemoryState::Multigrid(state))
             }
             Self::Dnc(m) => {
                 let state = state.map(|s| match s {
-                    LocalizerState::Dnc(s) => s,
-                    LocalizerState::Multigrid(_) => {
+                    MemoryState::Dnc(s) => s,
+                    MemoryState::Multigrid(_) => {
                         panic!("Localizer: a multigrid state for a DNC model")
                     }
                 });
                 let (logits, state) = m.forward_window(observation, queries, steps, state);
-                (logits, LocalizerState::Dnc(state))
+                (logits, MemoryState::Dnc(state))
             }
         }
     }
 
-    /// Rebuilds a state from [`LocalizerState::into_tensors`]'s list.
+    /// Rebuilds a state from [`MemoryState::into_tensors`]'s list.
     pub fn state_from_tensors(
         &self,
         flat: Vec<Tensor<B, 4>>,
-    ) -> Result<LocalizerState<B>, ModelError> {
+    ) -> Result<MemoryState<B>, ModelError> {
         match self {
-            Self::Multigrid(m) => {
-                let counts: Vec<usize> = m
-                    .writer
-                    .stack
-                    .layers
-                    .iter()
-                    .map(|l| l.output_levels().count)
-                    .collect();
-                let expected = 2 * counts.iter().sum::<usize>();
-                let found = flat.len();
-                StackState::from_tensors(flat, &counts)
-                    .map(LocalizerState::Multigrid)
-                    .ok_or_else(|| {
-                        ModelError::State(format!(
-                            "it holds {found} tensors, the model needs {expected}"
-                        ))
-                    })
-            }
-            Self::Dnc(_) => DncState::from_tensors(flat).map(LocalizerState::Dnc),
-        }
-    }
-}
-
-impl<B: MgBackend> LocalizerState<B> {
-    /// The state cut from the autodiff graph (truncated BPTT).
-    pub fn detach(self) -> Self {
-        match self {
-            Self::Multigrid(s) => Self::Multigrid(s.detach()),
-            Self::Dnc(s) => Self::Dnc(s.detach()),
-        }
-    }
-
-    /// Every tensor of the state as a 4-D tensor (trailing axes of size 1), in a fixed order,
-    /// for checkpoints.
-    pub fn into_tensors(self) -> Vec<Tensor<B, 4>> {
-        match self {
-            Self::Multigrid(s) => s.into_tensors(),
-            Self::Dnc(s) => s.into_tensors(),
+            Self::Multigrid(m) => MemoryState::from_tensors(flat, Some(&m.writer)),
+            Self::Dnc(_) => MemoryState::from_tensors(flat, None),
         }
     }
 }

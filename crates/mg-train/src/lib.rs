@@ -1,6 +1,7 @@
 //! Train, evaluate and benchmark multigrid neural memory models: the library behind the
 //! `mg-train` command line.
 
+pub mod ask;
 pub mod backend;
 pub mod commands;
 pub mod data_cmd;

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use mg_train::{commands, data_cmd, demo, table, weights};
+use mg_train::{ask, commands, data_cmd, demo, table, weights};
 
 /// Train, evaluate and benchmark multigrid neural memory models.
 #[derive(Parser, Debug)]
@@ -39,6 +39,9 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Time a training window (window and step paths) and an inference step of a model.
     Bench(commands::BenchArgs),
+    /// Answer a bAbI question with a trained run: the story and the question on stdin, one
+    /// sentence per line.
+    Ask(ask::AskArgs),
     /// Validate a dataset and print a summary.
     Data(data_cmd::DataArgs),
 }
@@ -57,6 +60,7 @@ fn main() -> ExitCode {
         Command::Import(args) => weights::run_import(args),
         Command::Demo(args) => demo::run(args),
         Command::Bench(args) => commands::run_bench(args),
+        Command::Ask(args) => ask::run_ask(args),
         Command::Data(args) => data_cmd::run(args),
     };
     match result {

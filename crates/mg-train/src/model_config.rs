@@ -75,6 +75,13 @@ pub struct ModelConfig {
     /// `running`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub norm: Option<NormChoice>,
+    /// Multigrid, bAbI: channels of the conv layers that scale the writer's last pyramid
+    /// back to 1×1, one level fewer each (a last layer to the vocabulary follows).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head_channels: Option<Vec<usize>>,
+    /// Multigrid, bAbI: width of a learned word embedding; 0 or unset feeds one-hot words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedding: Option<usize>,
     /// DNC: LSTM controller width.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub controller: Option<usize>,
@@ -143,6 +150,9 @@ impl ModelConfig {
     /// Checks that the fields of the table's kind are present (the first `required` of the
     /// multigrid ones) and the other kind's absent.
     pub fn check_fields(&self, required_multigrid: usize) -> anyhow::Result<()> {
+        if self.head_channels.is_some() || self.embedding.is_some() {
+            bail!("model.head_channels / embedding: fields of bAbI models (task.kind = \"babi\")");
+        }
         self.check_bounds()?;
         let (multigrid, dnc) = self.fields();
         let (kind, own, other) = match self.kind {
@@ -154,6 +164,45 @@ impl ModelConfig {
         }
         if let Some((field, _)) = own.iter().find(|(_, present)| !*present) {
             bail!("model.{field}: missing; a {kind} model needs it");
+        }
+        Ok(())
+    }
+
+    /// [`Self::check_fields`] for a bAbI model: a multigrid model needs `levels`, `channels`
+    /// and `head_channels` and may have `embedding`; a DNC has neither.
+    pub fn check_qa_fields(&self) -> anyhow::Result<()> {
+        let mut rest = self.clone();
+        let (head, embedding) = (rest.head_channels.take(), rest.embedding.take());
+        rest.check_fields(2)?;
+        for field in ["tail_channels", "tail_same", "norm"] {
+            let set = match field {
+                "tail_channels" => self.tail_channels.is_some(),
+                "tail_same" => self.tail_same.is_some(),
+                _ => self.norm.is_some(),
+            };
+            if set {
+                bail!("model.{field}: not a field of bAbI models (use head_channels)");
+            }
+        }
+        if self.finest_only || !self.tail_widths.is_empty() {
+            bail!("model.finest_only / tail_widths: bAbI models have no finest-only form");
+        }
+        match self.kind {
+            ModelKind::Multigrid => {
+                let head = head.ok_or_else(|| {
+                    anyhow::anyhow!("model.head_channels: missing; a multigrid bAbI model needs it")
+                })?;
+                check_bound("model.head_channels (entries)", head.len(), 64)?;
+                head.iter()
+                    .try_for_each(|&v| check_bound("model.head_channels", v, 4096))?;
+                check_bound("model.embedding", embedding.unwrap_or(0), 4096)?;
+            }
+            ModelKind::Dnc if head.is_some() || embedding.is_some() => {
+                bail!(
+                    "model.head_channels / embedding: not fields of a dnc model (model.kind = \"dnc\")"
+                )
+            }
+            ModelKind::Dnc => {}
         }
         Ok(())
     }

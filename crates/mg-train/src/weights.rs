@@ -237,7 +237,7 @@ impl<T: Task> Job for ImportJob<T> {
             &self.run.config(),
             self.config.to_toml().as_bytes(),
         )?;
-        let dir = start_from_weights::<T, B>(&self.config, &self.run, model)?;
+        let dir = start_from_weights::<T, B>(&self.task, &self.config, &self.run, model)?;
         eprintln!(
             "{} parameters from {} in {} (time step 0); evaluate it with `mg-train eval {}`, \
              train on with `mg-train resume {}`",

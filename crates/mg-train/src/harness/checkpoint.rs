@@ -75,12 +75,13 @@ pub struct RunDir {
 }
 
 /// Files whose presence makes a folder a run.
-const RUN_FILES: [&str; 6] = [
+const RUN_FILES: [&str; 7] = [
     "config.toml",
     "metrics.jsonl",
     "learning_curve.png",
     "checkpoints",
     "eval.json",
+    "validation.jsonl",
     "viz",
 ];
 
@@ -192,12 +193,69 @@ impl RunDir {
         Ok(steps.into_iter().rev().map(|(_, p)| p).collect())
     }
 
-    /// The checkpoint named `step-N` (`--from`), or the newest intact one (with a warning for
+    /// The validation log: one `{"time_step", "error", "best"}` line per checkpoint.
+    pub fn validation(&self) -> PathBuf {
+        self.root.join("validation.jsonl")
+    }
+
+    /// Logs checkpoint `dir`'s validation error and, when it is the lowest so far, copies the
+    /// checkpoint to `checkpoints/best` (replaced atomically; pruning never removes it).
+    pub fn record_validation(&self, dir: &Path, time_step: u64, error: f64) -> anyhow::Result<()> {
+        let best_dir = self.checkpoints().join(BEST);
+        let previous = if best_dir.is_dir() && verify(&best_dir).is_ok() {
+            let text = read_small(&best_dir.join("validation.json"), 4096).ok();
+            text.and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+                .and_then(|v| v.get("error")?.as_f64())
+        } else {
+            None
+        };
+        let improved = error.is_finite() && previous.is_none_or(|p| error < p);
+        if improved {
+            let tmp = self.checkpoints().join(".tmp-best");
+            if tmp.exists() {
+                fs::remove_dir_all(&tmp).with_context(|| format!("removing {}", tmp.display()))?;
+            }
+            let copy = (|| -> anyhow::Result<()> {
+                fs::create_dir_all(&tmp)?;
+                for entry in fs::read_dir(dir)? {
+                    let entry = entry?;
+                    fs::copy(entry.path(), tmp.join(entry.file_name()))?;
+                }
+                let record = serde_json::json!({ "time_step": time_step, "error": error });
+                write_atomic(&tmp.join("validation.json"), record.to_string().as_bytes())?;
+                if best_dir.exists() {
+                    fs::remove_dir_all(&best_dir)?;
+                }
+                fs::rename(&tmp, &best_dir)?;
+                Ok(())
+            })();
+            if let Err(e) = copy {
+                fs::remove_dir_all(&tmp).ok();
+                return Err(e.context(format!(
+                    "copying {} to {}",
+                    dir.display(),
+                    best_dir.display()
+                )));
+            }
+        }
+        let line = serde_json::json!({ "time_step": time_step, "error": error, "best": improved });
+        let path = self.validation();
+        let mut file = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        use std::io::Write;
+        writeln!(file, "{line}").with_context(|| format!("writing {}", path.display()))?;
+        Ok(())
+    }
+
+    /// The checkpoint named `step-N` or `best` (`--from`), or the newest intact one (with a warning for
     /// each newer one that is damaged). An error names every damaged file.
     pub fn pick_checkpoint(&self, from: Option<&str>) -> anyhow::Result<Option<PathBuf>> {
         if let Some(name) = from {
-            if !is_step_name(name) {
-                bail!("--from {name}: expected a checkpoint name such as step-2000");
+            if !is_step_name(name) && name != BEST {
+                bail!("--from {name}: expected a checkpoint name such as step-2000, or best");
             }
             let dir = self.checkpoints().join(name);
             if !dir.is_dir() {
@@ -337,6 +395,9 @@ impl RunDir {
         serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
     }
 }
+
+/// The folder of the checkpoint with the lowest validation error.
+pub const BEST: &str = "best";
 
 fn is_step_name(name: &str) -> bool {
     name.strip_prefix("step-")

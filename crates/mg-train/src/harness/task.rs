@@ -184,6 +184,16 @@ pub trait Task: Sized + Send + Sync + 'static {
         device: &B::Device,
     ) -> anyhow::Result<Self::Report>;
 
+    /// The error on held-out training data (lower is better), computed after every checkpoint
+    /// to keep the best one (`checkpoints/best`); `None` for tasks without a validation set.
+    fn validate<B: MgBackend>(
+        &self,
+        _model: &Self::Model<B>,
+        _device: &B::Device,
+    ) -> anyhow::Result<Option<f64>> {
+        Ok(None)
+    }
+
     /// The report for a terminal.
     fn report_lines(&self, report: &Self::Report) -> Vec<String>;
 

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use burn::backend::Autodiff;
-use burn::module::{Module, ModuleVisitor, Param};
+use burn::module::{AutodiffModule, Module, ModuleVisitor, Param};
 use burn::optim::{GradientsParams, Optimizer};
 use burn::record::{BinFileRecorder, FullPrecisionSettings, Recorder};
 use burn::tensor::{ElementConversion, Tensor};
@@ -241,7 +241,7 @@ impl<T: Task, B: MgBackend> OptimizerJob<Autodiff<B>, T::TrainModel<B>> for Loop
                         bar.finish(None);
                         return Err(diverged(run, progress.time_step, loss, f64::NAN));
                     }
-                    save::<T, B, O>(run, &recorder, config, p)?;
+                    save::<T, B, O>(task, run, &recorder, config, p)?;
                     plot_metrics(run, T::UNIT)?;
                 }
                 break;
@@ -269,7 +269,7 @@ impl<T: Task, B: MgBackend> OptimizerJob<Autodiff<B>, T::TrainModel<B>> for Loop
             };
             // The weights before this update gave a finite loss and gradient: keep them.
             if let Some(p) = pending.take() {
-                save::<T, B, O>(run, &recorder, config, p)?;
+                save::<T, B, O>(task, run, &recorder, config, p)?;
                 plot_metrics(run, T::UNIT)?;
             }
             progress.time_step += steps as u64;
@@ -392,11 +392,13 @@ fn diverged(run: &RunDir, time_step: u64, loss: f64, grad_norm: f64) -> anyhow::
 /// Starts run `run` from given weights: a checkpoint at time step 0 with a fresh optimizer,
 /// so that `resume` trains on from them and `eval` and `viz` read them.
 pub fn start_from_weights<T: Task, B: MgBackend>(
+    task: &T,
     config: &ExperimentOf<T>,
     run: &RunDir,
     model: T::TrainModel<B>,
 ) -> anyhow::Result<PathBuf> {
     struct Start<'a, T: Task, B: MgBackend> {
+        task: &'a T,
         config: &'a ExperimentOf<T>,
         run: &'a RunDir,
         model: T::TrainModel<B>,
@@ -417,7 +419,7 @@ pub fn start_from_weights<T: Task, B: MgBackend>(
                 optim: optim.to_record(),
                 state: None,
             };
-            save::<T, B, O>(self.run, &Rec::default(), self.config, pending)?;
+            save::<T, B, O>(self.task, self.run, &Rec::default(), self.config, pending)?;
             self.run.latest()?.ok_or_else(|| {
                 anyhow::anyhow!(
                     "{}: no checkpoint after writing one",
@@ -428,11 +430,17 @@ pub fn start_from_weights<T: Task, B: MgBackend>(
     }
     with_optimizer::<Autodiff<B>, T::TrainModel<B>, _>(
         &config.train,
-        Start::<T, B> { config, run, model },
+        Start::<T, B> {
+            task,
+            config,
+            run,
+            model,
+        },
     )
 }
 
 fn save<T: Task, B: MgBackend, O: Optimizer<T::TrainModel<B>, Autodiff<B>>>(
+    task: &T,
     run: &RunDir,
     recorder: &Rec,
     config: &ExperimentOf<T>,
@@ -444,7 +452,9 @@ fn save<T: Task, B: MgBackend, O: Optimizer<T::TrainModel<B>, Autodiff<B>>>(
         shapes: param_shapes(&pending.model),
         files: Vec::new(),
     };
-    run.save_checkpoint(&pending.progress, manifest, |dir| {
+    let progress = pending.progress;
+    let valid = pending.model.valid();
+    let dir = run.save_checkpoint(&pending.progress, manifest, |dir| {
         pending.model.save_file(dir.join("model"), recorder)?;
         Recorder::<Autodiff<B>>::record(recorder, pending.optim, dir.join("optim"))?;
         if let Some(state) = pending.state {
@@ -456,6 +466,12 @@ fn save<T: Task, B: MgBackend, O: Optimizer<T::TrainModel<B>, Autodiff<B>>>(
         }
         Ok(())
     })?;
+    let device = valid.devices().into_iter().next();
+    if let Some(device) = device
+        && let Some(error) = task.validate::<B>(&valid, &device)?
+    {
+        run.record_validation(&dir, progress.time_step, error)?;
+    }
     Ok(())
 }
 

@@ -2,18 +2,26 @@
 //! `[task] kind` to its [`crate::harness::Task`] type.
 
 pub mod algorithmic;
+pub mod babi;
 pub mod copy;
 pub mod losses;
 pub mod mapping;
 
 pub use algorithmic::{Recall, Sort};
+pub use babi::Babi;
 pub use copy::Copy;
 pub use mapping::Mapping;
 
 use crate::harness::Task;
 
 /// Every `[task] kind` there is.
-pub const KINDS: [&str; 4] = [Mapping::KIND, Copy::KIND, Sort::KIND, Recall::KIND];
+pub const KINDS: [&str; 5] = [
+    Mapping::KIND,
+    Copy::KIND,
+    Sort::KIND,
+    Recall::KIND,
+    Babi::KIND,
+];
 
 /// Work generic over the task, run by [`visit`] for the task a config names.
 pub trait TaskVisitor {
@@ -30,6 +38,7 @@ pub fn visit<V: TaskVisitor>(kind: &str, visitor: V) -> anyhow::Result<V::Output
         Copy::KIND => Ok(visitor.visit::<Copy>()),
         Sort::KIND => Ok(visitor.visit::<Sort>()),
         Recall::KIND => Ok(visitor.visit::<Recall>()),
+        Babi::KIND => Ok(visitor.visit::<Babi>()),
         other => anyhow::bail!(
             "task.kind: `{other}` is not a task; expected one of {}",
             KINDS.map(|k| format!("\"{k}\"")).join(", ")

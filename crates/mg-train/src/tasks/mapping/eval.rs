@@ -7,7 +7,7 @@ use std::time::Instant;
 use burn::tensor::{ElementConversion, Int, Tensor};
 use mg_data::batch::{MappingTensors, mapping_window};
 use mg_data::mapping::Episode;
-use mg_models::{Localizer, LocalizerState};
+use mg_models::{Localizer, MemoryState};
 use serde::Serialize;
 
 use super::Mapping;
@@ -73,9 +73,9 @@ pub(super) fn infer_step<B: MgBackend>(
     model: &Localizer<B>,
     episodes: &[Vec<Episode>],
     t: usize,
-    state: Option<LocalizerState<B>>,
+    state: Option<MemoryState<B>>,
     device: &B::Device,
-) -> (Vec<MappingTensors<B>>, Vec<Tensor<B, 2>>, LocalizerState<B>) {
+) -> (Vec<MappingTensors<B>>, Vec<Tensor<B, 2>>, MemoryState<B>) {
     let windows: Vec<_> = episodes
         .iter()
         .map(|e| mapping_window::<B>(e, t..t + 1, device))

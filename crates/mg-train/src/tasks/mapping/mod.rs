@@ -18,8 +18,7 @@ use mg_data::mapping::{
     Episode, LocationEncoding, MappingConfig, Motion, QueryPer, generate_batch,
 };
 use mg_models::{
-    DncLocalizerConfig, Localizer, LocalizerConfig, LocalizerState, MappingModelConfig,
-    MappingWidths,
+    DncLocalizerConfig, Localizer, LocalizerConfig, MappingModelConfig, MappingWidths, MemoryState,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -302,7 +301,7 @@ impl Task for Mapping {
     type ModelSettings = ModelConfig;
     type Model<B: MgBackend> = Localizer<B>;
     type TrainModel<B: MgBackend> = Localizer<Autodiff<B>>;
-    type State<B: MgBackend> = LocalizerState<B>;
+    type State<B: MgBackend> = MemoryState<B>;
     type Window<B: MgBackend> = MappingWindow<B>;
     type Output<B: MgBackend> = Vec<Tensor<B, 2>>;
     type Batch = Vec<Vec<Episode>>;
@@ -397,9 +396,9 @@ impl Task for Mapping {
         &self,
         model: &Localizer<B>,
         window: &MappingWindow<B>,
-        state: Option<LocalizerState<B>>,
+        state: Option<MemoryState<B>>,
         path: ForwardPath,
-    ) -> (Vec<Tensor<B, 2>>, LocalizerState<B>) {
+    ) -> (Vec<Tensor<B, 2>>, MemoryState<B>) {
         let input = window.tensors[0].input.clone();
         let queries: Vec<_> = window.tensors.iter().map(|w| w.query.clone()).collect();
         match path {
@@ -428,11 +427,11 @@ impl Task for Mapping {
         WindowLoss { loss, units }
     }
 
-    fn detach<B: MgBackend>(state: LocalizerState<B>) -> LocalizerState<B> {
+    fn detach<B: MgBackend>(state: MemoryState<B>) -> MemoryState<B> {
         state.detach()
     }
 
-    fn state_to_tensors<B: MgBackend>(state: LocalizerState<B>) -> Vec<Tensor<B, 4>> {
+    fn state_to_tensors<B: MgBackend>(state: MemoryState<B>) -> Vec<Tensor<B, 4>> {
         state.into_tensors()
     }
 
@@ -440,7 +439,7 @@ impl Task for Mapping {
         &self,
         model: &Localizer<B>,
         tensors: Vec<Tensor<B, 4>>,
-    ) -> anyhow::Result<LocalizerState<B>> {
+    ) -> anyhow::Result<MemoryState<B>> {
         model
             .state_from_tensors(tensors)
             .map_err(|e| anyhow::anyhow!("{e}"))

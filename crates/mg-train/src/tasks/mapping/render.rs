@@ -5,7 +5,7 @@ use mg_layers::MgBackend;
 use std::path::Path;
 
 use burn::tensor::Tensor;
-use mg_models::{Localizer, LocalizerState};
+use mg_models::{Localizer, MemoryState};
 
 use super::Mapping;
 use super::eval::infer_step;
@@ -44,8 +44,8 @@ pub fn render_episode<B: MgBackend>(
     for t in 0..episode.len() {
         let (_, logits, next) = infer_step(model, &episodes, t, state, device);
         let next_kind = match &next {
-            LocalizerState::Multigrid(_) => Kind::Multigrid,
-            LocalizerState::Dnc(_) => Kind::Dnc,
+            MemoryState::Multigrid(_) => Kind::Multigrid,
+            MemoryState::Dnc(_) => Kind::Dnc,
         };
         let (mh, mw, memory) = memory_panel(&next);
         state = Some(next);
@@ -147,12 +147,12 @@ enum Kind {
 /// The memory panel of batch element 0 as `(rows, columns, values in [0, 1])`: the channel
 /// mean of the deepest layer's finest hidden state (paper Figure 4) mapped from [−1, 1], or a
 /// DNC's usage laid out row-major on a near-square grid.
-fn memory_panel<B: MgBackend>(state: &LocalizerState<B>) -> (usize, usize, Vec<f32>) {
+fn memory_panel<B: MgBackend>(state: &MemoryState<B>) -> (usize, usize, Vec<f32>) {
     let values = |t: Tensor<B, 2>| -> Vec<f32> {
         t.into_data().convert::<f32>().to_vec().unwrap_or_default()
     };
     match state {
-        LocalizerState::Multigrid(s) => {
+        MemoryState::Multigrid(s) => {
             let hidden = s
                 .layers()
                 .last()
@@ -165,7 +165,7 @@ fn memory_panel<B: MgBackend>(state: &LocalizerState<B>) -> (usize, usize, Vec<f
             let v = values(mean).into_iter().map(|v| (v + 1.0) / 2.0).collect();
             (h, w, v)
         }
-        LocalizerState::Dnc(s) => {
+        MemoryState::Dnc(s) => {
             let [_, n] = s.usage.dims();
             let side = (n as f64).sqrt().ceil() as usize;
             let rows = n.div_ceil(side);
@@ -204,7 +204,7 @@ pub fn render_dnc_memory<B: MgBackend>(
     let mut last_memory = (0, 0, Vec::new());
     for t in 0..len {
         let (_, _, next) = infer_step(model, &episodes, t, state, device);
-        if let LocalizerState::Dnc(s) = &next {
+        if let MemoryState::Dnc(s) = &next {
             writes.push(row(s.write_weights.clone().sum_dim(1).squeeze_dim(1)));
             reads.push(row(s.read_weights.clone().sum_dim(1).squeeze_dim(1)));
             usage.push(row(s.usage.clone()));

@@ -1,0 +1,306 @@
+use std::path::PathBuf;
+
+use super::*;
+use burn::backend::Flex;
+
+/// The fixture copy of bAbI in mg-data (the first stories of every task file).
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../mg-data/tests/fixtures/babi/tasks_1-20_v1-2")
+}
+
+const TINY: &str = "[model]\nlevels = [2, 3]\nchannels = [4, 4]\nhead_channels = [4]\n";
+
+fn config(task: &str, rest: &str) -> anyhow::Result<ExperimentOf<Babi>> {
+    let text = format!(
+        "[task]\nkind = \"babi\"\ndata_dir = {:?}\n{task}\n{rest}",
+        fixtures().display().to_string()
+    );
+    ExperimentOf::<Babi>::parse(&text)
+}
+
+fn babi(task: &str, rest: &str) -> anyhow::Result<Babi> {
+    Babi::new(&config(task, rest)?)
+}
+
+fn error_of(task: &str, rest: &str) -> String {
+    format!("{:#}", babi(task, rest).unwrap_err())
+}
+
+/// The shipped configs' counts: the paper's 1.00M / 2.86K multigrid model and the DNC of
+/// 890,742 parameters and 16,384 memory.
+#[test]
+fn paper_configs_have_the_paper_counts() {
+    for (name, counts) in [
+        ("paper.toml", (998_068, 2_861)),
+        ("dnc.toml", (890_742, 16_384)),
+    ] {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../configs/babi")
+            .join(name);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let info = Babi::new(&ExperimentOf::<Babi>::parse(&text).unwrap())
+            .unwrap()
+            .info();
+        assert_eq!((info.params, info.memory_cells), counts, "{name}");
+    }
+}
+
+#[test]
+fn bad_settings_name_the_field() {
+    assert!(error_of("tasks = [0]", TINY).contains("task.tasks: 0"));
+    assert!(error_of("tasks = [2, 2]", TINY).contains("listed twice"));
+    assert!(error_of("validation = 1.0", TINY).contains("task.validation: 1"));
+    assert!(error_of("max_len = 1", TINY).contains("task.max_len"));
+    let e = error_of("", "[model]\nlevels = [2, 3]\nchannels = [4, 4]\n");
+    assert!(e.contains("model.head_channels: missing"), "{e}");
+    let e = error_of(
+        "",
+        "[model]\nlevels = [2, 3]\nchannels = [4, 4]\nhead_channels = [4, 4]\n",
+    );
+    assert!(
+        e.contains("head_channels") && e.contains("2 entries"),
+        "{e}"
+    );
+    let e = error_of(
+        "",
+        "[model]\nkind = \"dnc\"\ncontroller = 8\nmemory_slots = 4\nword_size = 4\nembedding = 3\n",
+    );
+    assert!(e.contains("not fields of a dnc model"), "{e}");
+}
+
+/// A missing folder or task file is an error naming it, raised when the data is first read.
+#[test]
+fn missing_data_is_named() {
+    let dir = std::env::temp_dir().join(format!("mg-babi-missing-{}", std::process::id()));
+    std::fs::remove_dir_all(&dir).ok();
+    std::fs::create_dir_all(dir.join("en")).unwrap();
+    for f in std::fs::read_dir(fixtures().join("en")).unwrap() {
+        let f = f.unwrap();
+        if !f.file_name().to_string_lossy().starts_with("qa7_") {
+            std::fs::copy(f.path(), dir.join("en").join(f.file_name())).unwrap();
+        }
+    }
+    let text = format!(
+        "[task]\nkind = \"babi\"\nvariant = \"en\"\ndata_dir = {:?}\n{TINY}",
+        dir.display().to_string()
+    );
+    let t = Babi::new(&ExperimentOf::<Babi>::parse(&text).unwrap()).unwrap();
+    let e = format!("{:#}", t.batch(1, 0, 2).unwrap_err());
+    assert!(e.contains("qa7_counting_train.txt"), "{e}");
+    // A malformed line names its file and line.
+    let bad = dir.join("en/qa7_counting_train.txt");
+    std::fs::write(&bad, "1 Mary went home.\nnot a line\n").unwrap();
+    let t = Babi::new(&ExperimentOf::<Babi>::parse(&text).unwrap()).unwrap();
+    let e = format!("{:#}", t.batch(1, 0, 2).unwrap_err());
+    assert!(
+        e.contains("qa7_counting_train.txt") && e.contains('2'),
+        "{e}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// The split holds out the configured share, sequences longer than `max_len` are counted
+/// out, and batches are a pure function of (seed, index) that visit every training
+/// question once per epoch.
+#[test]
+fn splits_and_batches() {
+    let t = babi(
+        "tasks = [1, 2]\nvalidation = 0.25\nvalidation_questions = 100",
+        TINY,
+    )
+    .unwrap();
+    let c = t.corpus().unwrap();
+    assert_eq!(c.vocab.len(), VOCAB);
+    let all = c.train.len() + c.valid.len();
+    assert!(
+        c.valid.len() >= all / 5 && c.valid.len() <= all / 3,
+        "{} of {all}",
+        c.valid.len()
+    );
+    assert!(c.test.iter().all(|s| s.task == 1 || s.task == 2));
+    let size = 2;
+    let per_epoch = c.train.len() / size;
+    let mut seen: Vec<u32> = (0..per_epoch as u64)
+        .flat_map(|i| c.batch_indices(5, i, size).unwrap())
+        .collect();
+    assert_eq!(
+        c.batch_indices(5, 3, size).unwrap(),
+        c.batch_indices(5, 3, size).unwrap()
+    );
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), per_epoch * size, "an epoch repeats a question");
+    assert_ne!(
+        c.batch_indices(5, 0, size).unwrap(),
+        c.batch_indices(5, per_epoch as u64, size).unwrap(),
+        "the next epoch is reshuffled"
+    );
+    let short = babi("tasks = [2]\nmax_len = 40", TINY).unwrap();
+    let s = short.corpus().unwrap();
+    assert!(s.skipped_train > 0 && s.train.iter().all(|q| q.tokens.len() <= 40));
+}
+
+/// Padding reaches neither the loss nor the state: a question's loss is the same alone and
+/// in a batch with a longer one, and equals the cross-entropy of its answer words computed
+/// on the host.
+#[test]
+fn padding_changes_nothing() {
+    let _guard = crate::SEEDED.lock().unwrap_or_else(|e| e.into_inner());
+    let t = babi("tasks = [1, 2]", TINY).unwrap();
+    let c = t.corpus().unwrap();
+    let device = Default::default();
+    let model = t.init::<Flex>(&device);
+    let short = c.train.iter().min_by_key(|s| s.tokens.len()).unwrap();
+    let long = c.train.iter().max_by_key(|s| s.tokens.len()).unwrap();
+    assert!(long.tokens.len() > short.tokens.len());
+    let loss_of = |batch: &QaBatch| {
+        let w = t.window::<Flex>(batch, 0..batch.len, &device);
+        let (logits, _) = t.forward(&model, &w, None, ForwardPath::Window);
+        let l = t.loss(logits, &w, LossReduction::Sum);
+        (l.loss.into_scalar() as f64, l.units)
+    };
+    let alone = QaBatch::new([short]);
+    let (a, units) = loss_of(&alone);
+    assert_eq!(units, answer(short).len() as f64);
+    let (both, _) = loss_of(&QaBatch::new([short, long]));
+    let (long_alone, _) = loss_of(&QaBatch::new([long]));
+    assert!(
+        (both - a - long_alone).abs() < 1e-4 * both.abs().max(1.0),
+        "{both} vs {a} + {long_alone}"
+    );
+    // Against the host: −log softmax at the answer steps.
+    let logits = t.infer(&model, &alone, &device);
+    let mut want = 0.0;
+    for (step, &scored) in alone.scored[0].iter().enumerate() {
+        if scored {
+            let row = &logits[step * VOCAB..(step + 1) * VOCAB];
+            let max = row.iter().cloned().fold(f32::MIN, f32::max) as f64;
+            let lse = max
+                + row
+                    .iter()
+                    .map(|&v| (v as f64 - max).exp())
+                    .sum::<f64>()
+                    .ln();
+            want += lse - row[alone.targets[0][step] as usize] as f64;
+        }
+    }
+    assert!((a - want).abs() < 1e-4 * want, "{a} vs {want}");
+    // Truncated windows with the state carried give the same logits as the whole sequence.
+    let batch = QaBatch::new([long]);
+    let whole = t.infer(&model, &batch, &device);
+    let cut = batch.len / 2;
+    let w1 = t.window::<Flex>(&batch, 0..cut, &device);
+    let (l1, s) = t.forward(&model, &w1, None, ForwardPath::Step);
+    let w2 = t.window::<Flex>(&batch, cut..batch.len, &device);
+    let (l2, _) = t.forward(&model, &w2, Some(s), ForwardPath::Window);
+    let parts: Vec<f32> = Tensor::cat(vec![l1, l2], 0).into_data().to_vec().unwrap();
+    let worst = parts
+        .iter()
+        .zip(&whole)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f32::max);
+    assert!(worst < 1e-4, "carried state differs by {worst}");
+}
+
+/// Evaluation counts every test question of the chosen tasks, the majority baseline is an
+/// error in [0, 1], and `answer` reads a story as a user types it.
+#[test]
+fn evaluation_and_answers() {
+    let t = babi("tasks = [1, 6]", TINY).unwrap();
+    let device = Default::default();
+    let model = t.init::<Flex>(&device);
+    let request = EvalRequest {
+        sequences: 1000,
+        time_step: 0,
+        show_progress: false,
+    };
+    let report = t.evaluate(&model, &request, &device).unwrap();
+    let c = t.corpus().unwrap();
+    assert_eq!(report.sequences, c.test.len());
+    assert_eq!(
+        report.tasks.iter().map(|r| r.task).collect::<Vec<_>>(),
+        vec![1, 6]
+    );
+    for r in &report.tasks {
+        assert!((0.0..=1.0).contains(&r.error) && (0.0..=1.0).contains(&r.majority_error));
+        assert_eq!(
+            r.questions,
+            c.test.iter().filter(|s| s.task == r.task).count()
+        );
+    }
+    assert!(
+        t.report_lines(&report)
+            .iter()
+            .any(|l| l.contains("failed tasks"))
+    );
+    let story = "1 Mary moved to the bathroom.\n2 John went to the hallway.\n3 Where is Mary?\tbathroom\t1\n";
+    let words = t.answer(&model, story, 2, &device).unwrap();
+    assert_eq!(words.len(), 2);
+    assert!(
+        words
+            .iter()
+            .all(|(w, p)| c.vocab.id(w).is_some() && *p > 0.0 && *p <= 1.0)
+    );
+    let e = format!(
+        "{:#}",
+        t.answer(&model, "Mary moved to Paris.\nWhere is Mary?", 1, &device)
+            .unwrap_err()
+    );
+    assert!(e.contains("line 1") && e.contains("`paris`"), "{e}");
+    let e = format!(
+        "{:#}",
+        t.answer(&model, "Mary moved to the kitchen.", 1, &device)
+            .unwrap_err()
+    );
+    assert!(e.contains("question"), "{e}");
+}
+
+/// Training through the harness logs a validation error per checkpoint and keeps the best
+/// checkpoint, which `--from best` loads; the loss goes down on one task.
+#[test]
+fn training_keeps_the_best_checkpoint() {
+    use crate::harness::train::{load_model, train};
+    use crate::harness::{RunDir, TrainOptions};
+    let _turn = crate::SEEDED.lock().unwrap_or_else(|e| e.into_inner());
+    let config = config(
+        "tasks = [1]\nvariant = \"en\"\nvalidation = 0.3\nvalidation_questions = 20",
+        &format!(
+            "{TINY}[train]\nbatch = 4\nwindow = 40\noptimizer = \"adam\"\nlr_start = 1e-2\n\
+             lr_end = 1e-2\nloss = \"mean\"\ncheckpoint_every = 200\nlog_every = 100\n"
+        ),
+    )
+    .unwrap();
+    let task = Babi::new(&config).unwrap();
+    let root = std::env::temp_dir().join(format!("mg-babi-train-{}", std::process::id()));
+    std::fs::remove_dir_all(&root).ok();
+    let run = RunDir::new(&root);
+    let options = TrainOptions {
+        total_steps: 600,
+        resume: false,
+        from: None,
+        max_seconds: None,
+        on_cpu: true,
+        show_progress: false,
+    };
+    let device = Default::default();
+    train::<Babi, Flex>(device, &task, &config, &run, &options).unwrap();
+    let log = std::fs::read_to_string(run.validation()).unwrap();
+    assert!(log.lines().count() >= 2, "{log}");
+    assert!(
+        log.lines().next().unwrap().contains("\"best\":true"),
+        "{log}"
+    );
+    let (_, progress) = load_model::<Babi, Flex>(&task, &run, Some("best"), &device).unwrap();
+    assert!(progress.time_step > 0);
+    let metrics = std::fs::read_to_string(run.metrics()).unwrap();
+    let losses: Vec<f64> = metrics
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["loss_per_unit"]
+                .as_f64()
+                .unwrap()
+        })
+        .collect();
+    assert!(losses.last() < losses.first(), "{losses:?}");
+    std::fs::remove_dir_all(&root).ok();
+}
