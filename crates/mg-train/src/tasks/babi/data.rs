@@ -148,7 +148,16 @@ impl Corpus {
             skipped_train,
             skipped_test,
             majority,
-            warnings: corpus.warnings,
+            // Only the notes on the files of the selected tasks (the qa3 fallback).
+            warnings: corpus
+                .warnings
+                .into_iter()
+                .filter(|w| {
+                    spec.tasks
+                        .iter()
+                        .any(|&t| w.contains(TASKS[t as usize - 1]))
+                })
+                .collect(),
         })
     }
 

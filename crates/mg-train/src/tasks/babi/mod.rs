@@ -322,10 +322,8 @@ impl Babi {
                 .map_err(|e| anyhow::anyhow!("line {}: {e}", n + 1))?;
             tokens.extend(ids);
         }
-        if !words_of(last.split('\t').next().unwrap_or(""))
-            .last()
-            .is_some_and(|w| w == "?")
-        {
+        let question = words_of(last.split('\t').next().unwrap_or(""));
+        if question.last().is_none_or(|w| w != "?") {
             bail!(
                 "line {}: the last line must be the question, ending in `?`",
                 lines.len()
