@@ -25,7 +25,14 @@ pub struct TableArgs {
 }
 
 /// Fields of a report that describe the evaluation, not its result.
-const NOT_RESULTS: [&str; 5] = ["time_step", "sequences", "seed", "seconds", "chance_error"];
+const NOT_RESULTS: [&str; 6] = [
+    "time_step",
+    "sequences",
+    "seed",
+    "seconds",
+    "chance_error",
+    "questions",
+];
 
 /// Mean and sample standard deviation of one metric over a row's runs.
 #[derive(Serialize, Debug, Clone, PartialEq)]
@@ -165,13 +172,10 @@ pub fn rows(dirs: &[PathBuf]) -> anyhow::Result<Vec<Row>> {
     Ok(groups
         .into_iter()
         .map(|(_, runs, reports)| {
+            let flat: Vec<BTreeMap<String, f64>> = reports.iter().map(flatten).collect();
             let mut metrics = BTreeMap::new();
-            for (key, value) in &reports[0] {
-                if NOT_RESULTS.contains(&key.as_str()) || !value.is_number() {
-                    continue;
-                }
-                let values: Option<Vec<f64>> =
-                    reports.iter().map(|r| r.get(key)?.as_f64()).collect();
+            for key in flat[0].keys() {
+                let values: Option<Vec<f64>> = flat.iter().map(|r| r.get(key).copied()).collect();
                 if let Some(values) = values {
                     metrics.insert(key.clone(), Stat::of(values));
                 }
@@ -183,6 +187,50 @@ pub fn rows(dirs: &[PathBuf]) -> anyhow::Result<Vec<Row>> {
             }
         })
         .collect())
+}
+
+/// The numeric results of a report, nested fields named by their path: `readers.0.f1`, or
+/// `tasks.qa3.error` for an array of objects that carry a `task` number (bAbI's per-task
+/// errors). Fields that describe the evaluation ([`NOT_RESULTS`]) are left out.
+fn flatten(report: &Report) -> BTreeMap<String, f64> {
+    fn walk(prefix: &str, value: &serde_json::Value, out: &mut BTreeMap<String, f64>) {
+        let leaf = prefix.rsplit('.').next().unwrap_or(prefix);
+        match value {
+            serde_json::Value::Number(n) if !NOT_RESULTS.contains(&leaf) => {
+                if let Some(v) = n.as_f64() {
+                    out.insert(prefix.to_string(), v);
+                }
+            }
+            serde_json::Value::Object(map) => {
+                for (k, v) in map {
+                    walk(&join(prefix, k), v, out);
+                }
+            }
+            serde_json::Value::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    let name = match item.get("task").and_then(|t| t.as_u64()) {
+                        Some(t) => format!("qa{t}"),
+                        None => i.to_string(),
+                    };
+                    walk(&join(prefix, &name), item, out);
+                }
+            }
+            _ => {}
+        }
+    }
+    fn join(prefix: &str, name: &str) -> String {
+        if prefix.is_empty() {
+            name.to_string()
+        } else {
+            format!("{prefix}.{name}")
+        }
+    }
+    let mut out = BTreeMap::new();
+    for (k, v) in report {
+        walk(k, v, &mut out);
+    }
+    out.retain(|k, _| !k.ends_with(".task"));
+    out
 }
 
 /// Runs `mg-train table`.
@@ -215,6 +263,20 @@ mod tests {
         assert!((s.mean - 0.2).abs() < 1e-12);
         assert!((s.std - 0.02f64.sqrt()).abs() < 1e-12, "{}", s.std);
         assert_eq!(Stat::of(vec![0.5]).std, 0.0);
+    }
+
+    /// Nested results get dotted names; per-task arrays are keyed by task.
+    #[test]
+    fn nested_results_are_flattened() {
+        let report: Report = serde_json::from_str(
+            r#"{"error": 0.2, "seed": 7, "tasks": [{"task": 3, "name": "x", "error": 0.5, "questions": 10}],
+                "readers": [{"f1": 0.9}]}"#,
+        )
+        .unwrap();
+        let flat = flatten(&report);
+        let keys: Vec<&str> = flat.keys().map(String::as_str).collect();
+        assert_eq!(keys, ["error", "readers.0.f1", "tasks.qa3.error"]);
+        assert_eq!(flat["tasks.qa3.error"], 0.5);
     }
 
     #[test]

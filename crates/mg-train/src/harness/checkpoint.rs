@@ -204,8 +204,10 @@ impl RunDir {
         let best_dir = self.checkpoints().join(BEST);
         let previous = if best_dir.is_dir() && verify(&best_dir).is_ok() {
             let text = read_small(&best_dir.join("validation.json"), 4096).ok();
+            // The exact bits: a decimal float read back may differ in its last place.
             text.and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-                .and_then(|v| v.get("error")?.as_f64())
+                .and_then(|v| v.get("error_bits")?.as_u64())
+                .map(f64::from_bits)
         } else {
             None
         };
@@ -221,7 +223,11 @@ impl RunDir {
                     let entry = entry?;
                     fs::copy(entry.path(), tmp.join(entry.file_name()))?;
                 }
-                let record = serde_json::json!({ "time_step": time_step, "error": error });
+                let record = serde_json::json!({
+                    "time_step": time_step,
+                    "error": error,
+                    "error_bits": error.to_bits(),
+                });
                 write_atomic(&tmp.join("validation.json"), record.to_string().as_bytes())?;
                 if best_dir.exists() {
                     fs::remove_dir_all(&best_dir)?;
@@ -555,6 +561,40 @@ mod tests {
             shapes: vec![vec![1]],
             files: Vec::new(),
         }
+    }
+
+    /// The best checkpoint is the one with the lowest validation error; a tie keeps the
+    /// earlier one, and `--from best` picks it.
+    #[test]
+    fn the_lowest_validation_error_is_kept() {
+        let root = std::env::temp_dir().join(format!("mg-best-{}", std::process::id()));
+        fs::remove_dir_all(&root).ok();
+        let run = RunDir::new(&root);
+        // 0.195 − ε: a value whose decimal form does not read back exactly everywhere.
+        let tie = 0.19499999999999998;
+        for (step, error) in [(10, 0.5), (20, tie), (30, tie), (40, 0.75)] {
+            let dir = run
+                .save_checkpoint(&at(step), manifest(), |d| {
+                    fs::write(d.join("model.bin"), step.to_string())?;
+                    Ok(())
+                })
+                .unwrap();
+            run.record_validation(&dir, step, error).unwrap();
+        }
+        let best = run.pick_checkpoint(Some(BEST)).unwrap().unwrap();
+        assert_eq!(RunDir::progress(&best).unwrap().time_step, 20);
+        let log = fs::read_to_string(run.validation()).unwrap();
+        let flags: Vec<bool> = log
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["best"] == true)
+            .collect();
+        assert_eq!(flags, [true, true, false, false]);
+        assert_eq!(
+            run.all_checkpoints().unwrap().len(),
+            2,
+            "pruning keeps best aside"
+        );
+        fs::remove_dir_all(&root).ok();
     }
 
     fn at(step: u64) -> Progress {
