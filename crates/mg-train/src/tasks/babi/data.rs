@@ -162,7 +162,7 @@ impl Corpus {
     }
 
     /// Training batch `index` of `size` questions: each epoch is a fresh permutation, cut into
-    /// chunks of [`BUCKET`] batches that are sorted by length, with the batches of an epoch in
+    /// chunks of `BUCKET` (32) batches that are sorted by length, with the batches of an epoch in
     /// random order. A pure function of its arguments.
     pub fn batch_indices(&self, seed: u64, index: u64, size: usize) -> anyhow::Result<Vec<u32>> {
         let n = self.train.len();
