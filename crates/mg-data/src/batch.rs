@@ -33,13 +33,13 @@ fn encode_patch(patch: &[u8], loc: [f32; 2], out: &mut Vec<f32>) {
 ///
 /// Panics if `episodes` is empty, the configs differ, or a step is out of range.
 pub fn mapping_window<B: Backend>(
-    episodes: &[Episode],
+    episodes: &[impl std::borrow::Borrow<Episode>],
     steps: Range<usize>,
     device: &B::Device,
 ) -> MappingTensors<B> {
     assert!(!episodes.is_empty(), "mapping_window: no episodes");
-    let cfg = episodes[0].config();
-    for e in episodes {
+    let cfg = episodes[0].borrow().config();
+    for e in episodes.iter().map(|e| e.borrow()) {
         assert!(
             e.config() == cfg,
             "mapping_window: episodes have different configs"
@@ -57,7 +57,7 @@ pub fn mapping_window<B: Backend>(
     let mut target = vec![0.0f32; rows * ms * ms];
     let mut row = 0;
     for t in steps {
-        for e in episodes {
+        for e in episodes.iter().map(|e| e.borrow()) {
             encode_patch(&e.observation(t), e.location(t), &mut input);
             encode_patch(&e.query(t), [0.0, 0.0], &mut query);
             for i in e.target_indices(t) {

@@ -1,5 +1,6 @@
 //! `metrics.jsonl`: one JSON line per log interval, and the learning curve drawn from it.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -30,6 +31,9 @@ pub struct MetricsLine {
     pub steps_per_s: f64,
     /// Wall time spent training, over every process of the run (resumes included), seconds.
     pub elapsed_s: f64,
+    /// The task's own figures (e.g. exploration reward per step), averaged over the interval.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub task: BTreeMap<String, f64>,
 }
 
 /// Reads `metrics.jsonl`.
@@ -72,7 +76,8 @@ fn curve_smoothing(n: usize) -> Option<f64> {
     (n >= 50).then(|| (1.0 - 25.0 / n as f64).min(0.95))
 }
 
-/// Redraws the learning curve (PNG and SVG) from the metrics log.
+/// Redraws the learning curve (PNG and SVG) from the metrics log, and one curve per task
+/// metric (`learning_curve_NAME.png`).
 pub fn plot_metrics(run: &RunDir, unit: &str) -> anyhow::Result<()> {
     let lines = read_metrics(&run.metrics())?;
     let points: Vec<(f64, f64)> = lines
@@ -86,5 +91,21 @@ pub fn plot_metrics(run: &RunDir, unit: &str) -> anyhow::Result<()> {
         &run.curve(),
         smooth,
     )?;
+    let names: std::collections::BTreeSet<&String> =
+        lines.iter().flat_map(|m| m.task.keys()).collect();
+    for name in names {
+        let points: Vec<(f64, f64)> = lines
+            .iter()
+            .filter_map(|m| m.task.get(name).map(|&v| (m.time_step as f64, v)))
+            .collect();
+        let smooth = curve_smoothing(points.len());
+        let path = run.root.join(format!("learning_curve_{name}.png"));
+        plot_curve(
+            &[(name.as_str(), points)],
+            ["Time step", &name.replace('_', " ")],
+            &path,
+            smooth,
+        )?;
+    }
     Ok(())
 }

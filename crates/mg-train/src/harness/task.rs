@@ -54,6 +54,20 @@ pub struct WindowLoss<B: MgBackend> {
     /// Units the loss is summed over (pixels, bits, answer words), for the per-unit loss that
     /// `metrics.jsonl` reports; 0 when the window scores nothing.
     pub units: f64,
+    /// Task-specific figures of the window (name, value), averaged over each log interval
+    /// into `metrics.jsonl`'s `task` table and drawn as curves of their own.
+    pub metrics: Vec<(&'static str, f64)>,
+}
+
+impl<B: MgBackend> WindowLoss<B> {
+    /// A loss over `units` units, without task metrics.
+    pub fn new(loss: Tensor<B, 1>, units: f64) -> Self {
+        Self {
+            loss,
+            units,
+            metrics: Vec::new(),
+        }
+    }
 }
 
 /// What an evaluation is asked to do.

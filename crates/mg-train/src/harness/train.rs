@@ -54,6 +54,8 @@ pub struct StepResult<S> {
     pub units: f64,
     /// Global gradient norm before clipping.
     pub grad_norm: f64,
+    /// The task's figures of the window.
+    pub metrics: Vec<(&'static str, f64)>,
 }
 
 /// A window whose loss or gradient was not finite; the update was not applied.
@@ -100,6 +102,7 @@ pub fn train_step<T: Task, B: MgBackend, O: Optimizer<T::TrainModel<B>, Autodiff
         loss,
         units: scored.units,
         grad_norm,
+        metrics: scored.metrics,
     };
     (model, Ok(result))
 }
@@ -287,7 +290,13 @@ impl<T: Task, B: MgBackend> OptimizerJob<Autodiff<B>, T::TrainModel<B>> for Loop
                 LossReduction::Sum if step.units > 0.0 => step.loss / step.units,
                 _ => step.loss,
             };
-            since.add(steps as u64, step.loss, per_unit, step.grad_norm);
+            since.add(
+                steps as u64,
+                step.loss,
+                per_unit,
+                step.grad_norm,
+                &step.metrics,
+            );
             let out_of_time = options
                 .max_seconds
                 .is_some_and(|limit| start.elapsed().as_secs_f64() >= limit);
@@ -333,6 +342,8 @@ struct Interval {
     per_unit: f64,
     grad_norm: f64,
     windows: usize,
+    /// Per task metric: sum and windows that reported it.
+    task: std::collections::BTreeMap<String, (f64, usize)>,
     start: Instant,
 }
 
@@ -344,11 +355,24 @@ impl Interval {
             per_unit: 0.0,
             grad_norm: 0.0,
             windows: 0,
+            task: Default::default(),
             start: Instant::now(),
         }
     }
 
-    fn add(&mut self, steps: u64, loss: f64, per_unit: f64, grad_norm: f64) {
+    fn add(
+        &mut self,
+        steps: u64,
+        loss: f64,
+        per_unit: f64,
+        grad_norm: f64,
+        metrics: &[(&'static str, f64)],
+    ) {
+        for &(name, value) in metrics {
+            let entry = self.task.entry(name.to_string()).or_default();
+            entry.0 += value;
+            entry.1 += 1;
+        }
         self.steps += steps;
         self.loss += loss;
         self.per_unit += per_unit;
@@ -367,6 +391,11 @@ impl Interval {
             lr,
             steps_per_s: self.steps as f64 / self.start.elapsed().as_secs_f64(),
             elapsed_s: progress.elapsed_s,
+            task: self
+                .task
+                .iter()
+                .map(|(name, &(sum, n))| (name.clone(), sum / n.max(1) as f64))
+                .collect(),
         }
     }
 }

@@ -236,14 +236,10 @@ impl Task for Copy {
         let masked = (per_bit.sum_dim(1) * window.mask.clone()).sum();
         let batch = window.batch as f64;
         match reduction {
-            LossReduction::Sum => WindowLoss {
-                loss: masked / batch,
-                units: window.scored_bits / batch,
-            },
-            LossReduction::Mean => WindowLoss {
-                loss: masked / window.scored_bits.max(1.0),
-                units: window.scored_bits,
-            },
+            LossReduction::Sum => WindowLoss::new(masked / batch, window.scored_bits / batch),
+            LossReduction::Mean => {
+                WindowLoss::new(masked / window.scored_bits.max(1.0), window.scored_bits)
+            }
         }
     }
 

@@ -557,11 +557,8 @@ impl<const SORT: bool> Task for Algorithmic<SORT> {
             ),
         };
         match reduction {
-            LossReduction::Sum => WindowLoss { loss: total, units },
-            LossReduction::Mean => WindowLoss {
-                loss: total / units,
-                units,
-            },
+            LossReduction::Sum => WindowLoss::new(total, units),
+            LossReduction::Mean => WindowLoss::new(total / units, units),
         }
     }
 

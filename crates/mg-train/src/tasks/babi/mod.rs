@@ -560,20 +560,14 @@ impl Task for Babi {
     ) -> WindowLoss<B> {
         let Some(rows) = &window.rows else {
             // Nothing scored in this window: a zero that keeps the graph.
-            return WindowLoss {
-                loss: logits.sum() * 0.0,
-                units: 0.0,
-            };
+            return WindowLoss::new(logits.sum() * 0.0, 0.0);
         };
         let picked = logits.select(0, rows.clone());
         let total = softmax_cross_entropy(picked, window.targets.clone()).sum();
         let units = window.scored as f64;
         match reduction {
-            LossReduction::Sum => WindowLoss { loss: total, units },
-            LossReduction::Mean => WindowLoss {
-                loss: total / units,
-                units,
-            },
+            LossReduction::Sum => WindowLoss::new(total, units),
+            LossReduction::Mean => WindowLoss::new(total / units, units),
         }
     }
 

@@ -94,10 +94,31 @@ pub fn evaluate<B: MgBackend>(
     show_progress: bool,
 ) -> anyhow::Result<Vec<Scores>> {
     let config = task.config();
-    let readers = config.task.query_sizes.len();
-    let mut totals: Vec<Scores> = config
-        .task
-        .query_sizes
+    score_episodes(
+        model,
+        &config.task.query_sizes,
+        episodes,
+        config.eval.batch,
+        |range| task.test_episodes(range),
+        device,
+        show_progress,
+    )
+}
+
+/// Scores `model` on `episodes` episodes that `source` gives in batches of `batch` (one list
+/// per query size, every episode of a batch as long as the others), step by step with carried
+/// state, threshold 0.5.
+pub fn score_episodes<B: MgBackend>(
+    model: &Localizer<B>,
+    query_sizes: &[usize],
+    episodes: usize,
+    batch: usize,
+    mut source: impl FnMut(std::ops::Range<usize>) -> anyhow::Result<Vec<Vec<Episode>>>,
+    device: &B::Device,
+    show_progress: bool,
+) -> anyhow::Result<Vec<Scores>> {
+    let readers = query_sizes.len();
+    let mut totals: Vec<Scores> = query_sizes
         .iter()
         .map(|&q| Scores {
             query_size: q,
@@ -107,8 +128,8 @@ pub fn evaluate<B: MgBackend>(
     let mut bar = Progress::new(episodes as u64, "episodes", show_progress);
     let mut start = 0;
     while start < episodes {
-        let end = (start + config.eval.batch).min(episodes);
-        let batch = task.test_episodes(start..end)?;
+        let end = (start + batch.max(1)).min(episodes);
+        let batch = source(start..end)?;
         let len = batch[0][0].len();
         let mut state = None;
         let mut counts: Vec<Option<[Tensor<B, 1, Int>; 3]>> = vec![None; readers];

@@ -23,7 +23,8 @@ use mg_models::{
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-pub use eval::{EvalReport, Scores};
+pub use eval::{EvalReport, Scores, score_episodes};
+pub use render::render_episodes;
 
 use crate::harness::{
     EvalRequest, Experiment, ExperimentOf, ForwardPath, LossReduction, ModelInfo, Task, WindowLoss,
@@ -424,7 +425,7 @@ impl Task for Mapping {
             })
             .reduce(|a, b| a + b)
             .expect("at least one reader");
-        WindowLoss { loss, units }
+        WindowLoss::new(loss, units)
     }
 
     fn detach<B: MgBackend>(state: MemoryState<B>) -> MemoryState<B> {

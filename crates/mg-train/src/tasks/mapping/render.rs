@@ -5,6 +5,7 @@ use mg_layers::MgBackend;
 use std::path::Path;
 
 use burn::tensor::Tensor;
+use mg_data::mapping::Episode;
 use mg_models::{Localizer, MemoryState};
 
 use super::Mapping;
@@ -28,8 +29,24 @@ pub fn render_episode<B: MgBackend>(
     out: &Path,
     device: &B::Device,
 ) -> anyhow::Result<usize> {
+    render_episodes(
+        task,
+        model,
+        task.test_episodes(index..index + 1)?,
+        out,
+        device,
+    )
+}
+
+/// As [`render_episode`], for a given episode (one list per query size, one episode each).
+pub fn render_episodes<B: MgBackend>(
+    task: &Mapping,
+    model: &Localizer<B>,
+    episodes: Vec<Vec<Episode>>,
+    out: &Path,
+    device: &B::Device,
+) -> anyhow::Result<usize> {
     std::fs::create_dir_all(out).map_err(|e| anyhow::anyhow!("creating {}: {e}", out.display()))?;
-    let episodes = task.test_episodes(index..index + 1)?;
     let episode = &episodes[0][0];
     let n = episode.map().size();
     let ms = task.config().task.mask_size;
