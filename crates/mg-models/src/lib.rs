@@ -21,6 +21,7 @@ pub mod interop;
 mod localizer;
 mod mapping;
 mod mesh;
+mod policy;
 mod qa;
 mod reader;
 mod state;
@@ -34,6 +35,7 @@ pub use mapping::{
     folded_channels,
 };
 pub use mesh::{MemoryMesh, MemoryMeshConfig};
+pub use policy::{ExploreNet, PolicyNet, PolicyNetConfig};
 pub use qa::{QaModel, QaModelConfig, QaNet, QaNetConfig, QaWidths};
 pub use reader::{MgReader, MgReaderConfig};
 pub use state::MemoryState;

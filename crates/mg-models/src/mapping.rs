@@ -457,8 +457,9 @@ pub fn fold_patch<B: MgBackend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
 }
 
 impl<B: MgBackend> MappingModel<B> {
-    /// Folds a patch to the 3×3 grid, then upsamples it (nearest) to the input level.
-    fn encode(&self, patch: Tensor<B, 4>) -> Tensor<B, 4> {
+    /// Folds a patch to the 3×3 grid, then upsamples it (nearest) to the input level: the
+    /// form the writer and readers take.
+    pub fn encode(&self, patch: Tensor<B, 4>) -> Tensor<B, 4> {
         (0..self.input_level).fold(fold_patch(patch), |x, _| upsample2x(x, Geometry::Grid2d))
     }
 
@@ -523,8 +524,26 @@ impl<B: MgBackend> MappingModel<B> {
         (logits, state.expect("at least one step"))
     }
 
+    /// Writes one time step's observation into memory (the streaming path).
+    ///
+    /// # Shapes
+    /// - `observation`: `[batch, 4, m, m]`
+    /// - returns the writer's outputs per layer and level, `[batch, C, h, w]`, and its state
+    pub fn write_step(
+        &self,
+        observation: Tensor<B, 4>,
+        state: Option<StackState<B>>,
+    ) -> mg_layers::StackOutput<B> {
+        self.writer.forward_step(&[self.encode(observation)], state)
+    }
+
     /// Runs every reader on the writer's outputs; one flattened logit map per reader.
-    fn read(
+    ///
+    /// # Shapes
+    /// - `queries[r]`: `[steps·batch, 4, k_r, k_r]`
+    /// - `memory[k][l]`: writer layer `k`'s output at level `l`, `[steps·batch, C_k, h, w]`
+    /// - returns logits `[steps·batch, s·s]` per reader
+    pub fn read(
         &self,
         queries: &[Tensor<B, 4>],
         memory: &[Vec<Tensor<B, 4>>],
