@@ -212,6 +212,17 @@ mod tests {
         assert_eq!(value.dims(), [steps * batch]);
     }
 
+    /// The paper's policy on the reference writer (Table 1's last row): 7 reading layers, then
+    /// 5 → 1 levels; its count is that of the built module.
+    #[test]
+    fn reference_policy_builds() {
+        let config = PolicyNetConfig::from_widths(&MappingWidths::reference(), 4, 16);
+        config.validate().unwrap();
+        assert_eq!(config.reader.layers.len(), 11);
+        let policy = config.init::<TestBackend>(&Default::default());
+        assert_eq!(policy.num_params(), config.num_params());
+    }
+
     /// A single-level (Ablated MG) writer is narrowed one level at a time.
     #[test]
     fn single_level_writers_step_down_to_the_coarsest_grid() {

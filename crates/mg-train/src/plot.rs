@@ -336,6 +336,8 @@ pub struct PlotStyle {
     pub log_log: bool,
     /// Smoothing weight in `[0, 1)`: draws the moving average over a faint raw line.
     pub smooth: Option<f64>,
+    /// A linear y axis whatever the values span (shares, percentages).
+    pub linear_y: bool,
 }
 
 /// Plots named series of `(x, y)` points; y on a log scale when every value is positive and
@@ -354,6 +356,7 @@ pub fn plot_curve(
         PlotStyle {
             log_log: false,
             smooth,
+            linear_y: false,
         },
     )
 }
@@ -379,6 +382,7 @@ pub fn plot_log_log(
         PlotStyle {
             log_log: true,
             smooth: None,
+            linear_y: false,
         },
     )
 }
@@ -439,7 +443,7 @@ pub fn plot(
     } else {
         (range(|p| p.0), range(|p| p.1))
     };
-    let y_log = style.log_log || (y0 > 0.0 && y1 / y0 > 20.0);
+    let y_log = style.log_log || (!style.linear_y && y0 > 0.0 && y1 / y0 > 20.0);
     let xa = if style.log_log {
         Axis::log(x0, x1)
     } else {

@@ -25,13 +25,17 @@ pub struct TableArgs {
 }
 
 /// Fields of a report that describe the evaluation, not its result.
-const NOT_RESULTS: [&str; 6] = [
+const NOT_RESULTS: [&str; 10] = [
     "time_step",
     "sequences",
     "seed",
     "seconds",
     "chance_error",
     "questions",
+    "mazes",
+    "map_size",
+    "curve_every",
+    "steps",
 ];
 
 /// Mean and sample standard deviation of one metric over a row's runs.
@@ -191,7 +195,8 @@ pub fn rows(dirs: &[PathBuf]) -> anyhow::Result<Vec<Row>> {
 
 /// The numeric results of a report, nested fields named by their path: `readers.0.f1`, or
 /// `tasks.qa3.error` for an array of objects that carry a `task` number (bAbI's per-task
-/// errors). Fields that describe the evaluation ([`NOT_RESULTS`]) are left out.
+/// errors), `motions.policy.coverage` for objects that carry a `motion` name (exploration);
+/// curves (`*_curve` arrays) are left out. Fields that describe the evaluation ([`NOT_RESULTS`]) are left out.
 fn flatten(report: &Report) -> BTreeMap<String, f64> {
     fn walk(prefix: &str, value: &serde_json::Value, out: &mut BTreeMap<String, f64>) {
         let leaf = prefix.rsplit('.').next().unwrap_or(prefix);
@@ -206,11 +211,16 @@ fn flatten(report: &Report) -> BTreeMap<String, f64> {
                     walk(&join(prefix, k), v, out);
                 }
             }
+            serde_json::Value::Array(_) if leaf.ends_with("_curve") => {}
             serde_json::Value::Array(items) => {
                 for (i, item) in items.iter().enumerate() {
-                    let name = match item.get("task").and_then(|t| t.as_u64()) {
-                        Some(t) => format!("qa{t}"),
-                        None => i.to_string(),
+                    let name = match (
+                        item.get("task").and_then(|t| t.as_u64()),
+                        item.get("motion").and_then(|m| m.as_str()),
+                    ) {
+                        (Some(t), _) => format!("qa{t}"),
+                        (None, Some(m)) => m.to_string(),
+                        (None, None) => i.to_string(),
                     };
                     walk(&join(prefix, &name), item, out);
                 }
@@ -277,6 +287,13 @@ mod tests {
         let keys: Vec<&str> = flat.keys().map(String::as_str).collect();
         assert_eq!(keys, ["error", "readers.0.f1", "tasks.qa3.error"]);
         assert_eq!(flat["tasks.qa3.error"], 0.5);
+        let report: Report = serde_json::from_str(
+            r#"{"mazes": 3, "motions": [{"motion": "spiral", "steps": 48, "coverage": 1.0,
+                "coverage_curve": [0.1, 1.0]}]}"#,
+        )
+        .unwrap();
+        let keys: Vec<String> = flatten(&report).into_keys().collect();
+        assert_eq!(keys, ["motions.spiral.coverage"]);
     }
 
     #[test]

@@ -4,23 +4,26 @@
 pub mod algorithmic;
 pub mod babi;
 pub mod copy;
+pub mod explore;
 pub mod losses;
 pub mod mapping;
 
 pub use algorithmic::{Recall, Sort};
 pub use babi::Babi;
 pub use copy::Copy;
+pub use explore::Explore;
 pub use mapping::Mapping;
 
 use crate::harness::Task;
 
 /// Every `[task] kind` there is.
-pub const KINDS: [&str; 5] = [
+pub const KINDS: [&str; 6] = [
     Mapping::KIND,
     Copy::KIND,
     Sort::KIND,
     Recall::KIND,
     Babi::KIND,
+    Explore::KIND,
 ];
 
 /// Work generic over the task, run by [`visit`] for the task a config names.
@@ -39,6 +42,7 @@ pub fn visit<V: TaskVisitor>(kind: &str, visitor: V) -> anyhow::Result<V::Output
         Sort::KIND => Ok(visitor.visit::<Sort>()),
         Recall::KIND => Ok(visitor.visit::<Recall>()),
         Babi::KIND => Ok(visitor.visit::<Babi>()),
+        Explore::KIND => Ok(visitor.visit::<Explore>()),
         other => anyhow::bail!(
             "task.kind: `{other}` is not a task; expected one of {}",
             KINDS.map(|k| format!("\"{k}\"")).join(", ")

@@ -38,7 +38,9 @@ pub fn render_episode<B: MgBackend>(
     )
 }
 
-/// As [`render_episode`], for a given episode (one list per query size, one episode each).
+/// The frames and GIF of a given episode (one list per query size, one episode each), as for
+/// a test episode: true map and agent, explored map, query, predicted and true localization,
+/// memory.
 pub fn render_episodes<B: MgBackend>(
     task: &Mapping,
     model: &Localizer<B>,

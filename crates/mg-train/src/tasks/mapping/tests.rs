@@ -123,6 +123,21 @@ struct Load<'a>(&'a Path, &'a str);
 impl crate::tasks::TaskVisitor for Load<'_> {
     type Output = anyhow::Result<()>;
     fn visit<T: Task>(self) -> anyhow::Result<()> {
+        if T::KIND == crate::tasks::Explore::KIND {
+            // An exploration config needs its mapping run trained first: it must parse, and
+            // building the task must ask for that run.
+            ExperimentOf::<T>::parse(self.1)?;
+            let err = crate::commands::load_config::<T>(self.0, self.1)
+                .err()
+                .map(|e| format!("{e:#}"))
+                .unwrap_or_default();
+            assert!(
+                err.contains("task.mapping_run") && err.contains("train a mapping config first"),
+                "{}: {err}",
+                self.0.display()
+            );
+            return Ok(());
+        }
         let (_, task) = crate::commands::load_config::<T>(self.0, self.1)?;
         assert!(task.info().params > 0);
         Ok(())
