@@ -1,4 +1,4 @@
-//! Models built from multigrid memory layers: the memory mesh (writer), multigrid readers, the
+//! Models built from multigrid memory layers: the memory mesh (writer), multigrid readers, the exploration policy ([`PolicyNet`]), the
 //! algorithmic tasks' memory + reader and encoder–decoder ([`AlgoModel`]), and
 //! their reference configurations; the paper's baselines (the [`dnc`] module, Ablated MG and
 //! ConvLSTM-deep/thick as [`MappingWidths`] presets); and [`Localizer`], the one model type

@@ -13,6 +13,8 @@ pub mod metrics;
 pub mod optim;
 pub mod progress;
 pub mod task;
+#[cfg(test)]
+pub mod testing;
 pub mod train;
 
 pub use checkpoint::{Progress, RunDir, RunLock};

@@ -7,9 +7,10 @@ use burn::tensor::backend::Backend;
 use mg_data::mapping::{MappingConfig, Motion};
 
 use super::*;
+use crate::harness::Progress;
 use crate::harness::checkpoint::write_atomic;
-use crate::harness::train::{start_from_weights, train};
-use crate::harness::{Progress, TrainOptions};
+use crate::harness::testing::assert_resume_is_exact;
+use crate::harness::train::start_from_weights;
 
 /// A 5×5 maze mapping model (the mapping tests' tiny one, on random walks).
 const TINY_MAPPING: &str = "[task]\nkind = \"mapping\"\nmap_size = 5\nmask_size = 6\n\
@@ -71,24 +72,6 @@ fn collect<B: Backend, M: Module<B>>(module: &M) -> Collect {
     c
 }
 
-fn train_to(task: &Explore, run: &RunDir, total_steps: u64, resume: bool) {
-    let _turn = crate::SEEDED.lock().unwrap_or_else(|e| e.into_inner());
-    let options = TrainOptions {
-        total_steps,
-        resume,
-        from: None,
-        max_seconds: None,
-        on_cpu: true,
-        show_progress: false,
-    };
-    train::<Explore, Flex>(Default::default(), task, task.config(), run, &options).unwrap();
-}
-
-fn trained(task: &Explore, run: &RunDir) -> (ExploreNet<Flex>, Progress) {
-    let _turn = crate::SEEDED.lock().unwrap_or_else(|e| e.into_inner());
-    load_model::<Explore, Flex>(task, run, None, &Default::default()).unwrap()
-}
-
 /// Policy training leaves the frozen writer and reader exactly as the mapping run saved them
 /// (their parameters require no gradient, on resume too), changes the policy, resumes in the
 /// middle of an episode to the same weights as a straight run, and logs the task's figures.
@@ -126,23 +109,16 @@ fn policy_training_freezes_the_mapping_model_and_resumes_exactly() {
         assert!(collect(&model.policy).1.iter().all(|&g| g));
         collect(&model.policy).0
     };
-    let straight = RunDir::new(root.join("straight"));
-    let split = RunDir::new(root.join("split"));
-    train_to(&task, &straight, 22, false);
-    train_to(&task, &split, 13, false);
-    let (_, mid) = trained(&task, &split);
-    assert!(mid.same_position(&Progress {
+    let mid = Progress {
         time_step: 13,
         updates: 4,
         batch_index: 1,
         episode_t: 4,
         elapsed_s: 0.0,
-    }));
-    train_to(&task, &split, 22, true);
-    let (a, pa) = trained(&task, &straight);
-    let (b, pb) = trained(&task, &split);
-    assert!(pa.same_position(&pb));
-    assert_eq!(collect(&a).0, collect(&b).0, "resumed weights differ");
+    };
+    let a = assert_resume_is_exact(&task, task.config(), &root, 13, 22, mid);
+    let straight = RunDir::new(root.join("straight"));
+    let split = RunDir::new(root.join("split"));
     assert_eq!(
         collect(&a.localizer).0,
         frozen,

@@ -9,8 +9,9 @@ use burn::tensor::backend::Backend;
 use mg_data::mapping::MappingConfig;
 
 use super::*;
-use crate::harness::train::{load_model, train};
-use crate::harness::{Progress, RunDir, TrainOptions};
+use crate::harness::testing::{assert_resume_is_exact, float_params};
+use crate::harness::train::load_model;
+use crate::harness::{Progress, RunDir};
 
 const MINIMAL: &str = "[task]\nkind = \"mapping\"\nmap_size = 25\n[model]\n\
                        levels = [2, 2, 3, 3, 4, 4, 5]\n\
@@ -169,62 +170,28 @@ fn weights(task: &Mapping, run: &RunDir) -> (Vec<Vec<f32>>, Progress) {
     (collect.0, progress)
 }
 
-fn train_to(task: &Mapping, run: &RunDir, total_steps: u64, resume: bool) {
-    let _turn = crate::SEEDED.lock().unwrap_or_else(|e| e.into_inner());
-    let options = TrainOptions {
-        total_steps,
-        resume,
-        from: None,
-        max_seconds: None,
-        on_cpu: true,
-        show_progress: false,
-    };
-    train::<Mapping, Flex>(Default::default(), task, task.config(), run, &options).unwrap();
-}
-
 #[test]
 fn resume_continues_exactly() {
     let root = std::env::temp_dir().join(format!("mg-resume-{}", std::process::id()));
     fs::remove_dir_all(&root).ok();
     let (_, task) = parse(TINY).unwrap();
-    let straight = RunDir::new(root.join("straight"));
-    let split = RunDir::new(root.join("split"));
-    // 26 time steps straight: windows end at 4, 8, 9, 13, 17, 18, 22, 26.
-    train_to(&task, &straight, 26, false);
-    // 13 steps (the run stops 4 steps into its second batch), then resume to 26.
-    train_to(&task, &split, 13, false);
-    let (_, mid) = weights(&task, &split);
-    assert!(mid.same_position(&Progress {
+    // 26 time steps straight: windows end at 4, 8, 9, 13, 17, 18, 22, 26; the split run stops
+    // 4 steps into its second batch at 13.
+    let mid = Progress {
         time_step: 13,
         updates: 4,
         batch_index: 1,
         episode_t: 4,
         elapsed_s: 0.0,
-    }));
-    train_to(&task, &split, 26, true);
-    let (a, pa) = weights(&task, &straight);
-    let (b, pb) = weights(&task, &split);
-    assert!(pa.same_position(&pb));
-    assert!(pb.elapsed_s >= mid.elapsed_s, "wall time is cumulative");
-    assert_eq!(a, b, "resumed weights differ from the straight run");
-    // The metrics of the split run are those of the straight run, step for step.
-    let steps = |run: &RunDir| -> Vec<u64> {
-        crate::harness::metrics::read_metrics(&run.metrics())
-            .unwrap()
-            .iter()
-            .map(|m| m.time_step)
-            .collect()
     };
-    assert_eq!(steps(&straight), steps(&split));
+    let a = assert_resume_is_exact(&task, task.config(), &root, 13, 26, mid);
     // And training did change the weights.
     let fresh = {
         let _turn = crate::SEEDED.lock().unwrap_or_else(|e| e.into_inner());
         Flex::seed(&Default::default(), task.config().train.seed);
-        let mut collect = Collect(Vec::new());
-        task.init::<Flex>(&Default::default()).visit(&mut collect);
-        collect.0
+        float_params(&task.init::<Flex>(&Default::default()))
     };
-    assert_ne!(fresh, a);
+    assert_ne!(fresh, float_params(&a));
     fs::remove_dir_all(&root).ok();
 }
 
@@ -238,7 +205,7 @@ fn window_and_step_paths_train_alike() {
         let text = format!("{TINY}path = \"{path}\"\n");
         let (_, task) = parse(&text).unwrap();
         let run = RunDir::new(root.join(path));
-        train_to(&task, &run, 9, false);
+        crate::harness::testing::train_to(&task, task.config(), &run, 9, false);
         results.push(weights(&task, &run).0);
     }
     for (a, b) in results[0].iter().zip(&results[1]) {
