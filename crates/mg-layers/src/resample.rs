@@ -1,7 +1,8 @@
 //! Resampling between neighbouring pyramid levels and the multigrid gather.
 
-use burn::tensor::{Tensor, backend::Backend, module::max_pool2d};
+use burn::tensor::Tensor;
 
+use crate::backend::{MgBackend, maxpool, upsample};
 use crate::geometry::{Geometry, LevelSpan};
 
 /// Nearest-neighbour 2× upsampling: `out[y, x] = in[⌊y/2⌋, ⌊x/2⌋]` (width only for 1D).
@@ -11,19 +12,8 @@ use crate::geometry::{Geometry, LevelSpan};
 /// # Shapes
 /// - `x`: `[n, c, h, w]`
 /// - returns `[n, c, 2h, 2w]` (2D) or `[n, c, h, 2w]` (1D)
-pub fn upsample2x<B: Backend>(x: Tensor<B, 4>, geometry: Geometry) -> Tensor<B, 4> {
-    let [n, c, h, w] = x.dims();
-    match geometry {
-        Geometry::Grid2d => x
-            .reshape([n, c, h, 1, w, 1])
-            .expand([n, c, h, 2, w, 2])
-            .reshape([n, c, 2 * h, 2 * w]),
-        Geometry::Grid1d => {
-            x.reshape([n, c, h, w, 1])
-                .expand([n, c, h, w, 2])
-                .reshape([n, c, h, 2 * w])
-        }
-    }
+pub fn upsample2x<B: MgBackend>(x: Tensor<B, 4>, geometry: Geometry) -> Tensor<B, 4> {
+    upsample(x, geometry.factor())
 }
 
 /// 2×2 max-pooling with stride 2 and no padding (1×2 for 1D).
@@ -31,9 +21,8 @@ pub fn upsample2x<B: Backend>(x: Tensor<B, 4>, geometry: Geometry) -> Tensor<B, 
 /// # Shapes
 /// - `x`: `[n, c, h, w]` with even `h` (2D) and even `w`
 /// - returns `[n, c, h/2, w/2]` (2D) or `[n, c, h, w/2]` (1D)
-pub fn maxpool2x<B: Backend>(x: Tensor<B, 4>, geometry: Geometry) -> Tensor<B, 4> {
-    let factor = geometry.factor();
-    max_pool2d(x, factor, factor, [0, 0], [1, 1], false)
+pub fn maxpool2x<B: MgBackend>(x: Tensor<B, 4>, geometry: Geometry) -> Tensor<B, 4> {
+    maxpool(x, geometry.factor())
 }
 
 /// Gathers the input of output level `level` from a pyramid covering `span`.
@@ -47,7 +36,7 @@ pub fn maxpool2x<B: Backend>(x: Tensor<B, 4>, geometry: Geometry) -> Tensor<B, 4
 ///
 /// # Panics
 /// If no neighbour of `level` lies in `span`, or `pyramid.len() != span.count`.
-pub fn gather<B: Backend>(
+pub fn gather<B: MgBackend>(
     pyramid: &[Tensor<B, 4>],
     span: LevelSpan,
     level: usize,

@@ -145,6 +145,35 @@ fn register_pair<B: MgBackend>(
     }
 }
 
+#[derive(Debug)]
+struct Upsample;
+
+impl<B: MgBackend> Backward<B, 1> for Upsample {
+    type State = [usize; 2];
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let grad = grads.consume::<B>(&ops.node);
+        if let [Some(node)] = ids!(ops.parents) {
+            grads.register::<B>(node, B::mg_upsample_backward(grad, ops.state));
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Maxpool;
+
+impl<B: MgBackend> Backward<B, 1> for Maxpool {
+    type State = (Primitive<B>, [usize; 2]);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let grad = grads.consume::<B>(&ops.node);
+        if let [Some(node)] = ids!(ops.parents) {
+            let (x, factors) = ops.state;
+            grads.register::<B>(node, B::mg_maxpool_backward(x, grad, factors));
+        }
+    }
+}
+
 impl<B: MgBackend, C: CheckpointStrategy> MgBackend for Autodiff<B, C> {
     fn mg_conv2d(
         x: FloatTensor<Self>,
@@ -195,6 +224,31 @@ impl<B: MgBackend, C: CheckpointStrategy> MgBackend for Autodiff<B, C> {
                     prep.finish(B::mg_conv2d(x.primitive, weight.primitive, None, options))
                 }
             },
+        }
+    }
+
+    fn mg_upsample(x: FloatTensor<Self>, factors: [usize; 2]) -> FloatTensor<Self> {
+        match Upsample
+            .prepare::<C>([x.node.clone()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish(factors, B::mg_upsample(x.primitive, factors)),
+            OpsKind::UnTracked(prep) => prep.finish(B::mg_upsample(x.primitive, factors)),
+        }
+    }
+
+    fn mg_maxpool(x: FloatTensor<Self>, factors: [usize; 2]) -> FloatTensor<Self> {
+        match Maxpool
+            .prepare::<C>([x.node.clone()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let state = (x.primitive.clone(), factors);
+                prep.finish(state, B::mg_maxpool(x.primitive, factors))
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::mg_maxpool(x.primitive, factors)),
         }
     }
 

@@ -5,7 +5,14 @@ use core::ops::{Add, Mul, Sub};
 
 /// The float types the kernels run on (f32 and f64).
 pub(crate) trait Real:
-    Copy + Send + Sync + Add<Output = Self> + Sub<Output = Self> + Mul<Output = Self> + 'static
+    Copy
+    + PartialOrd
+    + Send
+    + Sync
+    + Add<Output = Self>
+    + Sub<Output = Self>
+    + Mul<Output = Self>
+    + 'static
 {
     const ZERO: Self;
     const ONE: Self;
@@ -71,32 +78,50 @@ impl ConvShape {
 /// row-major matrix: row `(ci, a, b)`, column `(image, y, x)` holds
 /// `x[image, ci, y + a − ph, x + b − pw]`, zero outside the image.
 pub(crate) fn unfold<T: Real>(x: &[T], images: usize, s: ConvShape, cols: &mut [T]) {
-    let plane = s.h * s.w;
+    let plane = s.c_in * s.h * s.w;
     let width = images * s.pixels();
-    debug_assert_eq!(x.len(), images * s.c_in * plane);
+    debug_assert_eq!(x.len(), images * plane);
+    debug_assert_eq!(cols.len(), s.taps() * width);
+    for image in 0..images {
+        let x = &x[image * plane..][..plane];
+        unfold_rows(x, s, 0..s.ho, cols, width, image * s.pixels());
+    }
+}
+
+/// Unfolds output rows `rows` of one image `x` (`[c_in, h, w]`): row `(ci, a, b)` of `cols`
+/// (`width` columns each) gets, from column `offset` on, `x[ci, y + a − ph, x + b − pw]` for
+/// `y` in `rows` and every `x`, zero outside the image.
+pub(crate) fn unfold_rows<T: Real>(
+    x: &[T],
+    s: ConvShape,
+    rows: core::ops::Range<usize>,
+    cols: &mut [T],
+    width: usize,
+    offset: usize,
+) {
+    let plane = s.h * s.w;
+    debug_assert_eq!(x.len(), s.c_in * plane);
+    debug_assert!(rows.end <= s.ho && offset + rows.len() * s.wo <= width);
     debug_assert_eq!(cols.len(), s.taps() * width);
     for ci in 0..s.c_in {
+        let src = &x[ci * plane..][..plane];
         for a in 0..s.kh {
             for b in 0..s.kw {
                 let row = (ci * s.kh + a) * s.kw + b;
-                let out = &mut cols[row * width..(row + 1) * width];
+                let out = &mut cols[row * width + offset..][..rows.len() * s.wo];
                 let (x_lo, x_hi) = s.inside(b);
-                for image in 0..images {
-                    let src = &x[(image * s.c_in + ci) * plane..][..plane];
-                    for y in 0..s.ho {
-                        let dst = &mut out[(image * s.ho + y) * s.wo..][..s.wo];
-                        let sy = y + a;
-                        if sy < s.ph || sy - s.ph >= s.h {
-                            dst.fill(T::ZERO);
-                            continue;
-                        }
-                        let src_row = &src[(sy - s.ph) * s.w..][..s.w];
-                        dst[..x_lo].fill(T::ZERO);
-                        dst[x_hi..].fill(T::ZERO);
-                        if x_hi > x_lo {
-                            let sx = x_lo + b - s.pw;
-                            dst[x_lo..x_hi].copy_from_slice(&src_row[sx..sx + (x_hi - x_lo)]);
-                        }
+                for (y, dst) in rows.clone().zip(out.chunks_exact_mut(s.wo)) {
+                    let sy = y + a;
+                    if sy < s.ph || sy - s.ph >= s.h {
+                        dst.fill(T::ZERO);
+                        continue;
+                    }
+                    let src_row = &src[(sy - s.ph) * s.w..][..s.w];
+                    dst[..x_lo].fill(T::ZERO);
+                    dst[x_hi..].fill(T::ZERO);
+                    if x_hi > x_lo {
+                        let sx = x_lo + b - s.pw;
+                        dst[x_lo..x_hi].copy_from_slice(&src_row[sx..sx + (x_hi - x_lo)]);
                     }
                 }
             }
@@ -138,6 +163,106 @@ pub(crate) fn fold<T: Real>(cols: &[T], images: usize, s: ConvShape, dx: &mut [T
             }
         }
     }
+}
+
+/// Nearest upsampling of planes `x` (`[planes, h, w]`) by `[fh, fw]` into `out`
+/// (`[planes, fh·h, fw·w]`).
+pub(crate) fn upsample<T: Real>(x: &[T], [h, w]: [usize; 2], [fh, fw]: [usize; 2], out: &mut [T]) {
+    let (ho, wo) = (h * fh, w * fw);
+    if x.is_empty() || out.is_empty() {
+        return;
+    }
+    debug_assert_eq!(x.len() / (h * w) * ho * wo, out.len());
+    for (src, dst) in x.chunks_exact(h * w).zip(out.chunks_exact_mut(ho * wo)) {
+        for (row, block) in src.chunks_exact(w).zip(dst.chunks_exact_mut(fh * wo)) {
+            let (first, rest) = block.split_at_mut(wo);
+            for (d, v) in first.chunks_exact_mut(fw).zip(row) {
+                d.fill(*v);
+            }
+            for copy in rest.chunks_exact_mut(wo) {
+                copy.copy_from_slice(first);
+            }
+        }
+    }
+}
+
+/// The adjoint of [`upsample`]: `dx` (`[planes, h, w]`, overwritten) gets the sum of each
+/// `fh × fw` block of `grad` (`[planes, fh·h, fw·w]`).
+pub(crate) fn upsample_backward<T: Real>(
+    grad: &[T],
+    [h, w]: [usize; 2],
+    [fh, fw]: [usize; 2],
+    dx: &mut [T],
+) {
+    let (ho, wo) = (h * fh, w * fw);
+    if grad.is_empty() || dx.is_empty() {
+        return;
+    }
+    debug_assert_eq!(dx.len() / (h * w) * ho * wo, grad.len());
+    for (src, dst) in grad.chunks_exact(ho * wo).zip(dx.chunks_exact_mut(h * w)) {
+        for (block, row) in src.chunks_exact(fh * wo).zip(dst.chunks_exact_mut(w)) {
+            row.fill(T::ZERO);
+            for line in block.chunks_exact(wo) {
+                for (d, g) in row.iter_mut().zip(line.chunks_exact(fw)) {
+                    *d = g.iter().fold(*d, |acc, &v| acc + v);
+                }
+            }
+        }
+    }
+}
+
+/// The row-major index in its plane of the first maximum of each `fh × fw` block of the
+/// planes `x` (`[planes, h, w]`), with the maximum: `f(block, index, max)` for every block in
+/// order. (A later entry replaces the maximum only when strictly greater, as burn's pooling.)
+fn block_maxima<T: Real>(
+    x: &[T],
+    [h, w]: [usize; 2],
+    [fh, fw]: [usize; 2],
+    mut f: impl FnMut(usize, usize, T),
+) {
+    let (ho, wo) = (h / fh, w / fw);
+    if x.is_empty() || ho * wo == 0 {
+        return;
+    }
+    for (p, plane) in x.chunks_exact(h * w).enumerate() {
+        for y in 0..ho {
+            for x0 in 0..wo {
+                let mut best = (y * fh * w + x0 * fw, plane[y * fh * w + x0 * fw]);
+                for a in 0..fh {
+                    for b in 0..fw {
+                        let i = (y * fh + a) * w + x0 * fw + b;
+                        if plane[i] > best.1 {
+                            best = (i, plane[i]);
+                        }
+                    }
+                }
+                f((p * ho + y) * wo + x0, best.0, best.1);
+            }
+        }
+    }
+}
+
+/// Max-pooling of planes `x` (`[planes, h, w]`) over `fh × fw` blocks into `out`
+/// (`[planes, h/fh, w/fw]`).
+pub(crate) fn maxpool<T: Real>(x: &[T], hw: [usize; 2], factors: [usize; 2], out: &mut [T]) {
+    block_maxima(x, hw, factors, |k, _, max| out[k] = max);
+}
+
+/// The gradient of [`maxpool`]: `dx` (`[planes, h, w]`, overwritten) gets each entry of
+/// `grad` (`[planes, h/fh, w/fw]`) at the first maximum of its block of `x`, zero elsewhere.
+pub(crate) fn maxpool_backward<T: Real>(
+    x: &[T],
+    grad: &[T],
+    [h, w]: [usize; 2],
+    factors: [usize; 2],
+    dx: &mut [T],
+) {
+    dx.fill(T::ZERO);
+    let plane = h * w;
+    let per_plane = (h / factors[0].max(1)) * (w / factors[1].max(1));
+    block_maxima(x, [h, w], factors, |k, i, _| {
+        dx[k / per_plane * plane + i] = grad[k];
+    });
 }
 
 /// Copies `g` (`[images, c_out, pixels]`) into `out`, a `[c_out, images·pixels]` matrix.
@@ -256,6 +381,95 @@ mod tests {
         assert_eq!(row(2, 2), &[5.0, 6.0, 0.0, 0.0, 0.0, 0.0]);
         assert_eq!(row(1, 2), &[2.0, 3.0, 0.0, 5.0, 6.0, 0.0]);
         assert_eq!(row(1, 0), &[0.0, 1.0, 2.0, 0.0, 4.0, 5.0]);
+    }
+
+    /// A range of output rows unfolds into the matching columns of the whole unfolding.
+    #[test]
+    fn unfold_rows_is_a_column_range_of_unfold() {
+        let s = ConvShape {
+            c_in: 2,
+            h: 4,
+            w: 3,
+            kh: 3,
+            kw: 2,
+            ph: 1,
+            pw: 1,
+            ho: 4,
+            wo: 4,
+        };
+        let x: Vec<f64> = (0..24).map(|v| v as f64 + 1.0).collect();
+        let mut all = vec![f64::NAN; s.taps() * s.pixels()];
+        unfold(&x, 1, s, &mut all);
+        for rows in [0..1, 1..3, 3..4, 0..4] {
+            let width = rows.len() * s.wo;
+            let mut part = vec![f64::NAN; s.taps() * width];
+            unfold_rows(&x, s, rows.clone(), &mut part, width, 0);
+            for r in 0..s.taps() {
+                assert_eq!(
+                    &part[r * width..][..width],
+                    &all[r * s.pixels() + rows.start * s.wo..][..width],
+                    "tap {r}, rows {rows:?}"
+                );
+            }
+        }
+    }
+
+    /// Upsampling repeats each value over its block; its backward sums each block, and the
+    /// two are adjoint: ⟨up(x), g⟩ = ⟨x, up_backward(g)⟩.
+    #[test]
+    fn upsample_repeats_and_its_backward_sums_blocks() {
+        let x = [1.0f64, 2.0, 3.0, 4.0, 5.0, 6.0];
+        let mut up = [f64::NAN; 24];
+        upsample(&x, [1, 3], [2, 2], &mut up);
+        assert_eq!(
+            &up[..12],
+            &[1.0, 1.0, 2.0, 2.0, 3.0, 3.0, 1.0, 1.0, 2.0, 2.0, 3.0, 3.0]
+        );
+        assert_eq!(&up[12..18], &[4.0, 4.0, 5.0, 5.0, 6.0, 6.0]);
+        let mut wide = [f64::NAN; 6 * 3];
+        upsample(&x, [2, 1], [1, 3], &mut wide);
+        assert_eq!(&wide[..6], &[1.0, 1.0, 1.0, 2.0, 2.0, 2.0]);
+        for (hw, f) in [
+            ([1, 3], [2, 2]),
+            ([2, 1], [1, 3]),
+            ([3, 2], [3, 1]),
+            ([1, 1], [1, 1]),
+        ] {
+            let planes = 6 / (hw[0] * hw[1]);
+            let n_out = planes * hw[0] * f[0] * hw[1] * f[1];
+            let g: Vec<f64> = (0..n_out).map(|v| ((v * 7) % 11) as f64 - 5.0).collect();
+            let mut up = vec![0.0; n_out];
+            upsample(&x, hw, f, &mut up);
+            let mut dx = vec![f64::NAN; 6];
+            upsample_backward(&g, hw, f, &mut dx);
+            let lhs: f64 = up.iter().zip(&g).map(|(a, b)| a * b).sum();
+            let rhs: f64 = x.iter().zip(&dx).map(|(a, b)| a * b).sum();
+            assert_eq!(lhs, rhs, "{hw:?} by {f:?}");
+        }
+    }
+
+    /// Max-pooling keeps each block's maximum; its backward puts the gradient at the first
+    /// maximum of the block (ties go to the earlier entry) and zero elsewhere.
+    #[test]
+    fn maxpool_takes_block_maxima_and_routes_gradients_to_the_first() {
+        // Two planes of 2×4; blocks of 2×2, then 1×2.
+        let x = [
+            1.0f64, 5.0, 2.0, 2.0, //
+            3.0, 0.0, 2.0, 1.0, //
+            -1.0, -2.0, 0.0, 0.0, //
+            -3.0, -1.0, 0.0, 0.0,
+        ];
+        let mut out = [f64::NAN; 4];
+        maxpool(&x, [2, 4], [2, 2], &mut out);
+        assert_eq!(out, [5.0, 2.0, -1.0, 0.0]);
+        let mut dx = [f64::NAN; 16];
+        maxpool_backward(&x, &[10.0, 20.0, 30.0, 40.0], [2, 4], [2, 2], &mut dx);
+        let mut want = [0.0; 16];
+        (want[1], want[2], want[8], want[10]) = (10.0, 20.0, 30.0, 40.0);
+        assert_eq!(dx, want);
+        let mut out = [f64::NAN; 8];
+        maxpool(&x, [2, 4], [1, 2], &mut out);
+        assert_eq!(out, [5.0, 2.0, 3.0, 2.0, -1.0, 0.0, -1.0, 0.0]);
     }
 
     /// Padding 0 and a kernel as wide as the image: one output column per row.

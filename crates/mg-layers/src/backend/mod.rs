@@ -4,6 +4,9 @@
 //! - [`MgBackend::mg_conv2d`] and its two backward halves: the layers' convolutions.
 //! - [`MgBackend::lstm_cell`] / [`MgBackend::lstm_hidden`] and their backwards: the conv-LSTM
 //!   update from the gate pre-activations in one pass each.
+//! - [`MgBackend::mg_upsample`], [`MgBackend::mg_maxpool`] and their backwards: the
+//!   pyramid's resampling, one pass each (burn's upsampling by broadcast and reshape copies
+//!   through a strided iterator).
 //!
 //! `Autodiff<B>` implements the trait with custom backward nodes that call `B`'s backward ops,
 //! so a backend that overrides them (Flex, in `flex.rs`) is fast in training too. The GPU
@@ -55,6 +58,41 @@ pub trait MgBackend: Backend {
         Self::conv2d_weight_backward(x, weight, output_grad, options)
     }
 
+    /// Nearest upsampling by `factors = [fh, fw]`: `[n, c, h, w]` to `[n, c, fh·h, fw·w]`,
+    /// `out[y, x] = x[⌊y/fh⌋, ⌊x/fw⌋]`.
+    fn mg_upsample(x: FloatTensor<Self>, factors: [usize; 2]) -> FloatTensor<Self> {
+        defaults::upsample::<Self>(x, factors)
+    }
+
+    /// The gradient of [`Self::mg_upsample`]: the sum of each `fh × fw` block of `grad`,
+    /// `[n, c, fh·h, fw·w]` to `[n, c, h, w]`.
+    fn mg_upsample_backward(grad: FloatTensor<Self>, factors: [usize; 2]) -> FloatTensor<Self> {
+        defaults::upsample_backward::<Self>(grad, factors)
+    }
+
+    /// Max-pooling over non-overlapping `factors = [fh, fw]` blocks (stride = kernel, no
+    /// padding): `[n, c, h, w]` to `[n, c, h/fh, w/fw]`.
+    fn mg_maxpool(x: FloatTensor<Self>, factors: [usize; 2]) -> FloatTensor<Self> {
+        Self::max_pool2d(x, factors, factors, [0, 0], [1, 1], false)
+    }
+
+    /// The gradient of [`Self::mg_maxpool`]: each entry of `grad` goes to the first maximum
+    /// (row-major) of its block of `x`, the rest of `x` gets zero.
+    fn mg_maxpool_backward(
+        x: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        factors: [usize; 2],
+    ) -> FloatTensor<Self> {
+        let (kernel, padding, dilation) = (factors, [0, 0], [1, 1]);
+        let indices =
+            Self::max_pool2d_with_indices(x.clone(), kernel, kernel, padding, dilation, false)
+                .indices;
+        Self::max_pool2d_with_indices_backward(
+            x, kernel, kernel, padding, dilation, false, grad, indices,
+        )
+        .x_grad
+    }
+
     /// The new cell state `c = σ(f)·cell + σ(i)·tanh(g)`, `[n, c, h, w]`.
     fn lstm_cell(gates: FloatTensor<Self>, cell: FloatTensor<Self>) -> FloatTensor<Self> {
         defaults::lstm_cell::<Self>(gates, cell)
@@ -92,6 +130,34 @@ pub(crate) mod defaults {
     use burn::tensor::activation::sigmoid;
     use burn::tensor::ops::FloatTensor;
     use burn::tensor::{Tensor, backend::Backend};
+
+    /// Nearest upsampling: `[n, c, h, w]` to `[n, c, fh·h, fw·w]` by a broadcast.
+    pub(crate) fn upsample<B: Backend>(x: FloatTensor<B>, [fh, fw]: [usize; 2]) -> FloatTensor<B> {
+        let x = float::<B>(x);
+        let [n, c, h, w] = x.dims();
+        x.reshape([n, c, h, 1, w, 1])
+            .expand([n, c, h, fh, w, fw])
+            .reshape([n, c, h * fh, w * fw])
+            .into_primitive()
+            .tensor()
+    }
+
+    /// The gradient of [`upsample`]: `[n, c, fh·h, fw·w]` to `[n, c, h, w]` by block sums.
+    pub(crate) fn upsample_backward<B: Backend>(
+        grad: FloatTensor<B>,
+        [fh, fw]: [usize; 2],
+    ) -> FloatTensor<B> {
+        let grad = float::<B>(grad);
+        let [n, c, hh, ww] = grad.dims();
+        let (h, w) = (hh / fh, ww / fw);
+        let blocks: Tensor<B, 6> = grad.reshape([n, c, h, fh, w, fw]);
+        blocks
+            .sum_dim(5)
+            .sum_dim(3)
+            .reshape([n, c, h, w])
+            .into_primitive()
+            .tensor()
+    }
 
     /// The new cell state `c = σ(f)·cell + σ(i)·tanh(g)`, `[n, c, h, w]`.
     pub(crate) fn lstm_cell<B: Backend>(
@@ -184,6 +250,39 @@ pub fn conv2d<B: MgBackend>(
         bias.map(|b| b.into_primitive().tensor()),
         options,
     )))
+}
+
+/// [`MgBackend::mg_upsample`] on tensors: nearest upsampling by `factors = [fh, fw]`.
+///
+/// # Shapes
+/// - `x`: `[n, c, h, w]`
+/// - returns `[n, c, fh·h, fw·w]`
+///
+/// # Panics
+/// If a factor is 0.
+pub fn upsample<B: MgBackend>(x: Tensor<B, 4>, factors: [usize; 2]) -> Tensor<B, 4> {
+    assert!(
+        factors.iter().all(|&f| f > 0),
+        "upsample: factors {factors:?} must be at least 1"
+    );
+    float(B::mg_upsample(x.into_primitive().tensor(), factors))
+}
+
+/// [`MgBackend::mg_maxpool`] on tensors: max-pooling over `factors = [fh, fw]` blocks.
+///
+/// # Shapes
+/// - `x`: `[n, c, h, w]`, `h` and `w` multiples of the factors
+/// - returns `[n, c, h/fh, w/fw]`
+///
+/// # Panics
+/// If a factor is 0 or does not divide its side.
+pub fn maxpool<B: MgBackend>(x: Tensor<B, 4>, factors: [usize; 2]) -> Tensor<B, 4> {
+    let [_, _, h, w] = x.dims();
+    assert!(
+        factors[0] > 0 && factors[1] > 0 && h % factors[0] == 0 && w % factors[1] == 0,
+        "maxpool: factors {factors:?} must be at least 1 and divide the grid {h}×{w}"
+    );
+    float(B::mg_maxpool(x.into_primitive().tensor(), factors))
 }
 
 /// [`MgBackend::lstm_cell`] on tensors: `σ(f)·cell + σ(i)·tanh(g)`.

@@ -4,7 +4,6 @@
 
 use burn::backend::{Autodiff, Flex};
 use burn::tensor::activation::relu;
-use burn::tensor::backend::Backend;
 use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Tensor, TensorData};
@@ -20,7 +19,7 @@ fn values(n: usize, seed: u64) -> Vec<f32> {
 }
 
 /// Gradients of `Σ conv2d(x, w, b) ⊙ r` w.r.t. x, w and b, as f32 vectors.
-fn conv_grads<B: Backend>(
+fn conv_grads<B: mg_layers::MgBackend>(
     x: [usize; 4],
     w: [usize; 4],
     padding: usize,

@@ -1,7 +1,8 @@
 //! `MgBackend`, the backend extension: on the test backend its ops against burn's own
-//! (`Backend::conv2d` and its backward halves, the LSTM update written with tensor ops), on
-//! odd shapes, and its autodiff nodes against finite differences. On Flex this checks the
-//! project's CPU kernels; on a GPU backend, the autodiff nodes over burn's ops.
+//! (`Backend::conv2d` and its backward halves, the LSTM update written with tensor ops, the
+//! resampling as burn's reshape and pooling), on odd shapes, and its autodiff nodes against
+//! finite differences. On Flex this checks the project's CPU kernels; on a GPU backend, the
+//! autodiff nodes over burn's ops.
 
 use burn::tensor::activation::sigmoid;
 use burn::tensor::backend::Backend;
@@ -292,6 +293,83 @@ fn conv2d_gradients_match_finite_differences() {
                     (numeric - analytic[p][i]).abs() <= 1e-7 * numeric.abs().max(1.0),
                     "case {k} {name}[{i}]: analytic {} vs numeric {numeric}",
                     analytic[p][i]
+                );
+            }
+        }
+    }
+}
+
+/// Upsampling and max-pooling through their autodiff nodes: forward against burn's ops, and
+/// the gradients of `Σ op(x) ⊙ R` against central differences in f64 (distinct values, so no
+/// ties in the pooling), on odd shapes and factors.
+#[test]
+fn resampling_ops_match_burn_and_finite_differences() {
+    use burn::tensor::module::max_pool2d;
+    use mg_layers::backend::{maxpool, upsample};
+    device();
+    let cases = [
+        ([2, 3, 1, 3], [2, 2]),
+        ([1, 2, 3, 1], [1, 3]),
+        ([2, 2, 4, 6], [2, 2]),
+        ([1, 1, 2, 6], [1, 2]),
+    ];
+    for (k, (shape, f)) in cases.into_iter().enumerate() {
+        let [n, c, h, w] = shape;
+        let x0 = crate::values(n * c * h * w, 300 + k as u64);
+        let x = Tensor::<B, 4>::from_data(TensorData::new(x0.clone(), shape), &device());
+        let up = upsample(x.clone(), f);
+        let want = x
+            .clone()
+            .reshape([n, c, h, 1, w, 1])
+            .expand([n, c, h, f[0], w, f[1]])
+            .reshape([n, c, h * f[0], w * f[1]]);
+        assert!(rel_diff(up, want) <= tol(), "upsample case {k}");
+        let pooled = (h % f[0] == 0 && w % f[1] == 0).then(|| {
+            let got = maxpool(x.clone(), f);
+            let want = max_pool2d(x.clone(), f, f, [0, 0], [1, 1], false);
+            assert!(rel_diff(got, want) <= tol(), "maxpool case {k}");
+        });
+        if !f64_supported() {
+            continue;
+        }
+        for pool in [false, true]
+            .into_iter()
+            .filter(|&p| !p || pooled.is_some())
+        {
+            let out = match pool {
+                false => [n, c, h * f[0], w * f[1]],
+                true => [n, c, h / f[0], w / f[1]],
+            };
+            let r = random(out, 400 + k as u64);
+            let loss = |x: Vec<f64>| {
+                let x =
+                    Tensor::<AB, 4>::from_data(TensorData::new(x, shape), &device()).require_grad();
+                let y = match pool {
+                    false => upsample(x.clone(), f),
+                    true => maxpool(x.clone(), f),
+                };
+                let l = (y * r.clone()).sum();
+                let value = l
+                    .clone()
+                    .into_data()
+                    .convert::<f64>()
+                    .to_vec::<f64>()
+                    .unwrap()[0];
+                let grad = x.grad(&l.backward()).unwrap().into_data();
+                (value, grad.convert::<f64>().to_vec::<f64>().unwrap())
+            };
+            let (_, analytic) = loss(x0.clone());
+            for i in 0..x0.len() {
+                let at = |delta: f64| {
+                    let mut x = x0.clone();
+                    x[i] += delta;
+                    loss(x).0
+                };
+                let numeric = (at(1e-6) - at(-1e-6)) / 2e-6;
+                assert!(
+                    (numeric - analytic[i]).abs() <= 1e-7 * numeric.abs().max(1.0),
+                    "case {k}, pooling {pool}, x[{i}]: analytic {} vs numeric {numeric}",
+                    analytic[i]
                 );
             }
         }
