@@ -555,16 +555,8 @@ impl MgBackend for Flex {
 
     fn mg_maxpool_backward(x: FlexTensor, grad: FlexTensor, factors: [usize; 2]) -> FlexTensor {
         let (x, grad) = (x.to_contiguous(), grad.to_contiguous());
-        by_dtype!(x.dtype(), E => maxpool::<E>(&x, Some(&grad), factors)).unwrap_or_else(|| {
-            let (kernel, padding, dilation) = (factors, [0, 0], [1, 1]);
-            let indices =
-                Flex::max_pool2d_with_indices(x.clone(), kernel, kernel, padding, dilation, false)
-                    .indices;
-            Flex::max_pool2d_with_indices_backward(
-                x, kernel, kernel, padding, dilation, false, grad, indices,
-            )
-            .x_grad
-        })
+        by_dtype!(x.dtype(), E => maxpool::<E>(&x, Some(&grad), factors))
+            .unwrap_or_else(|| defaults::maxpool_backward::<Flex>(x, grad, factors))
     }
 
     fn lstm_cell(gates: FlexTensor, cell: FlexTensor) -> FlexTensor {
@@ -729,13 +721,7 @@ mod tests {
             );
             let g = random(pooled.shape().dims(), 7);
             let d = Flex::mg_maxpool_backward(x.clone(), g.clone(), factors);
-            let indices =
-                Flex::max_pool2d_with_indices(x.clone(), kernel, kernel, padding, dilation, false)
-                    .indices;
-            let d_burn = Flex::max_pool2d_with_indices_backward(
-                x, kernel, kernel, padding, dilation, false, g, indices,
-            )
-            .x_grad;
+            let d_burn = defaults::maxpool_backward::<Flex>(x, g, factors);
             assert_eq!(max_diff(d, d_burn), 0.0, "maxpool backward {shape:?}");
         }
     }

@@ -83,14 +83,7 @@ pub trait MgBackend: Backend {
         grad: FloatTensor<Self>,
         factors: [usize; 2],
     ) -> FloatTensor<Self> {
-        let (kernel, padding, dilation) = (factors, [0, 0], [1, 1]);
-        let indices =
-            Self::max_pool2d_with_indices(x.clone(), kernel, kernel, padding, dilation, false)
-                .indices;
-        Self::max_pool2d_with_indices_backward(
-            x, kernel, kernel, padding, dilation, false, grad, indices,
-        )
-        .x_grad
+        defaults::maxpool_backward::<Self>(x, grad, factors)
     }
 
     /// The new cell state `c = σ(f)·cell + σ(i)·tanh(g)`, `[n, c, h, w]`.
@@ -130,6 +123,21 @@ pub(crate) mod defaults {
     use burn::tensor::activation::sigmoid;
     use burn::tensor::ops::FloatTensor;
     use burn::tensor::{Tensor, backend::Backend};
+
+    /// The gradient of block max-pooling through burn's pooling with indices.
+    pub(crate) fn maxpool_backward<B: Backend>(
+        x: FloatTensor<B>,
+        grad: FloatTensor<B>,
+        factors: [usize; 2],
+    ) -> FloatTensor<B> {
+        let (kernel, padding, dilation) = (factors, [0, 0], [1, 1]);
+        let indices =
+            B::max_pool2d_with_indices(x.clone(), kernel, kernel, padding, dilation, false).indices;
+        B::max_pool2d_with_indices_backward(
+            x, kernel, kernel, padding, dilation, false, grad, indices,
+        )
+        .x_grad
+    }
 
     /// Nearest upsampling: `[n, c, h, w]` to `[n, c, fh·h, fw·w]` by a broadcast.
     pub(crate) fn upsample<B: Backend>(x: FloatTensor<B>, [fh, fw]: [usize; 2]) -> FloatTensor<B> {
