@@ -33,19 +33,24 @@ const PARALLEL_WORK: usize = 1 << 21;
 fn pool() -> &'static rayon::ThreadPool {
     static POOL: std::sync::OnceLock<rayon::ThreadPool> = std::sync::OnceLock::new();
     POOL.get_or_init(|| {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         rayon::ThreadPoolBuilder::new()
-            .num_threads(cores.saturating_sub(1).max(1))
+            .num_threads(cores().saturating_sub(1).max(1))
             .thread_name(|i| format!("mg-kernels-{i}"))
             .build()
             .expect("a thread pool")
     })
 }
 
+/// The machine's cores, read once (`available_parallelism` reads cgroup files on Linux,
+/// which cost more than a small op).
+fn cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
 /// Threads an op can use: the pool's and the caller's.
 fn threads() -> usize {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if cores > 1 {
+    if cores() > 1 {
         pool().current_num_threads() + 1
     } else {
         1
