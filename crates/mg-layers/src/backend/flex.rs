@@ -94,13 +94,17 @@ fn map_items<I: Send, T: Send>(items: Vec<I>, parallel: bool, f: impl Fn(I) -> T
         .collect()
 }
 
-/// Stride 1, no dilation, one group, padding no larger than the kernel allows: the cases the
-/// kernels handle; anything else goes to Flex's own ops.
-fn fast_conv(weight: &FlexTensor, options: &ConvOptions<2>) -> Option<[usize; 4]> {
+/// Stride 1, no dilation, one group, padding no larger than the kernel allows and a kernel
+/// that fits the padded input: the cases the kernels handle; anything else goes to Flex's own
+/// ops.
+fn fast_conv(x: &FlexTensor, weight: &FlexTensor, options: &ConvOptions<2>) -> Option<[usize; 4]> {
     let dims: [usize; 4] = weight.shape().dims();
     let [_, _, kh, kw] = dims;
+    let [_, _, h, w] = x.shape().dims::<4>();
+    let [ph, pw] = options.padding;
     let plain = options.stride == [1, 1] && options.dilation == [1, 1] && options.groups == 1;
-    let padding_ok = options.padding[0] < kh && options.padding[1] < kw;
+    // The kernel fits the padded input (the output has a size); burn reports the rest.
+    let padding_ok = ph < kh && pw < kw && h + 2 * ph + 1 >= kh && w + 2 * pw + 1 >= kw;
     let dtype_ok = matches!(weight.dtype(), DType::F32 | DType::F64);
     (cpu_kernels_enabled() && plain && padding_ok && dtype_ok).then_some(dims)
 }
@@ -397,6 +401,22 @@ fn per_image_backward<E: Element + Real + bytemuck::Pod>(
     (tensor(d_gates, gates.shape()), tensor(d_cell, shape))
 }
 
+/// Runs `body(first_plane, out)` over groups of whole planes of `out` (`out_plane` values
+/// each), split over the threads when `work` values per plane make it worth it.
+fn over_planes<E: Send>(
+    out: &mut [E],
+    planes: usize,
+    out_plane: usize,
+    work: usize,
+    body: impl Fn(usize, &mut [E]) + Sync,
+) {
+    let group = image_groups(planes, work);
+    let chunks = out.chunks_mut((group * out_plane).max(1)).enumerate();
+    map_items(chunks.collect(), group < planes, |(k, out)| {
+        body(k * group, out)
+    });
+}
+
 /// [`kernels::upsample`] (or its backward, from `[n, c, fh·h, fw·w]`) over the planes of `x`.
 fn upsample<E: Element + Real + bytemuck::Pod>(
     x: &FlexTensor,
@@ -404,32 +424,25 @@ fn upsample<E: Element + Real + bytemuck::Pod>(
     backward: bool,
 ) -> FlexTensor {
     let [n, c, h, w] = x.shape().dims::<4>();
-    let (out, small, large) = match backward {
-        false => ([n, c, h * fh, w * fw], [h, w], [h * fh, w * fw]),
-        true => ([n, c, h / fh, w / fw], [h / fh, w / fw], [h, w]),
+    let (small, large) = match backward {
+        false => ([h, w], [h * fh, w * fw]),
+        true => ([h / fh, w / fw], [h, w]),
     };
-    let mut values = vec![E::ZERO; out.iter().product()];
-    let (planes, inner) = (n * c, large[0] * large[1]);
-    let group = image_groups(planes, inner);
+    let (small_plane, large_plane) = (small[0] * small[1], large[0] * large[1]);
+    let (x_plane, out_plane, out) = match backward {
+        false => (small_plane, large_plane, large),
+        true => (large_plane, small_plane, small),
+    };
+    let mut values = vec![E::ZERO; n * c * out_plane];
     let xs = slice::<E>(x);
-    let (x_plane, out_plane) = match backward {
-        false => (small[0] * small[1], inner),
-        true => (inner, small[0] * small[1]),
-    };
-    let body = |(k, out): (usize, &mut [E])| {
-        let x = &xs[k * group * x_plane..][..out.len() / out_plane.max(1) * x_plane];
+    over_planes(&mut values, n * c, out_plane, large_plane, |first, out| {
+        let x = &xs[first * x_plane..][..out.len() / out_plane.max(1) * x_plane];
         match backward {
             false => kernels::upsample(x, small, [fh, fw], out),
             true => kernels::upsample_backward(x, small, [fh, fw], out),
         }
-    };
-    let size = (group * out_plane).max(1);
-    map_items(
-        values.chunks_mut(size).enumerate().collect(),
-        group < planes,
-        body,
-    );
-    tensor(values, out)
+    });
+    tensor(values, [n, c, out[0], out[1]])
 }
 
 /// [`kernels::maxpool`] over the planes of `x`, or with `grad` its backward.
@@ -439,33 +452,23 @@ fn maxpool<E: Element + Real + bytemuck::Pod>(
     [fh, fw]: [usize; 2],
 ) -> FlexTensor {
     let [n, c, h, w] = x.shape().dims::<4>();
-    let (planes, small) = (n * c, (h / fh) * (w / fw));
-    let shape = match grad {
-        None => [n, c, h / fh, w / fw],
-        Some(_) => [n, c, h, w],
-    };
-    let out_plane = shape[2] * shape[3];
-    let mut values = vec![E::ZERO; shape.iter().product()];
-    let group = image_groups(planes, h * w);
+    let pooled = [h / fh, w / fw];
+    let out = if grad.is_some() { [h, w] } else { pooled };
+    let (x_plane, small, out_plane) = (h * w, pooled[0] * pooled[1], out[0] * out[1]);
+    let mut values = vec![E::ZERO; n * c * out_plane];
     let (xs, gs) = (slice::<E>(x), grad.map(slice::<E>));
-    let body = |(k, out): (usize, &mut [E])| {
+    over_planes(&mut values, n * c, out_plane, x_plane, |first, out| {
         let count = out.len() / out_plane.max(1);
-        let x = &xs[k * group * h * w..][..count * h * w];
+        let x = &xs[first * x_plane..][..count * x_plane];
         match gs {
             None => kernels::maxpool(x, [h, w], [fh, fw], out),
             Some(g) => {
-                let g = &g[k * group * small..][..count * small];
+                let g = &g[first * small..][..count * small];
                 kernels::maxpool_backward(x, g, [h, w], [fh, fw], out)
             }
         }
-    };
-    let size = (group * out_plane).max(1);
-    map_items(
-        values.chunks_mut(size).enumerate().collect(),
-        group < planes,
-        body,
-    );
-    tensor(values, shape)
+    });
+    tensor(values, [n, c, out[0], out[1]])
 }
 
 /// Dispatches on the float type: `Some` for f32 and f64, `None` (use the defaults) otherwise
@@ -498,7 +501,7 @@ impl MgBackend for Flex {
         bias: Option<FlexTensor>,
         options: ConvOptions<2>,
     ) -> FlexTensor {
-        let plan = fast_conv(&weight, &options)
+        let plan = fast_conv(&x, &weight, &options)
             .map(|dims| Plan::new(x.shape().dims(), dims, options.padding, CHUNK_ELEMS))
             .filter(|plan| plan.parallel);
         let Some(plan) = plan else {
@@ -516,7 +519,7 @@ impl MgBackend for Flex {
         output_grad: FlexTensor,
         options: ConvOptions<2>,
     ) -> FlexTensor {
-        let Some(dims) = fast_conv(&weight, &options) else {
+        let Some(dims) = fast_conv(&x, &weight, &options) else {
             return Flex::conv2d_x_backward(x, weight, output_grad, options);
         };
         let plan = Plan::new(x.shape().dims(), dims, options.padding, CHUNK_ELEMS);
@@ -531,7 +534,7 @@ impl MgBackend for Flex {
         output_grad: FlexTensor,
         options: ConvOptions<2>,
     ) -> FlexTensor {
-        let Some(dims) = fast_conv(&weight, &options) else {
+        let Some(dims) = fast_conv(&x, &weight, &options) else {
             return Flex::conv2d_weight_backward(x, weight, output_grad, options);
         };
         let plan = Plan::new(x.shape().dims(), dims, options.padding, CHUNK_ELEMS);
@@ -555,7 +558,7 @@ impl MgBackend for Flex {
     fn mg_maxpool(x: FlexTensor, factors: [usize; 2]) -> FlexTensor {
         let x = x.to_contiguous();
         by_dtype!(x.dtype(), E => maxpool::<E>(&x, None, factors))
-            .unwrap_or_else(|| Flex::max_pool2d(x, factors, factors, [0, 0], [1, 1], false))
+            .unwrap_or_else(|| defaults::maxpool::<Flex>(x, factors))
     }
 
     fn mg_maxpool_backward(x: FlexTensor, grad: FlexTensor, factors: [usize; 2]) -> FlexTensor {
@@ -717,8 +720,7 @@ mod tests {
             assert!(max_diff(d, d_burn) < 1e-12, "upsample backward {shape:?}");
 
             let pooled = Flex::mg_maxpool(x.clone(), factors);
-            let (kernel, padding, dilation) = (factors, [0, 0], [1, 1]);
-            let pooled_burn = Flex::max_pool2d(x.clone(), kernel, kernel, padding, dilation, false);
+            let pooled_burn = defaults::maxpool::<Flex>(x.clone(), factors);
             assert_eq!(
                 max_diff(pooled.clone(), pooled_burn),
                 0.0,

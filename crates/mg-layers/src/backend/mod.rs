@@ -73,7 +73,7 @@ pub trait MgBackend: Backend {
     /// Max-pooling over non-overlapping `factors = [fh, fw]` blocks (stride = kernel, no
     /// padding): `[n, c, h, w]` to `[n, c, h/fh, w/fw]`.
     fn mg_maxpool(x: FloatTensor<Self>, factors: [usize; 2]) -> FloatTensor<Self> {
-        Self::max_pool2d(x, factors, factors, [0, 0], [1, 1], false)
+        defaults::maxpool::<Self>(x, factors)
     }
 
     /// The gradient of [`Self::mg_maxpool`]: each entry of `grad` goes to the first maximum
@@ -123,6 +123,11 @@ pub(crate) mod defaults {
     use burn::tensor::activation::sigmoid;
     use burn::tensor::ops::FloatTensor;
     use burn::tensor::{Tensor, backend::Backend};
+
+    /// Block max-pooling through burn's pooling (stride = kernel, no padding).
+    pub(crate) fn maxpool<B: Backend>(x: FloatTensor<B>, factors: [usize; 2]) -> FloatTensor<B> {
+        B::max_pool2d(x, factors, factors, [0, 0], [1, 1], false)
+    }
 
     /// The gradient of block max-pooling through burn's pooling with indices.
     pub(crate) fn maxpool_backward<B: Backend>(
