@@ -4,7 +4,7 @@
 //!
 //! Convolutions (stride 1, no dilation, one group) unfold in chunks of images (at most
 //! [`CHUNK_ELEMS`] values, at least one chunk per thread when the work is large) and run one
-//! gemm per chunk (Flex's matmul, the `gemm` crate):
+//! gemm per chunk (the `gemm` crate on the kernels' own buffers, `matmul.rs`):
 //! - forward: `[c_out, c_in·kh·kw] × [c_in·kh·kw, pixels]`, only where the work is split over
 //!   the threads; smaller ones run Flex's own (single-threaded) convolution, measured the
 //!   faster on the quick model's shapes;
@@ -15,10 +15,11 @@
 
 use burn::backend::Flex;
 use burn::backend::flex::FlexTensor;
-use burn::tensor::ops::{ConvOptions, FloatTensorOps, ModuleOps};
+use burn::tensor::ops::{ConvOptions, ModuleOps};
 use burn::tensor::{DType, Element, Shape, TensorData, TensorMetadata};
 
 use super::kernels::{self, ConvShape, Real};
+use super::matmul::{self, View, ViewMut};
 use super::{MgBackend, cpu_kernels_enabled, defaults};
 
 /// Largest unfolded chunk of the weight gradient, in values (16 MiB of f32).
@@ -188,11 +189,6 @@ impl Plan {
             call,
         );
     }
-
-    /// `[c_out, c_in·kh·kw]`: the kernel as a matrix.
-    fn kernel_matrix(&self, weight: &FlexTensor) -> FlexTensor {
-        Flex::float_reshape(weight.clone(), Shape::new([self.c_out, self.s.taps()]))
-    }
 }
 
 /// Unfolded values per tile of the forward convolution (256 KiB of f32: the tile stays in
@@ -215,11 +211,9 @@ fn conv_forward<E: Element + Real + bytemuck::Pod>(
     let s = plan.s;
     let xs = slice::<E>(x);
     let bias = bias.map(slice::<E>);
-    let w = plan.kernel_matrix(weight);
+    let w = View::rows(slice::<E>(weight), plan.c_out, s.taps());
     let (c_in_size, pixels, c_out) = (s.c_in * s.h * s.w, s.pixels(), plan.c_out);
     let per_tile = TILE_ELEMS / s.taps().max(1);
-    let gemm =
-        |cols: Vec<E>, width: usize| Flex::float_matmul(w.clone(), tensor(cols, [s.taps(), width]));
     let add_bias = |out: &mut [E]| {
         if let Some(bias) = bias {
             for (k, plane) in out.chunks_mut(pixels.max(1)).enumerate() {
@@ -232,33 +226,41 @@ fn conv_forward<E: Element + Real + bytemuck::Pod>(
     plan.run(&mut out, c_out * pixels, |first, images, out| {
         if pixels < MIN_TILE {
             let group = (per_tile / pixels.max(1)).clamp(1, images.max(1));
+            let mut cols = vec![E::ZERO; s.taps() * group * pixels];
+            let mut y = vec![E::ZERO; c_out * group * pixels];
             for (k, out) in out.chunks_mut(group * c_out * pixels).enumerate() {
                 let images = out.len() / (c_out * pixels).max(1);
+                let width = images * pixels;
                 let x = &xs[(first + k * group) * c_in_size..][..images * c_in_size];
-                let mut cols = vec![E::ZERO; s.taps() * images * pixels];
-                kernels::unfold(x, images, s, &mut cols);
-                let y = gemm(cols, images * pixels);
+                let (cols, y) = (&mut cols[..s.taps() * width], &mut y[..c_out * width]);
+                kernels::unfold(x, images, s, cols);
+                let cols = View::rows(&*cols, s.taps(), width);
+                matmul::gemm(ViewMut::rows(y, c_out, width), w, cols, false);
                 // `[c_out, images, pixels]` to `[images, c_out, pixels]`: the transpose of the
                 // two outer dimensions that `channels_first` does the other way round.
-                kernels::channels_first(slice::<E>(&y), c_out, images, pixels, out);
+                kernels::channels_first(y, c_out, images, pixels, out);
                 add_bias(out);
             }
             return;
         }
         let rows = (per_tile / s.wo).max(MIN_TILE.div_ceil(s.wo)).min(s.ho);
+        let mut cols = vec![E::ZERO; s.taps() * rows * s.wo];
         for (image, out) in out.chunks_mut(c_out * pixels).enumerate().take(images) {
             let x = &xs[(first + image) * c_in_size..][..c_in_size];
             for y0 in (0..s.ho).step_by(rows) {
                 let tile = y0..(y0 + rows).min(s.ho);
                 let width = tile.len() * s.wo;
-                let mut cols = vec![E::ZERO; s.taps() * width];
-                kernels::unfold_rows(x, s, tile, &mut cols, width, 0);
-                let y = gemm(cols, width);
-                let y = slice::<E>(&y);
-                for co in 0..c_out {
-                    let dst = &mut out[co * pixels + y0 * s.wo..][..width];
-                    dst.copy_from_slice(&y[co * width..][..width]);
-                }
+                let cols = &mut cols[..s.taps() * width];
+                kernels::unfold_rows(x, s, tile, cols, width, 0);
+                // Straight into the output: row `co` of the tile is `out[co, y0.., ..]`.
+                let dst = ViewMut {
+                    data: &mut *out,
+                    offset: y0 * s.wo,
+                    rows: c_out,
+                    cols: width,
+                    row_stride: pixels,
+                };
+                matmul::gemm(dst, w, View::rows(&*cols, s.taps(), width), false);
             }
             add_bias(out);
         }
@@ -274,11 +276,13 @@ fn conv_x_backward<E: Element + Real + bytemuck::Pod>(
 ) -> FlexTensor {
     let s = plan.s;
     let gs = slice::<E>(grad);
-    let w_t = Flex::float_swap_dims(plan.kernel_matrix(weight), 0, 1);
+    // `[taps, c_out]`: the kernel matrix transposed, read in place.
+    let w_t = View::rows(slice::<E>(weight), plan.c_out, s.taps()).t();
     let (c_in_size, pixels, c_out) = (s.c_in * s.h * s.w, s.pixels(), plan.c_out);
     let mut dx = vec![E::ZERO; plan.n * c_in_size];
     plan.run(&mut dx, c_in_size, |first, images, dx| {
-        let mut g = vec![E::ZERO; c_out * images * pixels];
+        let width = images * pixels;
+        let mut g = vec![E::ZERO; c_out * width];
         kernels::channels_first(
             &gs[first * c_out * pixels..][..images * c_out * pixels],
             images,
@@ -286,8 +290,10 @@ fn conv_x_backward<E: Element + Real + bytemuck::Pod>(
             pixels,
             &mut g,
         );
-        let cols = Flex::float_matmul(w_t.clone(), tensor(g, [c_out, images * pixels]));
-        kernels::fold(slice::<E>(&cols), images, s, dx);
+        let mut cols = vec![E::ZERO; s.taps() * width];
+        let dst = ViewMut::rows(&mut cols, s.taps(), width);
+        matmul::gemm(dst, w_t, View::rows(&g, c_out, width), false);
+        kernels::fold(&cols, images, s, dx);
     });
     tensor(dx, [plan.n, s.c_in, s.h, s.w])
 }
@@ -302,17 +308,19 @@ fn conv_weight_backward<E: Element + Real + bytemuck::Pod>(
     let s = plan.s;
     let (xs, gs) = (slice::<E>(x), slice::<E>(grad));
     let (c_in_size, pixels, c_out) = (s.c_in * s.h * s.w, s.pixels(), plan.c_out);
-    let chunk_grad = |k: usize| -> FlexTensor {
+    let taps = s.taps();
+    let chunk_grad = |k: usize| -> Vec<E> {
         let first = k * plan.images;
         let images = plan.images.min(plan.n - first);
-        let mut cols = vec![E::ZERO; s.taps() * images * pixels];
+        let width = images * pixels;
+        let mut cols = vec![E::ZERO; taps * width];
         kernels::unfold(
             &xs[first * c_in_size..][..images * c_in_size],
             images,
             s,
             &mut cols,
         );
-        let mut g = vec![E::ZERO; c_out * images * pixels];
+        let mut g = vec![E::ZERO; c_out * width];
         kernels::channels_first(
             &gs[first * c_out * pixels..][..images * c_out * pixels],
             images,
@@ -320,14 +328,23 @@ fn conv_weight_backward<E: Element + Real + bytemuck::Pod>(
             pixels,
             &mut g,
         );
-        let cols = Flex::float_swap_dims(tensor(cols, [s.taps(), images * pixels]), 0, 1);
-        Flex::float_matmul(tensor(g, [c_out, images * pixels]), cols)
+        // `[c_out, width] × [width, taps]`, the unfolded chunk transposed in place.
+        let mut dw = vec![E::ZERO; c_out * taps];
+        let (lhs, rhs) = (
+            View::rows(&g, c_out, width),
+            View::rows(&cols, taps, width).t(),
+        );
+        matmul::gemm(ViewMut::rows(&mut dw, c_out, taps), lhs, rhs, false);
+        dw
     };
     let chunks = plan.n.div_ceil(plan.images);
     let sum = map_items((0..chunks).collect(), plan.parallel, chunk_grad)
         .into_iter()
-        .reduce(Flex::float_add);
-    Flex::float_reshape(sum.expect("at least one image"), Shape::new(weight))
+        .reduce(|mut sum, dw| {
+            sum.iter_mut().zip(dw).for_each(|(s, d)| *s = *s + d);
+            sum
+        });
+    tensor(sum.expect("at least one image"), weight)
 }
 
 /// Images per group when an elementwise op of `n` images of `per_image` values is split over
@@ -663,6 +680,7 @@ fn update_backward(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use burn::tensor::ops::FloatTensorOps;
     use burn::tensor::{Tensor, TensorPrimitive};
 
     fn random(shape: [usize; 4], seed: u64) -> FlexTensor {

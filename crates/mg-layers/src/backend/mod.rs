@@ -17,6 +17,8 @@ mod autodiff;
 mod flex;
 #[cfg(feature = "flex")]
 mod kernels;
+#[cfg(feature = "flex")]
+mod matmul;
 
 use burn::backend::Autodiff;
 use burn::tensor::ops::{ConvOptions, FloatTensor};
