@@ -235,7 +235,7 @@ fn conv_forward<E: Element + Real + bytemuck::Pod>(
                 let (cols, y) = (&mut cols[..s.taps() * width], &mut y[..c_out * width]);
                 kernels::unfold(x, images, s, cols);
                 let cols = View::rows(&*cols, s.taps(), width);
-                matmul::gemm(ViewMut::rows(y, c_out, width), w, cols, false);
+                matmul::gemm(ViewMut::rows(y, c_out, width), w, cols);
                 // `[c_out, images, pixels]` to `[images, c_out, pixels]`: the transpose of the
                 // two outer dimensions that `channels_first` does the other way round.
                 kernels::channels_first(y, c_out, images, pixels, out);
@@ -260,7 +260,7 @@ fn conv_forward<E: Element + Real + bytemuck::Pod>(
                     cols: width,
                     row_stride: pixels,
                 };
-                matmul::gemm(dst, w, View::rows(&*cols, s.taps(), width), false);
+                matmul::gemm(dst, w, View::rows(&*cols, s.taps(), width));
             }
             add_bias(out);
         }
@@ -292,7 +292,7 @@ fn conv_x_backward<E: Element + Real + bytemuck::Pod>(
         );
         let mut cols = vec![E::ZERO; s.taps() * width];
         let dst = ViewMut::rows(&mut cols, s.taps(), width);
-        matmul::gemm(dst, w_t, View::rows(&g, c_out, width), false);
+        matmul::gemm(dst, w_t, View::rows(&g, c_out, width));
         kernels::fold(&cols, images, s, dx);
     });
     tensor(dx, [plan.n, s.c_in, s.h, s.w])
@@ -334,7 +334,7 @@ fn conv_weight_backward<E: Element + Real + bytemuck::Pod>(
             View::rows(&g, c_out, width),
             View::rows(&cols, taps, width).t(),
         );
-        matmul::gemm(ViewMut::rows(&mut dw, c_out, taps), lhs, rhs, false);
+        matmul::gemm(ViewMut::rows(&mut dw, c_out, taps), lhs, rhs);
         dw
     };
     let chunks = plan.n.div_ceil(plan.images);

@@ -1,13 +1,14 @@
 //! Matrix products on slices through the `gemm` crate: the one module of the workspace with
 //! `unsafe` code.
 //!
-//! Flex's matmul allocates every product as a byte vector and then copies it into an aligned
-//! allocation (`FlexTensor::empty`), about an eighth of the quick model's training time; here
-//! the kernels multiply into buffers they own, or straight into their output.
+//! Flex's matmul allocates every product as a zeroed byte vector and then copies it into an
+//! aligned allocation (`FlexTensor::empty`, as for every Flex op output); here the kernels
+//! multiply into buffers they own, or straight into their output.
 //!
 //! Invariants that make the `gemm::gemm` call sound, checked before it on every call:
 //! - every element a [`View`] or [`ViewMut`] addresses lies inside its slice (strides are
-//!   non-negative and the last element's offset is below the slice's length);
+//!   unsigned and the last element's offset, computed without overflow, is below the slice's
+//!   length);
 //! - the destination's elements are distinct (unit column stride, row stride at least the
 //!   column count) and it cannot alias the operands (it is borrowed mutably, they shared);
 //! - the element type is `f32` or `f64` (the [`Real`] types), which `gemm` dispatches on.
@@ -52,10 +53,12 @@ impl<'a, T> View<'a, T> {
     }
 
     fn fits(&self) -> bool {
-        self.rows == 0
-            || self.cols == 0
-            || self.offset + (self.rows - 1) * self.row_stride + (self.cols - 1) * self.col_stride
-                < self.data.len()
+        fits(
+            self.data.len(),
+            self.offset,
+            [self.rows, self.cols],
+            [self.row_stride, self.col_stride],
+        )
     }
 }
 
@@ -82,25 +85,32 @@ impl<'a, T> ViewMut<'a, T> {
     }
 
     fn fits(&self) -> bool {
-        self.rows == 0
-            || self.cols == 0
-            || (self.row_stride >= self.cols
-                && self.offset + (self.rows - 1) * self.row_stride + self.cols - 1
-                    < self.data.len())
+        let shape = [self.rows, self.cols];
+        self.row_stride >= self.cols
+            && fits(self.data.len(), self.offset, shape, [self.row_stride, 1])
     }
 }
 
-/// `dst = lhs × rhs`, or `dst += lhs × rhs` with `accumulate`, on the calling thread.
+/// Whether every element of a `[rows, cols]` matrix at `offset` with `strides` (rows, columns)
+/// lies below `len`; an offset that overflows does not fit.
+fn fits(len: usize, offset: usize, [rows, cols]: [usize; 2], [rs, cs]: [usize; 2]) -> bool {
+    if rows == 0 || cols == 0 {
+        return true;
+    }
+    let last = (rows - 1)
+        .checked_mul(rs)
+        .zip((cols - 1).checked_mul(cs))
+        .and_then(|(r, c)| r.checked_add(c))
+        .and_then(|rc| rc.checked_add(offset));
+    last.is_some_and(|last| last < len)
+}
+
+/// `dst = lhs × rhs` on the calling thread.
 ///
 /// # Panics
 /// If the shapes do not chain (`lhs [m, k]`, `rhs [k, n]`, `dst [m, n]`) or a view reaches
 /// outside its slice.
-pub(crate) fn gemm<T: Real>(
-    dst: ViewMut<'_, T>,
-    lhs: View<'_, T>,
-    rhs: View<'_, T>,
-    accumulate: bool,
-) {
+pub(crate) fn gemm<T: Real>(dst: ViewMut<'_, T>, lhs: View<'_, T>, rhs: View<'_, T>) {
     let (m, n, k) = (dst.rows, dst.cols, lhs.cols);
     assert!(
         lhs.rows == m && rhs.rows == k && rhs.cols == n,
@@ -118,17 +128,15 @@ pub(crate) fn gemm<T: Real>(
         return;
     }
     if k == 0 {
-        if !accumulate {
-            for i in 0..m {
-                dst.data[dst.offset + i * dst.row_stride..][..n].fill(T::ZERO);
-            }
+        for i in 0..m {
+            dst.data[dst.offset + i * dst.row_stride..][..n].fill(T::ZERO);
         }
         return;
     }
     let stride = |s: usize| isize::try_from(s).expect("a stride that fits isize");
     // SAFETY: the views were checked above: every addressed element is inside its slice,
     // the destination's elements are distinct and borrowed exclusively, and T is f32 or f64.
-    // With `read_dst` false gemm never reads the destination (alpha is ignored).
+    // With `read_dst` false gemm only writes the destination (alpha is ignored).
     unsafe {
         gemm::gemm(
             m,
@@ -137,7 +145,7 @@ pub(crate) fn gemm<T: Real>(
             dst.data.as_mut_ptr().add(dst.offset),
             1,
             stride(dst.row_stride),
-            accumulate,
+            false,
             lhs.data.as_ptr().add(lhs.offset),
             stride(lhs.col_stride),
             stride(lhs.row_stride),
@@ -158,8 +166,8 @@ pub(crate) fn gemm<T: Real>(
 mod tests {
     use super::*;
 
-    /// Against the triple loop: plain, transposed operands, an offset strided destination
-    /// and accumulation, in f64.
+    /// Against the triple loop, in f64: plain, both operands transposed, and into the middle
+    /// of wider rows (the padding between them untouched).
     #[test]
     fn products_match_the_definition() {
         let (m, k, n) = (3, 5, 4);
@@ -171,45 +179,27 @@ mod tests {
             ViewMut::rows(&mut c, m, n),
             View::rows(&a, m, k),
             View::rows(&b, k, n),
-            false,
         );
-        // The same with both operands stored transposed.
         let a_t: Vec<f64> = (0..k * m).map(|v| a[(v % m) * k + v / m]).collect();
         let b_t: Vec<f64> = (0..n * k).map(|v| b[(v % k) * n + v / k]).collect();
         let mut c_t = vec![0.0; m * n];
         let (lhs, rhs) = (View::rows(&a_t, k, m).t(), View::rows(&b_t, n, k).t());
-        gemm(ViewMut::rows(&mut c_t, m, n), lhs, rhs, false);
-        // Into the middle of wider rows, twice with accumulation onto 1.
+        gemm(ViewMut::rows(&mut c_t, m, n), lhs, rhs);
         let mut wide = vec![1.0; 2 + m * 7];
-        fn dst(data: &mut [f64]) -> ViewMut<'_, f64> {
-            let (rows, cols) = (3, 4);
-            ViewMut {
-                data,
-                offset: 2,
-                rows,
-                cols,
-                row_stride: 7,
-            }
-        }
-        gemm(
-            dst(&mut wide),
-            View::rows(&a, m, k),
-            View::rows(&b, k, n),
-            true,
-        );
-        gemm(
-            dst(&mut wide),
-            View::rows(&a, m, k),
-            View::rows(&b, k, n),
-            true,
-        );
+        let dst = ViewMut {
+            data: &mut wide,
+            offset: 2,
+            rows: m,
+            cols: n,
+            row_stride: 7,
+        };
+        gemm(dst, View::rows(&a, m, k), View::rows(&b, k, n));
         for i in 0..m {
             for j in 0..n {
                 assert!((c[i * n + j] - expect(i, j)).abs() < 1e-12);
                 assert!((c_t[i * n + j] - expect(i, j)).abs() < 1e-12);
-                assert!((wide[2 + i * 7 + j] - (1.0 + 2.0 * expect(i, j))).abs() < 1e-12);
+                assert!((wide[2 + i * 7 + j] - expect(i, j)).abs() < 1e-12);
             }
-            // Padding between the rows is untouched.
             assert!(wide[2 + i * 7 + n..2 + i * 7 + 7].iter().all(|&v| v == 1.0));
         }
         // k = 0: the product is zero.
@@ -218,7 +208,6 @@ mod tests {
             ViewMut::rows(&mut z, 2, 2),
             View::rows(&[], 2, 0),
             View::rows(&[], 0, 2),
-            false,
         );
         assert_eq!(z, vec![0.0; 4]);
     }
@@ -232,7 +221,20 @@ mod tests {
             ViewMut::rows(&mut c, 2, 2),
             View::rows(&a, 2, 3),
             View::rows(&a, 3, 2),
-            false,
         );
+    }
+
+    /// An offset whose sum with the strides overflows is outside the slice, not wrapped
+    /// around into it.
+    #[test]
+    #[should_panic(expected = "outside its slice")]
+    fn an_overflowing_offset_panics() {
+        let a = vec![0.0f32; 4];
+        let mut c = vec![0.0f32; 4];
+        let lhs = View {
+            offset: usize::MAX,
+            ..View::rows(&a, 2, 2)
+        };
+        gemm(ViewMut::rows(&mut c, 2, 2), lhs, View::rows(&a, 2, 2));
     }
 }
