@@ -6,7 +6,7 @@ use burn::tensor::activation::sigmoid;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Tensor, backend::Backend};
 
-use crate::backend::{MgBackend, conv2d, lstm_cell, lstm_hidden};
+use crate::backend::{MgBackend, cat_channels, conv2d, lstm_cell, lstm_hidden};
 use crate::geometry::Geometry;
 use crate::init::LstmInit;
 
@@ -160,7 +160,7 @@ impl<B: MgBackend> ConvLstmCell<B> {
     pub fn step(&self, x: Tensor<B, 4>, state: Option<ConvLstmState<B>>) -> ConvLstmState<B> {
         self.check_input(&x);
         let state = state.unwrap_or_else(|| self.zero_state(&x));
-        let input = Tensor::cat(vec![x, state.hidden], 1);
+        let input = cat_channels(vec![x, state.hidden]);
         let gates = conv2d(
             input,
             self.weight.val(),

@@ -2,7 +2,7 @@
 
 use burn::tensor::Tensor;
 
-use crate::backend::{MgBackend, maxpool, upsample};
+use crate::backend::{MgBackend, cat_channels, maxpool, upsample};
 use crate::geometry::{Geometry, LevelSpan};
 
 /// Nearest-neighbour 2× upsampling: `out[y, x] = in[⌊y/2⌋, ⌊x/2⌋]` (width only for 1D).
@@ -63,7 +63,7 @@ pub fn gather<B: MgBackend>(
     match parts.len() {
         0 => panic!("gather: output level {level} has no neighbour in the input levels {span:?}"),
         1 => parts.pop().expect("one part"),
-        _ => Tensor::cat(parts, 1),
+        _ => cat_channels(parts),
     }
 }
 

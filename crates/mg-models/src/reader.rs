@@ -5,6 +5,7 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::tensor::{Tensor, backend::Backend};
 use mg_layers::MgBackend;
+use mg_layers::backend::cat_channels;
 use mg_layers::{
     Activation, LevelSpan, MgConv, MgConvConfig, Residual, levels, num_trainable_params,
     residual_add,
@@ -203,7 +204,7 @@ impl<B: MgBackend> MgReader<B> {
                 out = out
                     .into_iter()
                     .zip(&memory[k])
-                    .map(|(r, w)| Tensor::cat(vec![r, w.clone()], 1))
+                    .map(|(r, w)| cat_channels(vec![r, w.clone()]))
                     .collect();
             }
             features.push(out);

@@ -9,8 +9,8 @@ use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
-use burn::tensor::ops::{ConvOptions, FloatTensor};
-use burn::tensor::{Shape, TensorMetadata};
+use burn::tensor::TensorMetadata;
+use burn::tensor::ops::{ConvOptions, FloatTensor, FloatTensorOps};
 
 use super::MgBackend;
 
@@ -64,12 +64,7 @@ impl<B: MgBackend> Backward<B, 3> for Conv2dBias {
         let [node_x, node_w, node_b] = ids!(ops.parents);
         let grad = grads.consume::<B>(&ops.node);
         if let Some(node) = node_b {
-            // Σ over batch and space: [n, c, h, w] → [c].
-            let [n, c, h, w] = grad.shape().dims();
-            let g = B::float_swap_dims(grad.clone(), 0, 1);
-            let g = B::float_reshape(g, Shape::new([c, n * h * w]));
-            let g = B::float_reshape(B::float_sum_dim(g, 1), Shape::new([c]));
-            grads.register::<B>(node, g);
+            grads.register::<B>(node, B::mg_conv2d_bias_backward(grad.clone()));
         }
         conv_backward::<B>([node_x, node_w], grad, ops.state, grads);
     }
@@ -142,6 +137,42 @@ fn register_pair<B: MgBackend>(
     }
     if let Some(node) = node_b {
         grads.register::<B>(node, grad_b);
+    }
+}
+
+/// A channel concatenation of `N` parts; its state is the parts' channel counts.
+#[derive(Debug)]
+struct CatChannels;
+
+impl<B: MgBackend, const N: usize> Backward<B, N> for CatChannels {
+    type State = Vec<usize>;
+
+    fn backward(self, ops: Ops<Self::State, N>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let grad = grads.consume::<B>(&ops.node);
+        let parts = B::mg_split_channels(grad, &ops.state);
+        for (node, part) in ids!(ops.parents).into_iter().zip(parts) {
+            if let Some(node) = node {
+                grads.register::<B>(node, part);
+            }
+        }
+    }
+}
+
+/// The autodiff node of a channel concatenation of `N` parts.
+fn cat_channels<B: MgBackend, C: CheckpointStrategy, const N: usize>(
+    parts: Vec<FloatTensor<Autodiff<B, C>>>,
+) -> FloatTensor<Autodiff<B, C>> {
+    let nodes: [_; N] = parts
+        .iter()
+        .map(|p| p.node.clone())
+        .collect::<Vec<_>>()
+        .try_into()
+        .expect("N parts");
+    let sizes: Vec<usize> = parts.iter().map(|p| p.primitive.shape()[1]).collect();
+    let primitives = parts.into_iter().map(|p| p.primitive).collect();
+    match CatChannels.prepare::<C>(nodes).compute_bound().stateful() {
+        OpsKind::Tracked(prep) => prep.finish(sizes, B::mg_cat_channels(primitives)),
+        OpsKind::UnTracked(prep) => prep.finish(B::mg_cat_channels(primitives)),
     }
 }
 
@@ -224,6 +255,15 @@ impl<B: MgBackend, C: CheckpointStrategy> MgBackend for Autodiff<B, C> {
                     prep.finish(B::mg_conv2d(x.primitive, weight.primitive, None, options))
                 }
             },
+        }
+    }
+
+    fn mg_cat_channels(parts: Vec<FloatTensor<Self>>) -> FloatTensor<Self> {
+        match parts.len() {
+            2 => cat_channels::<B, C, 2>(parts),
+            3 => cat_channels::<B, C, 3>(parts),
+            4 => cat_channels::<B, C, 4>(parts),
+            _ => Self::float_cat(parts, 1),
         }
     }
 

@@ -18,7 +18,7 @@ use burn::backend::flex::FlexTensor;
 use burn::tensor::ops::{ConvOptions, ModuleOps};
 use burn::tensor::{DType, Element, Shape, TensorData, TensorMetadata};
 
-use super::kernels::{self, ConvShape, Real};
+use super::kernels::{self, ConvShape, Real, with_scratch};
 use super::matmul::{self, View, ViewMut};
 use super::{MgBackend, cpu_kernels_enabled, defaults};
 
@@ -226,44 +226,47 @@ fn conv_forward<E: Element + Real + bytemuck::Pod>(
     plan.run(&mut out, c_out * pixels, |first, images, out| {
         if pixels < MIN_TILE {
             let group = (per_tile / pixels.max(1)).clamp(1, images.max(1));
-            let mut cols = vec![E::ZERO; s.taps() * group * pixels];
-            let mut y = vec![E::ZERO; c_out * group * pixels];
-            for (k, out) in out.chunks_mut(group * c_out * pixels).enumerate() {
-                let images = out.len() / (c_out * pixels).max(1);
-                let width = images * pixels;
-                let x = &xs[(first + k * group) * c_in_size..][..images * c_in_size];
-                let (cols, y) = (&mut cols[..s.taps() * width], &mut y[..c_out * width]);
-                kernels::unfold(x, images, s, cols);
-                let cols = View::rows(&*cols, s.taps(), width);
-                matmul::gemm(ViewMut::rows(y, c_out, width), w, cols);
-                // `[c_out, images, pixels]` to `[images, c_out, pixels]`: the transpose of the
-                // two outer dimensions that `channels_first` does the other way round.
-                kernels::channels_first(y, c_out, images, pixels, out);
-                add_bias(out);
-            }
+            let (cols_len, y_len) = (s.taps() * group * pixels, c_out * group * pixels);
+            with_scratch(cols_len + y_len, |buf: &mut [E]| {
+                let (cols, y) = buf.split_at_mut(cols_len);
+                for (k, out) in out.chunks_mut(group * c_out * pixels).enumerate() {
+                    let images = out.len() / (c_out * pixels).max(1);
+                    let width = images * pixels;
+                    let x = &xs[(first + k * group) * c_in_size..][..images * c_in_size];
+                    let (cols, y) = (&mut cols[..s.taps() * width], &mut y[..c_out * width]);
+                    kernels::unfold(x, images, s, cols);
+                    let cols = View::rows(&*cols, s.taps(), width);
+                    matmul::gemm(ViewMut::rows(y, c_out, width), w, cols);
+                    // `[c_out, images, pixels]` to `[images, c_out, pixels]`: the transpose of
+                    // the two outer dimensions that `channels_first` does the other way round.
+                    kernels::channels_first(y, c_out, images, pixels, out);
+                    add_bias(out);
+                }
+            });
             return;
         }
         let rows = (per_tile / s.wo).max(MIN_TILE.div_ceil(s.wo)).min(s.ho);
-        let mut cols = vec![E::ZERO; s.taps() * rows * s.wo];
-        for (image, out) in out.chunks_mut(c_out * pixels).enumerate().take(images) {
-            let x = &xs[(first + image) * c_in_size..][..c_in_size];
-            for y0 in (0..s.ho).step_by(rows) {
-                let tile = y0..(y0 + rows).min(s.ho);
-                let width = tile.len() * s.wo;
-                let cols = &mut cols[..s.taps() * width];
-                kernels::unfold_rows(x, s, tile, cols, width, 0);
-                // Straight into the output: row `co` of the tile is `out[co, y0.., ..]`.
-                let dst = ViewMut {
-                    data: &mut *out,
-                    offset: y0 * s.wo,
-                    rows: c_out,
-                    cols: width,
-                    row_stride: pixels,
-                };
-                matmul::gemm(dst, w, View::rows(&*cols, s.taps(), width));
+        with_scratch(s.taps() * rows * s.wo, |cols: &mut [E]| {
+            for (image, out) in out.chunks_mut(c_out * pixels).enumerate().take(images) {
+                let x = &xs[(first + image) * c_in_size..][..c_in_size];
+                for y0 in (0..s.ho).step_by(rows) {
+                    let tile = y0..(y0 + rows).min(s.ho);
+                    let width = tile.len() * s.wo;
+                    let cols = &mut cols[..s.taps() * width];
+                    kernels::unfold_rows(x, s, tile, cols, width, 0);
+                    // Straight into the output: row `co` of the tile is `out[co, y0.., ..]`.
+                    let dst = ViewMut {
+                        data: &mut *out,
+                        offset: y0 * s.wo,
+                        rows: c_out,
+                        cols: width,
+                        row_stride: pixels,
+                    };
+                    matmul::gemm(dst, w, View::rows(&*cols, s.taps(), width));
+                }
+                add_bias(out);
             }
-            add_bias(out);
-        }
+        });
     });
     tensor(out, [plan.n, c_out, s.ho, s.wo])
 }
@@ -282,18 +285,20 @@ fn conv_x_backward<E: Element + Real + bytemuck::Pod>(
     let mut dx = vec![E::ZERO; plan.n * c_in_size];
     plan.run(&mut dx, c_in_size, |first, images, dx| {
         let width = images * pixels;
-        let mut g = vec![E::ZERO; c_out * width];
-        kernels::channels_first(
-            &gs[first * c_out * pixels..][..images * c_out * pixels],
-            images,
-            c_out,
-            pixels,
-            &mut g,
-        );
-        let mut cols = vec![E::ZERO; s.taps() * width];
-        let dst = ViewMut::rows(&mut cols, s.taps(), width);
-        matmul::gemm(dst, w_t, View::rows(&g, c_out, width));
-        kernels::fold(&cols, images, s, dx);
+        let (g_len, cols_len) = (c_out * width, s.taps() * width);
+        with_scratch(g_len + cols_len, |buf: &mut [E]| {
+            let (g, cols) = buf.split_at_mut(g_len);
+            kernels::channels_first(
+                &gs[first * c_out * pixels..][..images * c_out * pixels],
+                images,
+                c_out,
+                pixels,
+                g,
+            );
+            let dst = ViewMut::rows(&mut *cols, s.taps(), width);
+            matmul::gemm(dst, w_t, View::rows(g, c_out, width));
+            kernels::fold(cols, images, s, dx);
+        });
     });
     tensor(dx, [plan.n, s.c_in, s.h, s.w])
 }
@@ -313,29 +318,31 @@ fn conv_weight_backward<E: Element + Real + bytemuck::Pod>(
         let first = k * plan.images;
         let images = plan.images.min(plan.n - first);
         let width = images * pixels;
-        let mut cols = vec![E::ZERO; taps * width];
-        kernels::unfold(
-            &xs[first * c_in_size..][..images * c_in_size],
-            images,
-            s,
-            &mut cols,
-        );
-        let mut g = vec![E::ZERO; c_out * width];
-        kernels::channels_first(
-            &gs[first * c_out * pixels..][..images * c_out * pixels],
-            images,
-            c_out,
-            pixels,
-            &mut g,
-        );
-        // `[c_out, width] × [width, taps]`, the unfolded chunk transposed in place.
-        let mut dw = vec![E::ZERO; c_out * taps];
-        let (lhs, rhs) = (
-            View::rows(&g, c_out, width),
-            View::rows(&cols, taps, width).t(),
-        );
-        matmul::gemm(ViewMut::rows(&mut dw, c_out, taps), lhs, rhs);
-        dw
+        let (cols_len, g_len) = (taps * width, c_out * width);
+        with_scratch(cols_len + g_len, |buf: &mut [E]| {
+            let (cols, g) = buf.split_at_mut(cols_len);
+            kernels::unfold(
+                &xs[first * c_in_size..][..images * c_in_size],
+                images,
+                s,
+                cols,
+            );
+            kernels::channels_first(
+                &gs[first * c_out * pixels..][..images * c_out * pixels],
+                images,
+                c_out,
+                pixels,
+                g,
+            );
+            // `[c_out, width] × [width, taps]`, the unfolded chunk transposed in place.
+            let mut dw = vec![E::ZERO; c_out * taps];
+            let (lhs, rhs) = (
+                View::rows(g, c_out, width),
+                View::rows(cols, taps, width).t(),
+            );
+            matmul::gemm(ViewMut::rows(&mut dw, c_out, taps), lhs, rhs);
+            dw
+        })
     };
     let chunks = plan.n.div_ceil(plan.images);
     let sum = map_items((0..chunks).collect(), plan.parallel, chunk_grad)
@@ -345,6 +352,37 @@ fn conv_weight_backward<E: Element + Real + bytemuck::Pod>(
             sum
         });
     tensor(sum.expect("at least one image"), weight)
+}
+
+/// `∂bias`: each plane of `grad` (`[n, c, h, w]`) summed into its channel, `[c]`.
+fn bias_backward<E: Element + Real + bytemuck::Pod>(grad: &FlexTensor) -> FlexTensor {
+    let [_, c, h, w] = grad.shape().dims::<4>();
+    let mut sums = vec![E::ZERO; c];
+    for (k, plane) in slice::<E>(grad).chunks_exact((h * w).max(1)).enumerate() {
+        sums[k % c] = plane.iter().fold(sums[k % c], |acc, &v| acc + v);
+    }
+    tensor(sums, [c])
+}
+
+/// `x` (`[n, Σ c_i, h, w]`) split along channels into contiguous `[n, c_i, h, w]` tensors.
+fn split_channels<E: Element + Real + bytemuck::Pod>(
+    x: &FlexTensor,
+    sizes: &[usize],
+) -> Vec<FlexTensor> {
+    let [n, c, h, w] = x.shape().dims::<4>();
+    let (xs, plane) = (slice::<E>(x), h * w);
+    let mut start = 0;
+    sizes
+        .iter()
+        .map(|&part| {
+            let mut values = Vec::with_capacity(n * part * plane);
+            for image in 0..n {
+                values.extend_from_slice(&xs[(image * c + start) * plane..][..part * plane]);
+            }
+            start += part;
+            tensor(values, [n, part, h, w])
+        })
+        .collect()
 }
 
 /// Images per group when an elementwise op of `n` images of `per_image` values is split over
@@ -560,6 +598,18 @@ impl MgBackend for Flex {
             .unwrap_or_else(|| Flex::conv2d_weight_backward(x, weight, grad, options))
     }
 
+    fn mg_conv2d_bias_backward(output_grad: FlexTensor) -> FlexTensor {
+        let grad = output_grad.to_contiguous();
+        by_dtype!(grad.dtype(), E => bias_backward::<E>(&grad))
+            .unwrap_or_else(|| defaults::bias_backward::<Flex>(grad))
+    }
+
+    fn mg_split_channels(grad: FlexTensor, sizes: &[usize]) -> Vec<FlexTensor> {
+        let grad = grad.to_contiguous();
+        by_dtype!(grad.dtype(), E => split_channels::<E>(&grad, sizes))
+            .unwrap_or_else(|| defaults::split_channels::<Flex>(grad, sizes))
+    }
+
     fn mg_upsample(x: FlexTensor, factors: [usize; 2]) -> FlexTensor {
         let x = x.to_contiguous();
         by_dtype!(x.dtype(), E => upsample::<E>(&x, factors, false))
@@ -748,6 +798,65 @@ mod tests {
             let d = Flex::mg_maxpool_backward(x.clone(), g.clone(), factors);
             let d_burn = defaults::maxpool_backward::<Flex>(x, g, factors);
             assert_eq!(max_diff(d, d_burn), 0.0, "maxpool backward {shape:?}");
+        }
+    }
+
+    /// The bias gradient sums each channel over the batch and the grid, as burn's ops do.
+    #[test]
+    fn bias_gradient_matches_burn() {
+        for shape in [[3, 4, 5, 6], [1, 1, 1, 1], [2, 3, 1, 7]] {
+            let g = random(shape, 11);
+            let ours = Flex::mg_conv2d_bias_backward(g.clone());
+            let theirs = defaults::bias_backward::<Flex>(g);
+            assert_eq!(ours.shape().dims::<1>(), [shape[1]]);
+            let v = |t: FlexTensor| {
+                Tensor::<Flex, 1>::from_primitive(TensorPrimitive::Float(t))
+                    .into_data()
+                    .to_vec::<f64>()
+                    .unwrap()
+            };
+            let (a, b) = (v(ours), v(theirs));
+            assert!(
+                a.iter().zip(&b).all(|(x, y)| (x - y).abs() < 1e-12),
+                "{shape:?}: {a:?} against {b:?}"
+            );
+        }
+    }
+
+    /// Images narrow enough to unfold through a padded copy and wide ones unfolded in place,
+    /// with padding 0, 1 and 2 and non-square kernels: forward (one and several row tiles),
+    /// input and weight gradients all give burn's results.
+    #[test]
+    fn narrow_and_wide_convolutions_match_burn() {
+        for (x_shape, w_shape, padding) in [
+            ([2, 3, 5, 12], [4, 3, 3, 3], [1, 1]),
+            ([2, 2, 6, 40], [3, 2, 3, 3], [1, 1]),
+            ([3, 2, 4, 7], [2, 2, 3, 5], [1, 2]),
+            ([2, 2, 3, 45], [2, 2, 1, 3], [0, 0]),
+            ([1, 1, 1, 1], [1, 1, 3, 3], [1, 1]),
+            // Enough taps for the forward pass to cut the image into row tiles.
+            ([1, 64, 40, 20], [2, 64, 3, 3], [1, 1]),
+            ([1, 32, 25, 40], [2, 32, 3, 3], [1, 1]),
+        ] {
+            let (x, w) = (random(x_shape, 21), random(w_shape, 22));
+            let options = ConvOptions::new([1, 1], padding, [1, 1], 1);
+            let y_burn = Flex::conv2d(x.clone(), w.clone(), None, options.clone());
+            let g = random(y_burn.shape().dims(), 23);
+            for (chunk_elems, parallel) in [(1 << 20, false), (1 << 20, true), (64, true)] {
+                let mut plan = Plan::new(x_shape, w_shape, padding, chunk_elems);
+                plan.parallel = parallel && x_shape[0] > 1;
+                let y = conv_forward::<f64>(&x, &w, None, &plan);
+                let what = format!("{x_shape:?} ⊛ {w_shape:?}, padding {padding:?}");
+                assert!(max_diff(y, y_burn.clone()) < 1e-12, "forward, {what}");
+                let dx = conv_x_backward::<f64>(&w, &g, &plan);
+                let dx_burn =
+                    Flex::conv2d_x_backward(x.clone(), w.clone(), g.clone(), options.clone());
+                assert!(max_diff(dx, dx_burn) < 1e-12, "input gradient, {what}");
+                let dw = conv_weight_backward::<f64>(&x, &g, w_shape, &plan);
+                let dw_burn =
+                    Flex::conv2d_weight_backward(x.clone(), w.clone(), g.clone(), options.clone());
+                assert!(max_diff(dw, dw_burn) < 1e-12, "weight gradient, {what}");
+            }
         }
     }
 

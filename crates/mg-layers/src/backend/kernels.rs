@@ -12,6 +12,7 @@ pub(crate) trait Real:
     + Add<Output = Self>
     + Sub<Output = Self>
     + Mul<Output = Self>
+    + bytemuck::Pod
     + 'static
 {
     const ZERO: Self;
@@ -20,24 +21,64 @@ pub(crate) trait Real:
     fn tanh(self) -> Self;
 }
 
-macro_rules! real {
-    ($t:ty) => {
-        impl Real for $t {
-            const ZERO: Self = 0.0;
-            const ONE: Self = 1.0;
-            #[inline]
-            fn sigmoid(self) -> Self {
-                1.0 / (1.0 + (-self).exp())
-            }
-            #[inline]
-            fn tanh(self) -> Self {
-                <$t>::tanh(self)
-            }
-        }
-    };
+impl Real for f32 {
+    const ZERO: Self = 0.0;
+    const ONE: Self = 1.0;
+    /// `σ(x) = (1 + tanh(x/2)) / 2` through [`tanh_f32`]: no libm call, so the LSTM loops
+    /// vectorise. Absolute error below 3e-7.
+    #[inline]
+    fn sigmoid(self) -> Self {
+        0.5 + 0.5 * tanh_f32(0.5 * self)
+    }
+    #[inline]
+    fn tanh(self) -> Self {
+        tanh_f32(self)
+    }
 }
-real!(f32);
-real!(f64);
+
+impl Real for f64 {
+    const ZERO: Self = 0.0;
+    const ONE: Self = 1.0;
+    #[inline]
+    fn sigmoid(self) -> Self {
+        1.0 / (1.0 + (-self).exp())
+    }
+    #[inline]
+    fn tanh(self) -> Self {
+        f64::tanh(self)
+    }
+}
+
+/// `tanh` in f32 as a rational function (odd degree-13 numerator, even degree-6
+/// denominator) on `[-7.9053, 7.9053]`, clamped outside (the fit of Eigen's `ptanh_float`):
+/// within 5e-7 absolute, branch-free, so that loops over it vectorise. NaN stays NaN.
+#[inline]
+pub(crate) fn tanh_f32(x: f32) -> f32 {
+    const CLAMP: f32 = 7.905_311;
+    const A: [f32; 7] = [
+        4.893_524_6e-3,
+        6.372_619_3e-4,
+        1.485_722_4e-5,
+        5.122_297e-8,
+        -8.604_672e-11,
+        2.000_188e-13,
+        -2.760_768_5e-16,
+    ];
+    const B: [f32; 4] = [4.893_525e-3, 2.268_434_7e-3, 1.185_347_1e-4, 1.198_258_4e-6];
+    let x = x.clamp(-CLAMP, CLAMP);
+    let x2 = x * x;
+    // Plain multiply-adds: `mul_add` is a libm call without a target-wide FMA.
+    let p = A[6] * x2 + A[5];
+    let p = p * x2 + A[4];
+    let p = p * x2 + A[3];
+    let p = p * x2 + A[2];
+    let p = p * x2 + A[1];
+    let p = x * (p * x2 + A[0]);
+    let q = B[3] * x2 + B[2];
+    let q = q * x2 + B[1];
+    let q = q * x2 + B[0];
+    p / q
+}
 
 /// Sizes of a stride-1 convolution `x [n, c_in, h, w] ⊛ w [c_out, c_in, kh, kw]` with
 /// zero padding `[ph, pw]`, giving `[n, c_out, ho, wo]`.
@@ -74,6 +115,11 @@ impl ConvShape {
     }
 }
 
+/// Output rows at most this wide unfold and fold through a zero-padded copy of the image:
+/// every kernel tap is then one straight copy per row, without the per-row bounds and edge
+/// fills that cost more than the copy itself on the small grids.
+const PADDED_WIDTH: usize = 32;
+
 /// Unfolds images of `x` (`[images, c_in, h, w]`) into `cols`, a `[c_in·kh·kw, images·ho·wo]`
 /// row-major matrix: row `(ci, a, b)`, column `(image, y, x)` holds
 /// `x[image, ci, y + a − ph, x + b − pw]`, zero outside the image.
@@ -99,10 +145,67 @@ pub(crate) fn unfold_rows<T: Real>(
     width: usize,
     offset: usize,
 ) {
-    let plane = s.h * s.w;
-    debug_assert_eq!(x.len(), s.c_in * plane);
+    debug_assert_eq!(x.len(), s.c_in * s.h * s.w);
     debug_assert!(rows.end <= s.ho && offset + rows.len() * s.wo <= width);
     debug_assert_eq!(cols.len(), s.taps() * width);
+    if s.wo <= PADDED_WIDTH {
+        unfold_rows_padded(x, s, rows, cols, width, offset);
+    } else {
+        unfold_rows_clipped(x, s, rows, cols, width, offset);
+    }
+}
+
+/// [`unfold_rows`] through a zero-padded copy of the rows it reads (narrow images).
+fn unfold_rows_padded<T: Real>(
+    x: &[T],
+    s: ConvShape,
+    rows: core::ops::Range<usize>,
+    cols: &mut [T],
+    width: usize,
+    offset: usize,
+) {
+    if rows.is_empty() {
+        return;
+    }
+    // Padded rows `rows.start .. rows.end + kh − 1` (padded row `r` is image row `r − ph`).
+    let (wp, hp) = (s.w + 2 * s.pw, rows.len() + s.kh - 1);
+    let plane = s.h * s.w;
+    with_scratch(s.c_in * hp * wp, |pad: &mut [T]| {
+        pad.fill(T::ZERO);
+        for ci in 0..s.c_in {
+            let src = &x[ci * plane..][..plane];
+            let dst = &mut pad[ci * hp * wp..][..hp * wp];
+            for r in 0..hp {
+                let Some(sy) = (rows.start + r).checked_sub(s.ph).filter(|&y| y < s.h) else {
+                    continue;
+                };
+                dst[r * wp + s.pw..][..s.w].copy_from_slice(&src[sy * s.w..][..s.w]);
+            }
+        }
+        let n = rows.len() * s.wo;
+        for ci in 0..s.c_in {
+            let src = &pad[ci * hp * wp..][..hp * wp];
+            for a in 0..s.kh {
+                for b in 0..s.kw {
+                    let row = (ci * s.kh + a) * s.kw + b;
+                    let out = &mut cols[row * width + offset..][..n];
+                    copy_rows(&src[a * wp + b..], wp, out, s.wo);
+                }
+            }
+        }
+    });
+}
+
+/// [`unfold_rows`] reading the image in place, edges clipped per row (wide images).
+fn unfold_rows_clipped<T: Real>(
+    x: &[T],
+    s: ConvShape,
+    rows: core::ops::Range<usize>,
+    cols: &mut [T],
+    width: usize,
+    offset: usize,
+) {
+    let plane = s.h * s.w;
     for ci in 0..s.c_in {
         let src = &x[ci * plane..][..plane];
         for a in 0..s.kh {
@@ -129,13 +232,105 @@ pub(crate) fn unfold_rows<T: Real>(
     }
 }
 
+/// Copies `dst.len() / n` rows of `n` values, `stride` apart in `src`, into `dst`
+/// (contiguous). The grid widths of the mapping models (3, 6, 12, 24) copy without a call.
+fn copy_rows<T: Copy>(src: &[T], stride: usize, dst: &mut [T], n: usize) {
+    fn fixed<T: Copy, const N: usize>(src: &[T], stride: usize, dst: &mut [T]) {
+        for (k, d) in dst.chunks_exact_mut(N).enumerate() {
+            let s: &[T; N] = src[k * stride..][..N].try_into().expect("N values");
+            d.copy_from_slice(s);
+        }
+    }
+    match n {
+        0 => {}
+        1 => fixed::<T, 1>(src, stride, dst),
+        3 => fixed::<T, 3>(src, stride, dst),
+        6 => fixed::<T, 6>(src, stride, dst),
+        12 => fixed::<T, 12>(src, stride, dst),
+        24 => fixed::<T, 24>(src, stride, dst),
+        _ => {
+            for (k, d) in dst.chunks_exact_mut(n).enumerate() {
+                d.copy_from_slice(&src[k * stride..][..n]);
+            }
+        }
+    }
+}
+
+/// Adds `src` (contiguous rows of `n` values) into rows `stride` apart in `dst`.
+fn add_rows<T: Real>(src: &[T], dst: &mut [T], stride: usize, n: usize) {
+    fn fixed<T: Real, const N: usize>(src: &[T], dst: &mut [T], stride: usize) {
+        for (k, s) in src.chunks_exact(N).enumerate() {
+            let d: &mut [T; N] = (&mut dst[k * stride..][..N]).try_into().expect("N values");
+            for (d, s) in d.iter_mut().zip(s) {
+                *d = *d + *s;
+            }
+        }
+    }
+    match n {
+        0 => {}
+        1 => fixed::<T, 1>(src, dst, stride),
+        3 => fixed::<T, 3>(src, dst, stride),
+        6 => fixed::<T, 6>(src, dst, stride),
+        12 => fixed::<T, 12>(src, dst, stride),
+        24 => fixed::<T, 24>(src, dst, stride),
+        _ => {
+            for (k, s) in src.chunks_exact(n).enumerate() {
+                for (d, s) in dst[k * stride..][..n].iter_mut().zip(s) {
+                    *d = *d + *s;
+                }
+            }
+        }
+    }
+}
+
 /// The adjoint of [`unfold`]: adds every entry of `cols` (`[c_in·kh·kw, images·ho·wo]`) into
 /// the input position it was read from; `dx` (`[images, c_in, h, w]`) must start at zero.
 pub(crate) fn fold<T: Real>(cols: &[T], images: usize, s: ConvShape, dx: &mut [T]) {
+    let width = images * s.pixels();
+    debug_assert_eq!(dx.len(), images * s.c_in * s.h * s.w);
+    debug_assert_eq!(cols.len(), s.taps() * width);
+    if s.wo <= PADDED_WIDTH {
+        fold_padded(cols, images, s, dx);
+    } else {
+        fold_clipped(cols, images, s, dx);
+    }
+}
+
+/// [`fold`] into a zero-padded image, whose inside is then added to `dx` (narrow images).
+fn fold_padded<T: Real>(cols: &[T], images: usize, s: ConvShape, dx: &mut [T]) {
+    // Padded row `r` is image row `r − ph`: `ho + kh − 1 = h + 2·ph` rows.
+    let (hp, wp) = (s.ho + s.kh - 1, s.w + 2 * s.pw);
+    let (plane, pixels, width) = (s.h * s.w, s.pixels(), images * s.pixels());
+    with_scratch(s.c_in * hp * wp, |pad: &mut [T]| {
+        for image in 0..images {
+            pad.fill(T::ZERO);
+            for ci in 0..s.c_in {
+                let dst = &mut pad[ci * hp * wp..][..hp * wp];
+                for a in 0..s.kh {
+                    for b in 0..s.kw {
+                        let row = (ci * s.kh + a) * s.kw + b;
+                        let src = &cols[row * width + image * pixels..][..pixels];
+                        add_rows(src, &mut dst[a * wp + b..], wp, s.wo);
+                    }
+                }
+            }
+            for ci in 0..s.c_in {
+                let src = &pad[ci * hp * wp + s.ph * wp + s.pw..];
+                let dst = &mut dx[(image * s.c_in + ci) * plane..][..plane];
+                for (y, row) in dst.chunks_exact_mut(s.w).enumerate() {
+                    for (d, v) in row.iter_mut().zip(&src[y * wp..][..s.w]) {
+                        *d = *d + *v;
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// [`fold`] straight into `dx`, edges clipped per row (wide images).
+fn fold_clipped<T: Real>(cols: &[T], images: usize, s: ConvShape, dx: &mut [T]) {
     let plane = s.h * s.w;
     let width = images * s.pixels();
-    debug_assert_eq!(dx.len(), images * s.c_in * plane);
-    debug_assert_eq!(cols.len(), s.taps() * width);
     for ci in 0..s.c_in {
         for a in 0..s.kh {
             for b in 0..s.kw {
@@ -163,6 +358,28 @@ pub(crate) fn fold<T: Real>(cols: &[T], images: usize, s: ConvShape, dx: &mut [T
             }
         }
     }
+}
+
+/// Runs `f` on a scratch buffer of `len` values whose contents are unspecified, reused
+/// across calls on the same thread (a pool, so that nested calls get distinct buffers). The
+/// kernels' temporaries (unfolded tiles, padded images, transposed gradients) live here
+/// instead of being allocated and zero-filled per call.
+pub(crate) fn with_scratch<T: Real, R>(len: usize, f: impl FnOnce(&mut [T]) -> R) -> R {
+    use std::cell::RefCell;
+    thread_local! {
+        static POOL: RefCell<Vec<Vec<u64>>> = const { RefCell::new(Vec::new()) };
+    }
+    // u64 words: aligned for f32 and f64 alike.
+    let words = (len * size_of::<T>()).div_ceil(size_of::<u64>());
+    let mut buf = POOL
+        .with(|pool| pool.borrow_mut().pop())
+        .unwrap_or_default();
+    if buf.len() < words {
+        buf.resize(words, 0);
+    }
+    let out = f(&mut bytemuck::cast_slice_mut::<u64, T>(&mut buf[..words])[..len]);
+    POOL.with(|pool| pool.borrow_mut().push(buf));
+    out
 }
 
 /// Nearest upsampling of planes `x` (`[planes, h, w]`) by `[fh, fw]` into `out`
@@ -357,6 +574,40 @@ pub(crate) fn lstm_hidden_backward<T: Real>(
 mod tests {
     use super::*;
 
+    /// The f32 `tanh` and sigmoid against f64's on a dense grid and at the extremes: within
+    /// 5e-7 and 3e-7 absolute (the clamp near ±1 costs about 6 units in the last place), odd,
+    /// saturating, NaN kept.
+    #[test]
+    fn fast_tanh_and_sigmoid_match_libm() {
+        let mut worst = (0.0f64, 0.0f64);
+        for k in -200_000..=200_000 {
+            let x = k as f32 * 1e-4;
+            let t = tanh_f32(x) as f64;
+            let s = x.sigmoid() as f64;
+            let dt = (t - (x as f64).tanh()).abs();
+            let ds = (s - 1.0 / (1.0 + (-(x as f64)).exp())).abs();
+            worst = (worst.0.max(dt), worst.1.max(ds));
+            assert_eq!(tanh_f32(-x), -tanh_f32(x), "odd at {x}");
+        }
+        assert!(worst.0 < 5e-7 && worst.1 < 3e-7, "worst errors {worst:?}");
+        // Relative accuracy near 0, where tanh(x) ≈ x.
+        for x in [1e-3f32, 1e-5, 1e-8, 1e-20] {
+            assert!(
+                ((tanh_f32(x) - x) / x).abs() < 1e-6,
+                "tanh({x}) = {}",
+                tanh_f32(x)
+            );
+        }
+        assert_eq!(tanh_f32(0.0), 0.0);
+        assert_eq!(tanh_f32(50.0), tanh_f32(7.905_311));
+        assert!((tanh_f32(1e30) - 1.0).abs() < 1e-6 && (tanh_f32(-1e30) + 1.0).abs() < 1e-6);
+        assert!(
+            f32::NEG_INFINITY.sigmoid().abs() < 1e-6
+                && (f32::INFINITY.sigmoid() - 1.0).abs() < 1e-6
+        );
+        assert!(tanh_f32(f32::NAN).is_nan());
+    }
+
     /// A 1-channel 2×3 image, 3×3 kernel, padding 1: row (0, a, b) of the unfolded matrix
     /// is the image shifted by (a − 1, b − 1) with zeros coming in.
     #[test]
@@ -383,23 +634,49 @@ mod tests {
         assert_eq!(row(1, 0), &[0.0, 1.0, 2.0, 0.0, 4.0, 5.0]);
     }
 
-    /// A range of output rows unfolds into the matching columns of the whole unfolding.
+    /// A range of output rows unfolds into the matching columns of the whole unfolding, for
+    /// a narrow image (padded copy) and a wide one (clipped in place), and both agree with
+    /// the definition.
     #[test]
     fn unfold_rows_is_a_column_range_of_unfold() {
-        let s = ConvShape {
-            c_in: 2,
-            h: 4,
-            w: 3,
-            kh: 3,
-            kw: 2,
-            ph: 1,
-            pw: 1,
-            ho: 4,
-            wo: 4,
-        };
-        let x: Vec<f64> = (0..24).map(|v| v as f64 + 1.0).collect();
+        for w in [3, PADDED_WIDTH + 5] {
+            let s = ConvShape {
+                c_in: 2,
+                h: 4,
+                w,
+                kh: 3,
+                kw: 2,
+                ph: 1,
+                pw: 1,
+                ho: 4,
+                wo: w + 1,
+            };
+            check_unfold_rows(s);
+        }
+    }
+
+    fn check_unfold_rows(s: ConvShape) {
+        let x: Vec<f64> = (0..s.c_in * s.h * s.w).map(|v| v as f64 + 1.0).collect();
         let mut all = vec![f64::NAN; s.taps() * s.pixels()];
         unfold(&x, 1, s, &mut all);
+        for ci in 0..s.c_in {
+            for (a, b) in (0..s.kh).flat_map(|a| (0..s.kw).map(move |b| (a, b))) {
+                for (y, xo) in (0..s.ho).flat_map(|y| (0..s.wo).map(move |xo| (y, xo))) {
+                    let (sy, sx) = (
+                        (y + a) as isize - s.ph as isize,
+                        (xo + b) as isize - s.pw as isize,
+                    );
+                    let inside = (0..s.h as isize).contains(&sy) && (0..s.w as isize).contains(&sx);
+                    let want = if inside {
+                        x[(ci * s.h + sy as usize) * s.w + sx as usize]
+                    } else {
+                        0.0
+                    };
+                    let row = (ci * s.kh + a) * s.kw + b;
+                    assert_eq!(all[row * s.pixels() + y * s.wo + xo], want, "{s:?}");
+                }
+            }
+        }
         for rows in [0..1, 1..3, 3..4, 0..4] {
             let width = rows.len() * s.wo;
             let mut part = vec![f64::NAN; s.taps() * width];
@@ -528,6 +805,29 @@ mod tests {
                 pw: 1,
                 ho: 1,
                 wo: 1,
+            },
+            // Wider than PADDED_WIDTH: folded in place.
+            ConvShape {
+                c_in: 2,
+                h: 3,
+                w: 40,
+                kh: 3,
+                kw: 5,
+                ph: 1,
+                pw: 2,
+                ho: 3,
+                wo: 40,
+            },
+            ConvShape {
+                c_in: 1,
+                h: 2,
+                w: 6,
+                kh: 3,
+                kw: 3,
+                ph: 1,
+                pw: 1,
+                ho: 2,
+                wo: 6,
             },
         ] {
             let images = 2;

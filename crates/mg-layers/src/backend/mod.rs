@@ -1,9 +1,13 @@
 //! The backend extension: the few ops the layers spend their time in, with burn's own ops as
 //! the default implementation on every backend and faster ones where the project has them.
 //!
-//! - [`MgBackend::mg_conv2d`] and its two backward halves: the layers' convolutions.
+//! - [`MgBackend::mg_conv2d`] and its backward (input, weight, bias): the layers'
+//!   convolutions.
 //! - [`MgBackend::lstm_cell`] / [`MgBackend::lstm_hidden`] and their backwards: the conv-LSTM
 //!   update from the gate pre-activations in one pass each.
+//! - [`MgBackend::mg_cat_channels`] and its backward [`MgBackend::mg_split_channels`]: the
+//!   channel concatenations of the gather and of `[x, h]`, whose gradients burn's autodiff
+//!   hands on as strided views (every later op then walks them through a strided iterator).
 //! - [`MgBackend::mg_upsample`], [`MgBackend::mg_maxpool`] and their backwards: the
 //!   pyramid's resampling, one pass each (burn's upsampling by broadcast and reshape copies
 //!   through a strided iterator).
@@ -58,6 +62,23 @@ pub trait MgBackend: Backend {
         options: ConvOptions<2>,
     ) -> FloatTensor<Self> {
         Self::conv2d_weight_backward(x, weight, output_grad, options)
+    }
+
+    /// The gradient of [`Self::mg_conv2d`] with respect to its bias: `output_grad`
+    /// (`[n, c, h, w]`) summed over the batch and the grid, `[c]`.
+    fn mg_conv2d_bias_backward(output_grad: FloatTensor<Self>) -> FloatTensor<Self> {
+        defaults::bias_backward::<Self>(output_grad)
+    }
+
+    /// Concatenation along channels: parts `[n, c_i, h, w]` to `[n, Σ c_i, h, w]`.
+    fn mg_cat_channels(parts: Vec<FloatTensor<Self>>) -> FloatTensor<Self> {
+        Self::float_cat(parts, 1)
+    }
+
+    /// The gradient of [`Self::mg_cat_channels`]: `grad` (`[n, Σ c_i, h, w]`) split along
+    /// channels into one `[n, c_i, h, w]` tensor per entry of `sizes`.
+    fn mg_split_channels(grad: FloatTensor<Self>, sizes: &[usize]) -> Vec<FloatTensor<Self>> {
+        defaults::split_channels::<Self>(grad, sizes)
     }
 
     /// Nearest upsampling by `factors = [fh, fw]`: `[n, c, h, w]` to `[n, c, fh·h, fw·w]`,
@@ -124,7 +145,32 @@ pub(crate) mod defaults {
     use super::float;
     use burn::tensor::activation::sigmoid;
     use burn::tensor::ops::FloatTensor;
-    use burn::tensor::{Tensor, backend::Backend};
+    use burn::tensor::{Shape, Tensor, TensorMetadata, backend::Backend};
+
+    /// The bias gradient of a convolution: `[n, c, h, w]` summed to `[c]`.
+    pub(crate) fn bias_backward<B: Backend>(grad: FloatTensor<B>) -> FloatTensor<B> {
+        let [n, c, h, w] = grad.shape().dims();
+        let g = B::float_swap_dims(grad, 0, 1);
+        let g = B::float_reshape(g, Shape::new([c, n * h * w]));
+        B::float_reshape(B::float_sum_dim(g, 1), Shape::new([c]))
+    }
+
+    /// Channel slices of `x` (`[n, Σ c_i, h, w]`), burn's views.
+    pub(crate) fn split_channels<B: Backend>(
+        x: FloatTensor<B>,
+        sizes: &[usize],
+    ) -> Vec<FloatTensor<B>> {
+        let x = float::<B>(x);
+        let mut start = 0;
+        sizes
+            .iter()
+            .map(|&c| {
+                let part = x.clone().narrow(1, start, c);
+                start += c;
+                part.into_primitive().tensor()
+            })
+            .collect()
+    }
 
     /// Block max-pooling through burn's pooling (stride = kernel, no padding).
     pub(crate) fn maxpool<B: Backend>(x: FloatTensor<B>, factors: [usize; 2]) -> FloatTensor<B> {
@@ -265,6 +311,40 @@ pub fn conv2d<B: MgBackend>(
         bias.map(|b| b.into_primitive().tensor()),
         options,
     )))
+}
+
+/// [`MgBackend::mg_cat_channels`] on tensors: concatenation along channels (dimension 1),
+/// whose backward gives each part its gradient as one contiguous tensor.
+///
+/// # Shapes
+/// - `parts[i]`: `[n, c_i, h, w]`
+/// - returns `[n, Σ c_i, h, w]`
+///
+/// # Panics
+/// If `parts` is empty or the parts differ in batch or grid size.
+pub fn cat_channels<B: MgBackend>(parts: Vec<Tensor<B, 4>>) -> Tensor<B, 4> {
+    let first = parts.first().map(|p| p.dims());
+    let Some([n, _, h, w]) = first else {
+        panic!("cat_channels: no parts to concatenate");
+    };
+    for part in &parts {
+        let [pn, _, ph, pw] = part.dims();
+        assert!(
+            [pn, ph, pw] == [n, h, w],
+            "cat_channels: part {:?} does not fit {:?} (same batch and grid expected)",
+            part.dims(),
+            first.expect("a first part")
+        );
+    }
+    if parts.len() == 1 {
+        return parts.into_iter().next().expect("one part");
+    }
+    float(B::mg_cat_channels(
+        parts
+            .into_iter()
+            .map(|p| p.into_primitive().tensor())
+            .collect(),
+    ))
 }
 
 /// [`MgBackend::mg_upsample`] on tensors: nearest upsampling by `factors = [fh, fw]`.
