@@ -5,11 +5,11 @@
 //! Convolutions (stride 1, no dilation, one group) unfold in chunks of images (at most
 //! [`CHUNK_ELEMS`] values, at least one chunk per thread when the work is large) and run one
 //! gemm per chunk (the `gemm` crate on the kernels' own buffers, `matmul.rs`):
-//! - forward: `[c_out, c_in·kh·kw] × [c_in·kh·kw, pixels]`, only where the work is split over
-//!   the threads; smaller ones run Flex's own (single-threaded) convolution, measured the
-//!   faster on the quick model's shapes;
-//! - input gradient: `[c_in·kh·kw, c_out] × [c_out, pixels]`, folded back onto the input
-//!   (burn's default is a transposed convolution with a sequential batch loop);
+//! - forward: `[c_out, c_in·kh·kw] × [c_in·kh·kw, pixels]` per tile of output rows (or of
+//!   several small images);
+//! - input gradient: the forward convolution of the output gradient with the kernel flipped
+//!   and transposed (burn's default is a transposed convolution with a sequential batch
+//!   loop);
 //! - weight gradient: `[c_out, pixels] × [pixels, c_in·kh·kw]`, summed over chunks (burn's
 //!   default convolves with the whole output gradient as the kernel).
 
@@ -271,36 +271,37 @@ fn conv_forward<E: Element + Real + bytemuck::Pod>(
     tensor(out, [plan.n, c_out, s.ho, s.wo])
 }
 
-/// `∂x`: per chunk, one gemm `[taps, c_out] × [c_out, images·pixels]`, folded back.
+/// `∂x`: the convolution of the output gradient with the kernel flipped in space and
+/// transposed in channels (`[c_in, c_out, kh, kw]`) and padding `k − 1 − p`, through
+/// [`conv_forward`]: the same unfolding and gemm tiles, and no scatter-add.
 fn conv_x_backward<E: Element + Real + bytemuck::Pod>(
     weight: &FlexTensor,
     grad: &FlexTensor,
     plan: &Plan,
 ) -> FlexTensor {
     let s = plan.s;
-    let gs = slice::<E>(grad);
-    // `[taps, c_out]`: the kernel matrix transposed, read in place.
-    let w_t = View::rows(slice::<E>(weight), plan.c_out, s.taps()).t();
-    let (c_in_size, pixels, c_out) = (s.c_in * s.h * s.w, s.pixels(), plan.c_out);
-    let mut dx = vec![E::ZERO; plan.n * c_in_size];
-    plan.run(&mut dx, c_in_size, |first, images, dx| {
-        let width = images * pixels;
-        let (g_len, cols_len) = (c_out * width, s.taps() * width);
-        with_scratch(g_len + cols_len, |buf: &mut [E]| {
-            let (g, cols) = buf.split_at_mut(g_len);
-            kernels::channels_first(
-                &gs[first * c_out * pixels..][..images * c_out * pixels],
-                images,
-                c_out,
-                pixels,
-                g,
-            );
-            let dst = ViewMut::rows(&mut *cols, s.taps(), width);
-            matmul::gemm(dst, w_t, View::rows(g, c_out, width));
-            kernels::fold(cols, images, s, dx);
-        });
-    });
-    tensor(dx, [plan.n, s.c_in, s.h, s.w])
+    let (c_out, c_in, kh, kw) = (plan.c_out, s.c_in, s.kh, s.kw);
+    let w = slice::<E>(weight);
+    let mut flipped = vec![E::ZERO; w.len()];
+    let taps = kh * kw;
+    for (co, w_co) in w.chunks_exact(c_in * taps).enumerate() {
+        for (ci, w_ci) in w_co.chunks_exact(taps).enumerate() {
+            // Reversing the `kh·kw` taps flips the kernel in both directions.
+            let dst = &mut flipped[(ci * c_out + co) * taps..][..taps];
+            for (d, &v) in dst.iter_mut().zip(w_ci.iter().rev()) {
+                *d = v;
+            }
+        }
+    }
+    let flipped = tensor(flipped, [c_in, c_out, kh, kw]);
+    let padding = [kh - 1 - s.ph, kw - 1 - s.pw];
+    let back = Plan::new(
+        [plan.n, c_out, s.ho, s.wo],
+        [c_in, c_out, kh, kw],
+        padding,
+        CHUNK_ELEMS,
+    );
+    conv_forward::<E>(grad, &flipped, None, &back)
 }
 
 /// `∂w`: per chunk, one gemm `[c_out, images·pixels] × [images·pixels, taps]`, summed.
@@ -546,10 +547,9 @@ macro_rules! by_dtype {
 }
 
 impl MgBackend for Flex {
-    /// Flex's own forward convolution runs on one thread; on work large enough to split over
-    /// the threads, unfolding and one gemm per chunk runs on all of them. Below that Flex's
-    /// is kept (measured faster on the quick model's shapes: training step 1.90 s against
-    /// 2.33 s for the unfolding version on every convolution).
+    /// Unfolding and one gemm per tile, on all threads when the work is large enough (Flex's
+    /// own convolution runs on one thread and, on the quick model's small grids, took 1.3–1.8
+    /// times as long as this one).
     fn mg_conv2d(
         x: FlexTensor,
         weight: FlexTensor,
@@ -557,8 +557,7 @@ impl MgBackend for Flex {
         options: ConvOptions<2>,
     ) -> FlexTensor {
         let plan = fast_conv(&x, &weight, &options)
-            .map(|dims| Plan::new(x.shape().dims(), dims, options.padding, CHUNK_ELEMS))
-            .filter(|plan| plan.parallel);
+            .map(|dims| Plan::new(x.shape().dims(), dims, options.padding, CHUNK_ELEMS));
         let Some(plan) = plan else {
             return Flex::conv2d(x, weight, bias, options);
         };

@@ -115,7 +115,7 @@ impl ConvShape {
     }
 }
 
-/// Output rows at most this wide unfold and fold through a zero-padded copy of the image:
+/// Output rows at most this wide unfold through a zero-padded copy of the image:
 /// every kernel tap is then one straight copy per row, without the per-row bounds and edge
 /// fills that cost more than the copy itself on the small grids.
 const PADDED_WIDTH: usize = 32;
@@ -251,110 +251,6 @@ fn copy_rows<T: Copy>(src: &[T], stride: usize, dst: &mut [T], n: usize) {
         _ => {
             for (k, d) in dst.chunks_exact_mut(n).enumerate() {
                 d.copy_from_slice(&src[k * stride..][..n]);
-            }
-        }
-    }
-}
-
-/// Adds `src` (contiguous rows of `n` values) into rows `stride` apart in `dst`.
-fn add_rows<T: Real>(src: &[T], dst: &mut [T], stride: usize, n: usize) {
-    fn fixed<T: Real, const N: usize>(src: &[T], dst: &mut [T], stride: usize) {
-        for (k, s) in src.chunks_exact(N).enumerate() {
-            let d: &mut [T; N] = (&mut dst[k * stride..][..N]).try_into().expect("N values");
-            for (d, s) in d.iter_mut().zip(s) {
-                *d = *d + *s;
-            }
-        }
-    }
-    match n {
-        0 => {}
-        1 => fixed::<T, 1>(src, dst, stride),
-        3 => fixed::<T, 3>(src, dst, stride),
-        6 => fixed::<T, 6>(src, dst, stride),
-        12 => fixed::<T, 12>(src, dst, stride),
-        24 => fixed::<T, 24>(src, dst, stride),
-        _ => {
-            for (k, s) in src.chunks_exact(n).enumerate() {
-                for (d, s) in dst[k * stride..][..n].iter_mut().zip(s) {
-                    *d = *d + *s;
-                }
-            }
-        }
-    }
-}
-
-/// The adjoint of [`unfold`]: adds every entry of `cols` (`[c_in·kh·kw, images·ho·wo]`) into
-/// the input position it was read from; `dx` (`[images, c_in, h, w]`) must start at zero.
-pub(crate) fn fold<T: Real>(cols: &[T], images: usize, s: ConvShape, dx: &mut [T]) {
-    let width = images * s.pixels();
-    debug_assert_eq!(dx.len(), images * s.c_in * s.h * s.w);
-    debug_assert_eq!(cols.len(), s.taps() * width);
-    if s.wo <= PADDED_WIDTH {
-        fold_padded(cols, images, s, dx);
-    } else {
-        fold_clipped(cols, images, s, dx);
-    }
-}
-
-/// [`fold`] into a zero-padded image, whose inside is then added to `dx` (narrow images).
-fn fold_padded<T: Real>(cols: &[T], images: usize, s: ConvShape, dx: &mut [T]) {
-    // Padded row `r` is image row `r − ph`: `ho + kh − 1 = h + 2·ph` rows.
-    let (hp, wp) = (s.ho + s.kh - 1, s.w + 2 * s.pw);
-    let (plane, pixels, width) = (s.h * s.w, s.pixels(), images * s.pixels());
-    with_scratch(s.c_in * hp * wp, |pad: &mut [T]| {
-        for image in 0..images {
-            pad.fill(T::ZERO);
-            for ci in 0..s.c_in {
-                let dst = &mut pad[ci * hp * wp..][..hp * wp];
-                for a in 0..s.kh {
-                    for b in 0..s.kw {
-                        let row = (ci * s.kh + a) * s.kw + b;
-                        let src = &cols[row * width + image * pixels..][..pixels];
-                        add_rows(src, &mut dst[a * wp + b..], wp, s.wo);
-                    }
-                }
-            }
-            for ci in 0..s.c_in {
-                let src = &pad[ci * hp * wp + s.ph * wp + s.pw..];
-                let dst = &mut dx[(image * s.c_in + ci) * plane..][..plane];
-                for (y, row) in dst.chunks_exact_mut(s.w).enumerate() {
-                    for (d, v) in row.iter_mut().zip(&src[y * wp..][..s.w]) {
-                        *d = *d + *v;
-                    }
-                }
-            }
-        }
-    });
-}
-
-/// [`fold`] straight into `dx`, edges clipped per row (wide images).
-fn fold_clipped<T: Real>(cols: &[T], images: usize, s: ConvShape, dx: &mut [T]) {
-    let plane = s.h * s.w;
-    let width = images * s.pixels();
-    for ci in 0..s.c_in {
-        for a in 0..s.kh {
-            for b in 0..s.kw {
-                let row = (ci * s.kh + a) * s.kw + b;
-                let src = &cols[row * width..(row + 1) * width];
-                let (x_lo, x_hi) = s.inside(b);
-                if x_hi == x_lo {
-                    continue;
-                }
-                let sx = x_lo + b - s.pw;
-                for image in 0..images {
-                    let dst = &mut dx[(image * s.c_in + ci) * plane..][..plane];
-                    for y in 0..s.ho {
-                        let sy = y + a;
-                        if sy < s.ph || sy - s.ph >= s.h {
-                            continue;
-                        }
-                        let from = &src[(image * s.ho + y) * s.wo..][x_lo..x_hi];
-                        let to = &mut dst[(sy - s.ph) * s.w + sx..][..x_hi - x_lo];
-                        for (t, f) in to.iter_mut().zip(from) {
-                            *t = *t + *f;
-                        }
-                    }
-                }
             }
         }
     }
@@ -767,82 +663,6 @@ mod tests {
         let mut cols = vec![f32::NAN; 3 * 2];
         unfold(&x, 1, s, &mut cols);
         assert_eq!(cols, [1.0, 4.0, 2.0, 5.0, 3.0, 6.0]);
-    }
-
-    /// `fold` is the adjoint of `unfold`: ⟨unfold(x), c⟩ = ⟨x, fold(c)⟩ for any x and c.
-    #[test]
-    fn fold_is_the_adjoint_of_unfold() {
-        for s in [
-            ConvShape {
-                c_in: 2,
-                h: 3,
-                w: 4,
-                kh: 3,
-                kw: 3,
-                ph: 1,
-                pw: 1,
-                ho: 3,
-                wo: 4,
-            },
-            ConvShape {
-                c_in: 1,
-                h: 2,
-                w: 5,
-                kh: 1,
-                kw: 3,
-                ph: 0,
-                pw: 0,
-                ho: 2,
-                wo: 3,
-            },
-            ConvShape {
-                c_in: 3,
-                h: 1,
-                w: 1,
-                kh: 3,
-                kw: 3,
-                ph: 1,
-                pw: 1,
-                ho: 1,
-                wo: 1,
-            },
-            // Wider than PADDED_WIDTH: folded in place.
-            ConvShape {
-                c_in: 2,
-                h: 3,
-                w: 40,
-                kh: 3,
-                kw: 5,
-                ph: 1,
-                pw: 2,
-                ho: 3,
-                wo: 40,
-            },
-            ConvShape {
-                c_in: 1,
-                h: 2,
-                w: 6,
-                kh: 3,
-                kw: 3,
-                ph: 1,
-                pw: 1,
-                ho: 2,
-                wo: 6,
-            },
-        ] {
-            let images = 2;
-            let n_x = images * s.c_in * s.h * s.w;
-            let n_c = s.taps() * images * s.pixels();
-            let x: Vec<f64> = (0..n_x).map(|i| ((i * 7919) % 13) as f64 - 6.0).collect();
-            let c: Vec<f64> = (0..n_c).map(|i| ((i * 104729) % 11) as f64 - 5.0).collect();
-            let mut ux = vec![0.0; n_c];
-            unfold(&x, images, s, &mut ux);
-            let mut fc = vec![0.0; n_x];
-            fold(&c, images, s, &mut fc);
-            let lhs: f64 = ux.iter().zip(&c).map(|(a, b)| a * b).sum();
-            let rhs: f64 = x.iter().zip(&fc).map(|(a, b)| a * b).sum();
-            assert_eq!(lhs, rhs, "{s:?}");
-        }
     }
 
     #[test]
