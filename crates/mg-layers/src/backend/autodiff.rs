@@ -38,13 +38,16 @@ fn conv_backward<B: MgBackend>(
     (x, weight, options): ConvState<B>,
     grads: &mut Gradients,
 ) {
-    if let Some(node) = node_w {
-        let g =
-            B::mg_conv2d_weight_backward(x.clone(), weight.clone(), grad.clone(), options.clone());
+    let need = [node_x.is_some(), node_w.is_some()];
+    if need == [false, false] {
+        return;
+    }
+    let (dx, dw) = B::mg_conv2d_backward(x, weight, grad, options, need);
+    if let (Some(node), Some(g)) = (node_w, dw) {
         grads.register::<B>(node, g);
     }
-    if let Some(node) = node_x {
-        grads.register::<B>(node, B::mg_conv2d_x_backward(x, weight, grad, options));
+    if let (Some(node), Some(g)) = (node_x, dx) {
+        grads.register::<B>(node, g);
     }
 }
 

@@ -271,88 +271,117 @@ fn conv_forward<E: Element + Real + bytemuck::Pod>(
     tensor(out, [plan.n, c_out, s.ho, s.wo])
 }
 
-/// `∂x`: the convolution of the output gradient with the kernel flipped in space and
-/// transposed in channels (`[c_in, c_out, kh, kw]`) and padding `k − 1 − p`, through
-/// [`conv_forward`]: the same unfolding and gemm tiles, and no scatter-add.
-fn conv_x_backward<E: Element + Real + bytemuck::Pod>(
+/// Largest unfolded chunk of the output gradient in [`conv_backward`], in values (4 MiB of
+/// f32).
+const BACKWARD_CHUNK_ELEMS: usize = 1 << 20;
+
+/// Both gradients of a stride-1 convolution from one unfolding of the output gradient,
+/// `G = unfold(grad)` with the kernel's shape and padding `k − 1 − p` (`[c_out·kh·kw, pixels
+/// of x]`), chunk by chunk of images:
+/// - `∂x = W̃ × G`, where `W̃` (`[c_in, c_out·kh·kw]`) is the kernel flipped in space and
+///   transposed in channels: the input gradient is the convolution of the output gradient
+///   with it (no scatter-add; burn's default is a transposed convolution with a sequential
+///   batch loop);
+/// - `∂w` from `M = G × xᵀ` (`[c_out·kh·kw, c_in]`, summed over the chunks):
+///   `∂w[co, ci, a, b] = M[(co, kh−1−a, kw−1−b), ci]`, so the input is not unfolded again.
+///
+/// Returns `(∂x, ∂w)`, each only where `need` asks for it.
+fn conv_backward<E: Element + Real + bytemuck::Pod>(
+    x: &FlexTensor,
     weight: &FlexTensor,
     grad: &FlexTensor,
     plan: &Plan,
-) -> FlexTensor {
+    [need_x, need_w]: [bool; 2],
+) -> (Option<FlexTensor>, Option<FlexTensor>) {
     let s = plan.s;
-    let (c_out, c_in, kh, kw) = (plan.c_out, s.c_in, s.kh, s.kw);
-    let w = slice::<E>(weight);
-    let mut flipped = vec![E::ZERO; w.len()];
-    let taps = kh * kw;
-    for (co, w_co) in w.chunks_exact(c_in * taps).enumerate() {
-        for (ci, w_ci) in w_co.chunks_exact(taps).enumerate() {
-            // Reversing the `kh·kw` taps flips the kernel in both directions.
-            let dst = &mut flipped[(ci * c_out + co) * taps..][..taps];
-            for (d, &v) in dst.iter_mut().zip(w_ci.iter().rev()) {
-                *d = v;
+    let (n, c_out, c_in, kh, kw) = (plan.n, plan.c_out, s.c_in, s.kh, s.kw);
+    let k = kh * kw;
+    let (xs, gs, w) = (slice::<E>(x), slice::<E>(grad), slice::<E>(weight));
+    // `W̃[ci, (co, a', b')] = w[co, ci, kh−1−a', kw−1−b']`: reversing the `kh·kw` taps flips
+    // the kernel in both directions.
+    let mut flipped = vec![E::ZERO; if need_x { w.len() } else { 0 }];
+    if need_x {
+        for (co, w_co) in w.chunks_exact(c_in * k).enumerate() {
+            for (ci, w_ci) in w_co.chunks_exact(k).enumerate() {
+                let dst = &mut flipped[(ci * c_out + co) * k..][..k];
+                dst.iter_mut()
+                    .zip(w_ci.iter().rev())
+                    .for_each(|(d, &v)| *d = v);
             }
         }
     }
-    let flipped = tensor(flipped, [c_in, c_out, kh, kw]);
-    let padding = [kh - 1 - s.ph, kw - 1 - s.pw];
     let back = Plan::new(
-        [plan.n, c_out, s.ho, s.wo],
+        [n, c_out, s.ho, s.wo],
         [c_in, c_out, kh, kw],
-        padding,
-        CHUNK_ELEMS,
+        [kh - 1 - s.ph, kw - 1 - s.pw],
+        BACKWARD_CHUNK_ELEMS,
     );
-    conv_forward::<E>(grad, &flipped, None, &back)
-}
-
-/// `∂w`: per chunk, one gemm `[c_out, images·pixels] × [images·pixels, taps]`, summed.
-fn conv_weight_backward<E: Element + Real + bytemuck::Pod>(
-    x: &FlexTensor,
-    grad: &FlexTensor,
-    weight: [usize; 4],
-    plan: &Plan,
-) -> FlexTensor {
-    let s = plan.s;
-    let (xs, gs) = (slice::<E>(x), slice::<E>(grad));
-    let (c_in_size, pixels, c_out) = (s.c_in * s.h * s.w, s.pixels(), plan.c_out);
-    let taps = s.taps();
-    let chunk_grad = |k: usize| -> Vec<E> {
-        let first = k * plan.images;
-        let images = plan.images.min(plan.n - first);
+    let (sb, pixels) = (back.s, s.h * s.w);
+    let taps = sb.taps();
+    let (x_size, g_size) = (c_in * pixels, c_out * s.pixels());
+    let mut dx = vec![E::ZERO; if need_x { n * x_size } else { 0 }];
+    let chunks = n.div_ceil(back.images.max(1));
+    let mut dx_chunks = dx.chunks_mut((back.images * x_size).max(1));
+    let items: Vec<(usize, Option<&mut [E]>)> = (0..chunks)
+        .map(|c| (c, if need_x { dx_chunks.next() } else { None }))
+        .collect();
+    let chunk = |(c, dx): (usize, Option<&mut [E]>)| -> Option<Vec<E>> {
+        let first = c * back.images;
+        let images = back.images.min(n - first);
         let width = images * pixels;
-        let (cols_len, g_len) = (taps * width, c_out * width);
-        with_scratch(cols_len + g_len, |buf: &mut [E]| {
-            let (cols, g) = buf.split_at_mut(cols_len);
-            kernels::unfold(
-                &xs[first * c_in_size..][..images * c_in_size],
-                images,
-                s,
-                cols,
-            );
-            kernels::channels_first(
-                &gs[first * c_out * pixels..][..images * c_out * pixels],
-                images,
-                c_out,
-                pixels,
-                g,
-            );
-            // `[c_out, width] × [width, taps]`, the unfolded chunk transposed in place.
-            let mut dw = vec![E::ZERO; c_out * taps];
-            let (lhs, rhs) = (
-                View::rows(g, c_out, width),
-                View::rows(cols, taps, width).t(),
-            );
-            matmul::gemm(ViewMut::rows(&mut dw, c_out, taps), lhs, rhs);
-            dw
+        let (g_len, t_len) = (taps * width, c_in * width);
+        with_scratch(g_len + t_len, |buf: &mut [E]| {
+            let (cols, t) = buf.split_at_mut(g_len);
+            let g = &gs[first * g_size..][..images * g_size];
+            kernels::unfold(g, images, sb, cols);
+            let cols = View::rows(&*cols, taps, width);
+            if let Some(dx) = dx {
+                // `[c_in, images·pixels]`, then to `[images, c_in, pixels]`.
+                matmul::gemm(
+                    ViewMut::rows(&mut *t, c_in, width),
+                    View::rows(&flipped, c_in, taps),
+                    cols,
+                );
+                kernels::channels_first(t, c_in, images, pixels, dx);
+            }
+            need_w.then(|| {
+                kernels::channels_first(
+                    &xs[first * x_size..][..images * x_size],
+                    images,
+                    c_in,
+                    pixels,
+                    t,
+                );
+                let mut m = vec![E::ZERO; taps * c_in];
+                let xt = View::rows(&*t, c_in, width).t();
+                matmul::gemm(ViewMut::rows(&mut m, taps, c_in), cols, xt);
+                m
+            })
         })
     };
-    let chunks = plan.n.div_ceil(plan.images);
-    let sum = map_items((0..chunks).collect(), plan.parallel, chunk_grad)
-        .into_iter()
-        .reduce(|mut sum, dw| {
-            sum.iter_mut().zip(dw).for_each(|(s, d)| *s = *s + d);
-            sum
-        });
-    tensor(sum.expect("at least one image"), weight)
+    let sums = map_items(items, back.parallel, chunk);
+    let dw = need_w.then(|| {
+        let m = sums
+            .into_iter()
+            .flatten()
+            .reduce(|mut sum, m| {
+                sum.iter_mut().zip(m).for_each(|(s, v)| *s = *s + v);
+                sum
+            })
+            .unwrap_or_else(|| vec![E::ZERO; taps * c_in]);
+        // Row `(co, a', b')` of `M` holds `∂w[co, ·, kh−1−a', kw−1−b']`.
+        let mut dw = vec![E::ZERO; c_out * c_in * k];
+        for (co, rows) in m.chunks_exact(k * c_in).enumerate() {
+            for (tap, row) in rows.chunks_exact(c_in).enumerate() {
+                for (ci, &v) in row.iter().enumerate() {
+                    dw[(co * c_in + ci) * k + k - 1 - tap] = v;
+                }
+            }
+        }
+        tensor(dw, [c_out, c_in, kh, kw])
+    });
+    let dx = need_x.then(|| tensor(dx, [n, c_in, s.h, s.w]));
+    (dx, dw)
 }
 
 /// `∂bias`: each plane of `grad` (`[n, c, h, w]`) summed into its channel, `[c]`.
@@ -573,13 +602,8 @@ impl MgBackend for Flex {
         output_grad: FlexTensor,
         options: ConvOptions<2>,
     ) -> FlexTensor {
-        let Some(dims) = fast_conv(&x, &weight, &options) else {
-            return Flex::conv2d_x_backward(x, weight, output_grad, options);
-        };
-        let plan = Plan::new(x.shape().dims(), dims, options.padding, CHUNK_ELEMS);
-        let (weight, grad) = (weight.to_contiguous(), output_grad.to_contiguous());
-        by_dtype!(weight.dtype(), E => conv_x_backward::<E>(&weight, &grad, &plan))
-            .unwrap_or_else(|| Flex::conv2d_x_backward(x, weight, grad, options))
+        let (dx, _) = Self::mg_conv2d_backward(x, weight, output_grad, options, [true, false]);
+        dx.expect("the input gradient was asked for")
     }
 
     fn mg_conv2d_weight_backward(
@@ -588,13 +612,38 @@ impl MgBackend for Flex {
         output_grad: FlexTensor,
         options: ConvOptions<2>,
     ) -> FlexTensor {
-        let Some(dims) = fast_conv(&x, &weight, &options) else {
-            return Flex::conv2d_weight_backward(x, weight, output_grad, options);
-        };
-        let plan = Plan::new(x.shape().dims(), dims, options.padding, CHUNK_ELEMS);
-        let (x, grad) = (x.to_contiguous(), output_grad.to_contiguous());
-        by_dtype!(weight.dtype(), E => conv_weight_backward::<E>(&x, &grad, dims, &plan))
-            .unwrap_or_else(|| Flex::conv2d_weight_backward(x, weight, grad, options))
+        let (_, dw) = Self::mg_conv2d_backward(x, weight, output_grad, options, [false, true]);
+        dw.expect("the weight gradient was asked for")
+    }
+
+    /// Both gradients from one unfolding of the output gradient ([`conv_backward`]).
+    fn mg_conv2d_backward(
+        x: FlexTensor,
+        weight: FlexTensor,
+        output_grad: FlexTensor,
+        options: ConvOptions<2>,
+        need: [bool; 2],
+    ) -> (Option<FlexTensor>, Option<FlexTensor>) {
+        let plan = fast_conv(&x, &weight, &options)
+            .map(|dims| Plan::new(x.shape().dims(), dims, options.padding, CHUNK_ELEMS));
+        let (x, weight) = (x.to_contiguous(), weight.to_contiguous());
+        let grad = output_grad.to_contiguous();
+        plan.and_then(|plan| {
+            by_dtype!(weight.dtype(), E => conv_backward::<E>(&x, &weight, &grad, &plan, need))
+        })
+        .unwrap_or_else(|| {
+            let [need_x, need_w] = need;
+            let dw = need_w.then(|| {
+                Flex::conv2d_weight_backward(
+                    x.clone(),
+                    weight.clone(),
+                    grad.clone(),
+                    options.clone(),
+                )
+            });
+            let dx = need_x.then(|| Flex::conv2d_x_backward(x, weight, grad, options));
+            (dx, dw)
+        })
     }
 
     fn mg_conv2d_bias_backward(output_grad: FlexTensor) -> FlexTensor {
@@ -847,11 +896,16 @@ mod tests {
                 let y = conv_forward::<f64>(&x, &w, None, &plan);
                 let what = format!("{x_shape:?} ⊛ {w_shape:?}, padding {padding:?}");
                 assert!(max_diff(y, y_burn.clone()) < 1e-12, "forward, {what}");
-                let dx = conv_x_backward::<f64>(&w, &g, &plan);
+                let (dx, dw) = conv_backward::<f64>(&x, &w, &g, &plan, [true, true]);
+                let (dx, dw) = (dx.unwrap(), dw.unwrap());
+                // Each alone: the same values, and nothing for the other.
+                let (none, dw_alone) = conv_backward::<f64>(&x, &w, &g, &plan, [false, true]);
+                assert!(none.is_none() && max_diff(dw_alone.unwrap(), dw.clone()) == 0.0);
+                let (dx_alone, none) = conv_backward::<f64>(&x, &w, &g, &plan, [true, false]);
+                assert!(none.is_none() && max_diff(dx_alone.unwrap(), dx.clone()) == 0.0);
                 let dx_burn =
                     Flex::conv2d_x_backward(x.clone(), w.clone(), g.clone(), options.clone());
                 assert!(max_diff(dx, dx_burn) < 1e-12, "input gradient, {what}");
-                let dw = conv_weight_backward::<f64>(&x, &g, w_shape, &plan);
                 let dw_burn =
                     Flex::conv2d_weight_backward(x.clone(), w.clone(), g.clone(), options.clone());
                 assert!(max_diff(dw, dw_burn) < 1e-12, "weight gradient, {what}");
@@ -886,13 +940,13 @@ mod tests {
             let y = conv_forward::<f64>(&x, &w, None, &plan);
             let y_burn = Flex::conv2d(x.clone(), w.clone(), None, options.clone());
             assert!(max_diff(y, y_burn) < 1e-12, "forward without bias");
-            let dx = conv_x_backward::<f64>(&w, &g, &plan);
+            let (dx, dw) = conv_backward::<f64>(&x, &w, &g, &plan, [true, true]);
+            let (dx, dw) = (dx.unwrap(), dw.unwrap());
             let dx_burn = Flex::conv2d_x_backward(x.clone(), w.clone(), g.clone(), options.clone());
             assert!(
                 max_diff(dx, dx_burn) < 1e-12,
                 "input gradient, {chunk_elems} per chunk"
             );
-            let dw = conv_weight_backward::<f64>(&x, &g, [4, 3, 3, 3], &plan);
             let dw_burn =
                 Flex::conv2d_weight_backward(x.clone(), w.clone(), g.clone(), options.clone());
             assert!(

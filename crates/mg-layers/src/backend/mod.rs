@@ -1,8 +1,8 @@
 //! The backend extension: the few ops the layers spend their time in, with burn's own ops as
 //! the default implementation on every backend and faster ones where the project has them.
 //!
-//! - [`MgBackend::mg_conv2d`] and its backward (input, weight, bias): the layers'
-//!   convolutions.
+//! - [`MgBackend::mg_conv2d`] and its backward (input and weight, apart or together; bias):
+//!   the layers' convolutions.
 //! - [`MgBackend::lstm_cell`] / [`MgBackend::lstm_hidden`] and their backwards: the conv-LSTM
 //!   update from the gate pre-activations in one pass each.
 //! - [`MgBackend::mg_cat_channels`] and its backward [`MgBackend::mg_split_channels`]: the
@@ -62,6 +62,27 @@ pub trait MgBackend: Backend {
         options: ConvOptions<2>,
     ) -> FloatTensor<Self> {
         Self::conv2d_weight_backward(x, weight, output_grad, options)
+    }
+
+    /// Both gradients of [`Self::mg_conv2d`], `(∂x, ∂weight)`, each only where `need` (`[x,
+    /// weight]`) asks for it: one call, so that a backend can share work between them.
+    fn mg_conv2d_backward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+        options: ConvOptions<2>,
+        [need_x, need_w]: [bool; 2],
+    ) -> (Option<FloatTensor<Self>>, Option<FloatTensor<Self>>) {
+        let dw = need_w.then(|| {
+            Self::mg_conv2d_weight_backward(
+                x.clone(),
+                weight.clone(),
+                output_grad.clone(),
+                options.clone(),
+            )
+        });
+        let dx = need_x.then(|| Self::mg_conv2d_x_backward(x, weight, output_grad, options));
+        (dx, dw)
     }
 
     /// The gradient of [`Self::mg_conv2d`] with respect to its bias: `output_grad`
