@@ -2,16 +2,16 @@
 //! LSTM update in one pass (kernels in `kernels.rs`). f32 and f64; other float types use the
 //! defaults.
 //!
-//! Convolutions (stride 1, no dilation, one group) unfold in chunks of images (at most
-//! [`CHUNK_ELEMS`] values, at least one chunk per thread when the work is large) and run one
-//! gemm per chunk (the `gemm` crate on the kernels' own buffers, `matmul.rs`):
+//! Convolutions (stride 1, no dilation, one group) unfold and run one gemm per tile or chunk
+//! of images (the `gemm` crate on the kernels' own buffers, `matmul.rs`), split over the
+//! threads by images when the work is large:
 //! - forward: `[c_out, c_in·kh·kw] × [c_in·kh·kw, pixels]` per tile of output rows (or of
 //!   several small images);
-//! - input gradient: the forward convolution of the output gradient with the kernel flipped
-//!   and transposed (burn's default is a transposed convolution with a sequential batch
-//!   loop);
-//! - weight gradient: `[c_out, pixels] × [pixels, c_in·kh·kw]`, summed over chunks (burn's
-//!   default convolves with the whole output gradient as the kernel).
+//! - backward ([`conv_backward`]): one unfolding `G` of the output gradient per chunk; the
+//!   input gradient `[c_in, c_out·kh·kw] × G` with the kernel flipped and transposed (burn's
+//!   default is a transposed convolution with a sequential batch loop), the weight gradient
+//!   `G × xᵀ` summed over chunks (burn's default convolves with the whole output gradient as
+//!   the kernel).
 
 use burn::backend::Flex;
 use burn::backend::flex::FlexTensor;
@@ -22,7 +22,8 @@ use super::kernels::{self, ConvShape, Real, with_scratch};
 use super::matmul::{self, View, ViewMut};
 use super::{MgBackend, cpu_kernels_enabled, defaults};
 
-/// Largest unfolded chunk of the weight gradient, in values (16 MiB of f32).
+/// Images per chunk of the forward convolution: at most this many unfolded values (16 MiB of
+/// f32; each chunk is then unfolded in tiles of at most [`TILE_ELEMS`]).
 const CHUNK_ELEMS: usize = 1 << 22;
 
 /// Work (multiply-adds) below which an op stays on the calling thread.
