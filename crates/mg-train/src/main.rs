@@ -5,6 +5,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use mg_train::{ask, commands, data_cmd, demo, table, weights};
 
+/// mimalloc keeps freed blocks for reuse, where glibc's allocator unmaps large ones and
+/// faults them in again on the next training step.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Train, evaluate and benchmark multigrid neural memory models.
 #[derive(Parser, Debug)]
 #[command(version, about)]

@@ -40,8 +40,8 @@ pub struct BenchRecord {
     pub min_ms: f64,
     /// Timed repetitions.
     pub repeats: usize,
-    /// Growth of the process's peak resident memory during the timed calls, MiB (CPU
-    /// backends on Linux; absent elsewhere).
+    /// Growth of the process's peak resident memory during the warm-up and timed calls, MiB
+    /// (CPU backends on Linux, the first path timed in the process only; absent elsewhere).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub peak_mib: Option<f64>,
     /// Loss of the first, untimed call (summed over the window): for a training window, of
@@ -228,11 +228,13 @@ impl<T: Task, B: MgBackend> OptimizerJob<Autodiff<B>, T::TrainModel<B>> for Timi
             false => &task.paths()[..1],
         };
         let mut diverged = None;
-        for &path in paths {
+        for (k, &path) in paths.iter().enumerate() {
             let mut state = None;
             let mut first_loss = None;
             let before = peak::current_kib();
-            let tracked = options.on_cpu && peak::reset();
+            // Only the first path's peak is its own: the allocator (mimalloc in the binary)
+            // keeps freed pages for reuse, so a later path would start on the earlier's.
+            let tracked = options.on_cpu && k == 0 && peak::reset();
             let timing = time(options.repeats, || {
                 let (next, result) = train_step::<T, B, O>(
                     task,
