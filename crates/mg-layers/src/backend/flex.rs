@@ -617,7 +617,9 @@ impl MgBackend for Flex {
         dw.expect("the weight gradient was asked for")
     }
 
-    /// Both gradients from one unfolding of the output gradient ([`conv_backward`]).
+    /// Both gradients from one unfolding of the output gradient: the input gradient as that
+    /// unfolding times the flipped, transposed kernel, the weight gradient as that unfolding
+    /// times the input.
     fn mg_conv2d_backward(
         x: FlexTensor,
         weight: FlexTensor,
