@@ -60,11 +60,11 @@ pub fn gather<B: MgBackend>(
     if let Some(i) = span.index_of(level + 1) {
         parts.push(maxpool2x(pyramid[i].clone(), geometry));
     }
-    match parts.len() {
-        0 => panic!("gather: output level {level} has no neighbour in the input levels {span:?}"),
-        1 => parts.pop().expect("one part"),
-        _ => cat_channels(parts),
-    }
+    assert!(
+        !parts.is_empty(),
+        "gather: output level {level} has no neighbour in the input levels {span:?}"
+    );
+    cat_channels(parts)
 }
 
 #[cfg(test)]

@@ -118,7 +118,7 @@ fn conv_work(out: [usize; 4], weight: [usize; 4]) -> usize {
     n * ho * wo * c_out * c_in * kh * kw
 }
 
-fn slice<E: Element + Real + bytemuck::Pod>(t: &FlexTensor) -> &[E] {
+fn slice<E: Element + Real>(t: &FlexTensor) -> &[E] {
     t.as_slice::<E>().expect("a contiguous tensor")
 }
 
@@ -203,7 +203,7 @@ const MIN_TILE: usize = 256;
 /// at most [`TILE_ELEMS`] unfolded values, unfolded and multiplied, `[c_out, taps] × [taps,
 /// tile]`, with the bias added. A tile is a run of output rows of one image, or several whole
 /// images when one image has fewer than [`MIN_TILE`] pixels.
-fn conv_forward<E: Element + Real + bytemuck::Pod>(
+fn conv_forward<E: Element + Real>(
     x: &FlexTensor,
     weight: &FlexTensor,
     bias: Option<&FlexTensor>,
@@ -287,7 +287,7 @@ const BACKWARD_CHUNK_ELEMS: usize = 1 << 20;
 ///   `∂w[co, ci, a, b] = M[(co, kh−1−a, kw−1−b), ci]`, so the input is not unfolded again.
 ///
 /// Returns `(∂x, ∂w)`, each only where `need` asks for it.
-fn conv_backward<E: Element + Real + bytemuck::Pod>(
+fn conv_backward<E: Element + Real>(
     x: &FlexTensor,
     weight: &FlexTensor,
     grad: &FlexTensor,
@@ -386,7 +386,7 @@ fn conv_backward<E: Element + Real + bytemuck::Pod>(
 }
 
 /// `∂bias`: each plane of `grad` (`[n, c, h, w]`) summed into its channel, `[c]`.
-fn bias_backward<E: Element + Real + bytemuck::Pod>(grad: &FlexTensor) -> FlexTensor {
+fn bias_backward<E: Element + Real>(grad: &FlexTensor) -> FlexTensor {
     let [_, c, h, w] = grad.shape().dims::<4>();
     let mut sums = vec![E::ZERO; c];
     for (k, plane) in slice::<E>(grad).chunks_exact((h * w).max(1)).enumerate() {
@@ -396,10 +396,7 @@ fn bias_backward<E: Element + Real + bytemuck::Pod>(grad: &FlexTensor) -> FlexTe
 }
 
 /// `x` (`[n, Σ c_i, h, w]`) split along channels into contiguous `[n, c_i, h, w]` tensors.
-fn split_channels<E: Element + Real + bytemuck::Pod>(
-    x: &FlexTensor,
-    sizes: &[usize],
-) -> Vec<FlexTensor> {
+fn split_channels<E: Element + Real>(x: &FlexTensor, sizes: &[usize]) -> Vec<FlexTensor> {
     let [n, c, h, w] = x.shape().dims::<4>();
     let (xs, plane) = (slice::<E>(x), h * w);
     let mut start = 0;
@@ -428,7 +425,7 @@ fn image_groups(n: usize, per_image: usize) -> usize {
 }
 
 /// Applies a per-image LSTM kernel over the batch, in parallel when large enough.
-fn per_image<E: Element + Real + bytemuck::Pod>(
+fn per_image<E: Element + Real>(
     gates: &FlexTensor,
     cell: &FlexTensor,
     kernel: impl Fn(&[E], &[E], &mut [E]) + Sync,
@@ -454,7 +451,7 @@ fn per_image<E: Element + Real + bytemuck::Pod>(
 }
 
 /// Applies a per-image LSTM backward kernel over the batch: `(d_gates, d_cell)`.
-fn per_image_backward<E: Element + Real + bytemuck::Pod>(
+fn per_image_backward<E: Element + Real>(
     gates: &FlexTensor,
     cell: &FlexTensor,
     grad: &FlexTensor,
@@ -504,11 +501,7 @@ fn over_planes<E: Send>(
 }
 
 /// [`kernels::upsample`] (or its backward, from `[n, c, fh·h, fw·w]`) over the planes of `x`.
-fn upsample<E: Element + Real + bytemuck::Pod>(
-    x: &FlexTensor,
-    [fh, fw]: [usize; 2],
-    backward: bool,
-) -> FlexTensor {
+fn upsample<E: Element + Real>(x: &FlexTensor, [fh, fw]: [usize; 2], backward: bool) -> FlexTensor {
     let [n, c, h, w] = x.shape().dims::<4>();
     let (small, large) = match backward {
         false => ([h, w], [h * fh, w * fw]),
@@ -532,7 +525,7 @@ fn upsample<E: Element + Real + bytemuck::Pod>(
 }
 
 /// [`kernels::maxpool`] over the planes of `x`, or with `grad` its backward.
-fn maxpool<E: Element + Real + bytemuck::Pod>(
+fn maxpool<E: Element + Real>(
     x: &FlexTensor,
     grad: Option<&FlexTensor>,
     [fh, fw]: [usize; 2],

@@ -3,7 +3,8 @@
 
 use core::ops::{Add, Mul, Sub};
 
-/// The float types the kernels run on (f32 and f64).
+/// The float types the kernels run on (f32 and f64), plain old data for the scratch buffers and
+/// Flex's storage.
 pub(crate) trait Real:
     Copy
     + PartialOrd
