@@ -20,6 +20,7 @@ use burn::tensor::{DType, Element, Shape, TensorData, TensorMetadata};
 
 use super::kernels::{self, ConvShape, Real, with_scratch};
 use super::matmul::{self, View, ViewMut};
+use super::winograd;
 use super::{MgBackend, cpu_kernels_enabled, defaults};
 
 /// Images per chunk of the forward convolution: at most this many unfolded values (16 MiB of
@@ -224,6 +225,14 @@ fn conv_forward<E: Element + Real>(
         }
     };
     let mut out = vec![E::ZERO; plan.n * c_out * pixels];
+    if winograd::applies(&s, c_out) {
+        let u = winograd::transform_kernel(slice::<E>(weight), c_out, s.c_in);
+        plan.run(&mut out, c_out * pixels, |first, images, out| {
+            let x = &xs[first * c_in_size..][..images * c_in_size];
+            winograd::conv(x, images, s, c_out, &u, bias, out);
+        });
+        return tensor(out, [plan.n, c_out, s.ho, s.wo]);
+    }
     plan.run(&mut out, c_out * pixels, |first, images, out| {
         if pixels < MIN_TILE {
             let group = (per_tile / pixels.max(1)).clamp(1, images.max(1));
@@ -326,14 +335,27 @@ fn conv_backward<E: Element + Real>(
     let items: Vec<(usize, Option<&mut [E]>)> = (0..chunks)
         .map(|c| (c, if need_x { dx_chunks.next() } else { None }))
         .collect();
-    let chunk = |(c, dx): (usize, Option<&mut [E]>)| -> Option<Vec<E>> {
+    // The input gradient of a 3×3 kernel on a large grid through the Winograd form, whose
+    // kernel is the flipped one (`[c_in, c_out, 3, 3]`); the unfolding then serves the weight
+    // gradient alone.
+    let u_back = (need_x && winograd::applies(&sb, c_in))
+        .then(|| winograd::transform_kernel(&flipped, c_in, c_out));
+    let chunk = |(c, mut dx): (usize, Option<&mut [E]>)| -> Option<Vec<E>> {
         let first = c * back.images;
         let images = back.images.min(n - first);
         let width = images * pixels;
+        let g = &gs[first * g_size..][..images * g_size];
+        if let Some(u) = &u_back
+            && let Some(dx) = dx.take()
+        {
+            winograd::conv(g, images, sb, c_in, u, None, dx);
+        }
+        if dx.is_none() && !need_w {
+            return None;
+        }
         let (g_len, t_len) = (taps * width, c_in * width);
         with_scratch(g_len + t_len, |buf: &mut [E]| {
             let (cols, t) = buf.split_at_mut(g_len);
-            let g = &gs[first * g_size..][..images * g_size];
             kernels::unfold(g, images, sb, cols);
             let cols = View::rows(&*cols, taps, width);
             if let Some(dx) = dx {
@@ -868,8 +890,9 @@ mod tests {
     }
 
     /// Images narrow enough to unfold through a padded copy and wide ones unfolded in place,
-    /// with padding 0, 1 and 2 and non-square kernels: forward (one and several row tiles),
-    /// input and weight gradients all give burn's results.
+    /// with padding 0, 1 and 2 and non-square kernels, and 3×3 kernels on grids large enough
+    /// for the Winograd form: forward (one and several row tiles), input and weight gradients
+    /// all give burn's results.
     #[test]
     fn narrow_and_wide_convolutions_match_burn() {
         for (x_shape, w_shape, padding) in [
@@ -881,6 +904,11 @@ mod tests {
             // Enough taps for the forward pass to cut the image into row tiles.
             ([1, 64, 40, 20], [2, 64, 3, 3], [1, 1]),
             ([1, 32, 25, 40], [2, 32, 3, 3], [1, 1]),
+            // The Winograd form: forward and input gradient on a 48-wide grid, forward only
+            // (32 output channels on a 12-wide grid), input gradient only (40 input channels).
+            ([2, 4, 48, 47], [16, 4, 3, 3], [1, 1]),
+            ([2, 8, 13, 12], [32, 8, 3, 3], [1, 1]),
+            ([1, 40, 12, 12], [2, 40, 3, 3], [1, 1]),
         ] {
             let (x, w) = (random(x_shape, 21), random(w_shape, 22));
             let options = ConvOptions::new([1, 1], padding, [1, 1], 1);

@@ -18,6 +18,7 @@ pub(crate) trait Real:
 {
     const ZERO: Self;
     const ONE: Self;
+    const HALF: Self;
     fn sigmoid(self) -> Self;
     fn tanh(self) -> Self;
 }
@@ -25,13 +26,14 @@ pub(crate) trait Real:
 impl Real for f32 {
     const ZERO: Self = 0.0;
     const ONE: Self = 1.0;
+    const HALF: Self = 0.5;
     /// `σ(x) = (1 + tanh(x/2)) / 2` through [`tanh_f32`]: no libm call, so the LSTM loops
     /// vectorise. Absolute error below 3e-7.
-    #[inline]
+    #[inline(always)]
     fn sigmoid(self) -> Self {
         0.5 + 0.5 * tanh_f32(0.5 * self)
     }
-    #[inline]
+    #[inline(always)]
     fn tanh(self) -> Self {
         tanh_f32(self)
     }
@@ -40,11 +42,12 @@ impl Real for f32 {
 impl Real for f64 {
     const ZERO: Self = 0.0;
     const ONE: Self = 1.0;
-    #[inline]
+    const HALF: Self = 0.5;
+    #[inline(always)]
     fn sigmoid(self) -> Self {
         1.0 / (1.0 + (-self).exp())
     }
-    #[inline]
+    #[inline(always)]
     fn tanh(self) -> Self {
         f64::tanh(self)
     }
@@ -53,7 +56,7 @@ impl Real for f64 {
 /// `tanh` in f32 as a rational function (odd degree-13 numerator, even degree-6
 /// denominator) on `[-7.9053, 7.9053]`, clamped outside (the fit of Eigen's `ptanh_float`):
 /// within 5e-7 absolute, branch-free, so that loops over it vectorise. NaN stays NaN.
-#[inline]
+#[inline(always)]
 pub(crate) fn tanh_f32(x: f32) -> f32 {
     const CLAMP: f32 = 7.905_311;
     const A: [f32; 7] = [
@@ -79,6 +82,16 @@ pub(crate) fn tanh_f32(x: f32) -> f32 {
     let q = q * x2 + B[1];
     let q = q * x2 + B[0];
     p / q
+}
+
+/// Runs `f` compiled for the best instruction set the CPU has (AVX2 and FMA on x86-64 where
+/// present, detected at run time through `pulp`; the workspace builds for baseline x86-64,
+/// whose vector loops are 4 floats wide). Only code inlined into `f` is compiled so: mark the
+/// closure and what it calls `#[inline(always)]`. The arithmetic is the same (no fused
+/// multiply-adds are formed), so results do not depend on the instruction set.
+#[inline(always)]
+pub(crate) fn simd<R>(f: impl FnOnce() -> R) -> R {
+    pulp::Arch::new().dispatch(f)
 }
 
 /// Sizes of a stride-1 convolution `x [n, c_in, h, w] ⊛ w [c_out, c_in, kh, kw]` with
@@ -328,6 +341,7 @@ pub(crate) fn upsample_backward<T: Real>(
 /// The row-major index in its plane of the first maximum of each `fh × fw` block of the
 /// planes `x` (`[planes, h, w]`), with the maximum: `f(block, index, max)` for every block in
 /// order. (A later entry replaces the maximum only when strictly greater, as burn's pooling.)
+#[inline(always)]
 fn block_maxima<T: Real>(
     x: &[T],
     [h, w]: [usize; 2],
@@ -359,7 +373,10 @@ fn block_maxima<T: Real>(
 /// Max-pooling of planes `x` (`[planes, h, w]`) over `fh × fw` blocks into `out`
 /// (`[planes, h/fh, w/fw]`).
 pub(crate) fn maxpool<T: Real>(x: &[T], hw: [usize; 2], factors: [usize; 2], out: &mut [T]) {
-    block_maxima(x, hw, factors, |k, _, max| out[k] = max);
+    simd(
+        #[inline(always)]
+        || block_maxima(x, hw, factors, |k, _, max| out[k] = max),
+    );
 }
 
 /// The gradient of [`maxpool`]: `dx` (`[planes, h, w]`, overwritten) gets each entry of
@@ -374,9 +391,14 @@ pub(crate) fn maxpool_backward<T: Real>(
     dx.fill(T::ZERO);
     let plane = h * w;
     let per_plane = (h / factors[0].max(1)) * (w / factors[1].max(1));
-    block_maxima(x, [h, w], factors, |k, i, _| {
-        dx[k / per_plane * plane + i] = grad[k];
-    });
+    simd(
+        #[inline(always)]
+        || {
+            block_maxima(x, [h, w], factors, |k, i, _| {
+                dx[k / per_plane * plane + i] = grad[k];
+            })
+        },
+    );
 }
 
 /// Copies `g` (`[images, c_out, pixels]`) into `out`, a `[c_out, images·pixels]` matrix.
@@ -409,9 +431,15 @@ fn split4<T>(gates: &[T], cs: usize) -> (&[T], &[T], &[T], &[T]) {
 pub(crate) fn lstm_cell<T: Real>(gates: &[T], cell: &[T], out: &mut [T]) {
     let cs = cell.len();
     let (i, g, f, _) = split4(gates, cs);
-    for k in 0..cs {
-        out[k] = f[k].sigmoid() * cell[k] + i[k].sigmoid() * g[k].tanh();
-    }
+    let out = &mut out[..cs];
+    simd(
+        #[inline(always)]
+        || {
+            for k in 0..cs {
+                out[k] = f[k].sigmoid() * cell[k] + i[k].sigmoid() * g[k].tanh();
+            }
+        },
+    );
 }
 
 /// The gradients of [`lstm_cell`] for one image: `d_gates [4·cs]` (zero for `o`) and
@@ -428,13 +456,18 @@ pub(crate) fn lstm_cell_backward<T: Real>(
     let (d_i, rest) = d_gates.split_at_mut(cs);
     let (d_g, rest) = rest.split_at_mut(cs);
     let (d_f, d_o) = rest.split_at_mut(cs);
-    for k in 0..cs {
-        let (si, tg, sf, dc) = (i[k].sigmoid(), g[k].tanh(), f[k].sigmoid(), grad[k]);
-        d_i[k] = dc * tg * si * (T::ONE - si);
-        d_g[k] = dc * si * (T::ONE - tg * tg);
-        d_f[k] = dc * cell[k] * sf * (T::ONE - sf);
-        d_cell[k] = dc * sf;
-    }
+    simd(
+        #[inline(always)]
+        || {
+            for k in 0..cs {
+                let (si, tg, sf, dc) = (i[k].sigmoid(), g[k].tanh(), f[k].sigmoid(), grad[k]);
+                d_i[k] = dc * tg * si * (T::ONE - si);
+                d_g[k] = dc * si * (T::ONE - tg * tg);
+                d_f[k] = dc * cell[k] * sf * (T::ONE - sf);
+                d_cell[k] = dc * sf;
+            }
+        },
+    );
     d_o.fill(T::ZERO);
 }
 
@@ -442,9 +475,15 @@ pub(crate) fn lstm_cell_backward<T: Real>(
 pub(crate) fn lstm_hidden<T: Real>(gates: &[T], cell: &[T], out: &mut [T]) {
     let cs = cell.len();
     let (_, _, _, o) = split4(gates, cs);
-    for k in 0..cs {
-        out[k] = o[k].sigmoid() * cell[k].tanh();
-    }
+    let out = &mut out[..cs];
+    simd(
+        #[inline(always)]
+        || {
+            for k in 0..cs {
+                out[k] = o[k].sigmoid() * cell[k].tanh();
+            }
+        },
+    );
 }
 
 /// The gradients of [`lstm_hidden`] for one image: `d_gates [4·cs]` (zero but for `o`) and
@@ -460,11 +499,16 @@ pub(crate) fn lstm_hidden_backward<T: Real>(
     let (_, _, _, o) = split4(gates, cs);
     let (zeros, d_o) = d_gates.split_at_mut(3 * cs);
     zeros.fill(T::ZERO);
-    for k in 0..cs {
-        let (so, tc, dh) = (o[k].sigmoid(), cell[k].tanh(), grad[k]);
-        d_o[k] = dh * tc * so * (T::ONE - so);
-        d_cell[k] = dh * so * (T::ONE - tc * tc);
-    }
+    simd(
+        #[inline(always)]
+        || {
+            for k in 0..cs {
+                let (so, tc, dh) = (o[k].sigmoid(), cell[k].tanh(), grad[k]);
+                d_o[k] = dh * tc * so * (T::ONE - so);
+                d_cell[k] = dh * so * (T::ONE - tc * tc);
+            }
+        },
+    );
 }
 
 #[cfg(test)]

@@ -23,6 +23,8 @@ mod flex;
 mod kernels;
 #[cfg(feature = "flex")]
 mod matmul;
+#[cfg(feature = "flex")]
+mod winograd;
 
 use burn::backend::Autodiff;
 use burn::tensor::ops::{ConvOptions, FloatTensor};
