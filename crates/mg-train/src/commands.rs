@@ -162,6 +162,10 @@ pub struct BenchArgs {
     /// Timed repetitions (after one untimed warm-up).
     #[arg(long, default_value_t = 5)]
     pub repeats: usize,
+    /// Threads each training window is split over: shards of the batch trained on threads of
+    /// their own, gradients summed (as `[train] threads`; the inference steps use one).
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
     /// Time only the model's first forward path (skip the step path).
     #[arg(long)]
     pub no_step_path: bool,
@@ -729,6 +733,11 @@ pub fn run_bench(args: &BenchArgs) -> anyhow::Result<()> {
         "--batch {batch}: expected 1 to {MAX_BENCH_BATCH}"
     );
     anyhow::ensure!(
+        (1..=64).contains(&args.threads) && args.threads <= batch,
+        "--threads {}: expected 1 to 64, and at most the batch ({batch})",
+        args.threads
+    );
+    anyhow::ensure!(
         (1..=1000).contains(&args.repeats),
         "--repeats {}: expected 1 to 1000",
         args.repeats
@@ -745,6 +754,7 @@ pub fn run_bench(args: &BenchArgs) -> anyhow::Result<()> {
         steps,
         batch,
         repeats: args.repeats,
+        threads: args.threads,
         all_paths: !args.no_step_path && !args.scaling,
         inference: !args.scaling,
         weights: args.weights.clone(),

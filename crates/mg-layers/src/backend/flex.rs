@@ -21,7 +21,7 @@ use burn::tensor::{DType, Element, Shape, TensorData, TensorMetadata};
 use super::kernels::{self, ConvShape, Real, with_scratch};
 use super::matmul::{self, View, ViewMut};
 use super::winograd;
-use super::{MgBackend, cpu_kernels_enabled, defaults};
+use super::{MgBackend, cpu_kernels_enabled, defaults, serial_kernels};
 
 /// Images per chunk of the forward convolution: at most this many unfolded values (16 MiB of
 /// f32; each chunk is then unfolded in tiles of at most [`TILE_ELEMS`]).
@@ -66,7 +66,11 @@ fn threads() -> usize {
 /// one group per thread keeps the threads evenly loaded.)
 fn map_items<I: Send, T: Send>(items: Vec<I>, parallel: bool, f: impl Fn(I) -> T + Sync) -> Vec<T> {
     let len = items.len();
-    let groups = if parallel { threads().min(len) } else { 1 };
+    let groups = if parallel && !serial_kernels() {
+        threads().min(len)
+    } else {
+        1
+    };
     if groups < 2 {
         return items.into_iter().map(f).collect();
     }

@@ -455,6 +455,26 @@ pub fn set_cpu_kernels(enabled: bool) {
 
 static KERNELS_OFF: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
+thread_local! {
+    static SERIAL: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with the CPU kernels it calls kept on the calling thread (none of their work is
+/// split over the kernels' thread pool). For callers that already run one `f` per core, such
+/// as data-parallel training: their threads would otherwise queue for the same pool.
+pub fn with_serial_kernels<R>(f: impl FnOnce() -> R) -> R {
+    let before = SERIAL.with(|s| s.replace(true));
+    let out = f();
+    SERIAL.with(|s| s.set(before));
+    out
+}
+
+/// Whether the calling thread runs inside [`with_serial_kernels`].
+#[cfg_attr(not(feature = "flex"), allow(dead_code))]
+pub(crate) fn serial_kernels() -> bool {
+    SERIAL.with(|s| s.get())
+}
+
 #[cfg(feature = "ndarray")]
 impl MgBackend for burn::backend::NdArray {}
 

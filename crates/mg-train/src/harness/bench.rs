@@ -5,6 +5,7 @@ use mg_layers::MgBackend;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use anyhow::Context;
 use burn::backend::Autodiff;
 use burn::module::AutodiffModule;
 use burn::optim::Optimizer;
@@ -40,6 +41,9 @@ pub struct BenchRecord {
     pub min_ms: f64,
     /// Timed repetitions.
     pub repeats: usize,
+    /// Threads a training window was split over (`[train] threads`; absent: one).
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub threads: usize,
     /// Growth of the process's peak resident memory during the warm-up and timed calls, MiB
     /// (CPU backends on Linux, the first path timed in the process only; absent elsewhere).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -50,6 +54,14 @@ pub struct BenchRecord {
     /// to rounding.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub loss: Option<f64>,
+}
+
+fn one() -> usize {
+    1
+}
+
+fn is_one(n: &usize) -> bool {
+    *n == 1
 }
 
 /// What to time.
@@ -67,6 +79,8 @@ pub struct BenchOptions {
     pub batch: usize,
     /// Timed calls, after one untimed warm-up.
     pub repeats: usize,
+    /// Threads each training window is split over (shards of the batch, `[train] threads`).
+    pub threads: usize,
     /// Time every forward path of the model, not only its first.
     pub all_paths: bool,
     /// Time an inference step at `batch` and at 1.
@@ -205,31 +219,45 @@ impl<T: Task, B: MgBackend> OptimizerJob<Autodiff<B>, T::TrainModel<B>> for Timi
         } = self;
         let info = task.info();
         let record =
-            |bench: String, batch, steps, (median_ms, min_ms), peak_mib, loss| BenchRecord {
-                bench,
-                model: options.name.clone(),
-                params: info.params,
-                memory: info.memory_cells,
-                device: options.device.clone(),
-                batch,
-                steps,
-                median_ms,
-                min_ms,
-                repeats: options.repeats,
-                peak_mib,
-                loss,
+            |bench: String, (batch, threads), steps, (median_ms, min_ms), peak_mib, loss| {
+                BenchRecord {
+                    bench,
+                    model: options.name.clone(),
+                    params: info.params,
+                    memory: info.memory_cells,
+                    device: options.device.clone(),
+                    batch,
+                    steps,
+                    median_ms,
+                    min_ms,
+                    repeats: options.repeats,
+                    threads,
+                    peak_mib,
+                    loss,
+                }
             };
         let mut records = Vec::new();
         let data = task.batch(config.train.seed, 0, options.batch)?;
         let steps = task.window_len(&data, options.steps);
-        let window = task.window::<Autodiff<B>>(&data, 0..steps, &device);
+        let windows: Vec<T::Window<Autodiff<B>>> = match options.threads {
+            1 => vec![task.window(&data, 0..steps, &device)],
+            n => task
+                .split_batch(&data, n)
+                .with_context(|| {
+                    format!("--threads {n}: `{}` models train on one thread", T::KIND)
+                })?
+                .iter()
+                .map(|part| task.window(part, 0..steps, &device))
+                .collect(),
+        };
         let paths = match options.all_paths {
             true => task.paths(),
             false => &task.paths()[..1],
         };
         let mut diverged = None;
         for (k, &path) in paths.iter().enumerate() {
-            let mut state = None;
+            let mut states: Vec<Option<T::State<Autodiff<B>>>> =
+                windows.iter().map(|_| None).collect();
             let mut first_loss = None;
             let before = peak::current_kib();
             // Only the first path's peak is its own: the allocator (mimalloc in the binary)
@@ -240,8 +268,7 @@ impl<T: Task, B: MgBackend> OptimizerJob<Autodiff<B>, T::TrainModel<B>> for Timi
                     task,
                     model.clone(),
                     &mut optim,
-                    &window,
-                    state.take(),
+                    windows.iter().zip(std::mem::take(&mut states)).collect(),
                     path,
                     1e-4,
                     config.train.clip_norm,
@@ -251,9 +278,16 @@ impl<T: Task, B: MgBackend> OptimizerJob<Autodiff<B>, T::TrainModel<B>> for Timi
                 match result {
                     Ok(step) => {
                         first_loss.get_or_insert(step.loss);
-                        state = Some(T::detach(step.state));
+                        states = step
+                            .states
+                            .into_iter()
+                            .map(|s| Some(T::detach(s)))
+                            .collect();
                     }
-                    Err(d) => diverged = Some(d),
+                    Err(d) => {
+                        diverged = Some(d);
+                        states = windows.iter().map(|_| None).collect();
+                    }
                 }
             });
             if let Some(d) = diverged {
@@ -273,7 +307,7 @@ impl<T: Task, B: MgBackend> OptimizerJob<Autodiff<B>, T::TrainModel<B>> for Timi
             };
             records.push(record(
                 name,
-                options.batch,
+                (options.batch, options.threads),
                 steps,
                 timing,
                 peak_mib,
@@ -299,7 +333,7 @@ impl<T: Task, B: MgBackend> OptimizerJob<Autodiff<B>, T::TrainModel<B>> for Timi
                 });
                 let record = record(
                     "inference_step".into(),
-                    batch,
+                    (batch, 1),
                     steps,
                     timing,
                     None,

@@ -132,6 +132,13 @@ pub struct TrainConfig {
     /// Write a metrics line every this many time steps.
     #[serde(default = "defaults::log_every")]
     pub log_every: u64,
+    /// Threads a training window is split over: the batch is cut into this many shards of
+    /// consecutive sequences, each shard's forward and backward pass runs on its own thread and
+    /// the gradients are summed before the update (the same update as one thread's, up to
+    /// rounding). For small models on the CPU, whose ops are too small to split, this is what
+    /// keeps several cores busy; tasks that do not support it refuse a value above 1.
+    #[serde(default = "defaults::threads")]
+    pub threads: usize,
 }
 
 impl TrainConfig {
@@ -191,6 +198,9 @@ mod defaults {
     }
     pub fn loss() -> LossReduction {
         LossReduction::Sum
+    }
+    pub fn threads() -> usize {
+        1
     }
     pub fn checkpoint_every() -> u64 {
         1000
@@ -294,6 +304,7 @@ where
             ("train.rmsprop_epsilon", epsilon),
             ("train.checkpoint_every", t.checkpoint_every as f64),
             ("train.log_every", t.log_every as f64),
+            ("train.threads", t.threads as f64),
             ("eval.sequences", self.eval.sequences as f64),
             ("eval.batch", self.eval.batch as f64),
         ];
@@ -305,6 +316,7 @@ where
         let bounded = [
             ("train.batch", t.batch, 1 << 20),
             ("train.window", t.window, 1 << 20),
+            ("train.threads", t.threads, 64),
             ("eval.batch", self.eval.batch, 1 << 20),
             ("eval.sequences", self.eval.sequences, 1 << 26),
         ];
@@ -312,6 +324,14 @@ where
             if v > max {
                 bail!("{field}: {v}; expected at most {max}");
             }
+        }
+        if t.threads > t.batch {
+            bail!(
+                "train.threads: {}; expected at most train.batch ({}): every thread trains on at \
+                 least one sequence",
+                t.threads,
+                t.batch
+            );
         }
         if !(t.lr_end >= 0.0 && t.lr_end.is_finite()) {
             bail!("train.lr_end: {}; expected a number >= 0", t.lr_end);

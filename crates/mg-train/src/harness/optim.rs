@@ -140,6 +140,35 @@ fn scale_grad<B: Backend, const D: usize>(
     }
 }
 
+/// Multiplies every gradient of `module`'s parameters in `grads` by `factor`.
+pub fn scale_grads<B: AutodiffBackend, M: AutodiffModule<B>>(
+    module: &M,
+    grads: &mut GradientsParams,
+    factor: f64,
+) {
+    let mut ids = ParamIds(Vec::new());
+    module.visit(&mut ids);
+    for &(id, rank) in &ids.0 {
+        match rank {
+            1 => scale_grad_by::<B::InnerBackend, 1>(grads, id, factor),
+            2 => scale_grad_by::<B::InnerBackend, 2>(grads, id, factor),
+            3 => scale_grad_by::<B::InnerBackend, 3>(grads, id, factor),
+            4 => scale_grad_by::<B::InnerBackend, 4>(grads, id, factor),
+            other => panic!("scale_grads: parameters of rank {other} are not supported"),
+        }
+    }
+}
+
+fn scale_grad_by<B: Backend, const D: usize>(
+    grads: &mut GradientsParams,
+    id: ParamId,
+    factor: f64,
+) {
+    if let Some(g) = grads.remove::<B, D>(id) {
+        grads.register(id, g.mul_scalar(factor));
+    }
+}
+
 fn sq_norm<B: Backend, const D: usize>(
     grads: &GradientsParams,
     id: ParamId,

@@ -104,7 +104,7 @@ pub trait Task: Sized + Send + Sync + 'static {
     /// Recurrent state carried between windows.
     type State<B: MgBackend>: Clone + Send;
     /// Tensors of one window (inputs and targets) on `B`.
-    type Window<B: MgBackend>;
+    type Window<B: MgBackend>: Send + Sync;
     /// What the model produces for a window.
     type Output<B: MgBackend>;
     /// Host-side data of one batch of sequences.
@@ -142,6 +142,17 @@ pub trait Task: Sized + Send + Sync + 'static {
 
     /// Batch `index` of `size` sequences drawn with `seed`: a pure function of its arguments.
     fn batch(&self, seed: u64, index: u64, size: usize) -> anyhow::Result<Self::Batch>;
+
+    /// The batch cut into `parts` batches of consecutive sequences, in order, for training on
+    /// `parts` threads (`[train] threads`); `None` when the task trains on one thread only.
+    ///
+    /// A task that splits promises that its windows, losses and states split with the batch:
+    /// every tensor of [`Task::state_to_tensors`] has the batch as its first dimension, and a
+    /// window's summed loss (or, with a mean loss, its units-weighted mean) over the parts is the
+    /// loss of the whole batch.
+    fn split_batch(&self, _batch: &Self::Batch, _parts: usize) -> Option<Vec<Self::Batch>> {
+        None
+    }
 
     /// Time steps of a batch; when a window reaches it, the sequences end.
     fn sequence_len(&self, batch: &Self::Batch) -> usize;

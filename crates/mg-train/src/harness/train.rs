@@ -2,6 +2,7 @@
 //! before every update, verified checkpoints and exact resume.
 
 use mg_layers::MgBackend;
+use mg_layers::backend::with_serial_kernels;
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -10,14 +11,14 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use burn::backend::Autodiff;
 use burn::module::{AutodiffModule, Module, ModuleVisitor, Param};
-use burn::optim::{GradientsParams, Optimizer};
+use burn::optim::{GradientsAccumulator, GradientsParams, Optimizer};
 use burn::record::{BinFileRecorder, FullPrecisionSettings, Recorder};
 use burn::tensor::{ElementConversion, Tensor};
 
 use super::checkpoint::{Manifest, Progress, RunDir};
 use super::experiment::{Experiment, LossReduction, resolve_path};
 use super::metrics::{MetricsLine, plot_metrics, truncate_metrics};
-use super::optim::{OptimizerJob, clip_global_norm, linear_lr, with_optimizer};
+use super::optim::{OptimizerJob, clip_global_norm, linear_lr, scale_grads, with_optimizer};
 use super::progress::Progress as Bar;
 use super::task::{ForwardPath, Task};
 
@@ -46,8 +47,8 @@ pub struct TrainOptions {
 
 /// The outcome of one training window.
 pub struct StepResult<S> {
-    /// The state after the window (attached to the graph).
-    pub state: S,
+    /// The state after the window (attached to the graph), one per shard of the batch.
+    pub states: Vec<S>,
     /// The window's loss.
     pub loss: f64,
     /// Units the loss covers.
@@ -73,38 +74,229 @@ pub type StepOutcome<T, B> = (
     Result<StepResult<<T as Task>::State<Autodiff<B>>>, Diverged>,
 );
 
+/// One shard of a training window: its tensors and the state carried into it.
+pub type Shard<'a, T, B> = (
+    &'a <T as Task>::Window<Autodiff<B>>,
+    Option<<T as Task>::State<Autodiff<B>>>,
+);
+
+/// The loss, units, task figures, gradients and next state of one shard.
+type ShardResult<T, B> = (
+    f64,
+    f64,
+    Vec<(&'static str, f64)>,
+    GradientsParams,
+    <T as Task>::State<Autodiff<B>>,
+);
+
 /// One training window: forward, loss, backward, clipping, a check that loss and gradient
 /// norm are finite, and only then the update. Returns the updated model, or the unchanged one
 /// with [`Diverged`].
+///
+/// With several `shards` (parts of the batch, [`Task::split_batch`]), each shard's forward and
+/// backward pass runs on its own thread with its own copy of the model (`Module::fork`, so
+/// that the threads build separate autodiff graphs), and the gradients are summed in shard
+/// order, each weighted by its share of the units when the loss is a mean: the update of the
+/// whole batch, up to rounding, on as many cores as shards.
 #[allow(clippy::too_many_arguments)]
 pub fn train_step<T: Task, B: MgBackend, O: Optimizer<T::TrainModel<B>, Autodiff<B>>>(
     task: &T,
     model: T::TrainModel<B>,
     optim: &mut O,
-    window: &T::Window<Autodiff<B>>,
-    state: Option<T::State<Autodiff<B>>>,
+    shards: Vec<Shard<'_, T, B>>,
     path: ForwardPath,
     lr: f64,
     clip_norm: f64,
     reduction: LossReduction,
 ) -> StepOutcome<T, B> {
-    let (output, next) = task.forward(T::as_model(&model), window, state, path);
-    let scored = task.loss(output, window, reduction);
-    let loss: f64 = scored.loss.clone().into_scalar().elem();
-    let mut grads = GradientsParams::from_grads(scored.loss.backward(), &model);
+    let run = |model: &T::TrainModel<B>, (window, state): Shard<'_, T, B>| -> ShardResult<T, B> {
+        let (output, next) = task.forward(T::as_model(model), window, state, path);
+        let scored = task.loss(output, window, reduction);
+        let loss: f64 = scored.loss.clone().into_scalar().elem();
+        let grads = GradientsParams::from_grads(scored.loss.backward(), model);
+        (loss, scored.units, scored.metrics, grads, next)
+    };
+    let results: Vec<ShardResult<T, B>> = if shards.len() == 1 {
+        shards.into_iter().map(|shard| run(&model, shard)).collect()
+    } else {
+        if has_lazy_params::<Autodiff<B>, _>(&model) {
+            // burn initialises parameters on first use, and a copy of an uninitialised one
+            // initialises on its own: a forward pass here draws the initial weights in the order
+            // one thread would, before the copies are made.
+            let (window, state) = &shards[0];
+            drop(task.forward(T::as_model(&model), *window, state.clone(), path));
+        }
+        let device = model.devices().into_iter().next();
+        let fork = || match &device {
+            Some(device) => model.clone().fork(device),
+            None => model.clone(),
+        };
+        let mut slots: Vec<Option<ShardResult<T, B>>> = shards.iter().map(|_| None).collect();
+        let mut shards = shards.into_iter();
+        let first = shards.next().expect("two shards or more");
+        let (first_slot, rest) = slots.split_first_mut().expect("two slots or more");
+        let run = &run;
+        // The first shard on the calling thread, the others on persistent threads: threads
+        // made per window would start with empty allocator heaps and fault their memory in
+        // again every time.
+        shard_pool().in_place_scope(|scope| {
+            for (shard, slot) in shards.zip(rest) {
+                let copy = fork();
+                scope.spawn(move |_| *slot = Some(with_serial_kernels(|| run(&copy, shard))));
+            }
+            *first_slot = Some(with_serial_kernels(|| run(&fork(), first)));
+        });
+        slots
+            .into_iter()
+            .map(|slot| slot.expect("every shard ran"))
+            .collect()
+    };
+    let (loss, units, metrics, mut grads, states) = combine::<T, B>(&model, results, reduction);
     let grad_norm = clip_global_norm(&model, &mut grads, clip_norm);
     if !loss.is_finite() || !grad_norm.is_finite() {
         return (model, Err(Diverged { loss, grad_norm }));
     }
     let model = optim.step(lr, model, grads);
     let result = StepResult {
-        state: next,
+        states,
         loss,
-        units: scored.units,
+        units,
         grad_norm,
-        metrics: scored.metrics,
+        metrics,
     };
     (model, Ok(result))
+}
+
+/// The threads that train the shards of a window beyond the first: one fewer than the
+/// machine's cores (the calling thread takes the first shard).
+fn shard_pool() -> &'static rayon::ThreadPool {
+    static POOL: std::sync::OnceLock<rayon::ThreadPool> = std::sync::OnceLock::new();
+    POOL.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(cores.saturating_sub(1).max(1))
+            .thread_name(|i| format!("mg-shard-{i}"))
+            .build()
+            .expect("a thread pool")
+    })
+}
+
+/// Whether a parameter of `module` is still uninitialised (burn initialises on first use).
+fn has_lazy_params<B: burn::tensor::backend::Backend, M: Module<B>>(module: &M) -> bool {
+    struct Lazy(bool);
+    impl<B: burn::tensor::backend::Backend> ModuleVisitor<B> for Lazy {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            self.0 |= !param.is_initialized();
+        }
+    }
+    let mut lazy = Lazy(false);
+    module.visit(&mut lazy);
+    lazy.0
+}
+
+/// The shards' results as one window's: losses summed (or, for a mean loss, averaged with the
+/// shards' units as weights, and the gradients scaled alike), gradients summed in shard order,
+/// task figures averaged with the units as weights.
+#[allow(clippy::type_complexity)]
+fn combine<T: Task, B: MgBackend>(
+    model: &T::TrainModel<B>,
+    results: Vec<ShardResult<T, B>>,
+    reduction: LossReduction,
+) -> (
+    f64,
+    f64,
+    Vec<(&'static str, f64)>,
+    GradientsParams,
+    Vec<T::State<Autodiff<B>>>,
+) {
+    if results.len() == 1 {
+        let (loss, units, metrics, grads, state) = results.into_iter().next().expect("a shard");
+        return (loss, units, metrics, grads, vec![state]);
+    }
+    let units: f64 = results.iter().map(|r| r.1).sum();
+    let weight = |u: f64| {
+        if units > 0.0 {
+            u / units
+        } else {
+            1.0 / results.len() as f64
+        }
+    };
+    let weights: Vec<f64> = results.iter().map(|r| weight(r.1)).collect();
+    let loss = match reduction {
+        LossReduction::Sum => results.iter().map(|r| r.0).sum(),
+        LossReduction::Mean => results.iter().zip(&weights).map(|(r, w)| r.0 * w).sum(),
+    };
+    let mut metrics: Vec<(&'static str, f64)> = Vec::new();
+    for (r, &w) in results.iter().zip(&weights) {
+        for &(name, value) in &r.2 {
+            match metrics.iter_mut().find(|(n, _)| *n == name) {
+                Some(entry) => entry.1 += value * w,
+                None => metrics.push((name, value * w)),
+            }
+        }
+    }
+    let mut acc = GradientsAccumulator::<T::TrainModel<B>>::new();
+    let mut states = Vec::with_capacity(results.len());
+    for ((_, _, _, mut grads, state), w) in results.into_iter().zip(weights) {
+        if reduction == LossReduction::Mean {
+            scale_grads::<Autodiff<B>, _>(model, &mut grads, w);
+        }
+        acc.accumulate::<Autodiff<B>>(model, grads);
+        states.push(state);
+    }
+    (loss, units, metrics, acc.grads(), states)
+}
+
+/// Sizes of `parts` consecutive shards of `n` sequences: as equal as they can be, the longer
+/// ones first.
+pub fn shard_sizes(n: usize, parts: usize) -> Vec<usize> {
+    let parts = parts.clamp(1, n.max(1));
+    (0..parts)
+        .map(|k| n / parts + usize::from(k < n % parts))
+        .collect()
+}
+
+/// A state cut along its batch into states of `sizes` sequences (see [`Task::split_batch`]).
+pub fn split_state<T: Task, B: MgBackend>(
+    task: &T,
+    model: &T::Model<B>,
+    state: T::State<B>,
+    sizes: &[usize],
+) -> anyhow::Result<Vec<T::State<B>>> {
+    let tensors = T::state_to_tensors(state);
+    let mut parts: Vec<Vec<Tensor<B, 4>>> = sizes.iter().map(|_| Vec::new()).collect();
+    for tensor in tensors {
+        let mut start = 0;
+        for (part, &len) in parts.iter_mut().zip(sizes) {
+            part.push(tensor.clone().narrow(0, start, len));
+            start += len;
+        }
+    }
+    parts
+        .into_iter()
+        .map(|part| task.state_from_tensors(model, part))
+        .collect()
+}
+
+/// Shards' states joined along the batch, the inverse of [`split_state`].
+pub fn merge_states<T: Task, B: MgBackend>(
+    task: &T,
+    model: &T::Model<B>,
+    states: Vec<T::State<B>>,
+) -> anyhow::Result<T::State<B>> {
+    let mut lists = states.into_iter().map(T::state_to_tensors);
+    let first = lists.next().context("no state to merge")?;
+    let mut columns: Vec<Vec<Tensor<B, 4>>> = first.into_iter().map(|t| vec![t]).collect();
+    for list in lists {
+        for (column, tensor) in columns.iter_mut().zip(list) {
+            column.push(tensor);
+        }
+    }
+    let merged = columns
+        .into_iter()
+        .map(|column| Tensor::cat(column, 0))
+        .collect();
+    task.state_from_tensors(model, merged)
 }
 
 /// Trains (or resumes) the run in `run`; returns the final progress.
@@ -224,17 +416,35 @@ impl<T: Task, B: MgBackend> OptimizerJob<Autodiff<B>, T::TrainModel<B>> for Loop
         let mut last_checkpoint = progress.time_step;
         let mut since = Interval::new();
         let mut batch: Option<T::Batch> = None;
+        // With `train.threads` above 1: the batch's shards and their sizes.
+        let mut shard_batches: Option<Vec<T::Batch>> = None;
+        let sizes = shard_sizes(t.batch, t.threads);
         let mut pending: Option<Pending<_, _, _>> = None;
         let mut stopping = false;
         loop {
             let current = match &batch {
                 Some(b) => b,
-                None => batch.insert(task.batch(t.seed, progress.batch_index, t.batch)?),
+                None => {
+                    let b = task.batch(t.seed, progress.batch_index, t.batch)?;
+                    if t.threads > 1 {
+                        shard_batches =
+                            Some(task.split_batch(&b, t.threads).with_context(|| {
+                                format!(
+                                    "train.threads = {} in {}: `{}` models train on one thread; \
+                                 set train.threads = 1",
+                                    t.threads,
+                                    run.config().display(),
+                                    T::KIND
+                                )
+                            })?);
+                    }
+                    batch.insert(b)
+                }
             };
             let len = task.sequence_len(current);
             let (t0, t1) = (progress.episode_t, (progress.episode_t + t.window).min(len));
-            let window = task.window::<Autodiff<B>>(current, t0..t1, &device);
             if progress.time_step >= options.total_steps || stopping {
+                let window = task.window::<Autodiff<B>>(current, t0..t1, &device);
                 // The last update still needs its check: a forward pass of the next window.
                 if let Some(p) = pending.take() {
                     let (output, _) =
@@ -251,12 +461,26 @@ impl<T: Task, B: MgBackend> OptimizerJob<Autodiff<B>, T::TrainModel<B>> for Loop
             }
             let steps = t1 - t0;
             let lr = linear_lr(t.lr_start, t.lr_end, t.lr_decay_steps, progress.time_step);
+            let windows: Vec<T::Window<Autodiff<B>>> = match &shard_batches {
+                None => vec![task.window(current, t0..t1, &device)],
+                Some(parts) => parts
+                    .iter()
+                    .map(|part| task.window(part, t0..t1, &device))
+                    .collect(),
+            };
+            let states = match (state.take(), windows.len()) {
+                (state, 1) => vec![state],
+                (None, n) => (0..n).map(|_| None).collect(),
+                (Some(state), _) => split_state(task, T::as_model(&model), state, &sizes)?
+                    .into_iter()
+                    .map(Some)
+                    .collect(),
+            };
             let (next_model, result) = train_step::<T, B, O>(
                 task,
                 model,
                 &mut optim,
-                &window,
-                state.take(),
+                windows.iter().zip(states).collect(),
                 path,
                 lr,
                 t.clip_norm,
@@ -278,11 +502,16 @@ impl<T: Task, B: MgBackend> OptimizerJob<Autodiff<B>, T::TrainModel<B>> for Loop
             progress.time_step += steps as u64;
             progress.updates += 1;
             progress.episode_t = t1;
-            state = Some(T::detach(step.state));
+            let mut next: Vec<_> = step.states.into_iter().map(T::detach).collect();
+            state = Some(match next.len() {
+                1 => next.pop().expect("one state"),
+                _ => merge_states(task, T::as_model(&model), next)?,
+            });
             if t1 == len {
                 progress.episode_t = 0;
                 progress.batch_index += 1;
                 batch = None;
+                shard_batches = None;
                 state = None;
             }
             bar.set_position(progress.time_step);

@@ -143,3 +143,40 @@ fn tiny_models_learn_recall_and_sort() {
     let error = train_and_eval::<Sort>(&sort, "sort", 4 * 300);
     assert!(error < 0.15, "sort bit error {error}");
 }
+
+/// A task that does not split its batches refuses `train.threads` above 1, naming the setting.
+#[test]
+fn tasks_without_shards_refuse_threads() {
+    let text =
+        format!("[task]\nkind = \"recall\"\nlen = 3\ndim = 4\n{TINY}batch = 4\nthreads = 2\n");
+    let config = ExperimentOf::<Recall>::parse(&text).unwrap();
+    let t = Recall::new(&config).unwrap();
+    let root = std::env::temp_dir().join(format!("mg-recall-threads-{}", std::process::id()));
+    std::fs::remove_dir_all(&root).ok();
+    let run = crate::harness::RunDir::new(root.clone());
+    let options = crate::harness::TrainOptions {
+        total_steps: 24,
+        resume: false,
+        from: None,
+        max_seconds: None,
+        on_cpu: true,
+        show_progress: false,
+    };
+    let err = {
+        let _turn = crate::SEEDED.lock().unwrap_or_else(|e| e.into_inner());
+        crate::harness::train::train::<Recall, burn::backend::Flex>(
+            Default::default(),
+            &t,
+            &config,
+            &run,
+            &options,
+        )
+        .unwrap_err()
+    };
+    let message = format!("{err:#}");
+    assert!(
+        message.contains("train.threads = 2") && message.contains("set train.threads = 1"),
+        "{message}"
+    );
+    std::fs::remove_dir_all(&root).ok();
+}

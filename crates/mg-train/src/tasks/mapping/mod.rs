@@ -28,6 +28,7 @@ pub use render::render_episodes;
 
 use crate::harness::{
     EvalRequest, Experiment, ExperimentOf, ForwardPath, LossReduction, ModelInfo, Task, WindowLoss,
+    shard_sizes,
 };
 use crate::model_config::{ModelConfig, ModelKind, check_bound};
 
@@ -376,6 +377,24 @@ impl Task for Mapping {
 
     fn sequence_len(&self, batch: &Self::Batch) -> usize {
         batch[0][0].len()
+    }
+
+    /// Consecutive episodes of every query size's batch.
+    fn split_batch(&self, batch: &Self::Batch, parts: usize) -> Option<Vec<Self::Batch>> {
+        let n = batch.first()?.len();
+        let mut start = 0;
+        let shards = shard_sizes(n, parts)
+            .into_iter()
+            .map(|len| {
+                let shard = batch
+                    .iter()
+                    .map(|b| b[start..start + len].to_vec())
+                    .collect();
+                start += len;
+                shard
+            })
+            .collect();
+        Some(shards)
     }
 
     fn window<B: MgBackend>(
