@@ -21,8 +21,14 @@ echo "# $(date -u +%FT%TZ) commit $(git rev-parse --short HEAD) $(nproc) cores" 
 # Quick model: kernels on, then burn's own ops, so that the ratio is from one run.
 "$BIN" bench configs/mapping/quick.toml --repeats 3 --json | tee -a "$OUT"
 "$BIN" bench configs/mapping/quick.toml --repeats 3 --json --no-kernels | tee -a "$OUT"
-# Reference model (B = 32, T = 20).
+# Quick model as the issue measured it (B = 16, T = 20), on one and on two threads (shards).
+"$BIN" bench configs/mapping/quick.toml --batch 16 --steps 20 --repeats 5 --json | tee -a "$OUT"
+"$BIN" bench configs/mapping/quick.toml --batch 16 --steps 20 --repeats 5 --json --threads 2 \
+  | tee -a "$OUT"
+# Reference model (B = 32, T = 20), then its inference steps again with 20 repetitions (as
+# PyTorch's below; the one-step training window of that call is timed too).
 "$BIN" bench --repeats "$REPEATS" --json | tee -a "$OUT"
+"$BIN" bench --steps 1 --repeats 20 --no-step-path --json | tee -a "$OUT"
 # PyTorch, 2 threads: training window (writer step by step, "cell") and inference steps.
 "$PY" "$TORCH" --bench --device cpu --threads 2 --variant 77k --phases train,infer \
   --impls cell --batch 32 --window 20 --iters "$REPEATS" --warmup 1 --iters-infer 20 \
