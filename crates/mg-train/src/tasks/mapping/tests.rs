@@ -170,13 +170,10 @@ fn weights(task: &Mapping, run: &RunDir) -> (Vec<Vec<f32>>, Progress) {
     (collect.0, progress)
 }
 
-#[test]
-fn resume_continues_exactly() {
-    let root = std::env::temp_dir().join(format!("mg-resume-{}", std::process::id()));
-    fs::remove_dir_all(&root).ok();
-    let (_, task) = parse(TINY).unwrap();
-    // 26 time steps straight: windows end at 4, 8, 9, 13, 17, 18, 22, 26; the split run stops
-    // 4 steps into its second batch at 13.
+/// A run of a `TINY`-sized task trained straight to 26 time steps (windows end at 4, 8, 9, 13,
+/// 17, 18, 22, 26) and one stopped at 13, 4 steps into its second batch, then resumed: the same
+/// weights ([`assert_resume_is_exact`]). Returns the straight run's model.
+fn assert_resumes_at_13_of_26(task: &Mapping, root: &Path) -> Localizer<Flex> {
     let mid = Progress {
         time_step: 13,
         updates: 4,
@@ -184,7 +181,15 @@ fn resume_continues_exactly() {
         episode_t: 4,
         elapsed_s: 0.0,
     };
-    let a = assert_resume_is_exact(&task, task.config(), &root, 13, 26, mid);
+    assert_resume_is_exact(task, task.config(), root, 13, 26, mid)
+}
+
+#[test]
+fn resume_continues_exactly() {
+    let root = std::env::temp_dir().join(format!("mg-resume-{}", std::process::id()));
+    fs::remove_dir_all(&root).ok();
+    let (_, task) = parse(TINY).unwrap();
+    let a = assert_resumes_at_13_of_26(&task, &root);
     // And training did change the weights.
     let fresh = {
         let _turn = crate::SEEDED.lock().unwrap_or_else(|e| e.into_inner());
@@ -270,14 +275,7 @@ fn two_threads_resume_exactly() {
     let root = std::env::temp_dir().join(format!("mg-threads-resume-{}", std::process::id()));
     fs::remove_dir_all(&root).ok();
     let (_, task) = parse(&format!("{TINY}threads = 2\n")).unwrap();
-    let mid = Progress {
-        time_step: 13,
-        updates: 4,
-        batch_index: 1,
-        episode_t: 4,
-        elapsed_s: 0.0,
-    };
-    assert_resume_is_exact(&task, task.config(), &root, 13, 26, mid);
+    assert_resumes_at_13_of_26(&task, &root);
     fs::remove_dir_all(&root).ok();
 }
 
