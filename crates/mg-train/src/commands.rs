@@ -163,9 +163,10 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 5)]
     pub repeats: usize,
     /// Threads each training window is split over: shards of the batch trained on threads of
-    /// their own, gradients summed (as `[train] threads`; the inference steps use one).
-    #[arg(long, default_value_t = 1)]
-    pub threads: usize,
+    /// their own, gradients summed (the inference steps use one) [default: the config's
+    /// `[train] threads`, at most the batch].
+    #[arg(long)]
+    pub threads: Option<usize>,
     /// Time only the model's first forward path (skip the step path).
     #[arg(long)]
     pub no_step_path: bool,
@@ -732,11 +733,12 @@ pub fn run_bench(args: &BenchArgs) -> anyhow::Result<()> {
         (1..=MAX_BENCH_BATCH).contains(&batch),
         "--batch {batch}: expected 1 to {MAX_BENCH_BATCH}"
     );
-    anyhow::ensure!(
-        (1..=64).contains(&args.threads) && args.threads <= batch,
-        "--threads {}: expected 1 to 64, and at most the batch ({batch})",
-        args.threads
-    );
+    if let Some(threads) = args.threads {
+        anyhow::ensure!(
+            (1..=64).contains(&threads) && threads <= batch,
+            "--threads {threads}: expected 1 to 64, and at most the batch ({batch})"
+        );
+    }
     anyhow::ensure!(
         (1..=1000).contains(&args.repeats),
         "--repeats {}: expected 1 to 1000",

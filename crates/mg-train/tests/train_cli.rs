@@ -424,3 +424,44 @@ fn export_names_tensors_as_the_pytorch_model_does() {
     assert!(err.contains("has 2 writer layers"), "{err}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// `bench` splits its training windows as the config's `[train] threads` says (at most the
+/// batch), `--threads` overrides it, and the records say how many threads timed each window.
+#[test]
+fn bench_follows_the_configs_threads() {
+    let dir = temp_dir("bench-threads");
+    let config = write_config(
+        &dir,
+        &TINY.replace("batch = 2\nwindow", "batch = 2\nthreads = 2\nwindow"),
+    );
+    let c = config.to_str().unwrap();
+    let base = [
+        "bench",
+        c,
+        "--json",
+        "--steps",
+        "2",
+        "--repeats",
+        "1",
+        "--no-step-path",
+    ];
+    let threads = |extra: &[&str]| -> Vec<Option<u64>> {
+        ok(&[&base[..], extra].concat())
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|j| j["bench"].as_str().unwrap().starts_with("train_window"))
+            .map(|j| j["threads"].as_u64())
+            .collect()
+    };
+    assert_eq!(threads(&["--batch", "2"]), [Some(2)]);
+    assert_eq!(
+        threads(&["--batch", "1"]),
+        [None],
+        "at most the batch; one is not printed"
+    );
+    assert_eq!(threads(&["--batch", "2", "--threads", "1"]), [None]);
+    assert!(
+        fails(&[&base[..], &["--batch", "2", "--threads", "3"]].concat()).contains("--threads 3")
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

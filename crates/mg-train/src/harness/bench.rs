@@ -79,8 +79,9 @@ pub struct BenchOptions {
     pub batch: usize,
     /// Timed calls, after one untimed warm-up.
     pub repeats: usize,
-    /// Threads each training window is split over (shards of the batch, `[train] threads`).
-    pub threads: usize,
+    /// Threads each training window is split over (shards of the batch); `None`: the config's
+    /// `[train] threads`, at most the batch.
+    pub threads: Option<usize>,
     /// Time every forward path of the model, not only its first.
     pub all_paths: bool,
     /// Time an inference step at `batch` and at 1.
@@ -239,12 +240,20 @@ impl<T: Task, B: MgBackend> OptimizerJob<Autodiff<B>, T::TrainModel<B>> for Timi
         let mut records = Vec::new();
         let data = task.batch(config.train.seed, 0, options.batch)?;
         let steps = task.window_len(&data, options.steps);
-        let windows: Vec<T::Window<Autodiff<B>>> = match options.threads {
+        let threads = options
+            .threads
+            .unwrap_or(config.train.threads.min(options.batch))
+            .max(1);
+        let windows: Vec<T::Window<Autodiff<B>>> = match threads {
             1 => vec![task.window(&data, 0..steps, &device)],
             n => task
                 .split_batch(&data, n)
                 .with_context(|| {
-                    format!("--threads {n}: `{}` models train on one thread", T::KIND)
+                    format!(
+                        "{n} threads (--threads or [train] threads): `{}` models train on one \
+                         thread",
+                        T::KIND
+                    )
                 })?
                 .iter()
                 .map(|part| task.window(part, 0..steps, &device))
@@ -307,7 +316,7 @@ impl<T: Task, B: MgBackend> OptimizerJob<Autodiff<B>, T::TrainModel<B>> for Timi
             };
             records.push(record(
                 name,
-                (options.batch, options.threads),
+                (options.batch, threads),
                 steps,
                 timing,
                 peak_mib,
