@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::experiment::LossReduction;
 use super::optim::{OptimizerJob, with_optimizer};
 use super::task::Task;
-use super::train::{ExperimentOf, train_step};
+use super::train::{ExperimentOf, shard_sizes, train_step};
 
 /// One benchmark result, printed as a JSON line.
 #[derive(Serialize, Deserialize, Debug, Clone)]
@@ -247,7 +247,7 @@ impl<T: Task, B: MgBackend> OptimizerJob<Autodiff<B>, T::TrainModel<B>> for Timi
         let windows: Vec<T::Window<Autodiff<B>>> = match threads {
             1 => vec![task.window(&data, 0..steps, &device)],
             n => task
-                .split_batch(&data, n)
+                .split_batch(&data, &shard_sizes(options.batch, n))
                 .with_context(|| {
                     format!(
                         "{n} threads (--threads or [train] threads): `{}` models train on one \

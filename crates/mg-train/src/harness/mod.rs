@@ -22,4 +22,4 @@ pub use experiment::{
     EvalConfig, Experiment, LossReduction, OptimizerKind, PathChoice, TEST_SEED, TrainConfig,
 };
 pub use task::{EvalRequest, ForeignNames, ForwardPath, ModelInfo, Task, WindowLoss};
-pub use train::{ExperimentOf, TrainOptions, shard_sizes};
+pub use train::{ExperimentOf, TrainOptions};

@@ -143,14 +143,15 @@ pub trait Task: Sized + Send + Sync + 'static {
     /// Batch `index` of `size` sequences drawn with `seed`: a pure function of its arguments.
     fn batch(&self, seed: u64, index: u64, size: usize) -> anyhow::Result<Self::Batch>;
 
-    /// The batch cut into `parts` batches of consecutive sequences, in order, for training on
-    /// `parts` threads (`[train] threads`); `None` when the task trains on one thread only.
+    /// The batch cut into batches of consecutive sequences, in order, one of each of `sizes`
+    /// (which sum to the batch's size), for training on one thread each (`[train] threads`);
+    /// `None` when the task trains on one thread only.
     ///
     /// A task that splits promises that its windows, losses and states split with the batch:
     /// every tensor of [`Task::state_to_tensors`] has the batch as its first dimension, and a
     /// window's summed loss (or, with a mean loss, its units-weighted mean) over the parts is the
     /// loss of the whole batch.
-    fn split_batch(&self, _batch: &Self::Batch, _parts: usize) -> Option<Vec<Self::Batch>> {
+    fn split_batch(&self, _batch: &Self::Batch, _sizes: &[usize]) -> Option<Vec<Self::Batch>> {
         None
     }
 

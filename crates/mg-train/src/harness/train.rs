@@ -249,7 +249,7 @@ fn combine<T: Task, B: MgBackend>(
 
 /// Sizes of `parts` consecutive shards of `n` sequences: as equal as they can be, the longer
 /// ones first.
-pub fn shard_sizes(n: usize, parts: usize) -> Vec<usize> {
+pub(crate) fn shard_sizes(n: usize, parts: usize) -> Vec<usize> {
     let parts = parts.clamp(1, n.max(1));
     (0..parts)
         .map(|k| n / parts + usize::from(k < n % parts))
@@ -427,16 +427,15 @@ impl<T: Task, B: MgBackend> OptimizerJob<Autodiff<B>, T::TrainModel<B>> for Loop
                 None => {
                     let b = task.batch(t.seed, progress.batch_index, t.batch)?;
                     if t.threads > 1 {
-                        shard_batches =
-                            Some(task.split_batch(&b, t.threads).with_context(|| {
-                                format!(
-                                    "train.threads = {} in {}: `{}` models train on one thread; \
+                        shard_batches = Some(task.split_batch(&b, &sizes).with_context(|| {
+                            format!(
+                                "train.threads = {} in {}: `{}` models train on one thread; \
                                  set train.threads = 1",
-                                    t.threads,
-                                    run.config().display(),
-                                    T::KIND
-                                )
-                            })?);
+                                t.threads,
+                                run.config().display(),
+                                T::KIND
+                            )
+                        })?);
                     }
                     batch.insert(b)
                 }

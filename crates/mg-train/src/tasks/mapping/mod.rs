@@ -28,7 +28,6 @@ pub use render::render_episodes;
 
 use crate::harness::{
     EvalRequest, Experiment, ExperimentOf, ForwardPath, LossReduction, ModelInfo, Task, WindowLoss,
-    shard_sizes,
 };
 use crate::model_config::{ModelConfig, ModelKind, check_bound};
 
@@ -380,12 +379,11 @@ impl Task for Mapping {
     }
 
     /// Consecutive episodes of every query size's batch.
-    fn split_batch(&self, batch: &Self::Batch, parts: usize) -> Option<Vec<Self::Batch>> {
-        let n = batch.first()?.len();
+    fn split_batch(&self, batch: &Self::Batch, sizes: &[usize]) -> Option<Vec<Self::Batch>> {
         let mut start = 0;
-        let shards = shard_sizes(n, parts)
-            .into_iter()
-            .map(|len| {
+        let shards = sizes
+            .iter()
+            .map(|&len| {
                 let shard = batch
                     .iter()
                     .map(|b| b[start..start + len].to_vec())
