@@ -463,10 +463,15 @@ thread_local! {
 /// split over the kernels' thread pool). For callers that already run one `f` per core, such
 /// as data-parallel training: their threads would otherwise queue for the same pool.
 pub fn with_serial_kernels<R>(f: impl FnOnce() -> R) -> R {
-    let before = SERIAL.with(|s| s.replace(true));
-    let out = f();
-    SERIAL.with(|s| s.set(before));
-    out
+    /// Puts the thread's setting back when `f` returns or unwinds.
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            SERIAL.with(|s| s.set(self.0));
+        }
+    }
+    let _restore = Restore(SERIAL.with(|s| s.replace(true)));
+    f()
 }
 
 /// Whether the calling thread runs inside [`with_serial_kernels`].
@@ -501,3 +506,23 @@ pub trait MgAutodiffBackend:
 }
 
 impl<B: MgBackend> MgAutodiffBackend for Autodiff<B> {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The setting holds inside the closure, nests, and is put back on return and on a panic.
+    #[test]
+    fn serial_kernels_are_scoped() {
+        assert!(!serial_kernels());
+        with_serial_kernels(|| {
+            assert!(serial_kernels());
+            with_serial_kernels(|| assert!(serial_kernels()));
+            assert!(serial_kernels());
+        });
+        assert!(!serial_kernels());
+        let panicked = std::panic::catch_unwind(|| with_serial_kernels(|| panic!("inside")));
+        assert!(panicked.is_err());
+        assert!(!serial_kernels());
+    }
+}
