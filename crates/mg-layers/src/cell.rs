@@ -6,7 +6,7 @@ use burn::tensor::activation::sigmoid;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Tensor, backend::Backend};
 
-use crate::backend::{MgBackend, cat_channels, conv2d, lstm_cell, lstm_hidden};
+use crate::backend::{MgBackend, cat_channels, conv2d, lstm_cell, lstm_hidden, split_steps};
 use crate::geometry::Geometry;
 use crate::init::LstmInit;
 
@@ -220,12 +220,11 @@ impl<B: MgBackend> ConvLstmCell<B> {
             steps > 0 && n % steps == 0,
             "ConvLstmCell: {n} rows do not split into {steps} time steps"
         );
-        let batch = n / steps;
         let gates = self.input_gates(x);
         let mut state = state;
         let mut hidden = Vec::with_capacity(steps);
-        for t in 0..steps {
-            let next = self.step_from_gates(gates.clone().narrow(0, t * batch, batch), state);
+        for gates in split_steps(gates, steps) {
+            let next = self.step_from_gates(gates, state);
             hidden.push(next.hidden.clone());
             state = Some(next);
         }

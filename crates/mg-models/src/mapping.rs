@@ -4,6 +4,7 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::tensor::{Tensor, backend::Backend};
 use mg_layers::MgBackend;
+use mg_layers::backend::split_steps;
 use mg_layers::{
     Activation, Geometry, LevelSpan, MgConvConfig, MgConvLstmConfig, MgLstmStackConfig, Residual,
     StackState, levels, upsample2x,
@@ -503,12 +504,10 @@ impl<B: MgBackend> MappingModel<B> {
             steps > 0 && rows % steps == 0,
             "MappingModel: {rows} rows do not split into {steps} steps"
         );
-        let batch = rows / steps;
         let observation = self.encode(observation);
         let mut state = state;
         let mut per_step = Vec::with_capacity(steps);
-        for t in 0..steps {
-            let x = observation.clone().narrow(0, t * batch, batch);
+        for x in split_steps(observation, steps) {
             let out = self.writer.forward_step(&[x], state);
             state = Some(out.state);
             per_step.push(out.outputs);

@@ -12,6 +12,8 @@ use mg_layers::{
     Residual, StackState, levels, num_trainable_params,
 };
 
+use mg_layers::backend::split_steps;
+
 use crate::mapping::{check_layer_widths, check_level_growth};
 use crate::{Dnc, DncConfig, MemoryMesh, MemoryMeshConfig, MemoryState, MgReader, MgReaderConfig};
 use crate::{DncState, ModelError};
@@ -213,13 +215,10 @@ impl<B: MgBackend> QaModel<B> {
         let d = x.dims()[1];
         let x = x.reshape([rows, d, 1, 1]);
         let (memory, state) = if step_path {
-            let batch = rows / steps;
             let mut state = state;
             let mut outputs: Vec<Vec<Tensor<B, 4>>> = Vec::with_capacity(steps);
-            for t in 0..steps {
-                let out = self
-                    .writer
-                    .forward_step(&[x.clone().narrow(0, t * batch, batch)], state);
+            for x in split_steps(x, steps) {
+                let out = self.writer.forward_step(&[x], state);
                 outputs.push(out.outputs.last().expect("a writer layer").clone());
                 state = Some(out.state);
             }

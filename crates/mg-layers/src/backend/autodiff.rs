@@ -9,10 +9,12 @@ use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
-use burn::tensor::TensorMetadata;
-use burn::tensor::ops::{ConvOptions, FloatTensor, FloatTensorOps};
+use std::sync::{Arc, Mutex, PoisonError};
 
-use super::MgBackend;
+use burn::tensor::ops::{ConvOptions, FloatTensor, FloatTensorOps};
+use burn::tensor::{DType, Shape, TensorMetadata};
+
+use super::{MgBackend, defaults};
 
 type Primitive<B> = FloatTensor<B>;
 
@@ -179,6 +181,53 @@ fn cat_channels<B: MgBackend, C: CheckpointStrategy, const N: usize>(
     }
 }
 
+/// The gradients of the parts of one [`MgBackend::mg_split_steps`], one slot per time step:
+/// filled by the parts' nodes, taken by the split's node.
+type StepGrads<B> = Arc<Mutex<Vec<Option<Primitive<B>>>>>;
+
+/// The node between a split tensor and its time steps. burn's autodiff gives a node one
+/// output, so each step is a [`StepPart`] node below this one. Its backward runs after all of
+/// theirs (a node's backward runs after those of every node deeper in the graph), and
+/// registers the steps' gradients on the tensor as one concatenation. It has no gradient of
+/// its own: nothing is registered on it, and it consumes nothing.
+#[derive(Debug)]
+struct SplitSteps;
+
+/// `(collected gradients, shape of one step, device, dtype)`.
+type SplitState<B> = (StepGrads<B>, Shape, burn::tensor::Device<B>, DType);
+
+impl<B: MgBackend> Backward<B, 1> for SplitSteps {
+    type State = SplitState<B>;
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let (collected, part_shape, device, dtype) = ops.state;
+        let parts = std::mem::take(&mut *collected.lock().unwrap_or_else(PoisonError::into_inner));
+        if let [Some(node)] = ids!(ops.parents) {
+            let parts = parts
+                .into_iter()
+                .map(|g| {
+                    g.unwrap_or_else(|| B::float_zeros(part_shape.clone(), &device, dtype.into()))
+                })
+                .collect();
+            grads.register::<B>(node, B::float_cat(parts, 0));
+        }
+    }
+}
+
+/// Time step `t` of a [`SplitSteps`]: its backward files its gradient in slot `t`.
+#[derive(Debug)]
+struct StepPart;
+
+impl<B: MgBackend> Backward<B, 1> for StepPart {
+    type State = (StepGrads<B>, usize);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let grad = grads.consume::<B>(&ops.node);
+        let (collected, t) = ops.state;
+        collected.lock().unwrap_or_else(PoisonError::into_inner)[t] = Some(grad);
+    }
+}
+
 #[derive(Debug)]
 struct Upsample;
 
@@ -268,6 +317,41 @@ impl<B: MgBackend, C: CheckpointStrategy> MgBackend for Autodiff<B, C> {
             4 => cat_channels::<B, C, 4>(parts),
             _ => Self::float_cat(parts, 1),
         }
+    }
+
+    fn mg_split_steps(x: FloatTensor<Self>, steps: usize) -> Vec<FloatTensor<Self>> {
+        let shape = x.primitive.shape();
+        let mut part_shape = shape.clone();
+        part_shape[0] /= steps;
+        let prep = match SplitSteps
+            .prepare::<C>([x.node.clone()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep,
+            OpsKind::UnTracked(_) => return defaults::split_steps::<Self>(x, steps),
+        };
+        let collected: StepGrads<B> = Arc::new(Mutex::new(vec![None; steps]));
+        let device = B::float_device(&x.primitive);
+        let dtype = x.primitive.dtype();
+        let whole: FloatTensor<Self> =
+            prep.finish((collected.clone(), part_shape, device, dtype), x.primitive);
+        (0..steps)
+            .map(|t| {
+                let part = B::float_slice(
+                    whole.primitive.clone(),
+                    &defaults::step_slices(&shape, steps, t),
+                );
+                match StepPart
+                    .prepare::<C>([whole.node.clone()])
+                    .compute_bound()
+                    .stateful()
+                {
+                    OpsKind::Tracked(prep) => prep.finish((collected.clone(), t), part),
+                    OpsKind::UnTracked(prep) => prep.finish(part),
+                }
+            })
+            .collect()
     }
 
     fn mg_upsample(x: FloatTensor<Self>, factors: [usize; 2]) -> FloatTensor<Self> {

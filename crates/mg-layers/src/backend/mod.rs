@@ -8,6 +8,9 @@
 //! - [`MgBackend::mg_cat_channels`] and its backward [`MgBackend::mg_split_channels`]: the
 //!   channel concatenations of the gather and of `[x, h]`, whose gradients burn's autodiff
 //!   hands on as strided views (every later op then walks them through a strided iterator).
+//! - [`MgBackend::mg_split_steps`]: a tensor of time-major rows cut into its time steps, whose
+//!   backward is one concatenation (burn's slices each register a full-size gradient, zeros
+//!   but for their rows, so cutting `T` steps costs `T` full-size fills and additions).
 //! - [`MgBackend::mg_upsample`], [`MgBackend::mg_maxpool`] and their backwards: the
 //!   pyramid's resampling, one pass each (burn's upsampling by broadcast and reshape copies
 //!   through a strided iterator).
@@ -104,6 +107,13 @@ pub trait MgBackend: Backend {
         defaults::split_channels::<Self>(grad, sizes)
     }
 
+    /// `x` (`[steps·b, …]`, any rank, time-major rows) cut along its first dimension into
+    /// `steps` parts `[b, …]`, in time order. Its gradient is the parts' gradients
+    /// concatenated (zeros for a part the loss does not reach).
+    fn mg_split_steps(x: FloatTensor<Self>, steps: usize) -> Vec<FloatTensor<Self>> {
+        defaults::split_steps::<Self>(x, steps)
+    }
+
     /// Nearest upsampling by `factors = [fh, fw]`: `[n, c, h, w]` to `[n, c, fh·h, fw·w]`,
     /// `out[y, x] = x[⌊y/fh⌋, ⌊x/fw⌋]`.
     fn mg_upsample(x: FloatTensor<Self>, factors: [usize; 2]) -> FloatTensor<Self> {
@@ -168,7 +178,7 @@ pub(crate) mod defaults {
     use super::float;
     use burn::tensor::activation::sigmoid;
     use burn::tensor::ops::FloatTensor;
-    use burn::tensor::{Shape, Tensor, TensorMetadata, backend::Backend};
+    use burn::tensor::{Shape, Slice, Tensor, TensorMetadata, backend::Backend};
 
     /// The bias gradient of a convolution: `[n, c, h, w]` summed to `[c]`.
     pub(crate) fn bias_backward<B: Backend>(grad: FloatTensor<B>) -> FloatTensor<B> {
@@ -193,6 +203,21 @@ pub(crate) mod defaults {
                 part.into_primitive().tensor()
             })
             .collect()
+    }
+
+    /// Time steps of `x` (`[steps·b, …]`) as burn's slices along the first dimension.
+    pub(crate) fn split_steps<B: Backend>(x: FloatTensor<B>, steps: usize) -> Vec<FloatTensor<B>> {
+        (0..steps)
+            .map(|t| B::float_slice(x.clone(), &step_slices(&x.shape(), steps, t)))
+            .collect()
+    }
+
+    /// The slices that select time step `t` of `steps` from a tensor of `shape`.
+    pub(crate) fn step_slices(shape: &Shape, steps: usize, t: usize) -> Vec<Slice> {
+        let b = shape[0] / steps;
+        let mut slices: Vec<Slice> = shape.iter().map(|&n| Slice::from(0..n)).collect();
+        slices[0] = Slice::from(t * b..(t + 1) * b);
+        slices
     }
 
     /// Block max-pooling through burn's pooling (stride = kernel, no padding).
@@ -368,6 +393,30 @@ pub fn cat_channels<B: MgBackend>(parts: Vec<Tensor<B, 4>>) -> Tensor<B, 4> {
             .map(|p| p.into_primitive().tensor())
             .collect(),
     ))
+}
+
+/// [`MgBackend::mg_split_steps`] on tensors: time-major rows cut into their `steps` time
+/// steps, with a backward that concatenates the steps' gradients once.
+///
+/// # Shapes
+/// - `x`: `[steps·b, …]`
+/// - returns `steps` tensors `[b, …]`, in time order
+///
+/// # Panics
+/// If `steps` is 0 or does not divide the first dimension.
+pub fn split_steps<B: MgBackend, const D: usize>(
+    x: Tensor<B, D>,
+    steps: usize,
+) -> Vec<Tensor<B, D>> {
+    let n = x.dims()[0];
+    assert!(
+        steps > 0 && n.is_multiple_of(steps),
+        "split_steps: {n} rows do not split into {steps} time steps"
+    );
+    B::mg_split_steps(x.into_primitive().tensor(), steps)
+        .into_iter()
+        .map(|p| Tensor::from_primitive(TensorPrimitive::Float(p)))
+        .collect()
 }
 
 /// [`MgBackend::mg_upsample`] on tensors: nearest upsampling by `factors = [fh, fw]`.

@@ -375,3 +375,72 @@ fn resampling_ops_match_burn_and_finite_differences() {
         }
     }
 }
+
+/// `split_steps` against burn's slices: the same steps forward (tracked and untracked, rank 4
+/// and 2), and the same gradient through a non-leaf tensor that is also used whole, with one
+/// step the loss never reaches (its rows get zero from the split) and one step used twice.
+#[test]
+fn split_steps_matches_slices_forward_and_backward() {
+    use mg_layers::backend::split_steps;
+    let (steps, b) = (4, 2);
+    let shape = [steps * b, 3, 2, 5];
+    let x = random(shape, 500).require_grad();
+    let r = random(shape, 501);
+    let run = |split: bool| {
+        let y = x.clone().mul_scalar(0.5).exp();
+        let parts: Vec<Tensor<AB, 4>> = match split {
+            true => split_steps(y.clone(), steps),
+            false => (0..steps).map(|t| y.clone().narrow(0, t * b, b)).collect(),
+        };
+        let mut loss = (y * r.clone()).sum();
+        for (t, p) in parts.iter().enumerate().filter(|(t, _)| *t != 2) {
+            loss = loss + p.clone().powf_scalar(2.0).mul_scalar(t as f64 + 1.0).sum();
+        }
+        loss = loss + parts[3].clone().sin().sum();
+        let grad = x.grad(&loss.backward()).unwrap();
+        (
+            parts.into_iter().map(|p| p.inner()).collect::<Vec<_>>(),
+            grad,
+        )
+    };
+    let (split_parts, split_grad) = run(true);
+    let (slice_parts, slice_grad) = run(false);
+    for (t, (a, b)) in split_parts.into_iter().zip(slice_parts).enumerate() {
+        assert_eq!(a.dims(), [2, 3, 2, 5]);
+        assert!(rel_diff(a, b) == 0.0, "step {t}");
+    }
+    assert!(rel_diff(split_grad, slice_grad) <= tol());
+
+    // Untracked (inference) and rank 2.
+    let plain = random_inner(shape, 502);
+    for (t, part) in split_steps(plain.clone(), steps).into_iter().enumerate() {
+        assert!(rel_diff(part, plain.clone().narrow(0, t * b, b)) == 0.0);
+    }
+    let flat: Tensor<AB, 2> = random([6, 5, 1, 1], 503).reshape([6, 5]).require_grad();
+    let parts = split_steps(flat.clone(), 3);
+    assert_eq!(
+        parts.iter().map(|p| p.dims()).collect::<Vec<_>>(),
+        [[2, 5]; 3]
+    );
+    let loss = parts[0].clone().sum() + parts[2].clone().mul_scalar(3.0).sum();
+    let grad: Vec<f64> = flat
+        .grad(&loss.backward())
+        .unwrap()
+        .into_data()
+        .convert::<f64>()
+        .to_vec()
+        .unwrap();
+    let want: Vec<f64> = [1.0; 10]
+        .into_iter()
+        .chain([0.0; 10])
+        .chain([3.0; 10])
+        .collect();
+    assert_eq!(grad, want);
+}
+
+/// A split into a number of steps that does not divide the rows is refused with the sizes.
+#[test]
+#[should_panic(expected = "7 rows do not split into 2 time steps")]
+fn split_steps_refuses_uneven_rows() {
+    mg_layers::backend::split_steps(random_inner([7, 1, 1, 1], 1), 2);
+}
