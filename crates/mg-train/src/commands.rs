@@ -162,9 +162,9 @@ pub struct BenchArgs {
     /// Timed repetitions (after one untimed warm-up).
     #[arg(long, default_value_t = 5)]
     pub repeats: usize,
-    /// Threads each training window is split over: shards of the batch trained on threads of
-    /// their own, gradients summed (the inference steps use one) [default: the config's
-    /// `[train] threads`, at most the batch].
+    /// Threads each training window and the batched inference step are split over: shards of
+    /// the batch run on threads of their own (training: gradients summed) [default: the
+    /// config's `[train] threads`, at most the batch].
     #[arg(long)]
     pub threads: Option<usize>,
     /// Time only the model's first forward path (skip the step path).

@@ -425,8 +425,9 @@ fn export_names_tensors_as_the_pytorch_model_does() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
-/// `bench` splits its training windows as the config's `[train] threads` says (at most the
-/// batch), `--threads` overrides it, and the records say how many threads timed each window.
+/// `bench` splits its training windows and its batched inference step as the config's
+/// `[train] threads` says (at most the batch), `--threads` overrides it, the records say how
+/// many threads timed each call, and the split inference step has the loss of the whole batch.
 #[test]
 fn bench_follows_the_configs_threads() {
     let dir = temp_dir("bench-threads");
@@ -445,21 +446,53 @@ fn bench_follows_the_configs_threads() {
         "1",
         "--no-step-path",
     ];
-    let threads = |extra: &[&str]| -> Vec<Option<u64>> {
+    // (bench, batch, threads, loss) of every record.
+    let records = |extra: &[&str]| -> Vec<(String, u64, Option<u64>, f64)> {
         ok(&[&base[..], extra].concat())
             .lines()
             .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-            .filter(|j| j["bench"].as_str().unwrap().starts_with("train_window"))
-            .map(|j| j["threads"].as_u64())
+            .map(|j| {
+                let bench = j["bench"].as_str().unwrap().to_string();
+                let batch = j["batch"].as_u64().unwrap();
+                (
+                    bench,
+                    batch,
+                    j["threads"].as_u64(),
+                    j["loss"].as_f64().unwrap(),
+                )
+            })
             .collect()
     };
-    assert_eq!(threads(&["--batch", "2"]), [Some(2)]);
+    let threads = |records: &[(String, u64, Option<u64>, f64)]| -> Vec<Option<u64>> {
+        records.iter().map(|r| r.2).collect()
+    };
+    let split = records(&["--batch", "2"]);
+    let names: Vec<&str> = split.iter().map(|r| r.0.as_str()).collect();
     assert_eq!(
-        threads(&["--batch", "1"]),
-        [None],
+        names,
+        [
+            "train_window_window_path",
+            "inference_step",
+            "inference_step"
+        ]
+    );
+    assert_eq!(
+        threads(&split),
+        [Some(2), Some(2), None],
+        "batch 1 is not split"
+    );
+    assert_eq!(
+        threads(&records(&["--batch", "1"])),
+        [None, None, None],
         "at most the batch; one is not printed"
     );
-    assert_eq!(threads(&["--batch", "2", "--threads", "1"]), [None]);
+    let whole = records(&["--batch", "2", "--threads", "1"]);
+    assert_eq!(threads(&whole), [None, None, None]);
+    let (a, b) = (split[1].3, whole[1].3);
+    assert!(
+        (a - b).abs() <= 1e-5 * b.abs(),
+        "inference loss on two threads {a} vs one {b}"
+    );
     assert!(
         fails(&[&base[..], &["--batch", "2", "--threads", "3"]].concat()).contains("--threads 3")
     );

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::experiment::LossReduction;
 use super::optim::{OptimizerJob, with_optimizer};
 use super::task::Task;
-use super::train::{ExperimentOf, shard_sizes, train_step};
+use super::train::{ExperimentOf, on_shards, shard_sizes, train_step};
 
 /// One benchmark result, printed as a JSON line.
 #[derive(Serialize, Deserialize, Debug, Clone)]
@@ -41,7 +41,8 @@ pub struct BenchRecord {
     pub min_ms: f64,
     /// Timed repetitions.
     pub repeats: usize,
-    /// Threads a training window was split over (`[train] threads`; absent: one).
+    /// Threads the timed call was split over (shards of the batch, `[train] threads`; absent:
+    /// one).
     #[serde(default = "one", skip_serializing_if = "is_one")]
     pub threads: usize,
     /// Growth of the process's peak resident memory during the warm-up and timed calls, MiB
@@ -79,8 +80,8 @@ pub struct BenchOptions {
     pub batch: usize,
     /// Timed calls, after one untimed warm-up.
     pub repeats: usize,
-    /// Threads each training window is split over (shards of the batch); `None`: the config's
-    /// `[train] threads`, at most the batch.
+    /// Threads each training window and the batched inference step are split over (shards of
+    /// the batch); `None`: the config's `[train] threads`, at most the batch.
     pub threads: Option<usize>,
     /// Time every forward path of the model, not only its first.
     pub all_paths: bool,
@@ -328,21 +329,39 @@ impl<T: Task, B: MgBackend> OptimizerJob<Autodiff<B>, T::TrainModel<B>> for Timi
             for batch in [options.batch, 1] {
                 let data = task.batch(config.train.seed, 0, batch)?;
                 let steps = task.window_len(&data, 1);
-                let window = task.window::<B>(&data, 0..steps, &device);
-                let mut state = None;
+                let parts = threads.min(batch);
+                let windows: Vec<T::Window<B>> = match parts {
+                    1 => vec![task.window(&data, 0..steps, &device)],
+                    n => task
+                        .split_batch(&data, &shard_sizes(batch, n))
+                        .context("a task that trains on several threads splits its batches")?
+                        .iter()
+                        .map(|part| task.window(part, 0..steps, &device))
+                        .collect(),
+                };
+                let mut states: Vec<Option<T::State<B>>> = windows.iter().map(|_| None).collect();
                 let mut first_loss = None;
                 let path = task.paths()[0];
                 let timing = time(options.repeats, || {
-                    let (output, next) = task.forward(&valid, &window, state.take(), path);
-                    // Reading the loss back waits for the device.
-                    let loss = task.loss(output, &window, LossReduction::Sum).loss;
-                    let loss: f64 = loss.into_scalar().elem();
+                    let work: Vec<_> = windows
+                        .iter()
+                        .zip(std::mem::take(&mut states))
+                        .map(|(window, state)| (valid.clone(), window, state))
+                        .collect();
+                    let results = on_shards(work, |(model, window, state)| {
+                        let (output, next) = task.forward(&model, window, state, path);
+                        // Reading the loss back waits for the device.
+                        let loss = task.loss(output, window, LossReduction::Sum).loss;
+                        let loss: f64 = loss.into_scalar().elem();
+                        (loss, next)
+                    });
+                    let loss: f64 = results.iter().map(|r| r.0).sum();
                     first_loss.get_or_insert(loss);
-                    state = Some(next);
+                    states = results.into_iter().map(|r| Some(r.1)).collect();
                 });
                 let record = record(
                     "inference_step".into(),
-                    (batch, 1),
+                    (batch, parts),
                     steps,
                     timing,
                     None,

@@ -131,25 +131,8 @@ pub fn train_step<T: Task, B: MgBackend, O: Optimizer<T::TrainModel<B>, Autodiff
             Some(device) => model.clone().fork(device),
             None => model.clone(),
         };
-        let mut slots: Vec<Option<ShardResult<T, B>>> = shards.iter().map(|_| None).collect();
-        let mut shards = shards.into_iter();
-        let first = shards.next().expect("two shards or more");
-        let (first_slot, rest) = slots.split_first_mut().expect("two slots or more");
-        let run = &run;
-        // The first shard on the calling thread, the others on persistent threads: threads
-        // made per window would start with empty allocator heaps and fault their memory in
-        // again every time.
-        shard_pool().in_place_scope(|scope| {
-            for (shard, slot) in shards.zip(rest) {
-                let copy = fork();
-                scope.spawn(move |_| *slot = Some(with_serial_kernels(|| run(&copy, shard))));
-            }
-            *first_slot = Some(with_serial_kernels(|| run(&fork(), first)));
-        });
-        slots
-            .into_iter()
-            .map(|slot| slot.expect("every shard ran"))
-            .collect()
+        let work: Vec<_> = shards.into_iter().map(|shard| (fork(), shard)).collect();
+        on_shards(work, |(copy, shard)| run(&copy, shard))
     };
     let (loss, units, metrics, mut grads, states) = combine::<T, B>(&model, results, reduction);
     let grad_norm = clip_global_norm(&model, &mut grads, clip_norm);
@@ -167,7 +150,36 @@ pub fn train_step<T: Task, B: MgBackend, O: Optimizer<T::TrainModel<B>, Autodiff
     (model, Ok(result))
 }
 
-/// The threads that train the shards of a window beyond the first: one fewer than the
+/// `f` applied to every item, each on a thread of its own with its kernels kept on that
+/// thread ([`with_serial_kernels`]): the first item on the calling thread, the others on the
+/// shard threads. Results in the items' order.
+///
+/// The shard threads are persistent: threads made per call would start with empty allocator
+/// heaps and fault their memory in again every time.
+pub(crate) fn on_shards<I: Send, R: Send>(items: Vec<I>, f: impl Fn(I) -> R + Sync) -> Vec<R> {
+    if items.len() == 1 {
+        return items.into_iter().map(f).collect();
+    }
+    let mut slots: Vec<Option<R>> = items.iter().map(|_| None).collect();
+    let mut items = items.into_iter();
+    let Some(first) = items.next() else {
+        return Vec::new();
+    };
+    let (first_slot, rest) = slots.split_first_mut().expect("as many slots as items");
+    let f = &f;
+    shard_pool().in_place_scope(|scope| {
+        for (item, slot) in items.zip(rest) {
+            scope.spawn(move |_| *slot = Some(with_serial_kernels(|| f(item))));
+        }
+        *first_slot = Some(with_serial_kernels(|| f(first)));
+    });
+    slots
+        .into_iter()
+        .map(|slot| slot.expect("every item ran"))
+        .collect()
+}
+
+/// The threads that run the shards of a window beyond the first: one fewer than the
 /// machine's cores (the calling thread takes the first shard).
 fn shard_pool() -> &'static rayon::ThreadPool {
     static POOL: std::sync::OnceLock<rayon::ThreadPool> = std::sync::OnceLock::new();
