@@ -6,7 +6,7 @@ use burn::tensor::activation::sigmoid;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Tensor, backend::Backend};
 
-use crate::backend::{MgBackend, cat_channels, conv2d, lstm_cell, lstm_hidden, split_steps};
+use crate::backend::{MgBackend, cat_channels, conv2d, lstm_step, split_steps};
 use crate::geometry::Geometry;
 use crate::init::LstmInit;
 
@@ -254,9 +254,8 @@ impl<B: MgBackend> ConvLstmCell<B> {
     fn update(&self, gates: Tensor<B, 4>, cell: Tensor<B, 4>) -> ConvLstmState<B> {
         let c = self.d_hidden;
         let Some(peephole) = &self.peephole else {
-            // One pass each for the cell and the hidden state (MgBackend's LSTM ops).
-            let cell = lstm_cell(gates.clone(), cell);
-            let hidden = lstm_hidden(gates, cell.clone());
+            // Both states in one pass, both gradients in one pass (MgBackend::lstm_step).
+            let (cell, hidden) = lstm_step(gates, cell);
             return ConvLstmState { cell, hidden };
         };
         let p = peephole.val();

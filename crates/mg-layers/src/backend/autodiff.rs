@@ -11,6 +11,7 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::ops::{ConvOptions, FloatTensor, FloatTensorOps};
 use burn::tensor::{DType, Shape, TensorMetadata};
 
@@ -181,50 +182,100 @@ fn cat_channels<B: MgBackend, C: CheckpointStrategy, const N: usize>(
     }
 }
 
-/// The gradients of the parts of one [`MgBackend::mg_split_steps`], one slot per time step:
-/// filled by the parts' nodes, taken by the split's node.
-type StepGrads<B> = Arc<Mutex<Vec<Option<Primitive<B>>>>>;
+/// The gradients of the outputs of one multi-output node, one slot per output: filled by the
+/// outputs' [`Output`] nodes, taken by the node.
+///
+/// burn's autodiff gives a node one output, so a node with several is built as a node of its
+/// own (holding the inputs as parents) with one [`Output`] node per output below it. Its
+/// backward runs after all of theirs (a node's backward runs after those of every node deeper
+/// in the graph) and finds their gradients in the slots. Nothing is registered on the node
+/// itself, and it consumes nothing.
+type Slots<B> = Arc<Mutex<Vec<Option<Primitive<B>>>>>;
 
-/// The node between a split tensor and its time steps. burn's autodiff gives a node one
-/// output, so each step is a [`StepPart`] node below this one. Its backward runs after all of
-/// theirs (a node's backward runs after those of every node deeper in the graph), and
-/// registers the steps' gradients on the tensor as one concatenation. It has no gradient of
-/// its own: nothing is registered on it, and it consumes nothing.
+/// Output `k` of a multi-output node: its backward files its gradient in slot `k`.
+#[derive(Debug)]
+struct Output;
+
+impl<B: MgBackend> Backward<B, 1> for Output {
+    type State = (Slots<B>, usize);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let grad = grads.consume::<B>(&ops.node);
+        let (slots, k) = ops.state;
+        slots.lock().unwrap_or_else(PoisonError::into_inner)[k] = Some(grad);
+    }
+}
+
+/// Empty slots for `n` outputs.
+fn slots<B: MgBackend>(n: usize) -> Slots<B> {
+    Arc::new(Mutex::new(vec![None; n]))
+}
+
+/// The gradients the outputs filed (`None` for an output the loss does not reach).
+fn take_slots<B: MgBackend>(slots: &Slots<B>) -> Vec<Option<Primitive<B>>> {
+    std::mem::take(&mut *slots.lock().unwrap_or_else(PoisonError::into_inner))
+}
+
+/// The outputs of the multi-output node `node`: one [`Output`] node per primitive.
+fn outputs<B: MgBackend, C: CheckpointStrategy>(
+    node: &FloatTensor<Autodiff<B, C>>,
+    primitives: Vec<Primitive<B>>,
+    slots: &Slots<B>,
+) -> Vec<FloatTensor<Autodiff<B, C>>> {
+    primitives
+        .into_iter()
+        .enumerate()
+        .map(|(k, primitive)| {
+            match Output
+                .prepare::<C>([node.node.clone()])
+                .compute_bound()
+                .stateful()
+            {
+                OpsKind::Tracked(prep) => prep.finish((slots.clone(), k), primitive),
+                OpsKind::UnTracked(prep) => prep.finish(primitive),
+            }
+        })
+        .collect()
+}
+
+/// A cut into time steps ([`MgBackend::mg_split_steps`]): its backward registers the steps'
+/// gradients on the tensor as one concatenation.
 #[derive(Debug)]
 struct SplitSteps;
 
-/// `(collected gradients, shape of one step, device, dtype)`.
-type SplitState<B> = (StepGrads<B>, Shape, burn::tensor::Device<B>, DType);
+/// `(slots, shape of one step, device, dtype)`.
+type SplitState<B> = (Slots<B>, Shape, burn::tensor::Device<B>, DType);
 
 impl<B: MgBackend> Backward<B, 1> for SplitSteps {
     type State = SplitState<B>;
 
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let (collected, part_shape, device, dtype) = ops.state;
-        let parts = std::mem::take(&mut *collected.lock().unwrap_or_else(PoisonError::into_inner));
+        let (slots, part_shape, device, dtype) = ops.state;
+        let parts = take_slots::<B>(&slots);
         if let [Some(node)] = ids!(ops.parents) {
-            let parts = parts
-                .into_iter()
-                .map(|g| {
-                    g.unwrap_or_else(|| B::float_zeros(part_shape.clone(), &device, dtype.into()))
-                })
-                .collect();
+            let zeros = || B::float_zeros(part_shape.clone(), &device, dtype.into());
+            let parts = parts.into_iter().map(|g| g.unwrap_or_else(zeros)).collect();
             grads.register::<B>(node, B::float_cat(parts, 0));
         }
     }
 }
 
-/// Time step `t` of a [`SplitSteps`]: its backward files its gradient in slot `t`.
+/// The LSTM update with both outputs ([`MgBackend::lstm_step`]); its state is the inputs.
 #[derive(Debug)]
-struct StepPart;
+struct LstmStep;
 
-impl<B: MgBackend> Backward<B, 1> for StepPart {
-    type State = (StepGrads<B>, usize);
+impl<B: MgBackend> Backward<B, 2> for LstmStep {
+    type State = (Slots<B>, Primitive<B>, Primitive<B>);
 
-    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let grad = grads.consume::<B>(&ops.node);
-        let (collected, t) = ops.state;
-        collected.lock().unwrap_or_else(PoisonError::into_inner)[t] = Some(grad);
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let (slots, gates, cell) = ops.state;
+        let mut taken = take_slots::<B>(&slots).into_iter();
+        let (grad_cell, grad_hidden) = (taken.next().flatten(), taken.next().flatten());
+        if grad_cell.is_none() && grad_hidden.is_none() {
+            return;
+        }
+        let (d_gates, d_cell) = B::lstm_step_backward(gates, cell, grad_cell, grad_hidden);
+        register_pair::<B>(ids!(ops.parents), d_gates, d_cell, grads);
     }
 }
 
@@ -331,27 +382,41 @@ impl<B: MgBackend, C: CheckpointStrategy> MgBackend for Autodiff<B, C> {
             OpsKind::Tracked(prep) => prep,
             OpsKind::UnTracked(_) => return defaults::split_steps::<Self>(x, steps),
         };
-        let collected: StepGrads<B> = Arc::new(Mutex::new(vec![None; steps]));
-        let device = B::float_device(&x.primitive);
-        let dtype = x.primitive.dtype();
-        let whole: FloatTensor<Self> =
-            prep.finish((collected.clone(), part_shape, device, dtype), x.primitive);
-        (0..steps)
+        let parts = (0..steps)
             .map(|t| {
-                let part = B::float_slice(
-                    whole.primitive.clone(),
+                B::float_slice(
+                    x.primitive.clone(),
                     &defaults::step_slices(&shape, steps, t),
-                );
-                match StepPart
-                    .prepare::<C>([whole.node.clone()])
-                    .compute_bound()
-                    .stateful()
-                {
-                    OpsKind::Tracked(prep) => prep.finish((collected.clone(), t), part),
-                    OpsKind::UnTracked(prep) => prep.finish(part),
-                }
+                )
             })
-            .collect()
+            .collect();
+        let slots = slots::<B>(steps);
+        let device = B::float_device(&x.primitive);
+        let state = (slots.clone(), part_shape, device, x.primitive.dtype());
+        let node: FloatTensor<Self> = prep.finish(state, x.primitive);
+        outputs::<B, C>(&node, parts, &slots)
+    }
+
+    fn lstm_step(
+        gates: FloatTensor<Self>,
+        cell: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        let (new_cell, hidden) = B::lstm_step(gates.primitive.clone(), cell.primitive.clone());
+        let prep = match LstmStep
+            .prepare::<C>([gates.node.clone(), cell.node.clone()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep,
+            OpsKind::UnTracked(_) => return (Self::from_inner(new_cell), Self::from_inner(hidden)),
+        };
+        let slots = slots::<B>(2);
+        // The node's own value is never read (its outputs are the two below it).
+        let state = (slots.clone(), gates.primitive, cell.primitive);
+        let node: FloatTensor<Self> = prep.finish(state, new_cell.clone());
+        let mut out = outputs::<B, C>(&node, vec![new_cell, hidden], &slots).into_iter();
+        let new_cell = out.next().expect("the cell state");
+        (new_cell, out.next().expect("the hidden state"))
     }
 
     fn mg_upsample(x: FloatTensor<Self>, factors: [usize; 2]) -> FloatTensor<Self> {

@@ -450,64 +450,48 @@ fn image_groups(n: usize, per_image: usize) -> usize {
     n.div_ceil(parts.max(1)).max(1)
 }
 
-/// Applies a per-image LSTM kernel over the batch, in parallel when large enough.
-fn per_image<E: Element + Real>(
+/// Applies a per-image LSTM kernel over the batch, in parallel when large enough: `gates`
+/// (`[n, 4·c, h, w]`) and `inputs` (each `[n, c, h, w]`, `cs = c·h·w` values per image) in,
+/// `O` outputs of `widths[j]·cs` values per image out.
+fn per_image<E: Element + Real, const I: usize, const O: usize>(
     gates: &FlexTensor,
-    cell: &FlexTensor,
-    kernel: impl Fn(&[E], &[E], &mut [E]) + Sync,
-) -> FlexTensor {
-    let shape = cell.shape();
-    let [n, ..] = shape.dims::<4>();
-    let cs = (shape.num_elements() / n.max(1)).max(1);
-    let (gs, cells) = (slice::<E>(gates), slice::<E>(cell));
-    let mut out = vec![E::ZERO; n * cs];
+    inputs: [&FlexTensor; I],
+    widths: [usize; O],
+    kernel: impl Fn(&[E], [&[E]; I], [&mut [E]; O]) + Sync,
+) -> [Vec<E>; O] {
+    let [n, ..] = inputs[0].shape().dims::<4>();
+    let cs = (inputs[0].shape().num_elements() / n.max(1)).max(1);
+    let gs = slice::<E>(gates);
+    let ins: [&[E]; I] = inputs.map(slice::<E>);
+    let mut outs: [Vec<E>; O] = widths.map(|w| vec![E::ZERO; n * w * cs]);
     let group = image_groups(n, cs);
-    let body = |(g, out): (usize, &mut [E])| {
-        for (j, out) in out.chunks_mut(cs).enumerate() {
-            let k = g * group + j;
-            kernel(&gs[k * 4 * cs..][..4 * cs], &cells[k * cs..][..cs], out);
-        }
-    };
-    map_items(
-        out.chunks_mut(group * cs).enumerate().collect(),
-        group < n,
-        body,
-    );
-    tensor(out, shape)
-}
-
-/// Applies a per-image LSTM backward kernel over the batch: `(d_gates, d_cell)`.
-fn per_image_backward<E: Element + Real>(
-    gates: &FlexTensor,
-    cell: &FlexTensor,
-    grad: &FlexTensor,
-    kernel: impl Fn(&[E], &[E], &[E], &mut [E], &mut [E]) + Sync,
-) -> (FlexTensor, FlexTensor) {
-    let shape = cell.shape();
-    let [n, ..] = shape.dims::<4>();
-    let cs = (shape.num_elements() / n.max(1)).max(1);
-    let (gs, cells, grads) = (slice::<E>(gates), slice::<E>(cell), slice::<E>(grad));
-    let mut d_gates = vec![E::ZERO; n * 4 * cs];
-    let mut d_cell = vec![E::ZERO; n * cs];
-    let group = image_groups(n, cs);
-    let body = |(g, (dg, dc)): (usize, (&mut [E], &mut [E]))| {
-        for (j, (dg, dc)) in dg.chunks_mut(4 * cs).zip(dc.chunks_mut(cs)).enumerate() {
-            let k = g * group + j;
-            let (gate, c, d) = (
-                &gs[k * 4 * cs..][..4 * cs],
-                &cells[k * cs..][..cs],
-                &grads[k * cs..][..cs],
-            );
-            kernel(gate, c, d, dg, dc);
-        }
-    };
-    let items = d_gates
-        .chunks_mut(group * 4 * cs)
-        .zip(d_cell.chunks_mut(group * cs))
-        .enumerate()
+    let mut chunks: Vec<_> = outs
+        .iter_mut()
+        .zip(widths)
+        .map(|(out, w)| out.chunks_mut(group * w * cs))
         .collect();
+    let items: Vec<(usize, [&mut [E]; O])> = (0..n.div_ceil(group))
+        .map(|g| {
+            (
+                g,
+                std::array::from_fn(|j| chunks[j].next().expect("a chunk per group")),
+            )
+        })
+        .collect();
+    let body = |(g, outs): (usize, [&mut [E]; O])| {
+        let mut w = widths.into_iter();
+        let mut per_image = outs.map(|out| out.chunks_mut(w.next().expect("a width") * cs));
+        for k in g * group..((g + 1) * group).min(n) {
+            let outs = std::array::from_fn(|j| per_image[j].next().expect("a chunk per image"));
+            kernel(
+                &gs[k * 4 * cs..][..4 * cs],
+                ins.map(|x| &x[k * cs..][..cs]),
+                outs,
+            );
+        }
+    };
     map_items(items, group < n, body);
-    (tensor(d_gates, gates.shape()), tensor(d_cell, shape))
+    outs
 }
 
 /// Runs `body(first_plane, out)` over groups of whole planes of `out` (`out_plane` values
@@ -755,6 +739,45 @@ impl MgBackend for Flex {
             defaults::lstm_hidden_backward::<Flex>,
         )
     }
+
+    fn lstm_step(gates: FlexTensor, cell: FlexTensor) -> (FlexTensor, FlexTensor) {
+        let (g, c) = (gates.to_contiguous(), cell.to_contiguous());
+        match g.dtype() {
+            _ if !cpu_kernels_enabled() => defaults::lstm_step::<Flex>(g, c),
+            DType::F32 => step::<f32>(&g, &c),
+            DType::F64 => step::<f64>(&g, &c),
+            _ => defaults::lstm_step::<Flex>(g, c),
+        }
+    }
+
+    fn lstm_step_backward(
+        gates: FlexTensor,
+        cell: FlexTensor,
+        grad_cell: Option<FlexTensor>,
+        grad_hidden: Option<FlexTensor>,
+    ) -> (FlexTensor, FlexTensor) {
+        let (g, c) = (gates.to_contiguous(), cell.to_contiguous());
+        let kernels_apply = cpu_kernels_enabled() && matches!(g.dtype(), DType::F32 | DType::F64);
+        if !kernels_apply {
+            return defaults::lstm_step_backward::<Flex>(g, c, grad_cell, grad_hidden);
+        }
+        // A missing gradient is zero (the last step's cell state, when only the hidden state
+        // reaches the loss).
+        let grad = |d: Option<FlexTensor>| {
+            d.map(|d| d.to_contiguous()).unwrap_or_else(|| {
+                <Flex as burn::tensor::ops::FloatTensorOps<Flex>>::float_zeros(
+                    c.shape(),
+                    &Default::default(),
+                    g.dtype().into(),
+                )
+            })
+        };
+        let (dc, dh) = (grad(grad_cell), grad(grad_hidden));
+        match g.dtype() {
+            DType::F32 => step_backward::<f32>(&g, &c, [&dc, &dh]),
+            _ => step_backward::<f64>(&g, &c, [&dc, &dh]),
+        }
+    }
 }
 
 type Update<E> = fn(&[E], &[E], &mut [E]);
@@ -768,10 +791,14 @@ fn update(
     default: fn(FlexTensor, FlexTensor) -> FlexTensor,
 ) -> FlexTensor {
     let (g, c) = (gates.to_contiguous(), cell.to_contiguous());
+    fn run<E: Element + Real>(g: &FlexTensor, c: &FlexTensor, k: Update<E>) -> FlexTensor {
+        let [out] = per_image(g, [c], [1], |g, [c], [out]| k(g, c, out));
+        tensor(out, c.shape())
+    }
     match g.dtype() {
         _ if !cpu_kernels_enabled() => default(g, c),
-        DType::F32 => per_image(&g, &c, k32),
-        DType::F64 => per_image(&g, &c, k64),
+        DType::F32 => run(&g, &c, k32),
+        DType::F64 => run(&g, &c, k64),
         _ => default(g, c),
     }
 }
@@ -789,12 +816,44 @@ fn update_backward(
         cell.to_contiguous(),
         grad.to_contiguous(),
     );
+    fn run<E: Element + Real>(
+        g: &FlexTensor,
+        c: &FlexTensor,
+        d: &FlexTensor,
+        k: UpdateBackward<E>,
+    ) -> (FlexTensor, FlexTensor) {
+        let [dg, dc] = per_image(g, [c, d], [4, 1], |g, [c, d], [dg, dc]| k(g, c, d, dg, dc));
+        (tensor(dg, g.shape()), tensor(dc, c.shape()))
+    }
     match g.dtype() {
         _ if !cpu_kernels_enabled() => default(g, c, d),
-        DType::F32 => per_image_backward(&g, &c, &d, k32),
-        DType::F64 => per_image_backward(&g, &c, &d, k64),
+        DType::F32 => run(&g, &c, &d, k32),
+        DType::F64 => run(&g, &c, &d, k64),
         _ => default(g, c, d),
     }
+}
+
+/// [`kernels::lstm_step`] over the batch: `(cell', hidden')`.
+fn step<E: Element + Real>(g: &FlexTensor, c: &FlexTensor) -> (FlexTensor, FlexTensor) {
+    let [cell, hidden] = per_image(g, [c], [1, 1], |g, [c], [cell, hidden]| {
+        kernels::lstm_step::<E>(g, c, cell, hidden)
+    });
+    (tensor(cell, c.shape()), tensor(hidden, c.shape()))
+}
+
+/// [`kernels::lstm_step_backward`] over the batch: `(∂gates, ∂cell)`.
+fn step_backward<E: Element + Real>(
+    g: &FlexTensor,
+    c: &FlexTensor,
+    [dc_next, dh]: [&FlexTensor; 2],
+) -> (FlexTensor, FlexTensor) {
+    let [dg, dc] = per_image(
+        g,
+        [c, dc_next, dh],
+        [4, 1],
+        |g, [c, dc_next, dh], [dg, dc]| kernels::lstm_step_backward::<E>(g, c, dc_next, dh, dg, dc),
+    );
+    (tensor(dg, g.shape()), tensor(dc, c.shape()))
 }
 
 #[cfg(test)]

@@ -511,6 +511,60 @@ pub(crate) fn lstm_hidden_backward<T: Real>(
     );
 }
 
+/// The whole update for one image in one pass: `cell' = σ(f)·cell + σ(i)·tanh(g)` into
+/// `new_cell` and `hidden' = σ(o)·tanh(cell')` into `hidden` (the same arithmetic as
+/// [`lstm_cell`] then [`lstm_hidden`]).
+pub(crate) fn lstm_step<T: Real>(gates: &[T], cell: &[T], new_cell: &mut [T], hidden: &mut [T]) {
+    let cs = cell.len();
+    let (i, g, f, o) = split4(gates, cs);
+    let (new_cell, hidden) = (&mut new_cell[..cs], &mut hidden[..cs]);
+    simd(
+        #[inline(always)]
+        || {
+            for k in 0..cs {
+                let c = f[k].sigmoid() * cell[k] + i[k].sigmoid() * g[k].tanh();
+                new_cell[k] = c;
+                hidden[k] = o[k].sigmoid() * c.tanh();
+            }
+        },
+    );
+}
+
+/// The gradients of [`lstm_step`] for one image in one pass: `d_gates [4·cs]` and `d_cell
+/// [cs]` from the gradients of the new cell state (`grad_cell`) and of the hidden state
+/// (`grad_hidden`). The new cell state is recomputed, not stored.
+pub(crate) fn lstm_step_backward<T: Real>(
+    gates: &[T],
+    cell: &[T],
+    grad_cell: &[T],
+    grad_hidden: &[T],
+    d_gates: &mut [T],
+    d_cell: &mut [T],
+) {
+    let cs = cell.len();
+    let (i, g, f, o) = split4(gates, cs);
+    let (d_i, rest) = d_gates.split_at_mut(cs);
+    let (d_g, rest) = rest.split_at_mut(cs);
+    let (d_f, d_o) = rest.split_at_mut(cs);
+    simd(
+        #[inline(always)]
+        || {
+            for k in 0..cs {
+                let (si, tg, sf, so) =
+                    (i[k].sigmoid(), g[k].tanh(), f[k].sigmoid(), o[k].sigmoid());
+                let tc = (sf * cell[k] + si * tg).tanh();
+                let dh = grad_hidden[k];
+                let dc = grad_cell[k] + dh * so * (T::ONE - tc * tc);
+                d_i[k] = dc * tg * si * (T::ONE - si);
+                d_g[k] = dc * si * (T::ONE - tg * tg);
+                d_f[k] = dc * cell[k] * sf * (T::ONE - sf);
+                d_o[k] = dh * tc * so * (T::ONE - so);
+                d_cell[k] = dc * sf;
+            }
+        },
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,8 +3,9 @@
 //!
 //! - [`MgBackend::mg_conv2d`] and its backward (input and weight, apart or together; bias):
 //!   the layers' convolutions.
-//! - [`MgBackend::lstm_cell`] / [`MgBackend::lstm_hidden`] and their backwards: the conv-LSTM
-//!   update from the gate pre-activations in one pass each.
+//! - [`MgBackend::lstm_step`] and its backward: the conv-LSTM update from the gate
+//!   pre-activations, the new cell and hidden states in one pass and both gradients in one
+//!   pass ([`MgBackend::lstm_cell`] / [`MgBackend::lstm_hidden`] are its halves).
 //! - [`MgBackend::mg_cat_channels`] and its backward [`MgBackend::mg_split_channels`]: the
 //!   channel concatenations of the gather and of `[x, h]`, whose gradients burn's autodiff
 //!   hands on as strided views (every later op then walks them through a strided iterator).
@@ -170,6 +171,26 @@ pub trait MgBackend: Backend {
     ) -> (FloatTensor<Self>, FloatTensor<Self>) {
         defaults::lstm_hidden_backward::<Self>(gates, cell, grad)
     }
+
+    /// The whole update in one pass: `(cell', hidden')`, `cell' = σ(f)·cell + σ(i)·tanh(g)`
+    /// and `hidden' = σ(o)·tanh(cell')`, each `[n, c, h, w]`.
+    fn lstm_step(
+        gates: FloatTensor<Self>,
+        cell: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        defaults::lstm_step::<Self>(gates, cell)
+    }
+
+    /// The gradients of [`Self::lstm_step`] with respect to `gates` and `cell`, from those of
+    /// `cell'` and `hidden'` (`None`: zero).
+    fn lstm_step_backward(
+        gates: FloatTensor<Self>,
+        cell: FloatTensor<Self>,
+        grad_cell: Option<FloatTensor<Self>>,
+        grad_hidden: Option<FloatTensor<Self>>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        defaults::lstm_step_backward::<Self>(gates, cell, grad_cell, grad_hidden)
+    }
 }
 
 /// burn's ops for the LSTM update: the trait's defaults, callable from a backend that
@@ -303,6 +324,48 @@ pub(crate) mod defaults {
                 .tensor(),
             d_cell.into_primitive().tensor(),
         )
+    }
+
+    /// [`super::MgBackend::lstm_step`] as the backend's cell and hidden updates.
+    pub(crate) fn lstm_step<B: super::MgBackend>(
+        gates: FloatTensor<B>,
+        cell: FloatTensor<B>,
+    ) -> (FloatTensor<B>, FloatTensor<B>) {
+        let new_cell = B::lstm_cell(gates.clone(), cell);
+        let hidden = B::lstm_hidden(gates, new_cell.clone());
+        (new_cell, hidden)
+    }
+
+    /// [`super::MgBackend::lstm_step_backward`] through the backend's cell and hidden
+    /// backwards: the hidden state's gradient reaches the new cell state, which is recomputed.
+    pub(crate) fn lstm_step_backward<B: super::MgBackend>(
+        gates: FloatTensor<B>,
+        cell: FloatTensor<B>,
+        grad_cell: Option<FloatTensor<B>>,
+        grad_hidden: Option<FloatTensor<B>>,
+    ) -> (FloatTensor<B>, FloatTensor<B>) {
+        let (d_gates_hidden, grad_cell) = match grad_hidden {
+            Some(grad) => {
+                let new_cell = B::lstm_cell(gates.clone(), cell.clone());
+                let (d_gates, d_cell) = B::lstm_hidden_backward(gates.clone(), new_cell, grad);
+                let grad_cell = match grad_cell {
+                    Some(g) => B::float_add(g, d_cell),
+                    None => d_cell,
+                };
+                (Some(d_gates), grad_cell)
+            }
+            None => {
+                let zeros =
+                    || B::float_zeros(cell.shape(), &B::float_device(&cell), cell.dtype().into());
+                (None, grad_cell.unwrap_or_else(zeros))
+            }
+        };
+        let (d_gates, d_cell) = B::lstm_cell_backward(gates, cell, grad_cell);
+        let d_gates = match d_gates_hidden {
+            Some(d) => B::float_add(d_gates, d),
+            None => d_gates,
+        };
+        (d_gates, d_cell)
     }
 
     /// The hidden state `h = σ(o)·tanh(cell)`, `[n, c, h, w]`, from the new cell state.
@@ -463,6 +526,24 @@ pub fn lstm_cell<B: MgBackend>(gates: Tensor<B, 4>, cell: Tensor<B, 4>) -> Tenso
         gates.into_primitive().tensor(),
         cell.into_primitive().tensor(),
     ))
+}
+
+/// [`MgBackend::lstm_step`] on tensors: the new cell state `σ(f)·cell + σ(i)·tanh(g)` and the
+/// hidden state `σ(o)·tanh(cell')` in one pass, with one backward for both.
+///
+/// # Shapes
+/// - `gates`: `[n, 4·c, h, w]` split `(i, g, f, o)`, `cell`: `[n, c, h, w]`
+/// - returns `(cell', hidden')`, each `[n, c, h, w]`
+pub fn lstm_step<B: MgBackend>(
+    gates: Tensor<B, 4>,
+    cell: Tensor<B, 4>,
+) -> (Tensor<B, 4>, Tensor<B, 4>) {
+    check_gates("lstm_step", &gates, &cell);
+    let (cell, hidden) = B::lstm_step(
+        gates.into_primitive().tensor(),
+        cell.into_primitive().tensor(),
+    );
+    (float(cell), float(hidden))
 }
 
 /// [`MgBackend::lstm_hidden`] on tensors: `σ(o)·tanh(cell)`.

@@ -10,7 +10,7 @@ use burn::tensor::module::conv2d as burn_conv2d;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Tensor, TensorData, TensorPrimitive};
 use mg_layers::MgBackend;
-use mg_layers::backend::{conv2d, lstm_cell, lstm_hidden};
+use mg_layers::backend::{conv2d, lstm_cell, lstm_hidden, lstm_step};
 
 use crate::{TestAutodiffBackend as AB, TestBackend as B, device, f64_supported};
 
@@ -125,7 +125,9 @@ fn reference_lstm(gates: Tensor<AB, 4>, cell: Tensor<AB, 4>) -> (Tensor<AB, 4>, 
 /// in parallel.
 const LSTM_CASES: [[usize; 4]; 4] = [[1, 1, 1, 1], [1, 3, 2, 5], [4, 2, 3, 1], [16, 8, 12, 12]];
 
-/// Forward values and the gradients of `Σ c ⊙ R₁ + Σ h ⊙ R₂` against the reference.
+/// Forward values and the gradients of `Σ c ⊙ R₁ + Σ h ⊙ R₂` (and of each term alone, so
+/// that one of `lstm_step`'s outputs gets no gradient) against the reference, for the fused
+/// update and for its two halves.
 #[test]
 fn lstm_ops_match_burn_ops_forward_and_backward() {
     device();
@@ -138,14 +140,22 @@ fn lstm_ops_match_burn_ops_forward_and_backward() {
             random([n, c, h, w], seed + 2),
             random([n, c, h, w], seed + 3),
         );
-        let run = |ours: bool| {
-            let (c_new, h_new) = if ours {
-                let c_new = lstm_cell(gates.clone(), cell.clone());
-                (c_new.clone(), lstm_hidden(gates.clone(), c_new))
-            } else {
-                reference_lstm(gates.clone(), cell.clone())
+        let run = |update: &str, [use_cell, use_hidden]: [bool; 2]| {
+            let (c_new, h_new) = match update {
+                "step" => lstm_step(gates.clone(), cell.clone()),
+                "halves" => {
+                    let c_new = lstm_cell(gates.clone(), cell.clone());
+                    (c_new.clone(), lstm_hidden(gates.clone(), c_new))
+                }
+                _ => reference_lstm(gates.clone(), cell.clone()),
             };
-            let loss = (c_new.clone() * r1.clone()).sum() + (h_new.clone() * r2.clone()).sum();
+            let loss = match (use_cell, use_hidden) {
+                (true, true) => {
+                    (c_new.clone() * r1.clone()).sum() + (h_new.clone() * r2.clone()).sum()
+                }
+                (true, false) => (c_new.clone() * r1.clone()).sum(),
+                _ => (h_new.clone() * r2.clone()).sum(),
+            };
             let grads = loss.backward();
             (
                 c_new.inner(),
@@ -154,27 +164,40 @@ fn lstm_ops_match_burn_ops_forward_and_backward() {
                 cell.grad(&grads).unwrap(),
             )
         };
-        let (ours, reference) = (run(true), run(false));
-        let case = format!("case {k} {:?}", LSTM_CASES[k]);
-        for (what, d) in [
-            ("cell", rel_diff(ours.0, reference.0)),
-            ("hidden", rel_diff(ours.1, reference.1)),
-            ("gate gradient", rel_diff(ours.2, reference.2)),
-            ("cell gradient", rel_diff(ours.3, reference.3)),
-        ] {
-            assert!(d <= tol(), "{case}: {what} differs by {d:e}");
+        for terms in [[true, true], [true, false], [false, true]] {
+            let reference = run("reference", terms);
+            for update in ["step", "halves"] {
+                let ours = run(update, terms);
+                let case = format!("case {k} {:?}, {update}, terms {terms:?}", LSTM_CASES[k]);
+                for (what, d) in [
+                    ("cell", rel_diff(ours.0, reference.0.clone())),
+                    ("hidden", rel_diff(ours.1, reference.1.clone())),
+                    ("gate gradient", rel_diff(ours.2, reference.2.clone())),
+                    ("cell gradient", rel_diff(ours.3, reference.3.clone())),
+                ] {
+                    assert!(d <= tol(), "{case}: {what} differs by {d:e}");
+                }
+            }
         }
     }
 }
 
-/// Central differences of `Σ h ⊙ R` (h after two updates from one set of gates) with
-/// respect to every gate pre-activation and cell value of a small case, in f64.
+/// Central differences of `Σ h ⊙ R` (h after two updates from one set of gates; with the
+/// fused update also `Σ h₁ ⊙ R`, the first hidden state) with respect to every gate
+/// pre-activation and cell value of a small case, in f64, for the update's halves and for
+/// the fused update.
 #[test]
 fn lstm_ops_gradients_match_finite_differences() {
     if !f64_supported() {
         return; // f32 differences are checked through the layers' gradient checks.
     }
     device();
+    for fused in [false, true] {
+        lstm_finite_differences(fused);
+    }
+}
+
+fn lstm_finite_differences(fused: bool) {
     let shape = [2, 2, 1, 3];
     let gates0: Vec<f64> = crate::values(2 * 8 * 3, 7)
         .iter()
@@ -186,10 +209,16 @@ fn lstm_ops_gradients_match_finite_differences() {
         let g = Tensor::<AB, 4>::from_data(TensorData::new(gates, [2, 8, 1, 3]), &device())
             .require_grad();
         let c = Tensor::<AB, 4>::from_data(TensorData::new(cell, shape), &device()).require_grad();
-        let c1 = lstm_cell(g.clone(), c.clone());
-        let c2 = lstm_cell(g.clone(), c1);
-        let h = lstm_hidden(g.clone(), c2);
-        let l = (h * r.clone()).sum();
+        let l = if fused {
+            let (c1, h1) = lstm_step(g.clone(), c.clone());
+            let (_, h2) = lstm_step(g.clone(), c1);
+            (h2 * r.clone()).sum() + (h1 * r.clone()).sum()
+        } else {
+            let c1 = lstm_cell(g.clone(), c.clone());
+            let c2 = lstm_cell(g.clone(), c1);
+            let h = lstm_hidden(g.clone(), c2);
+            (h * r.clone()).sum()
+        };
         let value = l
             .clone()
             .into_data()
@@ -215,7 +244,7 @@ fn lstm_ops_gradients_match_finite_differences() {
         let numeric = (at(h) - at(-h)) / (2.0 * h);
         assert!(
             (numeric - d_gates[i]).abs() <= 1e-7 * numeric.abs().max(1.0),
-            "gate {i}: analytic {} vs numeric {numeric}",
+            "fused {fused}, gate {i}: analytic {} vs numeric {numeric}",
             d_gates[i]
         );
     }
@@ -228,7 +257,7 @@ fn lstm_ops_gradients_match_finite_differences() {
         let numeric = (at(h) - at(-h)) / (2.0 * h);
         assert!(
             (numeric - d_cell[i]).abs() <= 1e-7 * numeric.abs().max(1.0),
-            "cell {i}: analytic {} vs numeric {numeric}",
+            "fused {fused}, cell {i}: analytic {} vs numeric {numeric}",
             d_cell[i]
         );
     }
