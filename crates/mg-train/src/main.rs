@@ -5,10 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use mg_train::{ask, commands, data_cmd, demo, table, weights};
 
-/// mimalloc keeps freed blocks for reuse, where glibc's allocator unmaps large ones and
-/// faults them in again on the next training step.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+mod allocator;
 
 /// Train, evaluate and benchmark multigrid neural memory models.
 #[derive(Parser, Debug)]
@@ -52,6 +49,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    allocator::keep_freed_memory();
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Train(args) => commands::run_train(args),
