@@ -26,9 +26,13 @@ echo "# $(date -u +%FT%TZ) commit $(git rev-parse --short HEAD) $(nproc) cores" 
 "$BIN" bench configs/mapping/quick.toml --batch 16 --steps 20 --repeats 5 --json --threads 2 \
   | tee -a "$OUT"
 # Reference model (B = 32, T = 20), then its inference steps again with 20 repetitions (as
-# PyTorch's below; the one-step training window of that call is timed too).
+# PyTorch's below; the one-step training window of that call is timed too). Each once with
+# the kernels splitting their own work over the cores and once with the batch cut into two
+# shards, one per core (--threads 2; the batch-1 inference step is never split).
 "$BIN" bench --repeats "$REPEATS" --json | tee -a "$OUT"
+"$BIN" bench --repeats "$REPEATS" --json --threads 2 | tee -a "$OUT"
 "$BIN" bench --steps 1 --repeats 20 --no-step-path --json | tee -a "$OUT"
+"$BIN" bench --steps 1 --repeats 20 --no-step-path --json --threads 2 | tee -a "$OUT"
 # PyTorch, 2 threads: training window (writer step by step, "cell") and inference steps.
 "$PY" "$TORCH" --bench --device cpu --threads 2 --variant 77k --phases train,infer \
   --impls cell --batch 32 --window 20 --iters "$REPEATS" --warmup 1 --iters-infer 20 \
