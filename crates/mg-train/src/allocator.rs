@@ -42,7 +42,11 @@ mod tests {
         }
         // SAFETY: as in `keep_freed_memory`; `mi_option_get` only reads the option.
         let get = || unsafe { libmimalloc_sys::mi_option_get(PURGE_DELAY) };
-        assert_eq!(get(), 1000, "option {PURGE_DELAY} is not mimalloc's purge_delay");
+        assert_eq!(
+            get(),
+            1000,
+            "option {PURGE_DELAY} is not mimalloc's purge_delay"
+        );
         keep_freed_memory();
         assert_eq!(get(), -1);
     }

@@ -156,7 +156,7 @@ pub fn train_step<T: Task, B: MgBackend, O: Optimizer<T::TrainModel<B>, Autodiff
 ///
 /// The shard threads are persistent: threads made per call would start with empty allocator
 /// heaps and fault their memory in again every time.
-pub(crate) fn on_shards<I: Send, R: Send>(items: Vec<I>, f: impl Fn(I) -> R + Sync) -> Vec<R> {
+pub fn on_shards<I: Send, R: Send>(items: Vec<I>, f: impl Fn(I) -> R + Sync) -> Vec<R> {
     if items.len() == 1 {
         return items.into_iter().map(f).collect();
     }

@@ -245,6 +245,7 @@ fn score<B: MgBackend>(
         &query,
         episodes.len(),
         batch,
+        task.config().train.threads,
         |range| Ok(vec![episodes[range].to_vec()]),
         device,
         false,

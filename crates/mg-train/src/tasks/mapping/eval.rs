@@ -13,6 +13,7 @@ use serde::Serialize;
 use super::Mapping;
 use crate::harness::EvalRequest;
 use crate::harness::progress::Progress;
+use crate::harness::train::on_shards;
 
 /// Micro-averaged counts of one reader.
 #[derive(Serialize, Debug, Clone, Copy, Default, PartialEq)]
@@ -99,6 +100,7 @@ pub fn evaluate<B: MgBackend>(
         &config.task.query_sizes,
         episodes,
         config.eval.batch,
+        config.train.threads,
         |range| task.test_episodes(range),
         device,
         show_progress,
@@ -107,17 +109,19 @@ pub fn evaluate<B: MgBackend>(
 
 /// Scores `model` on `episodes` episodes that `source` gives in batches of `batch` (one list
 /// per query size, every episode of a batch as long as the others), step by step with carried
-/// state, threshold 0.5.
+/// state, threshold 0.5. Up to `threads` batches run at once, one per thread; the counts are
+/// integers, so the scores do not depend on `threads`.
+#[allow(clippy::too_many_arguments)]
 pub fn score_episodes<B: MgBackend>(
     model: &Localizer<B>,
     query_sizes: &[usize],
     episodes: usize,
     batch: usize,
+    threads: usize,
     mut source: impl FnMut(std::ops::Range<usize>) -> anyhow::Result<Vec<Vec<Episode>>>,
     device: &B::Device,
     show_progress: bool,
 ) -> anyhow::Result<Vec<Scores>> {
-    let readers = query_sizes.len();
     let mut totals: Vec<Scores> = query_sizes
         .iter()
         .map(|&q| Scores {
@@ -128,31 +132,24 @@ pub fn score_episodes<B: MgBackend>(
     let mut bar = Progress::new(episodes as u64, "episodes", show_progress);
     let mut start = 0;
     while start < episodes {
-        let end = (start + batch.max(1)).min(episodes);
-        let batch = source(start..end)?;
-        let len = batch[0][0].len();
-        let mut state = None;
-        let mut counts: Vec<Option<[Tensor<B, 1, Int>; 3]>> = vec![None; readers];
-        for t in 0..len {
-            let (windows, logits, next) = infer_step(model, &batch, t, state, device);
-            state = Some(next);
-            for (r, (logit, w)) in logits.into_iter().zip(&windows).enumerate() {
-                let pred = logit.greater_equal_elem(0.0).int();
-                let truth = w.target.clone().greater_equal_elem(0.5).int();
-                let tp = (pred.clone() * truth.clone()).sum();
-                let fp = (pred.clone() - pred.clone() * truth.clone()).sum();
-                let fn_ = (truth.clone() - pred * truth).sum();
-                counts[r] = Some(match counts[r].take() {
-                    None => [tp, fp, fn_],
-                    Some([a, b, c]) => [a + tp, b + fp, c + fn_],
-                });
-            }
+        let mut ranges = Vec::new();
+        let mut end = start;
+        while ranges.len() < threads.max(1) && end < episodes {
+            let next = (end + batch.max(1)).min(episodes);
+            ranges.push(end..next);
+            end = next;
         }
-        for (total, c) in totals.iter_mut().zip(counts) {
-            if let Some([tp, fp, fn_]) = c {
-                total.true_positives += tp.into_scalar().elem::<i64>() as u64;
-                total.false_positives += fp.into_scalar().elem::<i64>() as u64;
-                total.false_negatives += fn_.into_scalar().elem::<i64>() as u64;
+        let batches = ranges
+            .into_iter()
+            .map(&mut source)
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let work: Vec<_> = batches.iter().map(|b| (model.clone(), b)).collect();
+        let counts = on_shards(work, |(model, batch)| count_batch(&model, batch, device));
+        for batch_counts in counts {
+            for (total, [tp, fp, fn_]) in totals.iter_mut().zip(batch_counts) {
+                total.true_positives += tp;
+                total.false_positives += fp;
+                total.false_negatives += fn_;
             }
         }
         let f = totals[0].finish().f;
@@ -162,6 +159,40 @@ pub fn score_episodes<B: MgBackend>(
     }
     bar.clear();
     Ok(totals.into_iter().map(Scores::finish).collect())
+}
+
+/// True positives, false positives and false negatives of each reader (one list of `batch`
+/// per query size) over one batch of episodes, step by step with carried state.
+fn count_batch<B: MgBackend>(
+    model: &Localizer<B>,
+    batch: &[Vec<Episode>],
+    device: &B::Device,
+) -> Vec<[u64; 3]> {
+    let len = batch[0][0].len();
+    let mut state = None;
+    let mut counts: Vec<Option<[Tensor<B, 1, Int>; 3]>> = vec![None; batch.len()];
+    for t in 0..len {
+        let (windows, logits, next) = infer_step(model, batch, t, state, device);
+        state = Some(next);
+        for (r, (logit, w)) in logits.into_iter().zip(&windows).enumerate() {
+            let pred = logit.greater_equal_elem(0.0).int();
+            let truth = w.target.clone().greater_equal_elem(0.5).int();
+            let tp = (pred.clone() * truth.clone()).sum();
+            let fp = (pred.clone() - pred.clone() * truth.clone()).sum();
+            let fn_ = (truth.clone() - pred * truth).sum();
+            counts[r] = Some(match counts[r].take() {
+                None => [tp, fp, fn_],
+                Some([a, b, c]) => [a + tp, b + fp, c + fn_],
+            });
+        }
+    }
+    counts
+        .into_iter()
+        .map(|c| match c {
+            Some(c) => c.map(|n| n.into_scalar().elem::<i64>() as u64),
+            None => [0; 3],
+        })
+        .collect()
 }
 
 /// Runs an evaluation and builds its report.

@@ -288,3 +288,37 @@ fn thread_counts_are_checked() {
             .contains("train.threads: 3; expected at most train.batch (2)")
     );
 }
+
+/// Scoring on several threads (batches of test maps at once) gives the counts of one thread,
+/// also when the last round has fewer batches than threads.
+#[test]
+fn scores_do_not_depend_on_threads() {
+    let (config, task) = parse(TINY).unwrap();
+    let model = {
+        let _turn = crate::SEEDED.lock().unwrap_or_else(|e| e.into_inner());
+        Flex::seed(&Default::default(), config.train.seed);
+        // Weights drawn now, as a loaded checkpoint's are: a copy of a not yet initialised
+        // parameter would draw its own.
+        let model = task.init::<Flex>(&Default::default());
+        model.clone().load_record(model.into_record())
+    };
+    let score = |threads: usize| {
+        let source = |range| task.test_episodes(range);
+        let sizes = &config.task.query_sizes;
+        score_episodes(
+            &model,
+            sizes,
+            5,
+            2,
+            threads,
+            source,
+            &Default::default(),
+            false,
+        )
+        .unwrap()
+    };
+    let one = score(1);
+    assert!(one[0].true_positives + one[0].false_negatives > 0);
+    assert_eq!(score(2), one);
+    assert_eq!(score(4), one);
+}
