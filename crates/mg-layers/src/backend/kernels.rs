@@ -427,6 +427,14 @@ fn split4<T>(gates: &[T], cs: usize) -> (&[T], &[T], &[T], &[T]) {
     (i, g, f, o)
 }
 
+/// The gate gradients' slices `(d_i, d_g, d_f, d_o)` of one image (`[4·c, pixels]`).
+fn split4_mut<T>(d_gates: &mut [T], cs: usize) -> (&mut [T], &mut [T], &mut [T], &mut [T]) {
+    let (d_i, rest) = d_gates.split_at_mut(cs);
+    let (d_g, rest) = rest.split_at_mut(cs);
+    let (d_f, d_o) = rest.split_at_mut(cs);
+    (d_i, d_g, d_f, d_o)
+}
+
 /// `out = σ(f)·cell + σ(i)·tanh(g)` for one image (`gates [4·cs]`, `cell`, `out [cs]`).
 pub(crate) fn lstm_cell<T: Real>(gates: &[T], cell: &[T], out: &mut [T]) {
     let cs = cell.len();
@@ -453,9 +461,7 @@ pub(crate) fn lstm_cell_backward<T: Real>(
 ) {
     let cs = cell.len();
     let (i, g, f, _) = split4(gates, cs);
-    let (d_i, rest) = d_gates.split_at_mut(cs);
-    let (d_g, rest) = rest.split_at_mut(cs);
-    let (d_f, d_o) = rest.split_at_mut(cs);
+    let (d_i, d_g, d_f, d_o) = split4_mut(d_gates, cs);
     simd(
         #[inline(always)]
         || {
@@ -543,9 +549,7 @@ pub(crate) fn lstm_step_backward<T: Real>(
 ) {
     let cs = cell.len();
     let (i, g, f, o) = split4(gates, cs);
-    let (d_i, rest) = d_gates.split_at_mut(cs);
-    let (d_g, rest) = rest.split_at_mut(cs);
-    let (d_f, d_o) = rest.split_at_mut(cs);
+    let (d_i, d_g, d_f, d_o) = split4_mut(d_gates, cs);
     simd(
         #[inline(always)]
         || {
