@@ -189,6 +189,22 @@ impl<B: MgBackend> ConvLstmCell<B> {
         input_gates: Tensor<B, 4>,
         state: Option<ConvLstmState<B>>,
     ) -> ConvLstmState<B> {
+        self.step_from_gates_with(|| self.recurrent_weight(), input_gates, state)
+    }
+
+    /// The hidden-to-gates part of the weight, `[4·d_hidden, d_hidden, kh, kw]`.
+    fn recurrent_weight(&self) -> Tensor<B, 4> {
+        self.weight.val().narrow(1, self.d_input, self.d_hidden)
+    }
+
+    /// [`Self::step_from_gates`] with the hidden-to-gates weight from `w_h` (called only for a
+    /// carried state), so that a window cuts it from the weight once, not once per step.
+    fn step_from_gates_with(
+        &self,
+        w_h: impl FnOnce() -> Tensor<B, 4>,
+        input_gates: Tensor<B, 4>,
+        state: Option<ConvLstmState<B>>,
+    ) -> ConvLstmState<B> {
         match state {
             None => {
                 let [n, _, h, w] = input_gates.dims();
@@ -196,8 +212,7 @@ impl<B: MgBackend> ConvLstmCell<B> {
                 self.update(input_gates, cell)
             }
             Some(state) => {
-                let w_h = self.weight.val().narrow(1, self.d_input, self.d_hidden);
-                let gates = input_gates + conv2d(state.hidden, w_h, None, self.options());
+                let gates = input_gates + conv2d(state.hidden, w_h(), None, self.options());
                 self.update(gates, state.cell)
             }
         }
@@ -221,10 +236,11 @@ impl<B: MgBackend> ConvLstmCell<B> {
             "ConvLstmCell: {n} rows do not split into {steps} time steps"
         );
         let gates = self.input_gates(x);
+        let w_h = self.recurrent_weight();
         let mut state = state;
         let mut hidden = Vec::with_capacity(steps);
         for gates in split_steps(gates, steps) {
-            let next = self.step_from_gates(gates, state);
+            let next = self.step_from_gates_with(|| w_h.clone(), gates, state);
             hidden.push(next.hidden.clone());
             state = Some(next);
         }
