@@ -15,7 +15,7 @@ use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::ops::{ConvOptions, FloatTensor, FloatTensorOps};
 use burn::tensor::{DType, Shape, TensorMetadata};
 
-use super::{MgBackend, defaults};
+use super::MgBackend;
 
 type Primitive<B> = FloatTensor<B>;
 
@@ -371,27 +371,18 @@ impl<B: MgBackend, C: CheckpointStrategy> MgBackend for Autodiff<B, C> {
     }
 
     fn mg_split_steps(x: FloatTensor<Self>, steps: usize) -> Vec<FloatTensor<Self>> {
-        let shape = x.primitive.shape();
-        let mut part_shape = shape.clone();
-        part_shape[0] /= steps;
+        let parts = B::mg_split_steps(x.primitive.clone(), steps);
         let prep = match SplitSteps
             .prepare::<C>([x.node.clone()])
             .compute_bound()
             .stateful()
         {
             OpsKind::Tracked(prep) => prep,
-            OpsKind::UnTracked(_) => return defaults::split_steps::<Self>(x, steps),
+            OpsKind::UnTracked(_) => return parts.into_iter().map(Self::from_inner).collect(),
         };
-        let parts = (0..steps)
-            .map(|t| {
-                B::float_slice(
-                    x.primitive.clone(),
-                    &defaults::step_slices(&shape, steps, t),
-                )
-            })
-            .collect();
         let slots = slots::<B>(steps);
         let device = B::float_device(&x.primitive);
+        let part_shape = parts[0].shape();
         let state = (slots.clone(), part_shape, device, x.primitive.dtype());
         let node: FloatTensor<Self> = prep.finish(state, x.primitive);
         outputs::<B, C>(&node, parts, &slots)

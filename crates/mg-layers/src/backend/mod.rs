@@ -234,7 +234,7 @@ pub(crate) mod defaults {
     }
 
     /// The slices that select time step `t` of `steps` from a tensor of `shape`.
-    pub(crate) fn step_slices(shape: &Shape, steps: usize, t: usize) -> Vec<Slice> {
+    fn step_slices(shape: &Shape, steps: usize, t: usize) -> Vec<Slice> {
         let b = shape[0] / steps;
         let mut slices: Vec<Slice> = shape.iter().map(|&n| Slice::from(0..n)).collect();
         slices[0] = Slice::from(t * b..(t + 1) * b);
