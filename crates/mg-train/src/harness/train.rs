@@ -157,14 +157,12 @@ pub fn train_step<T: Task, B: MgBackend, O: Optimizer<T::TrainModel<B>, Autodiff
 /// The shard threads are persistent: threads made per call would start with empty allocator
 /// heaps and fault their memory in again every time.
 pub fn on_shards<I: Send, R: Send>(items: Vec<I>, f: impl Fn(I) -> R + Sync) -> Vec<R> {
-    if items.len() == 1 {
+    if items.len() <= 1 {
         return items.into_iter().map(f).collect();
     }
     let mut slots: Vec<Option<R>> = items.iter().map(|_| None).collect();
     let mut items = items.into_iter();
-    let Some(first) = items.next() else {
-        return Vec::new();
-    };
+    let first = items.next().expect("two items or more");
     let (first_slot, rest) = slots.split_first_mut().expect("as many slots as items");
     let f = &f;
     shard_pool().in_place_scope(|scope| {
