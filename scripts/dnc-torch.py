@@ -37,7 +37,8 @@ Benchmark. Times a training window (forward over --steps steps from the zero sta
 sigmoid cross-entropy over the last --answers steps, backward, then what `mg-train bench`
 also times: clipping by global norm and a TF-style RMSProp step; --optimizer none leaves the
 last two out) and an inference step (one step without autograd, from the state left by
---steps steps, carried on), and prints one JSON line per phase with seconds per repetition.
+--steps steps, carried on), and prints one JSON line per phase with seconds per repetition
+(min and median) and `other_load`, the cores' worth of CPU other processes used meanwhile.
 --preset recall-dnc-10 / sort-dnc-20 sets the sizes of configs/recall/dnc-10.toml and
 configs/sort/dnc-20.toml (X, Y, B, T and the answer steps of their tasks); the parameter count
 is printed and equals `mg-train info`'s.
@@ -243,15 +244,15 @@ class DNC(nn.Module):
         # link (with the previous precedence), then precedence
         w_i, w_j = ww.unsqueeze(3), ww.unsqueeze(2)
         link = (1.0 - w_i - w_j) * prev.link + w_i * prev.precedence.unsqueeze(2)
-        off_diagonal = 1.0 - torch.eye(self.n, dtype=link.dtype, device=link.device)
-        link = link * off_diagonal
+        torch.diagonal(link, dim1=2, dim2=3).zero_()  # (matrix_set_diag to 0)
         precedence = (1.0 - ww.sum(dim=2, keepdim=True)) * prev.precedence + ww
 
         # reads: content on the new memory, moves along the new link from the previous reads
         read_content = content_weights(memory, ctl["read_keys"], ctl["read_strengths"],
                                        self.strength_op)
-        fwd = torch.einsum("bknm,brm->brkn", link, prev.read_weights)  # f = L w
-        bwd = torch.einsum("bknm,brn->brkm", link, prev.read_weights)  # b = L^T w
+        prev_reads = prev.read_weights.unsqueeze(1)  # [B, 1, R, N]
+        fwd = torch.matmul(link, prev_reads.transpose(2, 3)).permute(0, 3, 1, 2)  # f = L w
+        bwd = torch.matmul(prev_reads, link).transpose(1, 2)  # b = L^T w; both [B, R, K, N]
         read_weights = (ctl["content_mode"].unsqueeze(-1) * read_content
                         + (ctl["forward_mode"].unsqueeze(-1) * fwd).sum(dim=2)
                         + (ctl["backward_mode"].unsqueeze(-1) * bwd).sum(dim=2))
@@ -496,15 +497,32 @@ def cpu_name():
     return platform.processor() or platform.machine()
 
 
+def busy_seconds():
+    """CPU seconds all processes spent busy so far (/proc/stat), or None."""
+    try:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        return (sum(v) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def timed(fn, warmup, iters):
+    """(min, median) seconds of `iters` calls after `warmup` ones, and the cores' worth of CPU
+    other processes used meanwhile (None where /proc/stat is missing)."""
     for _ in range(warmup):
         fn()
     ts = []
+    b0, c0, w0 = busy_seconds(), time.process_time(), time.perf_counter()
     for _ in range(iters):
         t0 = time.perf_counter()
         fn()
         ts.append(time.perf_counter() - t0)
-    return min(ts), statistics.median(ts)
+    b1, c1, w1 = busy_seconds(), time.process_time(), time.perf_counter()
+    other = None
+    if b0 is not None and b1 is not None:
+        other = round(max(0.0, (b1 - b0) - (c1 - c0)) / (w1 - w0), 2)
+    return min(ts), statistics.median(ts), other
 
 
 class TfRmsProp:
@@ -581,9 +599,9 @@ def bench(args):
         if phase not in phases:
             sys.exit(f"--phases: {phase}? expected train_window and/or inference_step")
         fn, steps, extra = phases[phase]
-        lo, med = timed(fn, args.warmup, args.iters)
+        lo, med, other = timed(fn, args.warmup, args.iters)
         rec = dict(phase=phase, **base, steps=steps, min_s=round(lo, 6), median_s=round(med, 6),
-                   **extra)
+                   other_load=other, **extra)
         print(json.dumps(rec), flush=True)
 
 
