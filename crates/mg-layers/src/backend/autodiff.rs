@@ -279,6 +279,50 @@ impl<B: MgBackend> Backward<B, 2> for LstmStep {
     }
 }
 
+/// The DNC allocation ([`MgBackend::mg_dnc_allocation`]); its state is the usages and `ε`.
+#[derive(Debug)]
+struct DncAllocation;
+
+impl<B: MgBackend> Backward<B, 1> for DncAllocation {
+    type State = (Primitive<B>, f64);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let grad = grads.consume::<B>(&ops.node);
+        if let [Some(node)] = ids!(ops.parents) {
+            let (usage, epsilon) = ops.state;
+            let d_usage = B::mg_dnc_allocation_backward(usage, grad, epsilon);
+            grads.register::<B>(node, d_usage);
+        }
+    }
+}
+
+/// The DNC link update with its moves ([`MgBackend::mg_dnc_link`], three outputs); its state
+/// is the four inputs.
+#[derive(Debug)]
+struct DncLinkStep;
+
+impl<B: MgBackend> Backward<B, 4> for DncLinkStep {
+    type State = (Slots<B>, [Primitive<B>; 4]);
+
+    fn backward(self, ops: Ops<Self::State, 4>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let (slots, inputs) = ops.state;
+        let mut taken = take_slots::<B>(&slots).into_iter();
+        let output_grads: [Option<Primitive<B>>; 3] =
+            std::array::from_fn(|_| taken.next().flatten());
+        let parents = ids!(ops.parents);
+        let need = parents.map(|p| p.is_some());
+        if output_grads.iter().all(Option::is_none) || !need.contains(&true) {
+            return;
+        }
+        let d_inputs = B::mg_dnc_link_backward(inputs, output_grads, need);
+        for (parent, d) in parents.into_iter().zip(d_inputs) {
+            if let (Some(node), Some(d)) = (parent, d) {
+                grads.register::<B>(node, d);
+            }
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Upsample;
 
@@ -408,6 +452,46 @@ impl<B: MgBackend, C: CheckpointStrategy> MgBackend for Autodiff<B, C> {
         let mut out = outputs::<B, C>(&node, vec![new_cell, hidden], &slots).into_iter();
         let new_cell = out.next().expect("the cell state");
         (new_cell, out.next().expect("the hidden state"))
+    }
+
+    fn mg_dnc_allocation(usage: FloatTensor<Self>, epsilon: f64) -> FloatTensor<Self> {
+        match DncAllocation
+            .prepare::<C>([usage.node.clone()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let state = (usage.primitive.clone(), epsilon);
+                prep.finish(state, B::mg_dnc_allocation(usage.primitive, epsilon))
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::mg_dnc_allocation(usage.primitive, epsilon)),
+        }
+    }
+
+    fn mg_dnc_link(
+        prev_link: FloatTensor<Self>,
+        prev_precedence: FloatTensor<Self>,
+        write_weights: FloatTensor<Self>,
+        prev_read_weights: FloatTensor<Self>,
+    ) -> [FloatTensor<Self>; 3] {
+        let inputs = [prev_link, prev_precedence, write_weights, prev_read_weights];
+        let [a, b, c, d] = inputs.each_ref().map(|t| t.primitive.clone());
+        let results = B::mg_dnc_link(a, b, c, d);
+        let prep = match DncLinkStep
+            .prepare::<C>(inputs.each_ref().map(|t| t.node.clone()))
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep,
+            OpsKind::UnTracked(_) => return results.map(Self::from_inner),
+        };
+        let slots = slots::<B>(3);
+        // The node's own value is never read (its outputs are the three below it).
+        let state = (slots.clone(), inputs.map(|t| t.primitive));
+        let node: FloatTensor<Self> = prep.finish(state, results[0].clone());
+        outputs::<B, C>(&node, results.into(), &slots)
+            .try_into()
+            .unwrap_or_else(|_| unreachable!("three outputs"))
     }
 
     fn mg_upsample(x: FloatTensor<Self>, factors: [usize; 2]) -> FloatTensor<Self> {

@@ -21,6 +21,8 @@ use burn::tensor::{DType, Element, Shape, TensorData, TensorMetadata};
 use super::kernels::{self, ConvShape, Real, with_scratch};
 use super::matmul::{self, View, ViewMut};
 use super::winograd;
+
+mod memory;
 use super::{MgBackend, cpu_kernels_enabled, defaults, serial_kernels};
 
 /// Images per chunk of the forward convolution: at most this many unfolded values (16 MiB of
@@ -738,6 +740,31 @@ impl MgBackend for Flex {
             ),
             defaults::lstm_hidden_backward::<Flex>,
         )
+    }
+
+    fn mg_dnc_allocation(usage: FlexTensor, epsilon: f64) -> FlexTensor {
+        memory::allocation(usage, epsilon)
+    }
+
+    fn mg_dnc_allocation_backward(usage: FlexTensor, grad: FlexTensor, epsilon: f64) -> FlexTensor {
+        memory::allocation_backward(usage, grad, epsilon)
+    }
+
+    fn mg_dnc_link(
+        prev_link: FlexTensor,
+        prev_precedence: FlexTensor,
+        write_weights: FlexTensor,
+        prev_read_weights: FlexTensor,
+    ) -> [FlexTensor; 3] {
+        memory::link([prev_link, prev_precedence, write_weights, prev_read_weights])
+    }
+
+    fn mg_dnc_link_backward(
+        inputs: [FlexTensor; 4],
+        grads: [Option<FlexTensor>; 3],
+        need: [bool; 4],
+    ) -> [Option<FlexTensor>; 4] {
+        memory::link_backward(inputs, grads, need)
     }
 
     fn lstm_step(gates: FlexTensor, cell: FlexTensor) -> (FlexTensor, FlexTensor) {

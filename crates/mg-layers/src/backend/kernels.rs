@@ -21,6 +21,8 @@ pub(crate) trait Real:
     const HALF: Self;
     fn sigmoid(self) -> Self;
     fn tanh(self) -> Self;
+    /// The nearest value of this type.
+    fn from_f64(x: f64) -> Self;
 }
 
 impl Real for f32 {
@@ -37,6 +39,9 @@ impl Real for f32 {
     fn tanh(self) -> Self {
         tanh_f32(self)
     }
+    fn from_f64(x: f64) -> Self {
+        x as f32
+    }
 }
 
 impl Real for f64 {
@@ -50,6 +55,9 @@ impl Real for f64 {
     #[inline(always)]
     fn tanh(self) -> Self {
         f64::tanh(self)
+    }
+    fn from_f64(x: f64) -> Self {
+        x
     }
 }
 

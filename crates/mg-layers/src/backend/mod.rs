@@ -15,6 +15,10 @@
 //! - [`MgBackend::mg_upsample`], [`MgBackend::mg_maxpool`] and their backwards: the
 //!   pyramid's resampling, one pass each (burn's upsampling by broadcast and reshape copies
 //!   through a strided iterator).
+//! - [`MgBackend::mg_dnc_allocation`] and [`MgBackend::mg_dnc_link`] with their backwards:
+//!   the DNC baseline's allocation (a sort of the usages) and temporal link update with the
+//!   moves along the links, one pass each over the `[n, n]` link matrices (burn's broadcasts
+//!   walk them element by element).
 //!
 //! `Autodiff<B>` implements the trait with custom backward nodes that call `B`'s backward ops,
 //! so a backend that overrides them (Flex, in `flex.rs`) is fast in training too. The GPU
@@ -27,8 +31,13 @@ mod flex;
 mod kernels;
 #[cfg(feature = "flex")]
 mod matmul;
+mod memory;
+#[cfg(feature = "flex")]
+mod memory_kernels;
 #[cfg(feature = "flex")]
 mod winograd;
+
+pub use memory::{DncLink, dnc_allocation, dnc_link};
 
 use burn::backend::Autodiff;
 use burn::tensor::ops::{ConvOptions, FloatTensor};
@@ -190,6 +199,43 @@ pub trait MgBackend: Backend {
         grad_hidden: Option<FloatTensor<Self>>,
     ) -> (FloatTensor<Self>, FloatTensor<Self>) {
         defaults::lstm_step_backward::<Self>(gates, cell, grad_cell, grad_hidden)
+    }
+
+    /// The DNC's allocation weighting of usages `[b, n]` ([`dnc_allocation`]), `[b, n]`.
+    fn mg_dnc_allocation(usage: FloatTensor<Self>, epsilon: f64) -> FloatTensor<Self> {
+        memory::defaults::allocation::<Self>(usage, epsilon)
+    }
+
+    /// The gradient of [`Self::mg_dnc_allocation`] with respect to the usages, from that of
+    /// the weighting (`grad`, `[b, n]`).
+    fn mg_dnc_allocation_backward(
+        usage: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> FloatTensor<Self> {
+        memory::defaults::allocation_backward::<Self>(usage, grad, epsilon)
+    }
+
+    /// The DNC's link update with the moves along the links ([`dnc_link`]): `[link, forward,
+    /// backward]`.
+    fn mg_dnc_link(
+        prev_link: FloatTensor<Self>,
+        prev_precedence: FloatTensor<Self>,
+        write_weights: FloatTensor<Self>,
+        prev_read_weights: FloatTensor<Self>,
+    ) -> [FloatTensor<Self>; 3] {
+        memory::defaults::link::<Self>(prev_link, prev_precedence, write_weights, prev_read_weights)
+    }
+
+    /// The gradients of [`Self::mg_dnc_link`] with respect to its inputs `[prev_link,
+    /// prev_precedence, write_weights, prev_read_weights]`, each where `need` asks for it, from
+    /// those of its outputs `[link, forward, backward]` (`None`: zero).
+    fn mg_dnc_link_backward(
+        inputs: [FloatTensor<Self>; 4],
+        grads: [Option<FloatTensor<Self>>; 3],
+        need: [bool; 4],
+    ) -> [Option<FloatTensor<Self>>; 4] {
+        memory::defaults::link_backward::<Self>(inputs, grads, need)
     }
 }
 

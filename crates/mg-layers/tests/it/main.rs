@@ -4,6 +4,7 @@
 mod backend_ops;
 mod extension;
 mod gradcheck;
+mod memory;
 mod routing;
 
 use burn::tensor::{DType, Device};

@@ -8,10 +8,11 @@ use burn::tensor::{Tensor, backend::Backend};
 
 use super::DncState;
 use super::addressing::{
-    StrengthOp, content_weights, directional_read_weights, erase_and_write, link_update,
-    precedence_update, usage_update, write_weighting,
+    StrengthOp, content_weights, erase_and_write, precedence_update, usage_update, write_weighting,
 };
 use super::init::sonnet_linear;
+use mg_layers::MgBackend;
+use mg_layers::backend::dnc_link;
 
 /// Layout of the `1 + 2K` read-mode logits of each read head.
 #[derive(Config, Debug, Copy, PartialEq, Eq)]
@@ -236,8 +237,9 @@ pub fn read_weights<B: Backend>(
 /// update, write weighting (content lookup on the previous memory, allocation from the new
 /// usage), erase and add, link then precedence update, read weighting (content lookup on the
 /// new memory, moves along the new links from the previous read weights), read words.
-/// `hidden` and `cell` are passed through unchanged.
-pub fn access_step<B: Backend>(
+/// The link update and the moves are one op ([`dnc_link`]). `hidden` and `cell` are passed
+/// through unchanged.
+pub fn access_step<B: MgBackend>(
     controls: Controls<B>,
     prev: DncState<B>,
     strength: StrengthOp,
@@ -266,7 +268,12 @@ pub fn access_step<B: Backend>(
         controls.erase_vectors,
         controls.write_vectors,
     );
-    let link = link_update(prev.link, prev.precedence.clone(), write_weights.clone());
+    let moves = dnc_link(
+        prev.link,
+        prev.precedence.clone(),
+        write_weights.clone(),
+        prev.read_weights,
+    );
     let precedence = precedence_update(prev.precedence, write_weights.clone());
     let read_content = content_weights(
         memory.clone(),
@@ -274,16 +281,19 @@ pub fn access_step<B: Backend>(
         controls.read_strengths,
         strength,
     );
-    let forward = directional_read_weights(link.clone(), prev.read_weights.clone(), true);
-    let backward = directional_read_weights(link.clone(), prev.read_weights, false);
-    let read_weights = read_weights(&controls.read_modes, read_content, forward, backward);
+    let read_weights = read_weights(
+        &controls.read_modes,
+        read_content,
+        moves.forward,
+        moves.backward,
+    );
     let read_words = read_weights.clone().matmul(memory.clone());
     DncState {
         read_words,
         memory,
         read_weights,
         write_weights,
-        link,
+        link: moves.link,
         precedence,
         usage,
         hidden: prev.hidden,

@@ -3,7 +3,9 @@
 
 use burn::config::Config;
 use burn::tensor::activation::softmax;
-use burn::tensor::{Int, Tensor, backend::Backend};
+use burn::tensor::{Tensor, backend::Backend};
+use mg_layers::MgBackend;
+use mg_layers::backend::{dnc_allocation, dnc_link};
 
 /// The reference's ε: inside the vector norms and the similarity denominator of content
 /// lookup, and in the usage rescaling of the allocation.
@@ -117,43 +119,21 @@ pub fn usage_update<B: Backend>(
 }
 
 /// The allocation weighting (free list) of a usage vector: with `ũ = ε + (1 − ε)·u` and the
-/// slots sorted by increasing `ũ` (ties: lower slot first),
-/// `a[φ_j] = (1 − ũ[φ_j]) · Π_{m<j} ũ[φ_m]`.
+/// slots sorted by increasing `ũ` (the reference's descending order of `1 − ũ`, ties: lower
+/// slot first), `a[φ_j] = (1 − ũ[φ_j]) · Π_{m<j} ũ[φ_m]`.
 ///
-/// The sort is replaced by an equivalent mask: `a[j] = (1 − ũ[j]) · exp(Σ_{m ∈ before(j)} ln ũ[m])`
-/// with `before(j) = {m : 1 − ũ[m] > 1 − ũ[j], or equal and m < j}`, the reference's
-/// descending order of `1 − ũ` with ties to the lower index, built from detached values.
-/// The sum is one batched `[N, N]` matrix product. Gradients flow through the usage values,
-/// never through the order, as in the reference. `ũ ≥ ε` keeps `ln ũ` finite.
-/// The reference multiplies `1 − (1 − ũ)` (its sort key, turned back) rather than `ũ`; the two
-/// are equal in exact arithmetic and differ only by float rounding of tiny usages.
+/// One backend op ([`mg_layers::backend::dnc_allocation`]): a sort and a running product per
+/// row on the CPU kernels, a mask and one batched `[N, N]` product on burn's ops. Gradients
+/// flow through the usage values, never through the order, as in the reference (`top_k`
+/// and an exclusive cumulative product). The reference multiplies `1 − (1 − ũ)` (its sort
+/// key, turned back) rather than `ũ`; the two are equal in exact arithmetic and differ only
+/// by float rounding of tiny usages.
 ///
 /// # Shapes
 /// - `usage`: `[batch, N]`
 /// - returns `[batch, N]`
-pub fn allocation<B: Backend>(usage: Tensor<B, 2>) -> Tensor<B, 2> {
-    let [batch, n] = usage.dims();
-    let device = usage.device();
-    let usage = usage.mul_scalar(1.0 - EPSILON).add_scalar(EPSILON);
-    let free = usage.clone().neg().add_scalar(1.0);
-
-    let key = free.clone().detach();
-    let key_j = key.clone().reshape([batch, n, 1]).expand([batch, n, n]);
-    let key_m = key.reshape([batch, 1, n]).expand([batch, n, n]);
-    let index = Tensor::<B, 1, Int>::arange(0..n as i64, &device);
-    let lower_index = index
-        .clone()
-        .reshape([1, 1, n])
-        .lower(index.reshape([1, n, 1]))
-        .expand([batch, n, n]);
-    let before = key_m
-        .clone()
-        .greater(key_j.clone())
-        .bool_or(key_m.equal(key_j).bool_and(lower_index))
-        .float();
-
-    let log_product = before.matmul(usage.log().reshape([batch, n, 1]));
-    free * log_product.reshape([batch, n]).exp()
+pub fn allocation<B: MgBackend>(usage: Tensor<B, 2>) -> Tensor<B, 2> {
+    dnc_allocation(usage, EPSILON)
 }
 
 /// Allocation weights of `K` write heads, computed sequentially on a local copy of the
@@ -164,7 +144,7 @@ pub fn allocation<B: Backend>(usage: Tensor<B, 2>) -> Tensor<B, 2> {
 /// - `usage`: `[batch, N]`
 /// - `write_gates` (allocation gate × write gate per head): `[batch, K]`
 /// - returns `[batch, K, N]`
-pub fn write_allocation_weights<B: Backend>(
+pub fn write_allocation_weights<B: MgBackend>(
     usage: Tensor<B, 2>,
     write_gates: Tensor<B, 2>,
 ) -> Tensor<B, 3> {
@@ -207,7 +187,7 @@ pub fn write_weights<B: Backend>(
 /// - `content_weights`: `[batch, K, N]`
 /// - `allocation_gates`, `write_gates`: `[batch, K]`
 /// - returns `[batch, K, N]`
-pub fn write_weighting<B: Backend>(
+pub fn write_weighting<B: MgBackend>(
     usage: Tensor<B, 2>,
     content_weights: Tensor<B, 3>,
     allocation_gates: Tensor<B, 2>,
@@ -245,28 +225,23 @@ pub fn erase_and_write<B: Backend>(
 
 /// The temporal link update per write head `k` (`w = w^w_{t,k}`, `p = p_{t−1,k}`):
 /// `L[i, j] = (1 − w[i] − w[j])·L_{t−1}[i, j] + w[i]·p[j]`, diagonal set to 0.
-/// `L[i, j]` means "slot `i` was written right after slot `j`".
+/// `L[i, j]` means "slot `i` was written right after slot `j`". The link output of
+/// [`dnc_link`], which [`access_step`](super::access_step) calls once per step for the link
+/// and the moves along it.
 ///
 /// # Shapes
 /// - `prev_link`: `[batch, K, N, N]`
 /// - `prev_precedence`: `[batch, K, N]`
 /// - `write_weights`: `[batch, K, N]`
 /// - returns `[batch, K, N, N]`
-pub fn link_update<B: Backend>(
+pub fn link_update<B: MgBackend>(
     prev_link: Tensor<B, 4>,
     prev_precedence: Tensor<B, 3>,
     write_weights: Tensor<B, 3>,
 ) -> Tensor<B, 4> {
-    let [_, _, n] = write_weights.dims();
-    let w_i = write_weights.clone().unsqueeze_dim::<4>(3);
-    let w_j = write_weights.unsqueeze_dim::<4>(2);
-    let p_j = prev_precedence.unsqueeze_dim::<4>(2);
-    let link = (w_i.clone().neg().add_scalar(1.0) - w_j) * prev_link + w_i * p_j;
-    let off_diagonal = Tensor::<B, 2>::eye(n, &link.device())
-        .neg()
-        .add_scalar(1.0)
-        .reshape([1, 1, n, n]);
-    link * off_diagonal
+    let [batch, _, n] = write_weights.dims();
+    let no_reads = Tensor::zeros([batch, 1, n], &write_weights.device());
+    dnc_link(prev_link, prev_precedence, write_weights, no_reads).link
 }
 
 /// The precedence update per write head: `p_t = (1 − Σ_n w[n])·p_{t−1} + w`.
@@ -284,21 +259,24 @@ pub fn precedence_update<B: Backend>(
 
 /// Weights one step along the links of each write head from each read head's previous
 /// weighting: forward `f[n] = Σ_m L[n, m]·w[m]`, backward `b[m] = Σ_n L[n, m]·w[n]`.
+/// [`dnc_link`] with no write (zero weights and precedence), which leaves a link matrix (zero
+/// diagonal) as it is.
 ///
 /// # Shapes
 /// - `link`: `[batch, K, N, N]`
 /// - `prev_read_weights`: `[batch, R, N]`
 /// - returns `[batch, R, K, N]`
-pub fn directional_read_weights<B: Backend>(
+pub fn directional_read_weights<B: MgBackend>(
     link: Tensor<B, 4>,
     prev_read_weights: Tensor<B, 3>,
     forward: bool,
 ) -> Tensor<B, 4> {
     let [batch, heads, n, _] = link.dims();
-    let [_, reads, _] = prev_read_weights.dims();
-    let w = prev_read_weights
-        .unsqueeze_dim::<4>(1)
-        .expand([batch, heads, reads, n]);
-    let link = if forward { link.swap_dims(2, 3) } else { link };
-    w.matmul(link).swap_dims(1, 2)
+    let none = Tensor::zeros([batch, heads, n], &link.device());
+    let moves = dnc_link(link, none.clone(), none, prev_read_weights);
+    if forward {
+        moves.forward
+    } else {
+        moves.backward
+    }
 }

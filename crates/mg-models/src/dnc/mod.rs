@@ -47,6 +47,7 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::nn::Linear;
 use burn::tensor::{Tensor, backend::Backend};
+use mg_layers::MgBackend;
 
 /// Configuration of a [`Dnc`]; build it with [`DncConfig::init`] after [`DncConfig::validate`].
 #[derive(Config, Debug, PartialEq)]
@@ -295,7 +296,7 @@ pub struct Dnc<B: Backend> {
     strength: StrengthOp,
 }
 
-impl<B: Backend> Dnc<B> {
+impl<B: MgBackend> Dnc<B> {
     /// The all-zero initial state of `batch` sequences.
     pub fn initial_state(&self, batch: usize, device: &B::Device) -> DncState<B> {
         let (n, w, r, k) = (
