@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""An independent PyTorch implementation of the DNC of docs/dnc-spec.md (DeepMind's reference
-code: softplus key strengths, read modes [backward x K, forward x K, content], K write heads
-with sequential allocation, one LSTM controller with forget bias +1, optional forward clamp),
-used to cross-check our burn DNC and to time it on the same sizes.
+"""An independent PyTorch implementation of the DNC of ../shared/docs/dnc-spec.md (DeepMind's
+reference code: softplus key strengths, read modes [backward x K, forward x K, content], K write
+heads with sequential allocation, one LSTM controller with forget bias +1, optional forward
+clamp), used to cross-check our burn DNC and to time it on the same sizes.
 
 Usage:
     # cross-check: our case file against torch in float32 and float64, and the golden fixture
@@ -39,6 +39,9 @@ also times: clipping by global norm and a TF-style RMSProp step; --optimizer non
 last two out) and an inference step (one step without autograd, from the state left by
 --steps steps, carried on), and prints one JSON line per phase with seconds per repetition
 (min and median) and `other_load`, the cores' worth of CPU other processes used meanwhile.
+--phases inference_window times a forward over --steps steps from the zero state without
+autograd: what `mg-train bench` records as `inference_step` for the algorithmic tasks, whose
+models read whole sequences.
 --preset recall-dnc-10 / sort-dnc-20 sets the sizes of configs/recall/dnc-10.toml and
 configs/sort/dnc-20.toml (X, Y, B, T and the answer steps of their tasks); the parameter count
 is printed and equals `mg-train info`'s.
@@ -313,7 +316,8 @@ def load_ours(model, weights):
             if p.dim() == 2:
                 v = v.t()
             if tuple(v.shape) != tuple(p.shape):
-                sys.exit(f"{name}: shape {tuple(weights[name].shape)} does not fit {tuple(p.shape)}")
+                sys.exit(f"{name}: shape {tuple(weights[name].shape)} does not fit "
+                         f"{tuple(p.shape)}")
             p.copy_(v.to(p.dtype))
 
 
@@ -409,7 +413,8 @@ def crosscheck(args):
                 cfg["reads"], cfg["writes"])
     sizes = [cfg[k] for k in ("input", "output", "controller", "slots", "word", "reads", "writes")]
     print(f"case: X Y C N W R K = {sizes}, clip {cfg['clip']}, {cfg['strength']}, "
-          f"{steps} steps x {batch} rows, {num_params(model)} parameters, torch {torch.__version__}")
+          f"{steps} steps x {batch} rows, {num_params(model)} parameters, "
+          f"torch {torch.__version__}")
     gaps = torch.cat([g.reshape(-1) for g, _ in trace["sort"]])
     jumps = torch.cat([j.reshape(-1) for _, j in trace["sort"]])
     i = int(torch.argmin(gaps))
@@ -423,7 +428,8 @@ def crosscheck(args):
                   f"closest to ±{cfg['clip']} by {margin:.2e}")
 
     groups = [("logits", lambda k: k == "logits"),
-              ("parameter grads", lambda k: k.startswith("grad.") and not k.startswith("grad.state.")),
+              ("parameter grads",
+               lambda k: k.startswith("grad.") and not k.startswith("grad.state.")),
               ("state grads", lambda k: k.startswith("grad.state.")),
               ("final state", lambda k: k.startswith("final."))]
 
@@ -591,13 +597,18 @@ def bench(args):
         ("input", "output", "controller", "slots", "word", "reads", "writes"), dims)),
         clip=sizes["clip"], params=params, preset=args.preset, torch=torch.__version__,
         threads=torch.get_num_threads(), cpu=cpu_name(), iters=args.iters, warmup=args.warmup)
+    @torch.no_grad()
+    def inference_window():
+        model.forward_window(x, model.zero_state(b))
+
     phases = {
         "train_window": (train_window, t, dict(answers=answers, optimizer=args.optimizer)),
         "inference_step": (inference_step, 1, dict(state_after_steps=t)),
+        "inference_window": (inference_window, t, {}),
     }
     for phase in args.phases.split(","):
         if phase not in phases:
-            sys.exit(f"--phases: {phase}? expected train_window and/or inference_step")
+            sys.exit(f"--phases: {phase}? expected some of {', '.join(phases)}")
         fn, steps, extra = phases[phase]
         lo, med, other = timed(fn, args.warmup, args.iters)
         rec = dict(phase=phase, **base, steps=steps, min_s=round(lo, 6), median_s=round(med, 6),
@@ -612,14 +623,19 @@ def main():
     ap.add_argument("--verbose", action="store_true", help="with --crosscheck: every tensor")
     ap.add_argument("--bench", action="store_true", help="time a training window and a step")
     ap.add_argument("--preset", choices=sorted(PRESETS))
-    for k in ("batch", "steps", "answers", "input", "output", "controller", "slots", "word",
-              "reads", "writes"):
-        ap.add_argument(f"--{k}", type=int)
+    sizes = dict(batch="batch B", steps="time steps T of the training window",
+                 answers="loss on the last A steps (default: all)", input="input width X",
+                 output="output width Y", controller="LSTM width C", slots="memory slots N",
+                 word="word size W", reads="read heads R", writes="write heads K")
+    for k, what in sizes.items():
+        default = "" if k == "answers" else f"; default {DEFAULTS[k]}"
+        ap.add_argument(f"--{k}", type=int, help=f"{what} (overrides the preset{default})")
     ap.add_argument("--clip", type=float, help="forward clamp of h, c, y (presets: 20)")
     ap.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
     ap.add_argument("--iters", type=int, default=5, help="timed repetitions")
     ap.add_argument("--warmup", type=int, default=1, help="untimed repetitions first")
-    ap.add_argument("--phases", default="train_window,inference_step")
+    ap.add_argument("--phases", default="train_window,inference_step",
+                    help="train_window, inference_step, inference_window (comma-separated)")
     ap.add_argument("--optimizer", choices=["tf-rmsprop", "none"], default="tf-rmsprop",
                     help="in the training window after backward (mg-train bench times one)")
     ap.add_argument("--clip-norm", type=float, default=1e4, help="global gradient-norm clip")

@@ -1,5 +1,5 @@
 //! The DNC against golden values from the independent PyTorch implementation
-//! (`scripts/dnc-torch.py`, written from docs/dnc-spec.md).
+//! (`scripts/dnc-torch.py`, written from ../shared/docs/dnc-spec.md).
 //!
 //! `fixtures/dnc-torch-golden.json` holds PyTorch's float64 results for the `dnc_torch_case`
 //! window (hashed weights, inputs and initial state; X = 6, Y = 5, C = 16, N = 12, W = 5,
