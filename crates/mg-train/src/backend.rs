@@ -49,6 +49,32 @@ impl DeviceKind {
     }
 }
 
+impl DeviceKind {
+    /// Whether this device's backend is compiled into the binary.
+    pub fn compiled(self) -> bool {
+        match self {
+            DeviceKind::Cpu => cfg!(feature = "flex"),
+            DeviceKind::Ndarray => cfg!(feature = "ndarray"),
+            DeviceKind::Wgpu => cfg!(feature = "wgpu"),
+            DeviceKind::Cuda => cfg!(feature = "cuda"),
+        }
+    }
+
+    /// An error naming the feature to enable when this device is not compiled in.
+    pub fn ensure_compiled(self) -> anyhow::Result<()> {
+        if !self.compiled() {
+            let name = self.name_arg();
+            bail!(
+                "device `{name}` is not compiled into this binary; rebuild with `--features {}` \
+                 (e.g. `cargo run --release -p mg-train --features {} -- ... --device {name}`)",
+                self.feature(),
+                self.feature(),
+            );
+        }
+        Ok(())
+    }
+}
+
 /// Work generic over the backend, run by [`dispatch`].
 pub trait Job {
     /// Runs the work on backend `B`.
@@ -67,13 +93,9 @@ pub fn dispatch(kind: DeviceKind, job: impl Job) -> anyhow::Result<()> {
         #[cfg(feature = "cuda")]
         DeviceKind::Cuda => job.run::<burn::backend::Cuda>(Default::default()),
         #[allow(unreachable_patterns)]
-        other => bail!(
-            "device `{}` is not compiled into this binary; rebuild with `--features {}` \
-             (e.g. `cargo run --release -p mg-train --features {} -- ... --device {}`)",
-            other.to_possible_value().expect("named").get_name(),
-            other.feature(),
-            other.feature(),
-            other.to_possible_value().expect("named").get_name(),
-        ),
+        other => {
+            other.ensure_compiled()?;
+            bail!("device `{}` has no backend", other.name_arg())
+        }
     }
 }

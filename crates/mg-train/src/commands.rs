@@ -11,9 +11,11 @@ use serde_json::json;
 use crate::backend::{DeviceKind, Job, dispatch};
 use crate::harness::bench::{BenchOptions, BenchRecord, bench};
 use crate::harness::checkpoint::write_atomic;
-use crate::harness::experiment::{check_memory, read_config_text, task_kind, training_bytes};
+use crate::harness::experiment::{
+    MAX_SEQUENCES, check_memory, read_config_text, task_kind_among, training_bytes,
+};
 use crate::harness::metrics::read_metrics;
-use crate::harness::train::{load_model, train};
+use crate::harness::train::{load_model, shard_sizes, train};
 use crate::harness::{EvalRequest, ExperimentOf, RunDir, RunLock, Task, TrainOptions};
 use crate::tasks::{self, Mapping, TaskVisitor};
 
@@ -227,13 +229,18 @@ pub fn load_config<T: Task>(path: &Path, text: &str) -> anyhow::Result<(Experime
     .with_context(|| format!("in config {}", path.display()))
 }
 
+/// The `[task] kind` of a config text; an error lists every task.
+pub fn config_kind(text: &str) -> anyhow::Result<String> {
+    task_kind_among(text, &tasks::KINDS)
+}
+
 /// Reads a config file and runs `visitor` with its task.
 fn with_config<V: TaskVisitor<Output = anyhow::Result<()>>>(
     path: &Path,
     visitor: impl FnOnce(String) -> V,
 ) -> anyhow::Result<()> {
     let text = read_config_text(path)?;
-    let kind = task_kind(&text).with_context(|| format!("in config {}", path.display()))?;
+    let kind = config_kind(&text).with_context(|| format!("in config {}", path.display()))?;
     tasks::visit(&kind, visitor(text)).with_context(|| format!("in config {}", path.display()))?
 }
 
@@ -300,23 +307,33 @@ impl TaskVisitor for TrainCmd<'_> {
 
     fn visit<T: Task>(self) -> anyhow::Result<()> {
         let args = self.args;
+        // Everything that can be checked is checked before the run folder is touched.
         let (config, task) = load_config::<T>(&args.config, &self.text)?;
         check_training_memory(&task, &config, &args.config, args.max_memory)?;
         let max_seconds = max_seconds(args.minutes)?;
         let total_steps = args.steps.unwrap_or(config.train.time_steps);
         if total_steps == 0 {
-            bail!("--steps 0: expected at least 1 time step");
+            match args.steps {
+                Some(_) => bail!("--steps 0: expected at least 1 time step"),
+                None => bail!(
+                    "train.time_steps: 0 in config {}; expected at least 1 time step",
+                    args.config.display()
+                ),
+            }
         }
+        check_threads(&task, &config, &args.config)?;
+        args.device.ensure_compiled()?;
         let root = args
             .run_dir
             .clone()
             .unwrap_or_else(|| default_run_dir(&args.config));
+        let created = !root.exists();
         let lock = RunLock::acquire(&root, &format!("train {}", args.config.display()))?;
         let run = RunDir::new(&root);
         let existing = run.existing_files();
         if !existing.is_empty() {
             if !args.force {
-                bail!(
+                let refused = anyhow::anyhow!(
                     "{} already holds a run ({}); continue it with `mg-train resume {}`, start \
                      anew with --force (its files move into {}/previous-N/), or choose another \
                      --run-dir",
@@ -325,20 +342,12 @@ impl TaskVisitor for TrainCmd<'_> {
                     root.display(),
                     root.display()
                 );
+                return Err(refused);
             }
             let aside = run.move_aside()?;
             eprintln!("moved the earlier run's files into {}", aside.display());
         }
-        write_atomic(&run.config(), config.to_toml().as_bytes())?;
         let info = task.info();
-        eprintln!(
-            "training {} ({} parameters, {} memory cells) on {} into {}",
-            args.config.display(),
-            info.params,
-            info.memory_cells,
-            args.device.name(),
-            root.display()
-        );
         let options = TrainOptions {
             total_steps,
             resume: false,
@@ -347,17 +356,63 @@ impl TaskVisitor for TrainCmd<'_> {
             on_cpu: on_cpu(args.device),
             show_progress: true,
         };
-        dispatch(
-            args.device,
-            TrainJob {
-                task,
-                config,
-                run,
-                options,
-                _lock: lock,
-            },
-        )
+        let result = write_atomic(&run.config(), config.to_toml().as_bytes()).and_then(|()| {
+            eprintln!(
+                "training {} ({} parameters, {} memory cells) on {} into {}",
+                args.config.display(),
+                info.params,
+                info.memory_cells,
+                args.device.name(),
+                root.display()
+            );
+            dispatch(
+                args.device,
+                TrainJob {
+                    task,
+                    config,
+                    run: run.clone(),
+                    options,
+                },
+            )
+        });
+        if result.is_err() && run.all_checkpoints().is_ok_and(|c| c.is_empty()) {
+            // Nothing to resume from: a folder left with a config would refuse the next `train`
+            // and give `resume` nothing, so the run's files go.
+            let removed = run.remove_files();
+            drop(lock);
+            if created {
+                std::fs::remove_dir(&root).ok();
+            }
+            if removed.is_ok() {
+                eprintln!(
+                    "no checkpoint was written; removed the run's files from {}",
+                    root.display()
+                );
+            }
+        }
+        result
     }
+}
+
+/// Refuses `[train] threads` above 1 for a task that trains on one thread, naming the config.
+fn check_threads<T: Task>(task: &T, config: &ExperimentOf<T>, path: &Path) -> anyhow::Result<()> {
+    let t = &config.train;
+    if t.threads <= 1 {
+        return Ok(());
+    }
+    let batch = task.batch(t.seed, 0, t.batch)?;
+    if task
+        .split_batch(&batch, &shard_sizes(t.batch, t.threads))
+        .is_none()
+    {
+        bail!(
+            "train.threads = {} in {}: `{}` models train on one thread; set train.threads = 1",
+            t.threads,
+            path.display(),
+            T::KIND
+        );
+    }
+    Ok(())
 }
 
 /// Runs `mg-train resume`.
@@ -386,6 +441,8 @@ impl TaskVisitor for ResumeCmd<'_> {
         let args = self.args;
         let (config, task) = load_config::<T>(&self.run.config(), &self.text)?;
         check_training_memory(&task, &config, &self.run.config(), args.max_memory)?;
+        check_threads(&task, &config, &self.run.config())?;
+        let _lock = self.lock;
         let options = TrainOptions {
             total_steps: args.steps.unwrap_or(config.train.time_steps),
             resume: true,
@@ -401,7 +458,6 @@ impl TaskVisitor for ResumeCmd<'_> {
                 config,
                 run: self.run,
                 options,
-                _lock: self.lock,
             },
         )
     }
@@ -412,16 +468,13 @@ struct TrainJob<T: Task> {
     config: ExperimentOf<T>,
     run: RunDir,
     options: TrainOptions,
-    _lock: RunLock,
 }
 
 impl<T: Task> Job for TrainJob<T> {
     fn run<B: MgBackend>(self, device: B::Device) -> anyhow::Result<()> {
-        let before = self
-            .run
-            .latest()?
-            .map(|d| RunDir::progress(&d))
-            .transpose()?;
+        // Where the run stood, for the closing message only: a damaged or missing newest
+        // checkpoint is training's business (it falls back, or `--from` picks one).
+        let before = self.run.latest_progress();
         let progress = train::<T, B>(device, &self.task, &self.config, &self.run, &self.options)?;
         if before.is_some_and(|b| b.same_position(&progress)) {
             return Ok(());
@@ -441,8 +494,10 @@ impl<T: Task> Job for TrainJob<T> {
 /// Runs `mg-train eval`.
 pub fn run_eval(args: &EvalArgs) -> anyhow::Result<()> {
     let run = RunDir::open(&args.run_dir)?;
-    if args.sequences == Some(0) {
-        bail!("--sequences 0: expected at least 1 test sequence");
+    if let Some(n) = args.sequences
+        && !(1..=MAX_SEQUENCES).contains(&n)
+    {
+        bail!("--sequences {n}: expected 1 to {MAX_SEQUENCES} test sequences");
     }
     with_config(&run.config(), |text| EvalCmd {
         args,
@@ -501,7 +556,7 @@ impl<T: Task> Job for EvalJob<T> {
                 println!("{line}");
             }
         }
-        let path = self.run.root.join("eval.json");
+        let path = self.run.eval_report();
         write_atomic(&path, serde_json::to_string_pretty(&report)?.as_bytes())
             .context("the report above was not saved")?;
         if !self.json {
@@ -546,7 +601,7 @@ impl TaskVisitor for VizCmd<'_> {
             .args
             .out
             .clone()
-            .unwrap_or_else(|| self.run.root.join("viz").join(format!("episode-{episode}")));
+            .unwrap_or_else(|| self.run.viz().join(format!("episode-{episode}")));
         dispatch(
             self.args.device,
             VizJob {
@@ -643,13 +698,24 @@ impl TaskVisitor for InfoCmd<'_> {
 
 /// Runs `mg-train compare`: the runs' learning curves (loss per unit) in one PNG.
 pub fn run_compare(args: &CompareArgs) -> anyhow::Result<()> {
+    let png = args
+        .out
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("png"));
+    if !png {
+        bail!(
+            "--out {}: expected a .png file (compare writes PNG, and an SVG of the same plot \
+             beside it)",
+            args.out.display()
+        );
+    }
     let mut series = Vec::new();
     let mut units = Vec::new();
     for dir in &args.run_dirs {
         let run = RunDir::open(dir)?;
         let text = read_config_text(&run.config())?;
         let kind =
-            task_kind(&text).with_context(|| format!("in config {}", run.config().display()))?;
+            config_kind(&text).with_context(|| format!("in config {}", run.config().display()))?;
         units.push(tasks::visit(&kind, Unit)?);
         let name = dir.file_name().map_or_else(
             || dir.display().to_string(),
@@ -812,7 +878,7 @@ pub fn run_bench(args: &BenchArgs) -> anyhow::Result<()> {
                 .map_or("model".into(), |s| s.to_string_lossy().into_owned()),
         ),
     };
-    let kind = task_kind(&text).with_context(|| format!("in config {}", path.display()))?;
+    let kind = config_kind(&text).with_context(|| format!("in config {}", path.display()))?;
     let records = tasks::visit(
         &kind,
         BenchCmd {

@@ -111,7 +111,7 @@ impl<T: Task> Job for ExportJob<'_, T> {
         let out = args
             .out
             .clone()
-            .unwrap_or_else(|| self.cmd.run.root.join("model.safetensors"));
+            .unwrap_or_else(|| self.cmd.run.exported_weights());
         let mut store = crate::harness::bench::weight_store(&out)
             .metadata("mg_task", T::KIND)
             .metadata("mg_config", self.cmd.text.as_str())

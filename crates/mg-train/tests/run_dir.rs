@@ -162,6 +162,12 @@ fn a_second_writer_is_refused() {
     assert!(err.contains("long.toml"), "{err}");
     let err = fails(&["resume", rs]);
     assert!(err.contains("in use by another mg-train process"), "{err}");
+    // The lock is on the folder: deleting the note that names the holder lets nobody in.
+    std::fs::remove_file(r.join("writer.txt")).unwrap();
+    let err = fails(&["train", &other, "--run-dir", rs, "--steps", "8", "--force"]);
+    assert!(err.contains("in use by another mg-train process"), "{err}");
+    let err = fails(&["resume", rs]);
+    assert!(err.contains("in use by another mg-train process"), "{err}");
     // A reader works while training goes on.
     let report = json(&ok(&["eval", rs, "--json", "--sequences", "2"]));
     assert!(report["readers"][0]["f"].is_number());
@@ -173,6 +179,8 @@ fn a_second_writer_is_refused() {
     let latest = std::fs::read_to_string(r.join("checkpoints/latest")).unwrap();
     let step: u64 = latest.trim().trim_start_matches("step-").parse().unwrap();
     ok(&["resume", rs, "--steps", &(step + 4).to_string()]);
+    // A writer that ends takes its note with it.
+    assert!(!r.join("writer.txt").exists());
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -207,6 +215,155 @@ fn a_run_directory_is_new_or_resumable() {
         "0",
     ]);
     assert!(err.contains("--steps 0"), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Every file a run writes counts as an earlier run, and `--force` moves every one of them
+/// aside: the SVG curve, task-metric curves, exported weights; other files stay.
+#[test]
+fn force_moves_every_run_file_aside() {
+    let dir = temp_dir("force-all");
+    let c = write(&dir, "tiny.toml", TINY);
+    let r = dir.join("run");
+    let rs = r.to_str().unwrap();
+    std::fs::create_dir_all(&r).unwrap();
+    std::fs::write(r.join("learning_curve.svg"), "<svg/>").unwrap();
+    let err = fails(&["train", &c, "--run-dir", rs, "--steps", "4"]);
+    assert!(
+        err.contains("already holds a run (learning_curve.svg)"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(r.join("learning_curve.svg")).unwrap(),
+        "<svg/>"
+    );
+    let earlier = [
+        "learning_curve.svg",
+        "learning_curve_reward.png",
+        "learning_curve_reward.svg",
+        "model.safetensors",
+        "eval.json",
+    ];
+    for f in earlier {
+        std::fs::write(r.join(f), f).unwrap();
+    }
+    std::fs::write(r.join("notes.txt"), "mine").unwrap();
+    ok(&["train", &c, "--run-dir", rs, "--steps", "4", "--force"]);
+    for f in earlier {
+        assert_eq!(
+            std::fs::read_to_string(r.join("previous-1").join(f)).unwrap(),
+            f,
+            "{f} was not moved aside"
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(r.join("notes.txt")).unwrap(),
+        "mine"
+    );
+    assert!(!r.join("eval.json").exists() && !r.join("model.safetensors").exists());
+    assert!(r.join("learning_curve.svg").exists(), "the new run's curve");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// The newest checkpoint of `run`'s `latest`.
+fn latest(run: &Path) -> String {
+    std::fs::read_to_string(run.join("checkpoints/latest"))
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+/// A newest checkpoint with an empty `progress.json`, or whose folder was deleted, is skipped
+/// by every command for the newest intact one, and `--from` picks an older one.
+#[test]
+fn a_damaged_or_deleted_newest_checkpoint_is_skipped() {
+    let dir = temp_dir("newest");
+    let c = write(&dir, "tiny.toml", TINY);
+    let r = dir.join("run");
+    let rs = r.to_str().unwrap();
+    ok(&["train", &c, "--run-dir", rs, "--steps", "8"]);
+    assert_eq!(latest(&r), "step-8");
+    // An empty progress.json in the checkpoint `latest` names.
+    std::fs::write(r.join("checkpoints/step-8/progress.json"), "").unwrap();
+    let report = json(&ok(&["eval", rs, "--json", "--sequences", "2"]));
+    assert_eq!(report["time_step"], 4);
+    ok(&["resume", rs, "--from", "step-4", "--steps", "9"]);
+    assert_eq!(latest(&r), "step-9");
+    std::fs::write(r.join("checkpoints/step-9/progress.json"), "{").unwrap();
+    let out = run(&["resume", rs, "--steps", "13"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("skipping a damaged checkpoint"), "{stderr}");
+    assert_eq!(latest(&r), "step-13");
+    // The folder `latest` names deleted.
+    std::fs::remove_dir_all(r.join("checkpoints/step-13")).unwrap();
+    let out = run(&["eval", rs, "--json", "--sequences", "2"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("step-13, which does not exist"), "{stderr}");
+    // step-9 is still the damaged one, so step-8 it is.
+    assert_eq!(json(&String::from_utf8_lossy(&out.stdout))["time_step"], 8);
+    let pictures = dir.join("viz");
+    ok(&["viz", rs, "--out", pictures.to_str().unwrap()]);
+    let weights = dir.join("w.safetensors");
+    ok(&["export", rs, "--out", weights.to_str().unwrap()]);
+    ok(&["resume", rs, "--from", "step-8", "--steps", "17"]);
+    assert_eq!(latest(&r), "step-17");
+    std::fs::remove_dir_all(r.join("checkpoints/step-17")).unwrap();
+    ok(&["resume", rs, "--steps", "18"]);
+    assert_eq!(latest(&r), "step-18");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// A `train` refused before its first checkpoint leaves no run folder behind, and errors
+/// name the user's config.
+#[test]
+fn a_train_that_fails_early_leaves_nothing_behind() {
+    let dir = temp_dir("early");
+    let r = dir.join("run");
+    let rs = r.to_str().unwrap();
+    // A device not compiled in.
+    let c = write(&dir, "tiny.toml", TINY);
+    let err = fails(&["train", &c, "--run-dir", rs, "--device", "cuda"]);
+    assert!(err.contains("not compiled into this binary"), "{err}");
+    assert!(!r.exists(), "a refused run must not create its folder");
+    // Data that is missing only shows when training starts: the folder goes again.
+    let babi = write(
+        &dir,
+        "babi.toml",
+        &format!(
+            "[task]\nkind = \"babi\"\ntasks = [1]\ndata_dir = \"{}\"\n\n[model]\n\
+             levels = [2, 3]\nchannels = [2, 2]\nhead_channels = [2]\n",
+            dir.join("no-babi-here").display()
+        ),
+    );
+    let err = fails(&["train", &babi, "--run-dir", rs, "--steps", "4"]);
+    assert!(err.contains("no-babi-here"), "{err}");
+    assert!(
+        !r.exists(),
+        "{:?}",
+        std::fs::read_dir(&r).map(|d| d.count())
+    );
+    // An existing folder stays, emptied of what the failed run wrote.
+    std::fs::create_dir_all(&r).unwrap();
+    std::fs::write(r.join("notes.txt"), "mine").unwrap();
+    fails(&["train", &babi, "--run-dir", rs, "--steps", "4"]);
+    let left: Vec<String> = std::fs::read_dir(&r)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(left, ["notes.txt"]);
+    // The next `train` is not refused.
+    ok(&["train", &c, "--run-dir", rs, "--steps", "4"]);
+    // A config's time_steps = 0 is named as such, not as a flag.
+    let zero = write(
+        &dir,
+        "zero.toml",
+        &TINY.replace("time_steps = 26", "time_steps = 0"),
+    );
+    let err = fails(&["train", &zero, "--run-dir", dir.join("z").to_str().unwrap()]);
+    assert!(err.contains("train.time_steps: 0 in config"), "{err}");
+    assert!(!err.contains("--steps"), "{err}");
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -287,6 +444,26 @@ fn out_of_range_requests_are_errors() {
     assert!(!fresh.exists(), "a refused run must not create its folder");
     let err = fails(&["bench", &c, "--batch", "4000", "--max-memory", "0.01"]);
     assert!(err.contains("needs about"), "{err}");
+    for flag in [
+        "--max-memory=-1",
+        "--max-memory=nan",
+        "--max-memory=inf",
+        "--max-memory=0",
+    ] {
+        let err = fails(&["train", &c, "--run-dir", f, flag]);
+        assert!(err.contains("expected a positive number of GiB"), "{err}");
+        assert!(!fresh.exists(), "a refused run must not create its folder");
+        let err = fails(&["resume", rs, flag]);
+        assert!(err.contains("expected a positive number of GiB"), "{err}");
+    }
+    // --sequences has the bound eval.sequences has.
+    let err = fails(&["eval", rs, "--sequences", "18446744073709551615"]);
+    assert!(err.contains("expected 1 to 67108864"), "{err}");
+    // compare writes PNG, so it names no other kind of file.
+    let jpg = dir.join("x.jpg");
+    let err = fails(&["compare", rs, "--out", jpg.to_str().unwrap()]);
+    assert!(err.contains("expected a .png file"), "{err}");
+    assert!(!jpg.exists());
     std::fs::remove_dir_all(&dir).ok();
 }
 

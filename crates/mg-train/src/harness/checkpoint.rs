@@ -15,7 +15,7 @@
 //! written by another model, before burn parses it.
 
 use std::fs;
-use std::io::{Read, Seek, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
@@ -74,16 +74,38 @@ pub struct RunDir {
     pub root: PathBuf,
 }
 
-/// Files whose presence makes a folder a run.
-const RUN_FILES: [&str; 7] = [
+/// Every file and folder a run writes into its root, whoever writes it: `train` and `resume`
+/// (config, metrics, learning curves, checkpoints, validation log), `eval` (`eval.json`), `viz`
+/// (`viz/`) and `export` (`model.safetensors`). A folder holding any of them is an earlier run,
+/// and `train --force` moves every one of them aside. The writers take their paths from
+/// [`RunDir`]'s methods, which a test checks against this list.
+pub const RUN_FILES: [&str; 9] = [
     "config.toml",
     "metrics.jsonl",
     "learning_curve.png",
+    "learning_curve.svg",
     "checkpoints",
     "eval.json",
     "validation.jsonl",
     "viz",
+    "model.safetensors",
 ];
+
+/// Run files named by a pattern: a prefix and the extensions that may follow it (a task
+/// metric's learning curve, `learning_curve_NAME.png` and `.svg`).
+pub const RUN_FILE_PATTERNS: [(&str, [&str; 2]); 1] = [("learning_curve_", [".png", ".svg"])];
+
+/// Whether `name`, a file or folder directly in a run's root, is one a run writes.
+pub fn is_run_file(name: &str) -> bool {
+    RUN_FILES.contains(&name)
+        || RUN_FILE_PATTERNS.iter().any(|(prefix, extensions)| {
+            name.strip_prefix(prefix).is_some_and(|rest| {
+                extensions
+                    .iter()
+                    .any(|e| rest.strip_suffix(e).is_some_and(|stem| !stem.is_empty()))
+            })
+        })
+}
 
 impl RunDir {
     /// A run folder (not checked).
@@ -117,21 +139,51 @@ impl RunDir {
         self.root.join("metrics.jsonl")
     }
 
-    /// The learning-curve picture.
+    /// The learning-curve picture (its SVG goes beside it, [`RunDir::curve_svg`]).
     pub fn curve(&self) -> PathBuf {
         self.root.join("learning_curve.png")
+    }
+
+    /// The learning curve as SVG.
+    pub fn curve_svg(&self) -> PathBuf {
+        self.curve().with_extension("svg")
+    }
+
+    /// The learning curve of task metric `name` (its SVG goes beside it).
+    pub fn task_curve(&self, name: &str) -> PathBuf {
+        self.root.join(format!("learning_curve_{name}.png"))
+    }
+
+    /// The last evaluation's report.
+    pub fn eval_report(&self) -> PathBuf {
+        self.root.join("eval.json")
+    }
+
+    /// Where `viz` draws by default.
+    pub fn viz(&self) -> PathBuf {
+        self.root.join("viz")
+    }
+
+    /// Where `export` writes the weights by default.
+    pub fn exported_weights(&self) -> PathBuf {
+        self.root.join("model.safetensors")
     }
 
     fn checkpoints(&self) -> PathBuf {
         self.root.join("checkpoints")
     }
 
-    /// The run files already in the folder (a new run needs none).
-    pub fn existing_files(&self) -> Vec<&'static str> {
-        RUN_FILES
-            .into_iter()
-            .filter(|f| self.root.join(f).exists())
-            .collect()
+    /// The run files already in the folder ([`is_run_file`]; a new run needs none), sorted.
+    pub fn existing_files(&self) -> Vec<String> {
+        let Ok(entries) = fs::read_dir(&self.root) else {
+            return Vec::new();
+        };
+        let mut names: Vec<String> = entries
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|name| is_run_file(name))
+            .collect();
+        names.sort();
+        names
     }
 
     /// Moves every run file into `RUN/previous-N/` (never deletes); returns that folder.
@@ -142,16 +194,46 @@ impl RunDir {
             .expect("a free name");
         fs::create_dir_all(&aside).with_context(|| format!("creating {}", aside.display()))?;
         for f in self.existing_files() {
-            let (from, to) = (self.root.join(f), aside.join(f));
+            let (from, to) = (self.root.join(&f), aside.join(&f));
             fs::rename(&from, &to)
                 .with_context(|| format!("moving {} to {}", from.display(), to.display()))?;
         }
         Ok(aside)
     }
 
+    /// Removes every run file of the folder ([`RunDir::existing_files`]), for a run that failed
+    /// before its first checkpoint; other files are left alone.
+    pub fn remove_files(&self) -> anyhow::Result<()> {
+        for f in self.existing_files() {
+            let path = self.root.join(&f);
+            if path.is_dir() {
+                fs::remove_dir_all(&path)
+            } else {
+                fs::remove_file(&path)
+            }
+            .with_context(|| format!("removing {}", path.display()))?;
+        }
+        Ok(())
+    }
+
     /// The newest complete checkpoint's folder, if any. `latest` must name a `step-N` folder
     /// inside `checkpoints/`.
     pub fn latest(&self) -> anyhow::Result<Option<PathBuf>> {
+        let Some(dir) = self.latest_named()? else {
+            return Ok(None);
+        };
+        if !dir.is_dir() {
+            bail!(
+                "{} names {}, which does not exist",
+                self.checkpoints().join("latest").display(),
+                dir.display()
+            );
+        }
+        Ok(Some(dir))
+    }
+
+    /// The folder `latest` names (checked to be a `step-N` beside it, not to exist).
+    fn latest_named(&self) -> anyhow::Result<Option<PathBuf>> {
         let pointer = self.checkpoints().join("latest");
         if !pointer.exists() {
             return Ok(None);
@@ -164,15 +246,15 @@ impl RunDir {
                 pointer.display()
             );
         }
-        let dir = self.checkpoints().join(name);
-        if !dir.is_dir() {
-            bail!(
-                "{} names {}, which does not exist",
-                pointer.display(),
-                dir.display()
-            );
-        }
-        Ok(Some(dir))
+        Ok(Some(self.checkpoints().join(name)))
+    }
+
+    /// The progress of the newest intact checkpoint `latest` names; `None` when there is none
+    /// or it is damaged (for messages, never for training).
+    pub fn latest_progress(&self) -> Option<Progress> {
+        let dir = self.latest().ok().flatten()?;
+        verify(&dir).ok()?;
+        Self::progress(&dir).ok()
     }
 
     /// Every `step-N` checkpoint folder, newest first.
@@ -284,11 +366,19 @@ impl RunDir {
             return Ok(Some(dir));
         }
         let mut candidates = self.all_checkpoints()?;
-        if let Some(latest) = self.latest()? {
-            candidates.retain(|p| p != &latest);
-            candidates.insert(0, latest);
-        }
         let mut damaged = Vec::new();
+        if let Some(latest) = self.latest_named()? {
+            candidates.retain(|p| p != &latest);
+            if latest.is_dir() {
+                candidates.insert(0, latest);
+            } else {
+                damaged.push(anyhow::anyhow!(
+                    "{} names {}, which does not exist",
+                    self.checkpoints().join("latest").display(),
+                    latest.display()
+                ));
+            }
+        }
         for dir in candidates {
             match verify(&dir) {
                 Ok(()) => {
@@ -361,7 +451,9 @@ impl RunDir {
         Ok(dir)
     }
 
-    /// Removes all but the two newest checkpoints and leftovers of interrupted writes.
+    /// Removes leftovers of interrupted writes and every checkpoint older than the newest
+    /// intact one before `newest`: what is kept is the newest checkpoint and one intact one to
+    /// fall back to (damaged ones in between stay until they are older than that).
     fn prune(&self, newest: &str) -> anyhow::Result<()> {
         for entry in fs::read_dir(self.checkpoints())? {
             let entry = entry?;
@@ -374,8 +466,10 @@ impl RunDir {
             .into_iter()
             .filter(|p| !p.ends_with(newest))
             .collect();
-        for path in older.iter().skip(1) {
-            fs::remove_dir_all(path).ok();
+        if let Some(kept) = older.iter().position(|p| verify(p).is_ok()) {
+            for path in &older[kept + 1..] {
+                fs::remove_dir_all(path).ok();
+            }
         }
         Ok(())
     }
@@ -479,6 +573,7 @@ pub fn verify(dir: &Path) -> anyhow::Result<()> {
             );
         }
     }
+    RunDir::progress(dir)?;
     Ok(())
 }
 
@@ -501,31 +596,33 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     result
 }
 
+/// The note beside a run's lock naming the process that holds it, removed when that process
+/// lets go of the lock.
+pub const LOCK_NOTE: &str = "writer.txt";
+
 /// An exclusive lock on a run directory, held until dropped (or the process ends: the
 /// operating system releases it even after `kill -9`).
+///
+/// The lock is on the run folder itself (`flock` on the open folder), which no file operation
+/// inside it removes: deleting or editing the note [`LOCK_NOTE`], which names the holder for the
+/// messages of a refused writer, lets no second writer in.
 #[derive(Debug)]
 pub struct RunLock {
-    _file: fs::File,
+    folder: fs::File,
+    note: PathBuf,
 }
 
 impl RunLock {
     /// Takes the lock of `root` (created if needed) for `command`, or explains who holds it.
     pub fn acquire(root: &Path, command: &str) -> anyhow::Result<Self> {
         fs::create_dir_all(root).with_context(|| format!("creating {}", root.display()))?;
-        let path = root.join("lock");
-        let mut file = fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .with_context(|| format!("opening {}", path.display()))?;
-        match file.try_lock() {
+        let folder = fs::File::open(root).with_context(|| format!("opening {}", root.display()))?;
+        let note = root.join(LOCK_NOTE);
+        match folder.try_lock() {
             Ok(()) => {}
             Err(fs::TryLockError::WouldBlock) => {
-                let mut holder = String::new();
-                file.read_to_string(&mut holder).ok();
-                let holder = holder.trim();
+                let holder = read_small(&note, 4096).unwrap_or_default();
+                let holder = holder.lines().next().unwrap_or_default().trim();
                 bail!(
                     "{} is in use by another mg-train process ({}); wait for it to finish or \
                      stop it first",
@@ -538,15 +635,26 @@ impl RunLock {
                 );
             }
             Err(fs::TryLockError::Error(e)) => {
-                return Err(e).with_context(|| format!("locking {}", path.display()));
+                return Err(e).with_context(|| format!("locking {}", root.display()));
             }
         }
-        file.set_len(0)?;
-        file.rewind()?;
-        write!(file, "pid {}: mg-train {command}", std::process::id())
-            .and_then(|()| file.flush())
-            .with_context(|| format!("writing {}", path.display()))?;
-        Ok(Self { _file: file })
+        let text = format!(
+            "pid {}: mg-train {command}\n\
+             This note names the process writing to this run. The run folder itself is locked \
+             while that process runs, and the note is removed when it ends; a note left behind \
+             is from a process that was killed, and is harmless: a new writer replaces it.\n",
+            std::process::id()
+        );
+        write_atomic(&note, text.as_bytes())?;
+        Ok(Self { folder, note })
+    }
+}
+
+impl Drop for RunLock {
+    fn drop(&mut self) {
+        // Removed while the lock is still held, so that it never names the next holder.
+        fs::remove_file(&self.note).ok();
+        self.folder.unlock().ok();
     }
 }
 
@@ -688,6 +796,73 @@ mod tests {
         fs::remove_dir_all(&root).ok();
     }
 
+    /// Every path a writer takes from [`RunDir`] is in the one list `--force` and the
+    /// new-run check use.
+    #[test]
+    fn every_file_a_run_writes_is_a_run_file() {
+        let run = RunDir::new("/r");
+        let svg = |p: PathBuf| p.with_extension("svg");
+        for path in [
+            run.config(),
+            run.metrics(),
+            run.curve(),
+            run.curve_svg(),
+            run.task_curve("reward"),
+            svg(run.task_curve("wall_hits")),
+            run.checkpoints(),
+            run.eval_report(),
+            run.validation(),
+            run.viz(),
+            run.exported_weights(),
+        ] {
+            assert_eq!(path.parent(), Some(Path::new("/r")), "{}", path.display());
+            let name = path.file_name().unwrap().to_str().unwrap();
+            assert!(is_run_file(name), "{name} is not in RUN_FILES");
+        }
+        for name in [
+            "notes.txt",
+            "learning_curve_.png",
+            "previous-1",
+            LOCK_NOTE,
+            "lock",
+        ] {
+            assert!(!is_run_file(name), "{name}");
+        }
+    }
+
+    /// Pruning keeps an intact checkpoint to fall back to when a newer one is damaged.
+    #[test]
+    fn pruning_keeps_an_intact_checkpoint() {
+        let root = std::env::temp_dir().join(format!("mg-prune-{}", std::process::id()));
+        fs::remove_dir_all(&root).ok();
+        let run = RunDir::new(&root);
+        let save = |step| {
+            run.save_checkpoint(&at(step), manifest(), |dir| {
+                Ok(fs::write(dir.join("model.bin"), b"x")?)
+            })
+            .unwrap()
+        };
+        save(10);
+        save(20);
+        fs::write(root.join("checkpoints/step-20/progress.json"), "").unwrap();
+        save(30);
+        let kept: Vec<PathBuf> = run.all_checkpoints().unwrap();
+        assert_eq!(kept.len(), 3, "{kept:?}");
+        fs::remove_dir_all(root.join("checkpoints/step-30")).unwrap();
+        let picked = run.pick_checkpoint(None).unwrap().unwrap();
+        assert!(picked.ends_with("step-10"), "{}", picked.display());
+        save(40);
+        save(50);
+        let names: Vec<String> = run
+            .all_checkpoints()
+            .unwrap()
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["step-50", "step-40"]);
+        fs::remove_dir_all(&root).ok();
+    }
+
     #[test]
     fn a_second_lock_is_refused_naming_the_holder() {
         let root = std::env::temp_dir().join(format!("mg-lock-{}", std::process::id()));
@@ -702,8 +877,20 @@ mod tests {
             )),
             "{err}"
         );
+        // The note is for people: removing it lets no second writer in.
+        fs::remove_file(root.join(LOCK_NOTE)).unwrap();
+        let err = format!("{:#}", RunLock::acquire(&root, "train b.toml").unwrap_err());
+        assert!(err.contains("holder unknown"), "{err}");
         drop(first);
-        RunLock::acquire(&root, "resume").unwrap();
+        assert!(
+            !root.join(LOCK_NOTE).exists(),
+            "the note goes with the lock"
+        );
+        let second = RunLock::acquire(&root, "resume").unwrap();
+        let note = fs::read_to_string(root.join(LOCK_NOTE)).unwrap();
+        assert!(note.starts_with(&format!("pid {}: mg-train resume", std::process::id())));
+        assert!(note.contains("harmless"), "{note}");
+        drop(second);
         fs::remove_dir_all(&root).ok();
     }
 }

@@ -11,6 +11,9 @@ use serde::{Deserialize, Serialize};
 /// Largest config file read, bytes: a config is a few KB; anything this big is a wrong path.
 pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
 
+/// Most test sequences an evaluation runs (`eval.sequences`, `--sequences`).
+pub const MAX_SEQUENCES: usize = 1 << 26;
+
 /// The seed of every task's fixed test set, distinct from training seeds.
 pub const TEST_SEED: u64 = 0x07e5_75e7;
 
@@ -233,6 +236,12 @@ impl Default for EvalConfig {
 
 /// The `[task] kind` of a config text, read before the task's own tables are parsed.
 pub fn task_kind(text: &str) -> anyhow::Result<String> {
+    task_kind_among(text, &[])
+}
+
+/// [`task_kind`], with an error that lists `kinds`, the tasks there are, when the config names
+/// none.
+pub fn task_kind_among(text: &str, kinds: &[&str]) -> anyhow::Result<String> {
     #[derive(Deserialize)]
     struct Peek {
         task: Option<PeekTask>,
@@ -243,18 +252,25 @@ pub fn task_kind(text: &str) -> anyhow::Result<String> {
         kind: Option<String>,
     }
     let peek: Peek = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let expected = match kinds {
+        [] => "the task's name, e.g. kind = \"mapping\"".to_string(),
+        _ => format!(
+            "kind = one of {}",
+            kinds
+                .iter()
+                .map(|k| format!("\"{k}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
     match peek.task {
         Some(PeekTask { kind: Some(kind) }) => Ok(kind),
-        Some(PeekTask { kind: None }) => {
-            bail!("task.kind: missing; expected the task's name, e.g. kind = \"mapping\"")
-        }
+        Some(PeekTask { kind: None }) => bail!("task.kind: missing; expected {expected}"),
         None if peek.world.is_some() => bail!(
             "[world]: configs now name their task: rename [world] to [task] and add \
              kind = \"mapping\" as its first line"
         ),
-        None => {
-            bail!("[task]: missing; expected a [task] table with kind = \"mapping\" or \"copy\"")
-        }
+        None => bail!("[task]: missing; expected a [task] table with {expected}"),
     }
 }
 
@@ -318,7 +334,7 @@ where
             ("train.window", t.window, 1 << 20),
             ("train.threads", t.threads, 64),
             ("eval.batch", self.eval.batch, 1 << 20),
-            ("eval.sequences", self.eval.sequences, 1 << 26),
+            ("eval.sequences", self.eval.sequences, MAX_SEQUENCES),
         ];
         for (field, v, max) in bounded {
             if v > max {
@@ -387,6 +403,16 @@ pub fn memory_limit(max_gib: Option<f64>) -> Option<f64> {
     Some(kib * 1024.0)
 }
 
+/// Refuses a `--max-memory` that is not a positive number of GiB.
+pub fn check_max_memory(max_gib: Option<f64>) -> anyhow::Result<()> {
+    match max_gib {
+        Some(g) if !(g > 0.0 && g.is_finite()) => {
+            bail!("--max-memory {g}: expected a positive number of GiB")
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Refuses a training window whose estimate exceeds the memory limit, naming both.
 pub fn check_memory(
     what: &str,
@@ -396,6 +422,7 @@ pub fn check_memory(
     window: usize,
     max_gib: Option<f64>,
 ) -> anyhow::Result<()> {
+    check_max_memory(max_gib)?;
     let need = training_bytes(params, floats_per_step, batch, window);
     let gib = |b: f64| b / (1u64 << 30) as f64;
     if let Some(limit) = memory_limit(max_gib)

@@ -99,7 +99,7 @@ pub fn plot_metrics(run: &RunDir, unit: &str) -> anyhow::Result<()> {
             .filter_map(|m| m.task.get(name).map(|&v| (m.time_step as f64, v)))
             .collect();
         let smooth = curve_smoothing(points.len());
-        let path = run.root.join(format!("learning_curve_{name}.png"));
+        let path = run.task_curve(name);
         plot_curve(
             &[(name.as_str(), points)],
             ["Time step", &name.replace('_', " ")],
