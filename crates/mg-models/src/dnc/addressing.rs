@@ -64,7 +64,8 @@ pub fn cosine_similarity<B: Backend>(memory: Tensor<B, 3>, keys: Tensor<B, 3>) -
     let norm = |v: Tensor<B, 3>| (v.clone() * v).sum_dim(2).add_scalar(EPSILON).sqrt();
     let memory_norms = norm(memory).swap_dims(1, 2); // [batch, 1, N]
     let key_norms = norm(keys); // [batch, heads, 1]
-    dot / (key_norms * memory_norms).add_scalar(EPSILON)
+    // The outer product of the norms as a matrix product (contiguous, see `erase_and_write`).
+    dot / key_norms.matmul(memory_norms).add_scalar(EPSILON)
 }
 
 /// `softmax_n(β_h · scores[h, n])`.
@@ -212,15 +213,18 @@ pub fn erase_and_write<B: Backend>(
     write_vectors: Tensor<B, 3>,
 ) -> Tensor<B, 3> {
     let [_, heads, _] = write_weights.dims();
+    // Outer products as matrix products `[batch, N, 1] × [batch, 1, W]`: contiguous results
+    // (a broadcast product of two expanded views is walked element by element on the CPU).
+    let slots = write_weights.clone().swap_dims(1, 2); // [batch, N, K]
     let keep = (0..heads)
         .map(|k| {
-            let w = write_weights.clone().narrow(1, k, 1).swap_dims(1, 2); // [batch, N, 1]
+            let w = slots.clone().narrow(2, k, 1); // [batch, N, 1]
             let e = erase_vectors.clone().narrow(1, k, 1); // [batch, 1, W]
-            (w * e).neg().add_scalar(1.0)
+            w.matmul(e).neg().add_scalar(1.0)
         })
         .reduce(|a, b| a * b)
         .expect("at least one write head");
-    memory * keep + write_weights.swap_dims(1, 2).matmul(write_vectors)
+    memory * keep + slots.matmul(write_vectors)
 }
 
 /// The temporal link update per write head `k` (`w = w^w_{t,k}`, `p = p_{t−1,k}`):
