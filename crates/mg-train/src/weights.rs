@@ -12,7 +12,9 @@
 //! that `model.load_state_dict(safetensors.torch.load_file(FILE))` loads it there.
 
 use mg_layers::MgBackend;
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use burn_store::{KeyRemapper, ModuleSnapshot};
@@ -55,7 +57,7 @@ pub struct ExportArgs {
     /// The checkpoint to export, e.g. step-2000 [default: the newest intact one].
     #[arg(long)]
     pub from: Option<String>,
-    /// Print every tensor's name and shape.
+    /// Print every tensor's name and shape; the file is written only with --out.
     #[arg(long)]
     pub list: bool,
     /// Tensor names to write.
@@ -139,14 +141,18 @@ impl<T: Task> Job for ExportJob<'_, T> {
                 store = store.metadata(key, value);
             }
         }
-        model
-            .save_into(&mut store)
-            .map_err(|e| anyhow::anyhow!("writing {}: {e}", out.display()))?;
         if args.list {
             for (name, shape) in &listed {
                 println!("{name}\t{shape:?}");
             }
+            if args.out.is_none() {
+                // Listing only: nothing is written without --out.
+                return Ok(());
+            }
         }
+        model
+            .save_into(&mut store)
+            .map_err(|e| anyhow::anyhow!("writing {}: {e}", out.display()))?;
         eprintln!(
             "wrote the weights at time step {} to {}",
             progress.time_step,
@@ -179,10 +185,81 @@ fn refuse_existing(run: &RunDir) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Largest safetensors header read for its metadata, bytes.
+const MAX_HEADER_BYTES: u64 = 100 << 20;
+
+/// The `__metadata__` of a safetensors file (empty when it has none or the header does not
+/// parse: the load that follows names what is wrong).
+fn file_metadata(path: &Path) -> BTreeMap<String, String> {
+    let read = || -> Option<BTreeMap<String, String>> {
+        let mut file = std::fs::File::open(path).ok()?;
+        let mut len = [0u8; 8];
+        file.read_exact(&mut len).ok()?;
+        let len = u64::from_le_bytes(len);
+        if len > MAX_HEADER_BYTES {
+            return None;
+        }
+        let mut header = Vec::new();
+        file.take(len).read_to_end(&mut header).ok()?;
+        let header: serde_json::Value = serde_json::from_slice(&header).ok()?;
+        serde_json::from_value(header.get("__metadata__")?.clone()).ok()
+    };
+    read().unwrap_or_default()
+}
+
+/// What a weight file's metadata says wrote it: the task and model of the exporting run.
+fn described_by(metadata: &BTreeMap<String, String>) -> Option<String> {
+    let task = metadata.get("mg_task")?;
+    let model = metadata
+        .get("mg_config")
+        .and_then(|text| text.parse::<toml::Table>().ok())
+        .and_then(|config| config.get("model").cloned())
+        .map(|model| one_line(&model))
+        .unwrap_or_else(|| "not recorded".into());
+    let step = metadata
+        .get("mg_time_step")
+        .map_or(String::new(), |s| format!(", at time step {s}"));
+    Some(format!("a `{task}` model ([model] {model}){step}"))
+}
+
+/// A TOML table on one line: `kind = "multigrid", levels = [1, 2], …`.
+fn one_line(value: &toml::Value) -> String {
+    match value {
+        toml::Value::Table(table) => table
+            .iter()
+            .map(|(k, v)| format!("{k} = {}", one_line(v)))
+            .collect::<Vec<_>>()
+            .join(", "),
+        other => other.to_string(),
+    }
+}
+
+/// The first tensor of `model` holding a NaN or an infinity: its name and the value.
+fn first_non_finite<B: burn::tensor::backend::Backend, M: ModuleSnapshot<B>>(
+    model: &M,
+) -> Option<(String, f32)> {
+    model
+        .collect(None, None, true)
+        .into_iter()
+        .find_map(|snapshot| {
+            if !snapshot.dtype.is_float() {
+                return None;
+            }
+            let data = snapshot.to_data().ok()?;
+            let bad = data.iter::<f32>().find(|v| !v.is_finite())?;
+            Some((snapshot.full_path(), bad))
+        })
+}
+
 /// Runs `mg-train import`.
 pub fn run_import(args: &ImportArgs) -> anyhow::Result<()> {
-    if !args.weights.is_file() {
-        bail!("{}: no such file", args.weights.display());
+    match std::fs::metadata(&args.weights) {
+        Ok(meta) if meta.is_file() => {}
+        Ok(_) => bail!(
+            "{} is not a file; expected a safetensors file, as `mg-train export` writes it",
+            args.weights.display()
+        ),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", args.weights.display())),
     }
     let text = read_config_text(&args.config)?;
     let kind = task_kind(&text).with_context(|| format!("in config {}", args.config.display()))?;
@@ -213,6 +290,7 @@ impl TaskVisitor for Import<'_> {
                 config,
                 run,
                 weights: self.args.weights.clone(),
+                config_path: self.args.config.clone(),
             },
         )
     }
@@ -223,13 +301,35 @@ struct ImportJob<T: Task> {
     config: ExperimentOf<T>,
     run: RunDir,
     weights: PathBuf,
+    config_path: PathBuf,
 }
 
 impl<T: Task> Job for ImportJob<T> {
     fn run<B: MgBackend>(self, device: B::Device) -> anyhow::Result<()> {
         // The weights are read before the run folder exists, so a refused file leaves nothing.
         let mut model = self.task.init_train::<B>(&device);
-        crate::harness::bench::load_weights(&mut model, &self.weights)?;
+        if let Err(e) = crate::harness::bench::load_weights(&mut model, &self.weights) {
+            let metadata = file_metadata(&self.weights);
+            let Some(written_by) = described_by(&metadata) else {
+                return Err(e);
+            };
+            bail!(
+                "{} does not fit the model of {}, a `{}` model ([model] {}): the file holds the \
+                 weights of {written_by}; import it with the config of that run (the file's \
+                 `mg_config` metadata holds it)",
+                self.weights.display(),
+                self.config_path.display(),
+                T::KIND,
+                toml::Value::try_from(&self.config.model)
+                    .map_or_else(|_| "?".into(), |m| one_line(&m)),
+            );
+        }
+        if let Some((name, value)) = first_non_finite(&model) {
+            bail!(
+                "{}: tensor `{name}` holds {value}; the weights must be finite numbers",
+                self.weights.display()
+            );
+        }
         let command = format!("import {}", self.weights.display());
         let _lock = RunLock::acquire(&self.run.root, &command)?;
         refuse_existing(&self.run)?;

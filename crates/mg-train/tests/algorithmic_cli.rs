@@ -225,7 +225,11 @@ fn weights_round_trip_through_safetensors() {
     let run_s = run.to_str().unwrap();
     ok(&["train", sort.to_str().unwrap(), "--run-dir", run_s]);
     let file = dir.join("sort.safetensors");
+    // --list alone lists and writes nothing.
+    let listed = ok(&["export", run_s, "--list"]);
+    assert!(!run.join("model.safetensors").exists());
     let names = ok(&["export", run_s, "--out", file.to_str().unwrap(), "--list"]);
+    assert_eq!(listed, names);
     assert!(
         names.contains("writer.stack.layers.0.cells.0.weight"),
         "{names}"
@@ -253,10 +257,48 @@ fn weights_round_trip_through_safetensors() {
         dir.join("wrong").to_str().unwrap(),
     ]);
     assert!(err.contains("sort.safetensors"), "{err}");
+    // The file's metadata says which task and model wrote it; no advice meant for Rust code.
+    assert!(err.contains("holds the weights of a `sort` model"), "{err}");
+    assert!(err.contains("levels = [1, 2]"), "{err}");
+    assert!(err.contains("a `recall` model"), "{err}");
+    assert!(
+        !err.contains("skip_enum_variants") && !err.contains("PytorchStore"),
+        "{err}"
+    );
     assert!(
         !dir.join("wrong").exists(),
         "a refused import must not create its folder"
     );
+    // A NaN in a tensor is refused, naming the tensor.
+    let mut bytes = std::fs::read(&file).unwrap();
+    let len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header = json(std::str::from_utf8(&bytes[8..8 + len]).unwrap());
+    let (name, entry) = header
+        .as_object()
+        .unwrap()
+        .iter()
+        .find(|(k, v)| *k != "__metadata__" && v["dtype"] == "F32")
+        .unwrap();
+    let at = 8 + len + entry["data_offsets"][0].as_u64().unwrap() as usize;
+    bytes[at..at + 4].copy_from_slice(&f32::NAN.to_le_bytes());
+    let nan = dir.join("nan.safetensors");
+    std::fs::write(&nan, &bytes).unwrap();
+    let nan_run = dir.join("nan");
+    let err = fails(&[
+        "import",
+        sort.to_str().unwrap(),
+        nan.to_str().unwrap(),
+        "--run-dir",
+        nan_run.to_str().unwrap(),
+    ]);
+    assert!(err.contains(&format!("tensor `{name}` holds NaN")), "{err}");
+    assert!(
+        !nan_run.exists(),
+        "a refused import must not create its folder"
+    );
+    // A folder where the file should be is named as such.
+    let err = fails(&["import", sort.to_str().unwrap(), dir.to_str().unwrap()]);
+    assert!(err.contains("is not a file"), "{err}");
     let bytes = std::fs::read(&file).unwrap();
     let cut = dir.join("cut.safetensors");
     std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
