@@ -17,6 +17,10 @@ use serde_json::{Value, json};
 
 use crate::download::{self, DownloadArgs};
 
+/// Most samples `--samples` shows: each is decoded and printed whole, so the summary's memory
+/// and length grow with it.
+const MAX_SAMPLES: usize = 1000;
+
 /// The datasets `mg-train data` knows.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DatasetName {
@@ -54,7 +58,7 @@ pub struct DataArgs {
     /// Seed of the synthetic samples shown.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Number of decoded samples shown (synthetic datasets).
+    /// Number of decoded samples shown (synthetic datasets), at most 1000.
     #[arg(long, default_value_t = 3)]
     pub samples: usize,
 }
@@ -74,6 +78,12 @@ pub fn run(args: &DataArgs) -> anyhow::Result<()> {
     let dataset = args
         .dataset
         .context("name a dataset: mapping, sort, recall, mnist or babi")?;
+    if args.samples > MAX_SAMPLES {
+        anyhow::bail!(
+            "--samples {}: expected at most {MAX_SAMPLES} (each is printed in full)",
+            args.samples
+        );
+    }
     let summary = match dataset {
         DatasetName::Mapping => mapping_summary(args)?,
         DatasetName::Sort => sort_summary(args),

@@ -255,6 +255,20 @@ fn default_data_folder_lookup_order() {
     let _ = std::fs::remove_dir_all(&t);
 }
 
+/// `--samples` is bounded like every other size: huge counts fail at once instead of
+/// exhausting memory.
+#[test]
+fn samples_are_bounded() {
+    for dataset in ["mapping", "sort", "recall"] {
+        fails_naming(
+            &["data", dataset, "--samples", "100000000", "--json"],
+            &["--samples 100000000", "expected at most 1000"],
+        );
+    }
+    let summary = json(&["data", "sort", "--samples", "1000", "--json"]);
+    assert_eq!(summary["samples"].as_array().unwrap().len(), 1000);
+}
+
 #[test]
 fn bad_input_fails_naming_the_file() {
     fails_naming(
