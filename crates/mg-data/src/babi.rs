@@ -560,6 +560,48 @@ fn truncate(s: &str) -> String {
     s.chars().take(40).collect()
 }
 
+/// Longest part of a word an error message shows, characters.
+const SHOWN_WORD_CHARS: usize = 40;
+
+/// A word as error messages show it: control characters escaped (`\0`, `\u{1b}`), and cut
+/// after 40 characters with the full length named, so that a hostile file cannot flood or
+/// garble the terminal.
+pub fn quote_word(word: &str) -> String {
+    let mut out = String::new();
+    for c in word.chars().take(SHOWN_WORD_CHARS) {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    let len = word.chars().count();
+    if len > SHOWN_WORD_CHARS {
+        out.push_str(&format!("… ({len} characters)"));
+    }
+    out
+}
+
+/// The tokens of one line of a bAbI file as [`parse`] reads them (the line ID and supporting
+/// IDs left out); empty for a line that does not parse.
+fn line_words(line: &str) -> Vec<String> {
+    let line = line.strip_suffix('\r').unwrap_or(line);
+    let Some((_, rest)) = line.split_once(' ') else {
+        return Vec::new();
+    };
+    let fields: Vec<&str> = rest.split('\t').collect();
+    let mut words = words_of(fields[0]);
+    if let Some(answer) = fields.get(1) {
+        words.extend(
+            answer
+                .split(',')
+                .map(|a| a.trim().to_lowercase())
+                .filter(|a| !a.is_empty()),
+        );
+    }
+    words
+}
+
 /// Parses one file's bytes ([`parse`] after checking they are UTF-8). `path` names the file in errors.
 pub fn parse_bytes(bytes: &[u8], path: &Path, vocab: &mut Vocab) -> Result<Vec<Story>> {
     let text = std::str::from_utf8(bytes).map_err(|e| {
@@ -707,6 +749,37 @@ impl BabiCorpus {
             tasks,
             vocab: sorted,
             warnings,
+        })
+    }
+
+    /// Checks that every word of the corpus is in `vocab` (e.g. [`Vocab::v12`], which the
+    /// models are built for); the error names the first file and line holding a word outside
+    /// it. `root` is the folder the corpus was loaded from.
+    pub fn check_vocab(&self, root: &Path, vocab: &Vocab) -> Result<()> {
+        let Some(word) = self.vocab.words().iter().find(|w| vocab.id(w).is_none()) else {
+            return Ok(());
+        };
+        for t in &self.tasks {
+            let test = task_path(root, self.variant, t.task, Split::Test);
+            for path in [&t.train_path, &test] {
+                let text = std::fs::read(path).map_err(|source| DataError::Io {
+                    path: path.clone(),
+                    source,
+                })?;
+                let text = String::from_utf8_lossy(&text);
+                if let Some(line) = text.lines().position(|l| line_words(l).contains(word)) {
+                    return Err(DataError::WordOutsideVocabulary {
+                        path: path.clone(),
+                        line: line + 1,
+                        word: word.clone(),
+                        size: vocab.len(),
+                    });
+                }
+            }
+        }
+        Err(DataError::UnknownWord {
+            word: word.clone(),
+            size: vocab.len(),
         })
     }
 

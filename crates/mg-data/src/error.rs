@@ -102,9 +102,26 @@ pub enum DataError {
     },
     /// A word the vocabulary does not hold.
     #[error(
-        "`{word}` is not in the bAbI vocabulary ({size} words, from the training and test files)"
+        "`{}` is not in the bAbI vocabulary ({size} words, from the training and test files)",
+        crate::babi::quote_word(.word)
     )]
     UnknownWord {
+        /// The word.
+        word: String,
+        /// Words the vocabulary holds.
+        size: usize,
+    },
+    /// A word of a bAbI file outside a fixed vocabulary (bAbI v1.2's, which models are
+    /// built for).
+    #[error(
+        "{path}:{line}: the word `{}` is not in bAbI v1.2's vocabulary of {size} words",
+        crate::babi::quote_word(.word)
+    )]
+    WordOutsideVocabulary {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
         /// The word.
         word: String,
         /// Words the vocabulary holds.

@@ -413,6 +413,12 @@ fn babi_summary(root: &Path) -> anyhow::Result<Value> {
     for variant in [Variant::En, Variant::En10k] {
         let c = BabiCorpus::load(root, variant)
             .with_context(|| format!("loading bAbI from {}", root.display()))?;
+        // What `train` would refuse: a word its models have no input for.
+        if let Err(e) = c.check_vocab(root, &babi::Vocab::v12()) {
+            let refused = format!("{e}; `mg-train train` refuses these files");
+            eprintln!("warning: {refused}");
+            all_warnings.push(refused);
+        }
         for w in &c.warnings {
             eprintln!("warning: {w}");
         }

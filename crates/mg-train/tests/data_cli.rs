@@ -269,6 +269,69 @@ fn samples_are_bounded() {
     assert_eq!(summary["samples"].as_array().unwrap().len(), 1000);
 }
 
+/// A word outside bAbI v1.2's vocabulary is named with its file and line, cut and with its
+/// control characters escaped, by `data babi` and `train` alike.
+#[test]
+fn a_word_outside_the_vocabulary_is_named_where_it_is() {
+    let d = temp_dir("babi-word");
+    let root = d.join("tasks_1-20_v1-2");
+    copy_tree(&fixtures().join("babi/tasks_1-20_v1-2"), &root);
+    let file = root.join("en/qa2_two-supporting-facts_test.txt");
+    let mut text = std::fs::read_to_string(&file).unwrap();
+    let line = text.lines().count() + 2;
+    let word = format!("zz\u{0}\u{1b}[31m{}", "y".repeat(100_000));
+    text.push_str(&format!(
+        "1 Mary went to the kitchen.\n2 Mary took the {word}.\n"
+    ));
+    std::fs::write(&file, text).unwrap();
+    let where_ = format!("qa2_two-supporting-facts_test.txt:{line}:");
+    let needles = [
+        where_.as_str(),
+        "zz\\u{0}\\u{1b}[31myyy",
+        "(100008 characters)",
+        "not in bAbI v1.2's vocabulary",
+    ];
+    let r = root.to_str().unwrap();
+    // `data babi` summarises the files and warns of what `train` refuses.
+    let out = run(&["data", "babi", "--json", "--data-dir", r]);
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for n in needles
+        .iter()
+        .chain(&["`mg-train train` refuses these files"])
+    {
+        assert!(stderr.contains(n), "`{n}` not in {stderr}");
+    }
+    assert!(out.stderr.len() < 2000, "{} bytes", out.stderr.len());
+    assert!(!out.stderr.contains(&0u8) && !out.stderr.contains(&0x1b));
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let warnings = summary["warnings"].to_string();
+    assert!(warnings.contains(&where_), "{warnings}");
+    let config = d.join("babi.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[task]\nkind = \"babi\"\nvariant = \"en\"\ntasks = [1]\ndata_dir = \"{r}\"\n\n\
+             [model]\nlevels = [2, 3]\nchannels = [2, 2]\nhead_channels = [2]\n\n\
+             [train]\nbatch = 2\nwindow = 4\n"
+        ),
+    )
+    .unwrap();
+    let run_dir = d.join("run");
+    fails_naming(
+        &[
+            "train",
+            config.to_str().unwrap(),
+            "--run-dir",
+            run_dir.to_str().unwrap(),
+            "--steps",
+            "4",
+        ],
+        &needles,
+    );
+    std::fs::remove_dir_all(&d).ok();
+}
+
 #[test]
 fn bad_input_fails_naming_the_file() {
     fails_naming(
@@ -374,5 +437,11 @@ fn stories_without_questions_are_reported() {
     assert_eq!(en["tasks"][3]["stories_without_questions"], 0);
     assert_eq!(en["stories_without_questions"], 1);
     assert_eq!(b["variants"]["en-10k"]["stories_without_questions"], 0);
+    // `home` is no word of bAbI v1.2: a warning names where it is.
+    let warnings = b["warnings"].to_string();
+    assert!(
+        warnings.contains("qa5_three-arg-relations_test.txt:") && warnings.contains("`home`"),
+        "{warnings}"
+    );
     let _ = std::fs::remove_dir_all(&t);
 }

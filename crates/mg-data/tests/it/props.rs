@@ -217,6 +217,28 @@ proptest! {
     fn babi_arbitrary_bytes(bytes in vec(any::<u8>(), 0..300)) {
         check_babi(&bytes)?;
     }
+
+    /// A word in an error message: no control character, at most 40 characters of it, and
+    /// an ordinary short word as it is.
+    #[test]
+    fn words_in_messages_are_cut_and_escaped(word in ".{0,120}") {
+        let shown = babi::quote_word(&word);
+        prop_assert!(!shown.chars().any(char::is_control), "{shown:?}");
+        let len = word.chars().count();
+        if len > 40 {
+            let suffix = format!("… ({len} characters)");
+            prop_assert!(shown.ends_with(&suffix), "{shown:?}");
+            prop_assert!(shown.chars().count() <= 40 * 10 + suffix.chars().count());
+        } else if !word.chars().any(char::is_control) {
+            prop_assert_eq!(&shown, &word);
+        }
+        // Every word outside the vocabulary is refused through the same quoting.
+        let e = Vocab::v12().encode(&format!("zz{word}")).err().map(|e| e.to_string());
+        if let Some(e) = e {
+            prop_assert!(!e.chars().any(char::is_control), "{e:?}");
+            prop_assert!(e.len() < 600, "{} bytes", e.len());
+        }
+    }
 }
 
 proptest! {

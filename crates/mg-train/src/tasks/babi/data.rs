@@ -74,6 +74,9 @@ impl Corpus {
         // Ids of the fixed v1.2 vocabulary, whichever files are read.
         let vocab = Vocab::v12();
         debug_assert_eq!(vocab.len(), VOCAB);
+        corpus
+            .check_vocab(&spec.dir, &vocab)
+            .context("task.data_dir: the files hold a word the models have no input for")?;
         let mut map = Vec::with_capacity(corpus.vocab.len());
         for (id, word) in corpus.vocab.words().iter().enumerate() {
             match vocab.id(word) {
