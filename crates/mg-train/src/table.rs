@@ -245,7 +245,7 @@ fn flatten(report: &Report) -> BTreeMap<String, f64> {
 
 /// Runs `mg-train table`.
 pub fn run_table(args: &TableArgs) -> anyhow::Result<()> {
-    let rows = rows(&args.run_dirs)?;
+    let rows = rows(&unique_runs(&args.run_dirs))?;
     for row in &rows {
         println!(
             "{} ({} run{})",
@@ -263,9 +263,44 @@ pub fn run_table(args: &TableArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The run folders with every one listed more than once (under any spelling of its path)
+/// kept at its first place only, with a warning: a run is one seed, however often it is named.
+fn unique_runs(dirs: &[PathBuf]) -> Vec<PathBuf> {
+    let mut seen = std::collections::HashSet::new();
+    let mut unique = Vec::new();
+    for dir in dirs {
+        let key = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.clone());
+        if seen.insert(key) {
+            unique.push(dir.clone());
+        } else {
+            eprintln!(
+                "warning: {} is listed more than once; it counts once",
+                dir.display()
+            );
+        }
+    }
+    unique
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_run_listed_twice_counts_once() {
+        let root = std::env::temp_dir().join(format!("mg-table-twice-{}", std::process::id()));
+        std::fs::create_dir_all(root.join("a")).unwrap();
+        std::fs::create_dir_all(root.join("b")).unwrap();
+        let dirs = [
+            root.join("a"),
+            root.join("b"),
+            root.join("b/../a"),
+            root.join("a/"),
+            root.join("b"),
+        ];
+        assert_eq!(unique_runs(&dirs), [root.join("a"), root.join("b")]);
+        std::fs::remove_dir_all(&root).ok();
+    }
 
     #[test]
     fn mean_and_sample_deviation() {

@@ -127,6 +127,21 @@ fn copy_configs_are_checked() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// A config that names no task lists every task there is.
+#[test]
+fn a_config_without_a_task_lists_every_task() {
+    let dir = temp_dir("no-task");
+    for text in ["", "[task]\nmap_size = 5\n"] {
+        let c = write(&dir, "empty.toml", text);
+        let err = fails(&["info", &c]);
+        for kind in ["mapping", "copy", "sort", "recall", "babi", "explore"] {
+            assert!(err.contains(&format!("\"{kind}\"")), "{kind} not in {err}");
+        }
+        assert!(err.contains("empty.toml"), "{err}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 /// Two writers on one run directory: the second refuses, naming the first; readers work
 /// beside it.
 #[test]
