@@ -475,16 +475,21 @@ impl<B: MgBackend, C: CheckpointStrategy> MgBackend for Autodiff<B, C> {
         prev_read_weights: FloatTensor<Self>,
     ) -> [FloatTensor<Self>; 3] {
         let inputs = [prev_link, prev_precedence, write_weights, prev_read_weights];
-        let [a, b, c, d] = inputs.each_ref().map(|t| t.primitive.clone());
-        let results = B::mg_dnc_link(a, b, c, d);
         let prep = match DncLinkStep
             .prepare::<C>(inputs.each_ref().map(|t| t.node.clone()))
             .compute_bound()
             .stateful()
         {
             OpsKind::Tracked(prep) => prep,
-            OpsKind::UnTracked(_) => return results.map(Self::from_inner),
+            OpsKind::UnTracked(_) => {
+                // The primitives move on, so that the backend may update a link no one else
+                // holds in place.
+                let [a, b, c, d] = inputs.map(|t| t.primitive);
+                return B::mg_dnc_link(a, b, c, d).map(Self::from_inner);
+            }
         };
+        let [a, b, c, d] = inputs.each_ref().map(|t| t.primitive.clone());
+        let results = B::mg_dnc_link(a, b, c, d);
         let slots = slots::<B>(3);
         // The node's own value is never read (its outputs are the three below it).
         let state = (slots.clone(), inputs.map(|t| t.primitive));

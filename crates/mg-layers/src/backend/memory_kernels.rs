@@ -126,16 +126,29 @@ fn new_link_row<T: Real>(i: usize, row: &[T], precedence: &[T], write: &[T], out
     out[i] = T::ZERO;
 }
 
+/// Row `i` of the new link matrix of one head in place, from the previous row in `out`.
+#[inline(always)]
+fn new_link_row_in_place<T: Real>(i: usize, precedence: &[T], write: &[T], out: &mut [T]) {
+    let w_i = write[i];
+    let keep = T::ONE - w_i;
+    for (o, (&w, &p)) in out.iter_mut().zip(write.iter().zip(precedence)) {
+        *o = (keep - w) * *o + w_i * p;
+    }
+    out[i] = T::ZERO;
+}
+
 /// The link update of one batch row with the moves along the new links (see
 /// `memory::dnc_link`), one pass over each head's matrix: row `i` of `L_t` is made, then
 /// `forward[r, k, i] = ⟨L_t[i, ·], w_r⟩` and `backward[r, k, ·] += w_r[i]·L_t[i, ·]`.
+/// With `link` `None`, `new_link` holds `L_{t−1}` and is updated in place (a row of `L_t`
+/// needs only the same row of `L_{t−1}`).
 ///
 /// Slices: `link`, `new_link` `[k, n, n]`; `precedence`, `write` `[k, n]`; `read` `[r, n]`;
 /// `forward`, `backward` `[r, k, n]`.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn dnc_link<T: Real>(
     s: LinkShape,
-    link: &[T],
+    link: Option<&[T]>,
     precedence: &[T],
     write: &[T],
     read: &[T],
@@ -153,7 +166,10 @@ pub(crate) fn dnc_link<T: Real>(
                 for i in 0..n {
                     let at = (k * n + i) * n;
                     let out = &mut new_link[at..][..n];
-                    new_link_row(i, &link[at..][..n], p, w, out);
+                    match link {
+                        Some(link) => new_link_row(i, &link[at..][..n], p, w, out),
+                        None => new_link_row_in_place(i, p, w, out),
+                    }
                     for r in 0..reads {
                         let w_r = &read[r * n..][..n];
                         let head = (r * heads + k) * n;
@@ -171,11 +187,14 @@ pub(crate) fn dnc_link<T: Real>(
 /// row of `L_t` is made again, its whole gradient `G` gathered (the link's own and the two
 /// moves'), then `∂L = G·((1 − w_i) − w_j)`, `∂w_i += Σ_j G[i, j]·(p_j − L[i, j])`,
 /// `∂w_j −= Σ_i G[i, j]·L[i, j]`, `∂p_j += Σ_i G[i, j]·w_i`. `scratch` holds `3·n` values.
+/// With `link_grad_in_place`, `d_link` holds the link's own gradient on entry (`grad_link`
+/// is then not read) and each of its rows is replaced by `∂L`'s once read.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn dnc_link_backward<T: Real>(
     s: LinkShape,
     [link, precedence, write, read]: [&[T]; 4],
     [grad_link, grad_forward, grad_backward]: [Option<&[T]>; 3],
+    link_grad_in_place: bool,
     mut d_link: Option<&mut [T]>,
     d_precedence: &mut [T],
     d_write: &mut [T],
@@ -200,9 +219,10 @@ pub(crate) fn dnc_link_backward<T: Real>(
                     let at = (k * n + i) * n;
                     let prev = &link[at..][..n];
                     new_link_row(i, prev, p, w, row);
-                    match grad_link {
-                        Some(g) => total.copy_from_slice(&g[at..][..n]),
-                        None => total.fill(T::ZERO),
+                    match (&d_link, grad_link) {
+                        (Some(d), _) if link_grad_in_place => total.copy_from_slice(&d[at..][..n]),
+                        (_, Some(g)) => total.copy_from_slice(&g[at..][..n]),
+                        _ => total.fill(T::ZERO),
                     }
                     for r in 0..reads {
                         let head = (r * heads + k) * n;

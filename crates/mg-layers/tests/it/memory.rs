@@ -6,7 +6,7 @@
 use burn::tensor::{Int, Tensor, TensorData};
 use mg_layers::backend::{dnc_allocation, dnc_link};
 
-use crate::{TestAutodiffBackend as AB, device, f64_supported};
+use crate::{TestAutodiffBackend as AB, TestBackend as B, device, f64_supported};
 
 const EPSILON: f64 = 1e-6;
 
@@ -216,6 +216,19 @@ fn dnc_link_matches_burn_ops_forward_and_backward() {
         {
             let d = rel_diff(&to_vec(a.clone()), &to_vec(b.clone()));
             assert!(d < 10.0 * tol(), "{case} {name}: {d:e}");
+        }
+        // Without autodiff, a link no one else holds is updated in place.
+        let fresh = |t: &Tensor<AB, 3>| Tensor::<B, 3>::from_data(t.to_data(), &device());
+        let own_link = Tensor::<B, 4>::from_data(link.to_data(), &device());
+        let inner = dnc_link(own_link, fresh(&precedence), fresh(&write), fresh(&read));
+        let inner = [inner.link, inner.forward, inner.backward];
+        for (name, (a, b)) in ["link", "forward", "backward"]
+            .into_iter()
+            .zip(inner.iter().zip(&theirs))
+        {
+            let a: Vec<f64> = a.to_data().convert::<f64>().to_vec().unwrap();
+            let d = rel_diff(&a, &to_vec(b.clone()));
+            assert!(d < 10.0 * tol(), "{case} {name} without autodiff: {d:e}");
         }
         let g_ours = loss(ours).backward();
         let g_theirs = loss(theirs).backward();

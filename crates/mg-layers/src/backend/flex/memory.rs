@@ -91,8 +91,8 @@ fn parallel(b: usize, s: LinkShape) -> bool {
 pub(super) fn link(inputs: [FlexTensor; 4]) -> [FlexTensor; 3] {
     let inputs = inputs.map(|t| t.to_contiguous());
     match kernel_dtype(&inputs[0]) {
-        Some(DType::F32) => link_rows::<f32>(&inputs),
-        Some(_) => link_rows::<f64>(&inputs),
+        Some(DType::F32) => link_rows::<f32>(inputs),
+        Some(_) => link_rows::<f64>(inputs),
         None => {
             let [l, p, w, r] = inputs;
             defaults::link::<Flex>(l, p, w, r)
@@ -100,11 +100,26 @@ pub(super) fn link(inputs: [FlexTensor; 4]) -> [FlexTensor; 3] {
     }
 }
 
-fn link_rows<E: Element + Real>(inputs: &[FlexTensor; 4]) -> [FlexTensor; 3] {
+/// The link op over the batch rows. A previous link no one else holds (inference, where the
+/// state is passed on) is updated in place: no new `[b, k, n, n]` buffer to fault in.
+fn link_rows<E: Element + Real>(inputs: [FlexTensor; 4]) -> [FlexTensor; 3] {
     let (b, s) = link_shape(&inputs[0], &inputs[3]);
     let (n, k, r) = (s.slots, s.write_heads, s.read_heads);
-    let [link, precedence, write, read] = inputs.each_ref().map(slice::<E>);
-    let mut new_link = vec![E::ZERO; b * k * n * n];
+    let [mut link, precedence, write, read] = inputs;
+    let (precedence, write, read) = (
+        slice::<E>(&precedence),
+        slice::<E>(&write),
+        slice::<E>(&read),
+    );
+    let len = b * k * n * n;
+    let in_place = link.is_unique() && link.storage::<E>().len() == len;
+    let mut fresh = Vec::new();
+    let (previous, new_link): (Option<&[E]>, &mut [E]) = if in_place {
+        (None, link.storage_mut::<E>())
+    } else {
+        fresh = vec![E::ZERO; len];
+        (Some(slice::<E>(&link)), &mut fresh)
+    };
     let mut forward = vec![E::ZERO; b * r * k * n];
     let mut backward = vec![E::ZERO; b * r * k * n];
     let items: Vec<_> = new_link
@@ -119,7 +134,7 @@ fn link_rows<E: Element + Real>(inputs: &[FlexTensor; 4]) -> [FlexTensor; 3] {
         |(row, ((new_link, forward), backward))| {
             memory_kernels::dnc_link(
                 s,
-                &link[row * k * n * n..][..k * n * n],
+                previous.map(|l| &l[row * k * n * n..][..k * n * n]),
                 &precedence[row * k * n..][..k * n],
                 &write[row * k * n..][..k * n],
                 &read[row * r * n..][..r * n],
@@ -129,8 +144,12 @@ fn link_rows<E: Element + Real>(inputs: &[FlexTensor; 4]) -> [FlexTensor; 3] {
             )
         },
     );
+    let new_link = match in_place {
+        true => link,
+        false => tensor(fresh, [b, k, n, n]),
+    };
     [
-        tensor(new_link, [b, k, n, n]),
+        new_link,
         tensor(forward, [b, r, k, n]),
         tensor(backward, [b, r, k, n]),
     ]
@@ -144,25 +163,37 @@ pub(super) fn link_backward(
     let inputs = inputs.map(|t| t.to_contiguous());
     let grads = grads.map(|g| g.map(|g| g.to_contiguous()));
     match kernel_dtype(&inputs[0]) {
-        Some(DType::F32) => link_backward_rows::<f32>(&inputs, &grads, need),
-        Some(_) => link_backward_rows::<f64>(&inputs, &grads, need),
+        Some(DType::F32) => link_backward_rows::<f32>(&inputs, grads, need),
+        Some(_) => link_backward_rows::<f64>(&inputs, grads, need),
         None => defaults::link_backward::<Flex>(inputs, grads, need),
     }
 }
 
 fn link_backward_rows<E: Element + Real>(
     inputs: &[FlexTensor; 4],
-    grads: &[Option<FlexTensor>; 3],
+    mut grads: [Option<FlexTensor>; 3],
     need: [bool; 4],
 ) -> [Option<FlexTensor>; 4] {
     let (b, s) = link_shape(&inputs[0], &inputs[3]);
     let (n, k, r) = (s.slots, s.write_heads, s.read_heads);
     let [link, precedence, write, read] = inputs.each_ref().map(slice::<E>);
+    let len = b * k * n * n;
+    // The link's gradient, when no one else holds it, becomes the link input's gradient in
+    // place (row by row, each read before it is written).
+    let mut d_link_tensor = match &grads[0] {
+        Some(g) if need[0] && g.is_unique() && g.storage::<E>().len() == len => grads[0].take(),
+        _ => None,
+    };
+    let in_place = d_link_tensor.is_some();
     let [g_link, g_forward, g_backward] = grads.each_ref().map(|g| g.as_ref().map(slice::<E>));
-    let mut d_link = vec![E::ZERO; if need[0] { b * k * n * n } else { 0 }];
+    let mut fresh = vec![E::ZERO; if need[0] && !in_place { len } else { 0 }];
     let mut d_precedence = vec![E::ZERO; b * k * n];
     let mut d_write = vec![E::ZERO; b * k * n];
     let mut d_read = vec![E::ZERO; b * r * n];
+    let d_link: &mut [E] = match d_link_tensor.as_mut() {
+        Some(t) => t.storage_mut::<E>(),
+        None => &mut fresh,
+    };
     let mut d_link_rows: Vec<Option<&mut [E]>> = match need[0] {
         true => d_link.chunks_mut(k * n * n).map(Some).collect(),
         false => (0..b).map(|_| None).collect(),
@@ -196,6 +227,7 @@ fn link_backward_rows<E: Element + Real>(
                         g_forward.map(|g| &g[move_rows(row)]),
                         g_backward.map(|g| &g[move_rows(row)]),
                     ],
+                    in_place,
                     d_link,
                     d_precedence,
                     d_write,
@@ -206,8 +238,12 @@ fn link_backward_rows<E: Element + Real>(
         },
     );
     let [need_link, need_precedence, need_write, need_read] = need;
+    let d_link = match d_link_tensor {
+        Some(t) => Some(t),
+        None => need_link.then(|| tensor(fresh, [b, k, n, n])),
+    };
     [
-        need_link.then(|| tensor(d_link, [b, k, n, n])),
+        d_link,
         need_precedence.then(|| tensor(d_precedence, [b, k, n])),
         need_write.then(|| tensor(d_write, [b, k, n])),
         need_read.then(|| tensor(d_read, [b, r, n])),
