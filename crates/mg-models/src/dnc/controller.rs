@@ -1,8 +1,10 @@
 //! The DNC controller: one LSTM layer in the form of Sonnet 1's `snt.LSTM`.
 
 use burn::module::{Module, Param};
-use burn::tensor::activation::sigmoid;
 use burn::tensor::{Tensor, backend::Backend};
+
+use mg_layers::MgBackend;
+use mg_layers::backend::lstm_step;
 
 use super::init::truncated_normal;
 
@@ -51,7 +53,7 @@ pub(crate) fn controller<B: Backend>(
     }
 }
 
-impl<B: Backend> Controller<B> {
+impl<B: MgBackend> Controller<B> {
     /// Values read per step (the LSTM input, without `h`).
     pub fn d_input(&self) -> usize {
         self.d_input
@@ -103,7 +105,7 @@ impl<B: Backend> Controller<B> {
     }
 }
 
-impl<B: Backend> ControllerWindow<B> {
+impl<B: MgBackend> ControllerWindow<B> {
     /// `x·W_x + b` for many rows at once, e.g. all `T·B` rows of a window.
     ///
     /// # Shapes
@@ -127,17 +129,14 @@ impl<B: Backend> ControllerWindow<B> {
         cell: Tensor<B, 2>,
     ) -> (Tensor<B, 2>, Tensor<B, 2>) {
         let gates = input_gates + recurrent.matmul(self.recurrent_weight.clone());
-        let c = self.d_hidden;
-        let s = sigmoid(gates.clone());
-        let (i, f, o) = (
-            s.clone().narrow(1, 0, c),
-            s.clone().narrow(1, 2 * c, c),
-            s.narrow(1, 3 * c, c),
+        let (batch, c) = (gates.dims()[0], self.d_hidden);
+        // The update as one node: burn's ops on narrowed views would walk each gate element by
+        // element, forward and backward.
+        let (cell, hidden) = lstm_step(
+            gates.reshape([batch, 4 * c, 1, 1]),
+            cell.reshape([batch, c, 1, 1]),
         );
-        let j = gates.narrow(1, c, c).tanh();
-        let cell = f * cell + i * j;
-        let hidden = cell.clone().tanh() * o;
-        (hidden, cell)
+        (hidden.reshape([batch, c]), cell.reshape([batch, c]))
     }
 }
 

@@ -48,6 +48,7 @@ use burn::module::Module;
 use burn::nn::Linear;
 use burn::tensor::{Tensor, backend::Backend};
 use mg_layers::MgBackend;
+use mg_layers::backend::split_steps;
 
 /// Configuration of a [`Dnc`]; build it with [`DncConfig::init`] after [`DncConfig::validate`].
 #[derive(Config, Debug, PartialEq)]
@@ -380,7 +381,8 @@ impl<B: MgBackend> Dnc<B> {
 
         let mut hidden = Vec::with_capacity(steps);
         let mut reads = Vec::with_capacity(steps);
-        for t in 0..steps {
+        let step_gates = split_steps(input_gates, steps);
+        for step_gates in step_gates {
             let recurrent = Tensor::cat(
                 vec![
                     state.read_words.clone().reshape([batch, rw]),
@@ -388,11 +390,7 @@ impl<B: MgBackend> Dnc<B> {
                 ],
                 1,
             );
-            let (h, c) = controller.step_recurrent(
-                input_gates.clone().narrow(0, t * batch, batch),
-                recurrent,
-                state.cell.clone(),
-            );
+            let (h, c) = controller.step_recurrent(step_gates, recurrent, state.cell.clone());
             let (h, c) = (self.clip(h), self.clip(c));
             let xi = h.clone().matmul(interface_weight.clone()) + interface_bias.clone();
             let controls = self.interface.parse(xi);
