@@ -498,3 +498,71 @@ fn bench_follows_the_configs_threads() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// `ask` needs no data files (the vocabulary is built in), answers every question of a story
+/// in order, and refuses a question without a story.
+#[test]
+fn ask_answers_each_question_without_the_data_files() {
+    let dir = temp_dir("ask");
+    let data = dir.join("tasks_1-20_v1-2");
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../mg-data/tests/fixtures/babi/tasks_1-20_v1-2");
+    let copy = std::process::Command::new("cp")
+        .args(["-r", fixtures.to_str().unwrap(), data.to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(copy.success());
+    let config = dir.join("babi.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[task]\nkind = \"babi\"\nvariant = \"en\"\ntasks = [1]\ndata_dir = \"{}\"\n\n\
+             [model]\nlevels = [2, 3]\nchannels = [2, 2]\nhead_channels = [2]\n\n\
+             [train]\nbatch = 2\nwindow = 8\n",
+            data.display()
+        ),
+    )
+    .unwrap();
+    let r = dir.join("run");
+    let rs = r.to_str().unwrap();
+    ok(&[
+        "train",
+        config.to_str().unwrap(),
+        "--run-dir",
+        rs,
+        "--steps",
+        "8",
+    ]);
+    std::fs::remove_dir_all(&data).unwrap();
+    let ask = |story: &str| {
+        let mut child = std::process::Command::new(BIN)
+            .args(["ask", rs])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(story.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let out = ask(
+        "Mary went to the kitchen.\nWhere is Mary?\nJohn went to the garden.\nWhere is John?\n",
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 2);
+    let out = ask("Where is Mary?\n");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("a question with no story before it"),
+        "{stderr}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -306,7 +306,8 @@ impl Babi {
         words: usize,
         device: &B::Device,
     ) -> anyhow::Result<Vec<(String, f32)>> {
-        let corpus = self.corpus()?;
+        // The fixed vocabulary the models are built for: answering needs no data files.
+        let vocab = mg_data::babi::Vocab::v12();
         let mut tokens = Vec::new();
         let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
         let Some(last) = lines.last() else {
@@ -316,8 +317,7 @@ impl Babi {
             // A pasted question line carries `\tanswer\tsupport`: keep the question only.
             let line = line.split('\t').next().unwrap_or("");
             let line = line.trim_start_matches(|c: char| c.is_ascii_digit() || c == ' ');
-            let ids = corpus
-                .vocab
+            let ids = vocab
                 .encode(line)
                 .map_err(|e| anyhow::anyhow!("line {}: {e}", n + 1))?;
             tokens.extend(ids);
@@ -355,7 +355,7 @@ impl Babi {
                 .to_vec()
                 .unwrap_or_default();
             let best = argmax(&p);
-            out.push((corpus.vocab.word(best as u32).to_string(), p[best]));
+            out.push((vocab.word(best as u32).to_string(), p[best]));
             (input, state) = (vec![best as u32], Some(next));
         }
         Ok(out)
