@@ -955,7 +955,7 @@ fn print_records(records: &[BenchRecord], json: bool) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string(r)?);
         } else {
             println!(
-                "{:<26} {} ({} params, {} memory) on {}: batch {:>3}, {:>2} steps: median {:>9.2} ms (min {:.2}){}",
+                "{:<26} {} ({} params, {} memory) on {}: batch {:>3}, {:>2} steps: median {:>9.2} ms (min {:.2}){}{}",
                 r.bench,
                 r.model,
                 r.params,
@@ -966,7 +966,8 @@ fn print_records(records: &[BenchRecord], json: bool) -> anyhow::Result<()> {
                 r.median_ms,
                 r.min_ms,
                 r.peak_mib
-                    .map_or(String::new(), |m| format!(", peak +{m:.0} MiB"))
+                    .map_or(String::new(), |m| format!(", peak +{m:.0} MiB")),
+                r.throughput_text()
             );
         }
     }

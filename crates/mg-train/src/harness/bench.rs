@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::experiment::LossReduction;
 use super::optim::{OptimizerJob, with_optimizer};
-use super::task::Task;
+use super::task::{Task, WindowLoss};
 use super::train::{ExperimentOf, on_shards, shard_sizes, train_step};
 
 /// One benchmark result, printed as a JSON line.
@@ -49,12 +49,39 @@ pub struct BenchRecord {
     /// (CPU backends on Linux, the first path timed in the process only; absent elsewhere).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub peak_mib: Option<f64>,
+    /// Training windows of a task with epochs (bAbI): words read per second, padding left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub words_per_s: Option<f64>,
+    /// Training windows of a task with epochs: seconds of one training epoch at this batch
+    /// size, from the median window's time per time step and the time steps of the epoch's
+    /// batches (each as long as its longest sequence).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch_s: Option<f64>,
     /// Loss of the first, untimed call (summed over the window): for a training window, of
     /// the starting weights from the zero state; for an inference step, of the weights after
     /// the training windows. Equal weights and data give equal losses on every backend, up
     /// to rounding.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub loss: Option<f64>,
+}
+
+impl BenchRecord {
+    /// The throughput figures for a terminal (`, 812 words/s, epoch 3.1 min`); empty when the
+    /// record has none.
+    pub fn throughput_text(&self) -> String {
+        let mut text = String::new();
+        if let Some(w) = self.words_per_s {
+            text += &format!(", {w:.0} words/s");
+        }
+        if let Some(s) = self.epoch_s {
+            text += &match s {
+                s if s < 120.0 => format!(", epoch {s:.1} s"),
+                s if s < 7200.0 => format!(", epoch {:.1} min", s / 60.0),
+                s => format!(", epoch {:.2} h", s / 3600.0),
+            };
+        }
+        text
+    }
 }
 
 fn one() -> usize {
@@ -235,12 +262,15 @@ impl<T: Task, B: MgBackend> OptimizerJob<Autodiff<B>, T::TrainModel<B>> for Timi
                     repeats: options.repeats,
                     threads,
                     peak_mib,
+                    words_per_s: None,
+                    epoch_s: None,
                     loss,
                 }
             };
         let mut records = Vec::new();
         let data = task.batch(config.train.seed, 0, options.batch)?;
         let steps = task.window_len(&data, options.steps);
+        let epoch = task.epoch_size(&data, steps, config.train.seed)?;
         let threads = options
             .threads
             .unwrap_or(config.train.threads.min(options.batch))
@@ -315,14 +345,20 @@ impl<T: Task, B: MgBackend> OptimizerJob<Autodiff<B>, T::TrainModel<B>> for Timi
                 1 => "train_window".to_string(),
                 _ => format!("train_window_{}_path", path.name()),
             };
-            records.push(record(
+            let mut window = record(
                 name,
                 (options.batch, threads),
                 steps,
                 timing,
                 peak_mib,
                 first_loss,
-            ));
+            );
+            if let Some(epoch) = &epoch {
+                let seconds = timing.0 / 1e3;
+                window.words_per_s = Some(epoch.words as f64 / seconds);
+                window.epoch_s = Some(seconds * epoch.steps as f64 / steps.max(1) as f64);
+            }
+            records.push(window);
         }
         if options.inference {
             let valid = model.valid();
@@ -342,22 +378,34 @@ impl<T: Task, B: MgBackend> OptimizerJob<Autodiff<B>, T::TrainModel<B>> for Timi
                 let mut states: Vec<Option<T::State<B>>> = windows.iter().map(|_| None).collect();
                 let mut first_loss = None;
                 let path = task.paths()[0];
+                // A loss that needs every shard's output is scored after the forward passes.
+                let coupled = parts > 1 && task.couples_shards();
                 let timing = time(options.repeats, || {
                     let work: Vec<_> = windows
                         .iter()
                         .zip(std::mem::take(&mut states))
                         .map(|(window, state)| (valid.clone(), window, state))
                         .collect();
-                    let results = on_shards(work, |(model, window, state)| {
-                        let (output, next) = task.forward(&model, window, state, path);
-                        // Reading the loss back waits for the device.
-                        let loss = task.loss(output, window, LossReduction::Sum).loss;
-                        let loss: f64 = loss.into_scalar().elem();
-                        (loss, next)
-                    });
-                    let loss: f64 = results.iter().map(|r| r.0).sum();
+                    // Reading the loss back waits for the device.
+                    let scalar = |l: WindowLoss<B>| -> f64 { l.loss.into_scalar().elem() };
+                    let (loss, next): (f64, Vec<_>) = if coupled {
+                        let results = on_shards(work, |(model, window, state)| {
+                            task.forward(&model, window, state, path)
+                        });
+                        let (outputs, next): (Vec<_>, Vec<_>) = results.into_iter().unzip();
+                        let refs: Vec<&T::Window<B>> = windows.iter().collect();
+                        let losses = task.shard_losses(outputs, &refs, LossReduction::Sum);
+                        (losses.into_iter().map(scalar).sum(), next)
+                    } else {
+                        let results = on_shards(work, |(model, window, state)| {
+                            let (output, next) = task.forward(&model, window, state, path);
+                            (scalar(task.loss(output, window, LossReduction::Sum)), next)
+                        });
+                        let loss = results.iter().map(|r| r.0).sum();
+                        (loss, results.into_iter().map(|r| r.1).collect())
+                    };
                     first_loss.get_or_insert(loss);
-                    states = results.into_iter().map(|r| Some(r.1)).collect();
+                    states = next.into_iter().map(Some).collect();
                 });
                 let record = record(
                     "inference_step".into(),

@@ -21,5 +21,5 @@ pub use checkpoint::{Progress, RunDir, RunLock};
 pub use experiment::{
     EvalConfig, Experiment, LossReduction, OptimizerKind, PathChoice, TEST_SEED, TrainConfig,
 };
-pub use task::{EvalRequest, ForeignNames, ForwardPath, ModelInfo, Task, WindowLoss};
+pub use task::{EpochSize, EvalRequest, ForeignNames, ForwardPath, ModelInfo, Task, WindowLoss};
 pub use train::{ExperimentOf, TrainOptions};

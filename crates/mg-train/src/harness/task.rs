@@ -70,6 +70,17 @@ impl<B: MgBackend> WindowLoss<B> {
     }
 }
 
+/// A timed training window in a task's own terms, and the size of a training epoch, for
+/// `bench`'s throughput figures.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EpochSize {
+    /// Words (the task's input tokens, padding left out) the window reads.
+    pub words: usize,
+    /// Time steps of the batches of one training epoch at the window's batch size, summed (a
+    /// batch runs as many steps as its longest sequence).
+    pub steps: u64,
+}
+
 /// What an evaluation is asked to do.
 #[derive(Clone, Debug)]
 pub struct EvalRequest {
@@ -106,7 +117,7 @@ pub trait Task: Sized + Send + Sync + 'static {
     /// Tensors of one window (inputs and targets) on `B`.
     type Window<B: MgBackend>: Send + Sync;
     /// What the model produces for a window.
-    type Output<B: MgBackend>;
+    type Output<B: MgBackend>: Send;
     /// Host-side data of one batch of sequences.
     type Batch: Send;
     /// The evaluation report, written to `eval.json`.
@@ -150,9 +161,46 @@ pub trait Task: Sized + Send + Sync + 'static {
     /// A task that splits promises that its windows, losses and states split with the batch:
     /// every tensor of [`Task::state_to_tensors`] has the batch as its first dimension, and a
     /// window's summed loss (or, with a mean loss, its units-weighted mean) over the parts is the
-    /// loss of the whole batch.
+    /// loss of the whole batch. A part keeps the whole batch's [`Task::sequence_len`], so that
+    /// the parts' windows and carried states stay in step.
     fn split_batch(&self, _batch: &Self::Batch, _sizes: &[usize]) -> Option<Vec<Self::Batch>> {
         None
+    }
+
+    /// Whether a shard's loss depends on the other shards' outputs (a figure of the whole
+    /// batch, such as a normalisation), so that [`Task::shard_losses`] must see every shard's
+    /// output at once. False by default: each shard is scored alone, on its own thread.
+    fn couples_shards(&self) -> bool {
+        false
+    }
+
+    /// The losses of a window's shards, one per output and window, in batch order. The default
+    /// scores each shard alone with [`Task::loss`]; a task whose [`Task::couples_shards`] is
+    /// true computes the whole batch's figures here first, so that the shards' losses add up
+    /// (as [`Task::split_batch`] describes) to the whole batch's.
+    fn shard_losses<B: MgBackend>(
+        &self,
+        outputs: Vec<Self::Output<B>>,
+        windows: &[&Self::Window<B>],
+        reduction: LossReduction,
+    ) -> Vec<WindowLoss<B>> {
+        outputs
+            .into_iter()
+            .zip(windows)
+            .map(|(output, window)| self.loss(output, window, reduction))
+            .collect()
+    }
+
+    /// For `bench`: the words of time steps `0..steps` of `batch`, and one training epoch in
+    /// batches of `batch`'s size drawn with `seed`; `None` for a task without epochs (data
+    /// drawn afresh for every batch).
+    fn epoch_size(
+        &self,
+        _batch: &Self::Batch,
+        _steps: usize,
+        _seed: u64,
+    ) -> anyhow::Result<Option<EpochSize>> {
+        Ok(None)
     }
 
     /// Time steps of a batch; when a window reaches it, the sequences end.

@@ -20,7 +20,7 @@ use super::experiment::{Experiment, LossReduction, resolve_path};
 use super::metrics::{MetricsLine, plot_metrics, truncate_metrics};
 use super::optim::{OptimizerJob, clip_global_norm, linear_lr, scale_grads, with_optimizer};
 use super::progress::Progress as Bar;
-use super::task::{ForwardPath, Task};
+use super::task::{ForwardPath, Task, WindowLoss};
 
 /// The checkpoint file format.
 pub type Rec = BinFileRecorder<FullPrecisionSettings>;
@@ -89,6 +89,85 @@ type ShardResult<T, B> = (
     <T as Task>::State<Autodiff<B>>,
 );
 
+/// The result of a window's forward and backward passes, before clipping and the update.
+pub struct WindowGradients<S> {
+    /// The window's loss: the shards' losses summed (or, for a mean loss, their units-weighted
+    /// mean).
+    pub loss: f64,
+    /// Units the loss covers.
+    pub units: f64,
+    /// The task's figures of the window, averaged over the shards with the units as weights.
+    pub metrics: Vec<(&'static str, f64)>,
+    /// The gradients of the whole batch.
+    pub grads: GradientsParams,
+    /// The state after the window (attached to the graph), one per shard.
+    pub states: Vec<S>,
+}
+
+/// Forward and backward passes of one window, on one shard or on several (see
+/// [`train_step`]): the loss and the gradients of the whole batch, up to rounding.
+///
+/// A task whose shards' losses depend on one another ([`Task::couples_shards`]) runs the
+/// forward passes on the shards' threads, then [`Task::shard_losses`] on every output at
+/// once, then the backward passes on the shards' threads again.
+pub fn window_gradients<T: Task, B: MgBackend>(
+    task: &T,
+    model: &T::TrainModel<B>,
+    shards: Vec<Shard<'_, T, B>>,
+    path: ForwardPath,
+    reduction: LossReduction,
+) -> WindowGradients<T::State<Autodiff<B>>> {
+    let backward = |model: &T::TrainModel<B>, scored: WindowLoss<Autodiff<B>>| {
+        let loss: f64 = scored.loss.clone().into_scalar().elem();
+        let grads = GradientsParams::from_grads(scored.loss.backward(), model);
+        (loss, scored.units, scored.metrics, grads)
+    };
+    let run = |model: &T::TrainModel<B>, (window, state): Shard<'_, T, B>| -> ShardResult<T, B> {
+        let (output, next) = task.forward(T::as_model(model), window, state, path);
+        let (loss, units, metrics, grads) = backward(model, task.loss(output, window, reduction));
+        (loss, units, metrics, grads, next)
+    };
+    let results: Vec<ShardResult<T, B>> = if shards.len() == 1 {
+        shards.into_iter().map(|shard| run(model, shard)).collect()
+    } else {
+        if has_lazy_params::<Autodiff<B>, _>(model) {
+            // burn initialises parameters on first use, and a copy of an uninitialised one
+            // initialises on its own: a forward pass here draws the initial weights in the order
+            // one thread would, before the copies are made.
+            let (window, state) = &shards[0];
+            drop(task.forward(T::as_model(model), *window, state.clone(), path));
+        }
+        let device = model.devices().into_iter().next();
+        let fork = || match &device {
+            Some(device) => model.clone().fork(device),
+            None => model.clone(),
+        };
+        let work: Vec<_> = shards.into_iter().map(|shard| (fork(), shard)).collect();
+        if task.couples_shards() {
+            let windows: Vec<&T::Window<Autodiff<B>>> = work.iter().map(|(_, s)| s.0).collect();
+            let forwards = on_shards(work, |(copy, (window, state))| {
+                let (output, next) = task.forward(T::as_model(&copy), window, state, path);
+                (copy, output, next)
+            });
+            let mut outputs = Vec::with_capacity(forwards.len());
+            let mut rest = Vec::with_capacity(forwards.len());
+            for (copy, output, next) in forwards {
+                outputs.push(output);
+                rest.push((copy, next));
+            }
+            let losses = task.shard_losses(outputs, &windows, reduction);
+            let work: Vec<_> = rest.into_iter().zip(losses).collect();
+            on_shards(work, |((copy, next), scored)| {
+                let (loss, units, metrics, grads) = backward(&copy, scored);
+                (loss, units, metrics, grads, next)
+            })
+        } else {
+            on_shards(work, |(copy, shard)| run(&copy, shard))
+        }
+    };
+    combine::<T, B>(model, results, reduction)
+}
+
 /// One training window: forward, loss, backward, clipping, a check that loss and gradient
 /// norm are finite, and only then the update. Returns the updated model, or the unchanged one
 /// with [`Diverged`].
@@ -109,32 +188,13 @@ pub fn train_step<T: Task, B: MgBackend, O: Optimizer<T::TrainModel<B>, Autodiff
     clip_norm: f64,
     reduction: LossReduction,
 ) -> StepOutcome<T, B> {
-    let run = |model: &T::TrainModel<B>, (window, state): Shard<'_, T, B>| -> ShardResult<T, B> {
-        let (output, next) = task.forward(T::as_model(model), window, state, path);
-        let scored = task.loss(output, window, reduction);
-        let loss: f64 = scored.loss.clone().into_scalar().elem();
-        let grads = GradientsParams::from_grads(scored.loss.backward(), model);
-        (loss, scored.units, scored.metrics, grads, next)
-    };
-    let results: Vec<ShardResult<T, B>> = if shards.len() == 1 {
-        shards.into_iter().map(|shard| run(&model, shard)).collect()
-    } else {
-        if has_lazy_params::<Autodiff<B>, _>(&model) {
-            // burn initialises parameters on first use, and a copy of an uninitialised one
-            // initialises on its own: a forward pass here draws the initial weights in the order
-            // one thread would, before the copies are made.
-            let (window, state) = &shards[0];
-            drop(task.forward(T::as_model(&model), *window, state.clone(), path));
-        }
-        let device = model.devices().into_iter().next();
-        let fork = || match &device {
-            Some(device) => model.clone().fork(device),
-            None => model.clone(),
-        };
-        let work: Vec<_> = shards.into_iter().map(|shard| (fork(), shard)).collect();
-        on_shards(work, |(copy, shard)| run(&copy, shard))
-    };
-    let (loss, units, metrics, mut grads, states) = combine::<T, B>(&model, results, reduction);
+    let WindowGradients {
+        loss,
+        units,
+        metrics,
+        mut grads,
+        states,
+    } = window_gradients(task, &model, shards, path, reduction);
     let grad_norm = clip_global_norm(&model, &mut grads, clip_norm);
     if !loss.is_finite() || !grad_norm.is_finite() {
         return (model, Err(Diverged { loss, grad_norm }));
@@ -207,21 +267,20 @@ fn has_lazy_params<B: burn::tensor::backend::Backend, M: Module<B>>(module: &M) 
 /// The shards' results as one window's: losses summed (or, for a mean loss, averaged with the
 /// shards' units as weights, and the gradients scaled alike), gradients summed in shard order,
 /// task figures averaged with the units as weights.
-#[allow(clippy::type_complexity)]
 fn combine<T: Task, B: MgBackend>(
     model: &T::TrainModel<B>,
     results: Vec<ShardResult<T, B>>,
     reduction: LossReduction,
-) -> (
-    f64,
-    f64,
-    Vec<(&'static str, f64)>,
-    GradientsParams,
-    Vec<T::State<Autodiff<B>>>,
-) {
+) -> WindowGradients<T::State<Autodiff<B>>> {
     if results.len() == 1 {
         let (loss, units, metrics, grads, state) = results.into_iter().next().expect("a shard");
-        return (loss, units, metrics, grads, vec![state]);
+        return WindowGradients {
+            loss,
+            units,
+            metrics,
+            grads,
+            states: vec![state],
+        };
     }
     let units: f64 = results.iter().map(|r| r.1).sum();
     let weight = |u: f64| {
@@ -254,7 +313,13 @@ fn combine<T: Task, B: MgBackend>(
         acc.accumulate::<Autodiff<B>>(model, grads);
         states.push(state);
     }
-    (loss, units, metrics, acc.grads(), states)
+    WindowGradients {
+        loss,
+        units,
+        metrics,
+        grads: acc.grads(),
+        states,
+    }
 }
 
 /// Sizes of `parts` consecutive shards of `n` sequences: as equal as they can be, the longer
