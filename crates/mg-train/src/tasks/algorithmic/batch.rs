@@ -69,6 +69,46 @@ pub struct AlgoBatch {
     pub meta: Vec<SequenceMeta>,
 }
 
+impl AlgoBatch {
+    /// Sequences `start..start + count` of the batch, laid out as a batch of their own.
+    pub fn shard(&self, start: usize, count: usize) -> AlgoBatch {
+        let b = self.batch;
+        AlgoBatch {
+            batch: count,
+            len: self.len,
+            answers: self.answers,
+            items: self
+                .items
+                .iter()
+                .map(|v| rows_of(v, self.len, b, start, count))
+                .collect(),
+            query: self
+                .query
+                .iter()
+                .map(|v| rows_of(v, 1, b, start, count))
+                .collect(),
+            flat: rows_of(&self.flat, self.flat_steps, b, start, count),
+            flat_steps: self.flat_steps,
+            bits: rows_of(&self.bits, self.answers, b, start, count),
+            labels: rows_of(&self.labels, self.answers, b, start, count),
+            meta: self.meta[start..start + count].to_vec(),
+        }
+    }
+}
+
+/// Rows `start..start + count` of every one of `groups` consecutive groups of `batch` rows
+/// (time- or answer-major data, `[groups·batch, …]`); the row width follows from the length.
+fn rows_of<T: Clone>(v: &[T], groups: usize, batch: usize, start: usize, count: usize) -> Vec<T> {
+    if v.is_empty() {
+        return Vec::new();
+    }
+    let width = v.len() / (groups * batch);
+    (0..groups)
+        .flat_map(|g| &v[(g * batch + start) * width..(g * batch + start + count) * width])
+        .cloned()
+        .collect()
+}
+
 /// What a picture needs to know about one sequence.
 #[derive(Clone, Debug, Default)]
 pub struct SequenceMeta {
@@ -423,6 +463,29 @@ mod tests {
         for (a, &i) in order.iter().enumerate() {
             let item = &b.flat[(i * 2 + s) * width..(i * 2 + s) * width + 5];
             assert_eq!(&b.bits[(a * 2 + s) * 5..(a * 2 + s) * 5 + 5], item);
+        }
+    }
+
+    /// A shard of a batch is the batch its sequences would make on their own, in both layouts
+    /// and for both problems.
+    #[test]
+    fn shards_are_the_batches_of_their_sequences() {
+        for problem in [Problem::Sort, Problem::Recall] {
+            for layout in [Layout::Grid, Layout::Flat] {
+                let builder = builder(problem, layout);
+                let whole = builder.build(5, 10, 5, 2);
+                let shard = whole.shard(2, 2);
+                let alone = builder.build(5, 12, 2, 2);
+                assert_eq!(shard.batch, 2);
+                assert_eq!(shard.items, alone.items, "{problem:?} {layout:?}");
+                assert_eq!(shard.query, alone.query);
+                assert_eq!(shard.flat, alone.flat);
+                assert_eq!(shard.bits, alone.bits);
+                assert_eq!(shard.labels, alone.labels);
+                let queries =
+                    |b: &AlgoBatch| b.meta.iter().map(|m| m.query_index).collect::<Vec<_>>();
+                assert_eq!(queries(&shard), queries(&alone));
+            }
         }
     }
 

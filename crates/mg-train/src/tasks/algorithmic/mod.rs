@@ -33,7 +33,9 @@ use crate::harness::progress::Progress;
 use crate::harness::{
     EvalRequest, Experiment, ExperimentOf, ForwardPath, LossReduction, ModelInfo, Task, WindowLoss,
 };
-use crate::model_config::{ModelConfig, ModelKind, check_bound, describe_dnc, describe_writer};
+use crate::model_config::{
+    ModelConfig, ModelKind, NormChoice, check_bound, describe_dnc, describe_writer,
+};
 
 /// What the sequences are made of.
 #[derive(Deserialize, Serialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -341,6 +343,16 @@ impl<const SORT: bool> Algorithmic<SORT> {
             },
             query_per_batch: s.query == Some(QueryDraw::Batch),
         };
+        if let Some(norm) = config.model.norm.filter(|&n| n != NormChoice::None)
+            && multigrid
+            && config.train.threads > 1
+        {
+            let name = serde_json::to_string(&norm).unwrap_or_default();
+            bail!(
+                "train.threads: {}; model.norm = {name} normalises with statistics of the whole                  batch, which a shard of it does not have, so this model trains on one thread                  (set train.threads = 1)",
+                config.train.threads
+            );
+        }
         if config.train.window < shape.steps() {
             bail!(
                 "train.window: {}; these models read whole sequences, so the window must hold all {} steps",
@@ -452,6 +464,22 @@ impl<const SORT: bool> Task for Algorithmic<SORT> {
         Ok(self
             .builder(false)?
             .build(seed, index * size as u64, size, index))
+    }
+
+    /// Consecutive sequences of the batch. The loss adds up over sequences (a mean loss over
+    /// answer bits or answers, which every sequence has as many of); `new` refuses several
+    /// threads for a model with batch norm, whose statistics are the whole batch's.
+    fn split_batch(&self, batch: &AlgoBatch, sizes: &[usize]) -> Option<Vec<AlgoBatch>> {
+        let mut start = 0;
+        let shards = sizes
+            .iter()
+            .map(|&count| {
+                let shard = batch.shard(start, count);
+                start += count;
+                shard
+            })
+            .collect();
+        Some(shards)
     }
 
     fn sequence_len(&self, _batch: &AlgoBatch) -> usize {

@@ -144,39 +144,62 @@ fn tiny_models_learn_recall_and_sort() {
     assert!(error < 0.15, "sort bit error {error}");
 }
 
-/// A task that does not split its batches refuses `train.threads` above 1, naming the setting.
+/// The MNIST fixture of mg-data (a few images of each split).
+fn mnist_fixture() -> String {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../mg-data/tests/fixtures/mnist");
+    format!("{:?}", dir.display().to_string())
+}
+
+/// Sort and recall, on vectors and on MNIST digits, by a multigrid model and a DNC, with a
+/// summed and a mean loss: a batch of 3 cut into shards of 2 and 1 gives the loss and
+/// gradients of the whole batch.
 #[test]
-fn tasks_without_shards_refuse_threads() {
-    let text =
-        format!("[task]\nkind = \"recall\"\nlen = 3\ndim = 4\n{TINY}batch = 4\nthreads = 2\n");
+fn shards_give_the_whole_batch_s_gradients() {
+    use crate::harness::testing::assert_shards_match;
+    let mg = "[model]\nlevels = [1, 2]\nchannels = [2, 2]\ntail_channels = 2\n";
+    let dnc = "[model]\nkind = \"dnc\"\ncontroller = 4\nmemory_slots = 3\nword_size = 2\n\
+               read_heads = 1\n";
+    let mnist = format!(
+        "items = \"mnist\"\nscales = [3]\npixels = \"unit\"\nmnist_dir = {}\n",
+        mnist_fixture()
+    );
+    fn check<T: Task>(text: &str) {
+        let config = ExperimentOf::<T>::parse(text).unwrap();
+        let task = T::new(&config).unwrap_or_else(|e| panic!("{e:#}\n{text}"));
+        assert_eq!(assert_shards_match(&task, &config, &[2, 1], 1).0, 1);
+    }
+    for items in ["dim = 3\n", &mnist] {
+        for model in [mg, dnc] {
+            for loss in ["sum", "mean"] {
+                let train = format!("[train]\nbatch = 3\nwindow = 6\nloss = \"{loss}\"\n");
+                check::<Sort>(&format!(
+                    "[task]\nkind = \"sort\"\nlen = 2\n{items}{model}{train}"
+                ));
+                check::<Recall>(&format!(
+                    "[task]\nkind = \"recall\"\nlen = 3\n{items}{model}{train}"
+                ));
+            }
+        }
+    }
+}
+
+/// A model with batch norm normalises with the whole batch's statistics, so it refuses
+/// `train.threads` above 1, naming the settings.
+#[test]
+fn batch_norm_refuses_threads() {
+    let text = format!(
+        "[task]\nkind = \"recall\"\nlen = 3\ndim = 4\n{}norm = \"batch-pooled\"\n\
+         [train]\nwindow = 12\nbatch = 4\nthreads = 2\n",
+        TINY.replace("[train]\nwindow = 12\n", "")
+    );
     let config = ExperimentOf::<Recall>::parse(&text).unwrap();
-    let t = Recall::new(&config).unwrap();
-    let root = std::env::temp_dir().join(format!("mg-recall-threads-{}", std::process::id()));
-    std::fs::remove_dir_all(&root).ok();
-    let run = crate::harness::RunDir::new(root.clone());
-    let options = crate::harness::TrainOptions {
-        total_steps: 24,
-        resume: false,
-        from: None,
-        max_seconds: None,
-        on_cpu: true,
-        show_progress: false,
-    };
-    let err = {
-        let _turn = crate::SEEDED.lock().unwrap_or_else(|e| e.into_inner());
-        crate::harness::train::train::<Recall, burn::backend::Flex>(
-            Default::default(),
-            &t,
-            &config,
-            &run,
-            &options,
-        )
-        .unwrap_err()
-    };
-    let message = format!("{err:#}");
+    let message = format!("{:#}", Recall::new(&config).unwrap_err());
     assert!(
-        message.contains("train.threads = 2") && message.contains("set train.threads = 1"),
+        message.contains("train.threads: 2")
+            && message.contains("model.norm = \"batch-pooled\"")
+            && message.contains("set train.threads = 1"),
         "{message}"
     );
-    std::fs::remove_dir_all(&root).ok();
+    let one = text.replace("threads = 2", "threads = 1");
+    Recall::new(&ExperimentOf::<Recall>::parse(&one).unwrap()).unwrap();
 }
