@@ -2,6 +2,9 @@
 //! pattern, then the number of repeats; the DNC writes the pattern that many times and an end
 //! marker. Loss: the reference's masked sigmoid cross-entropy (summed, divided by the batch
 //! size); evaluation: the fraction of wrong bits and of sequences with any wrong bit.
+//! A batch splits into shards of consecutive sequences (`[train] threads`): each keeps the
+//! whole batch's length and divides by the whole batch's size, so that the shards' losses add
+//! up to the batch's.
 
 use mg_layers::MgBackend;
 use std::ops::Range;
@@ -55,13 +58,48 @@ pub struct Copy {
     dnc: DncConfig,
 }
 
+/// A batch of sequences, or a shard of one.
+#[derive(Clone, Debug)]
+pub struct CopyBatch {
+    /// The sequences, time-major, padded to the whole batch's longest.
+    pub data: RepeatCopyBatch,
+    /// Sequences of the whole batch, which the summed loss is divided by.
+    pub whole: usize,
+}
+
+impl CopyBatch {
+    /// Sequences `start..start + count`, with the whole batch's steps and size.
+    fn shard(&self, start: usize, count: usize) -> Self {
+        let d = &self.data;
+        let b = d.batch_size;
+        let rows = |v: &[f32]| -> Vec<f32> {
+            let width = v.len() / (d.steps * b).max(1);
+            (0..d.steps)
+                .flat_map(|t| &v[(t * b + start) * width..(t * b + start + count) * width])
+                .copied()
+                .collect()
+        };
+        Self {
+            data: RepeatCopyBatch {
+                observations: rows(&d.observations),
+                targets: rows(&d.targets),
+                mask: rows(&d.mask),
+                steps: d.steps,
+                batch_size: count,
+            },
+            whole: self.whole,
+        }
+    }
+}
+
 /// The tensors of one window, time-major rows.
 pub struct CopyWindow<B: MgBackend> {
     observations: Tensor<B, 2>,
     targets: Tensor<B, 2>,
     mask: Tensor<B, 2>,
     steps: usize,
-    batch: usize,
+    /// Sequences of the whole batch (the summed loss's divisor).
+    whole: usize,
     scored_bits: f64,
 }
 
@@ -83,20 +121,24 @@ pub struct CopyReport {
 }
 
 impl Copy {
-    fn test_batch(&self, range: Range<usize>) -> RepeatCopyBatch {
+    fn test_batch(&self, range: Range<usize>) -> CopyBatch {
         let seed = self.config.eval.seed;
         let samples: Vec<_> = range.map(|k| self.data.sample(seed, k as u64)).collect();
-        self.data.collate(&samples)
+        let data = self.data.collate(&samples);
+        CopyBatch {
+            whole: data.batch_size,
+            data,
+        }
     }
 
     /// Logits of a whole batch, on the host.
     fn infer<B: MgBackend>(
         &self,
         model: &Dnc<B>,
-        batch: &RepeatCopyBatch,
+        batch: &CopyBatch,
         device: &B::Device,
     ) -> Vec<f32> {
-        let window = self.window::<B>(batch, 0..batch.steps, device);
+        let window = self.window::<B>(batch, 0..batch.data.steps, device);
         let (logits, _) = self.forward(model, &window, None, ForwardPath::Window);
         logits
             .into_data()
@@ -116,7 +158,7 @@ impl Task for Copy {
     type State<B: MgBackend> = DncState<B>;
     type Window<B: MgBackend> = CopyWindow<B>;
     type Output<B: MgBackend> = Tensor<B, 2>;
-    type Batch = RepeatCopyBatch;
+    type Batch = CopyBatch;
     type Report = CopyReport;
 
     fn new(config: &Experiment<CopySettings, ModelConfig>) -> anyhow::Result<Self> {
@@ -178,20 +220,37 @@ impl Task for Copy {
         model
     }
 
-    fn batch(&self, seed: u64, index: u64, size: usize) -> anyhow::Result<RepeatCopyBatch> {
-        Ok(self.data.batch(seed, index, size))
+    fn batch(&self, seed: u64, index: u64, size: usize) -> anyhow::Result<CopyBatch> {
+        Ok(CopyBatch {
+            data: self.data.batch(seed, index, size),
+            whole: size,
+        })
     }
 
-    fn sequence_len(&self, batch: &RepeatCopyBatch) -> usize {
-        batch.steps
+    fn split_batch(&self, batch: &CopyBatch, sizes: &[usize]) -> Option<Vec<CopyBatch>> {
+        let mut start = 0;
+        let shards = sizes
+            .iter()
+            .map(|&count| {
+                let shard = batch.shard(start, count);
+                start += count;
+                shard
+            })
+            .collect();
+        Some(shards)
+    }
+
+    fn sequence_len(&self, batch: &CopyBatch) -> usize {
+        batch.data.steps
     }
 
     fn window<B: MgBackend>(
         &self,
-        batch: &RepeatCopyBatch,
+        batch: &CopyBatch,
         steps: Range<usize>,
         device: &B::Device,
     ) -> CopyWindow<B> {
+        let (whole, batch) = (batch.whole, &batch.data);
         let b = batch.batch_size;
         let rows = steps.len() * b;
         let (x, y) = (self.data.observation_size(), self.data.target_size());
@@ -211,7 +270,7 @@ impl Task for Copy {
             ),
             mask: Tensor::from_data(TensorData::new(mask, [rows, 1]), device),
             steps: steps.len(),
-            batch: b,
+            whole,
             scored_bits,
         }
     }
@@ -234,7 +293,7 @@ impl Task for Copy {
     ) -> WindowLoss<B> {
         let per_bit = super::losses::sigmoid_cross_entropy(logits, window.targets.clone());
         let masked = (per_bit.sum_dim(1) * window.mask.clone()).sum();
-        let batch = window.batch as f64;
+        let batch = window.whole as f64;
         match reduction {
             LossReduction::Sum => WindowLoss::new(masked / batch, window.scored_bits / batch),
             LossReduction::Mean => {
@@ -274,6 +333,7 @@ impl Task for Copy {
             let end = (first + self.config.eval.batch).min(n);
             let batch = self.test_batch(first..end);
             let logits = self.infer(model, &batch, device);
+            let batch = &batch.data;
             let b = batch.batch_size;
             for s in 0..b {
                 let mut any = false;
@@ -336,6 +396,7 @@ impl Task for Copy {
             .map_err(|e| anyhow::anyhow!("creating {}: {e}", out.display()))?;
         let batch = self.test_batch(index..index + 1);
         let logits = self.infer(model, &batch, device);
+        let batch = &batch.data;
         let prob: Vec<f32> = logits.iter().map(|&l| 1.0 / (1.0 + (-l).exp())).collect();
         let (steps, x, y) = (
             batch.steps,
@@ -369,5 +430,31 @@ impl Task for Copy {
         let path = out.join("sequence.png");
         canvas.save_png(&path)?;
         Ok(vec![path])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::harness::testing::assert_shards_match;
+
+    /// A batch of 3 sequences of different lengths cut into shards of 2 and 1 gives the loss
+    /// and gradients of the whole batch, window by window with the DNC's state carried, with
+    /// the reference's loss (divided by the batch size) and a mean loss.
+    #[test]
+    fn shards_give_the_whole_batch_s_gradients() {
+        for loss in ["sum", "mean"] {
+            let text = format!(
+                "[task]\nkind = \"copy\"\nnum_bits = 3\nmin_length = 1\nmax_length = 3\n\
+                 min_repeats = 1\nmax_repeats = 2\n\
+                 [model]\nkind = \"dnc\"\ncontroller = 4\nmemory_slots = 3\nword_size = 2\n\
+                 read_heads = 2\n\
+                 [train]\nbatch = 3\nwindow = 4\nloss = \"{loss}\"\n"
+            );
+            let config = ExperimentOf::<Copy>::parse(&text).unwrap();
+            let task = Copy::new(&config).unwrap();
+            let (windows, carried) = assert_shards_match(&task, &config, &[2, 1], 2);
+            assert!(carried > 0 && windows > carried, "{windows} windows");
+        }
     }
 }
