@@ -168,21 +168,47 @@ impl Corpus {
     /// chunks of `BUCKET` (32) batches that are sorted by length, with the batches of an epoch in
     /// random order. A pure function of its arguments.
     pub fn batch_indices(&self, seed: u64, index: u64, size: usize) -> anyhow::Result<Vec<u32>> {
-        let n = self.train.len();
-        if size > n {
-            bail!("train.batch: {size}; the training split holds only {n} questions");
-        }
-        let per_epoch = (n / size) as u64;
+        let per_epoch = self.batches_per_epoch(size)?;
         let (epoch, at) = (index / per_epoch, (index % per_epoch) as usize);
-        let mut order: Vec<u32> = (0..n as u32).collect();
-        shuffle(&mut order, &mut Rng::keyed(&[seed, ORDER_KEY, epoch]));
-        for chunk in order.chunks_mut(size * BUCKET) {
-            chunk.sort_by_key(|&i| self.train[i as usize].tokens.len());
-        }
+        let order = self.epoch_order(seed, epoch, size);
         let mut batches: Vec<usize> = (0..per_epoch as usize).collect();
         shuffle(&mut batches, &mut Rng::keyed(&[seed, ORDER_KEY, epoch, 1]));
         let first = batches[at] * size;
         Ok(order[first..first + size].to_vec())
+    }
+
+    /// Batches of `size` questions in an epoch (the questions left over are not drawn).
+    pub fn batches_per_epoch(&self, size: usize) -> anyhow::Result<u64> {
+        let n = self.train.len();
+        if size == 0 || size > n {
+            bail!("train.batch: {size}; the training split holds {n} questions");
+        }
+        Ok((n / size) as u64)
+    }
+
+    /// The training questions of `epoch` in the order its batches cut them: a permutation,
+    /// sorted by length in chunks of `BUCKET` batches.
+    fn epoch_order(&self, seed: u64, epoch: u64, size: usize) -> Vec<u32> {
+        let mut order: Vec<u32> = (0..self.train.len() as u32).collect();
+        shuffle(&mut order, &mut Rng::keyed(&[seed, ORDER_KEY, epoch]));
+        for chunk in order.chunks_mut(size * BUCKET) {
+            chunk.sort_by_key(|&i| self.train[i as usize].tokens.len());
+        }
+        order
+    }
+
+    /// Time steps of every batch of `size` questions of the first epoch of `seed`, summed: a
+    /// batch runs as many steps as its longest question has input words.
+    pub fn epoch_steps(&self, seed: u64, size: usize) -> anyhow::Result<u64> {
+        let per_epoch = self.batches_per_epoch(size)? as usize;
+        let order = self.epoch_order(seed, 0, size);
+        Ok(order[..per_epoch * size]
+            .chunks(size)
+            .map(|batch| {
+                let longest = batch.iter().map(|&i| self.train[i as usize].tokens.len());
+                longest.max().unwrap_or(0).saturating_sub(1) as u64
+            })
+            .sum())
     }
 }
 
@@ -235,6 +261,24 @@ impl QaBatch {
     /// Sequences in the batch.
     pub fn size(&self) -> usize {
         self.inputs.len()
+    }
+
+    /// Input words of steps `0..steps`, padding left out.
+    pub fn words(&self, steps: usize) -> usize {
+        self.inputs.iter().map(|i| i.len().min(steps)).sum()
+    }
+
+    /// Sequences `start..start + count`, padded to this batch's length (not their own), so
+    /// that a shard's windows are the whole batch's.
+    pub fn shard(&self, start: usize, count: usize) -> Self {
+        let range = start..start + count;
+        Self {
+            inputs: self.inputs[range.clone()].to_vec(),
+            targets: self.targets[range.clone()].to_vec(),
+            scored: self.scored[range.clone()].to_vec(),
+            tasks: self.tasks[range].to_vec(),
+            len: self.len,
+        }
     }
 
     /// One-hot inputs of steps `t0..t1`, time-major rows (`(t − t0)·batch + b`), zero rows

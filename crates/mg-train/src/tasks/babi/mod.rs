@@ -33,7 +33,8 @@ pub use data::{Corpus, CorpusSpec, QaBatch, VOCAB, answer, babi_dir, task_name};
 use super::losses::softmax_cross_entropy;
 use crate::harness::progress::Progress;
 use crate::harness::{
-    EvalRequest, Experiment, ExperimentOf, ForwardPath, LossReduction, ModelInfo, Task, WindowLoss,
+    EpochSize, EvalRequest, Experiment, ExperimentOf, ForwardPath, LossReduction, ModelInfo, Task,
+    WindowLoss,
 };
 use crate::model_config::{ModelConfig, ModelKind, check_bound, describe_dnc};
 
@@ -505,8 +506,36 @@ impl Task for Babi {
         ))
     }
 
+    fn epoch_size(
+        &self,
+        batch: &QaBatch,
+        steps: usize,
+        seed: u64,
+    ) -> anyhow::Result<Option<EpochSize>> {
+        let corpus = self.corpus()?;
+        Ok(Some(EpochSize {
+            words: batch.words(steps),
+            steps: corpus.epoch_steps(seed, batch.size())?,
+        }))
+    }
+
     fn sequence_len(&self, batch: &QaBatch) -> usize {
         batch.len
+    }
+
+    /// Consecutive questions, each shard padded to the whole batch's length. The loss adds up
+    /// over the scored answer words of the shards (a mean loss: weighted by their counts).
+    fn split_batch(&self, batch: &QaBatch, sizes: &[usize]) -> Option<Vec<QaBatch>> {
+        let mut start = 0;
+        let shards = sizes
+            .iter()
+            .map(|&count| {
+                let shard = batch.shard(start, count);
+                start += count;
+                shard
+            })
+            .collect();
+        Some(shards)
     }
 
     fn window<B: MgBackend>(

@@ -207,6 +207,7 @@ fn padding_changes_nothing() {
 #[test]
 fn evaluation_and_answers() {
     let t = babi("tasks = [1, 6]", TINY).unwrap();
+    let _turn = crate::SEEDED.lock().unwrap_or_else(|e| e.into_inner());
     let device = Default::default();
     let model = t.init::<Flex>(&device);
     let request = EvalRequest {
@@ -303,4 +304,88 @@ fn training_keeps_the_best_checkpoint() {
         .collect();
     assert!(losses.last() < losses.first(), "{losses:?}");
     std::fs::remove_dir_all(&root).ok();
+}
+
+/// A batch of 3 questions cut into shards of 2 and 1 (each padded to the batch's length) gives
+/// the loss and gradients of the whole batch, window by window with the state carried, for
+/// the multigrid model and the DNC, with a summed and a mean loss.
+#[test]
+fn shards_give_the_whole_batch_s_gradients() {
+    use crate::harness::testing::assert_shards_match;
+    let dnc = "[model]\nkind = \"dnc\"\ncontroller = 4\nmemory_slots = 3\nword_size = 2\n\
+               read_heads = 1\n";
+    for model in [TINY, dnc] {
+        for loss in ["sum", "mean"] {
+            let config = config(
+                "tasks = [1, 2]\nvariant = \"en\"",
+                &format!("{model}[train]\nbatch = 3\nwindow = 4\nloss = \"{loss}\"\n"),
+            )
+            .unwrap();
+            let task = Babi::new(&config).unwrap();
+            let (windows, carried) = assert_shards_match(&task, &config, &[2, 1], 1);
+            assert!(carried > 0 && windows > carried, "{windows} windows");
+        }
+    }
+}
+
+/// `bench` on a bAbI config reports the words a training window reads per second and the
+/// time of one training epoch: the epoch's batches' steps at the window's time per step.
+#[test]
+fn bench_reports_words_per_second_and_the_epoch() {
+    use crate::harness::bench::{BenchOptions, bench};
+    let config = config(
+        "tasks = [1, 2]\nvariant = \"en\"",
+        &format!("{TINY}[train]\nbatch = 2\nwindow = 8\n"),
+    )
+    .unwrap();
+    let task = Babi::new(&config).unwrap();
+    let options = BenchOptions {
+        name: "tiny".into(),
+        device: "cpu".into(),
+        on_cpu: true,
+        steps: 6,
+        batch: 2,
+        repeats: 1,
+        threads: None,
+        all_paths: false,
+        inference: true,
+        weights: None,
+        save_weights: None,
+    };
+    let records = {
+        let _turn = crate::SEEDED.lock().unwrap_or_else(|e| e.into_inner());
+        bench::<Babi, Flex>(&task, &config, &options, Default::default()).unwrap()
+    };
+    let window = &records[0];
+    assert!(window.bench.starts_with("train_window"), "{}", window.bench);
+    let seconds = window.median_ms / 1e3;
+    let seed = config.train.seed;
+    let batch = task.batch(seed, 0, 2).unwrap();
+    let words = window.words_per_s.unwrap() * seconds;
+    assert!((words - batch.words(window.steps) as f64).abs() < 1e-6 * words);
+    assert!(words > 0.0 && words <= (2 * window.steps) as f64);
+    // The epoch: every batch of the training split at the window's time per step.
+    let per_epoch = task.corpus().unwrap().train.len() / 2;
+    let steps: usize = (0..per_epoch as u64)
+        .map(|i| task.sequence_len(&task.batch(seed, i, 2).unwrap()))
+        .sum();
+    let expected = seconds * steps as f64 / window.steps as f64;
+    let epoch_s = window.epoch_s.unwrap();
+    assert!(
+        epoch_s > 0.0 && (epoch_s - expected).abs() < 1e-9 * expected,
+        "{epoch_s} vs {expected}"
+    );
+    let json = serde_json::to_value(window).unwrap();
+    assert!(
+        json["words_per_s"].is_number() && json["epoch_s"].is_number(),
+        "{json}"
+    );
+    assert!(window.throughput_text().contains("words/s, epoch"));
+    // Inference steps have no epoch.
+    let step = records
+        .iter()
+        .find(|r| r.bench == "inference_step")
+        .unwrap();
+    assert!(step.words_per_s.is_none() && step.epoch_s.is_none());
+    assert!(!serde_json::to_string(step).unwrap().contains("epoch_s"));
 }
