@@ -496,6 +496,51 @@ impl Task for Explore {
         )?))
     }
 
+    /// Consecutive mazes, each shard with its own copy of them (the rollouts step a batch's
+    /// mazes in place), keyed by their place in the whole batch so that the action draws are
+    /// the same. Each maze's rollout, advantages and loss terms are its own, but for the
+    /// advantages' normalisation, which [`Task::shard_losses`] does over the whole batch.
+    fn split_batch(&self, batch: &Arc<Worlds>, sizes: &[usize]) -> Option<Vec<Arc<Worlds>>> {
+        let worlds = batch.worlds.lock().unwrap_or_else(|e| e.into_inner());
+        let mut start = 0;
+        let shards = sizes
+            .iter()
+            .map(|&count| {
+                let shard = Worlds {
+                    config: batch.config.clone(),
+                    seed: batch.seed,
+                    first: batch.first + start as u64,
+                    worlds: std::sync::Mutex::new(worlds[start..start + count].to_vec()),
+                };
+                start += count;
+                Arc::new(shard)
+            })
+            .collect();
+        Some(shards)
+    }
+
+    fn couples_shards(&self) -> bool {
+        self.config.task.normalize_advantages
+    }
+
+    fn shard_losses<B: MgBackend>(
+        &self,
+        outputs: Vec<Rollout<B>>,
+        _windows: &[&ExploreWindow<B>],
+        reduction: LossReduction,
+    ) -> Vec<WindowLoss<B>> {
+        let estimates: Vec<_> = outputs.iter().map(|o| self.estimates(o)).collect();
+        let scale = self.config.task.normalize_advantages.then(|| {
+            let all: Vec<&[f32]> = estimates.iter().map(|e| e.0.as_slice()).collect();
+            moments(&all)
+        });
+        outputs
+            .into_iter()
+            .zip(estimates)
+            .map(|(output, estimates)| self.scored(output, estimates, scale, reduction))
+            .collect()
+    }
+
     fn sequence_len(&self, _batch: &Arc<Worlds>) -> usize {
         self.config.task.episode_len
     }
@@ -539,56 +584,13 @@ impl Task for Explore {
         _window: &ExploreWindow<B>,
         reduction: LossReduction,
     ) -> WindowLoss<B> {
-        let s = &self.config.task;
-        let rows = output.rewards.len();
-        let values: Vec<f32> = output
-            .values
-            .clone()
-            .into_data()
-            .convert::<f32>()
-            .to_vec()
-            .unwrap_or_default();
-        let (adv, returns) = advantages(
-            &output.rewards,
-            &values,
-            &output.bootstrap,
-            s.gamma as f32,
-            s.gae_lambda as f32,
-        );
-        let adv = if s.normalize_advantages {
-            normalized(adv)
-        } else {
-            adv
-        };
-        let device = output.values.device();
-        let adv = Tensor::<B, 1>::from_data(TensorData::new(adv, [rows]), &device);
-        let returns = Tensor::<B, 1>::from_data(TensorData::new(returns, [rows]), &device);
-        let policy = -(output.log_probs * adv);
-        let value = (returns - output.values).powi_scalar(2) * (0.5 * s.value_weight);
-        let per_row = policy + value - output.entropy.clone() * s.entropy;
-        let loss = match reduction {
-            LossReduction::Sum => per_row.sum(),
-            LossReduction::Mean => per_row.mean(),
-        };
-        let n = rows.max(1) as f64;
-        let entropy: f64 = output.entropy.mean().into_scalar().elem();
-        let mut metrics = vec![
-            (
-                "reward_per_step",
-                output.rewards.iter().map(|&r| r as f64).sum::<f64>() / n,
-            ),
-            ("new_cells_per_step", output.new_cells as f64 / n),
-            ("wall_hits_per_step", output.wall_hits as f64 / n),
-            ("policy_entropy", entropy),
-        ];
-        if let Some(l) = output.reader_loss {
-            metrics.push(("reader_loss_per_pixel", l));
-        }
-        WindowLoss {
-            loss,
-            units: rows as f64,
-            metrics,
-        }
+        let estimates = self.estimates(&output);
+        let scale = self
+            .config
+            .task
+            .normalize_advantages
+            .then(|| moments(&[&estimates.0]));
+        self.scored(output, estimates, scale, reduction)
     }
 
     fn detach<B: MgBackend>(state: ExploreState<B>) -> ExploreState<B> {
@@ -598,6 +600,8 @@ impl Task for Explore {
         }
     }
 
+    /// The writer's state, then the paths as `[batch, 1, 1, 1 + steps]` (each row the step
+    /// count and the actions), batch first like every state tensor.
     fn state_to_tensors<B: MgBackend>(state: ExploreState<B>) -> Vec<Tensor<B, 4>> {
         let mut tensors = state.memory.into_tensors();
         let device = tensors[0].device();
@@ -608,7 +612,7 @@ impl Task for Explore {
             flat.extend(a.iter().map(|&x| x as f32));
         }
         tensors.push(Tensor::from_data(
-            TensorData::new(flat, [1, 1, batch, len + 1]),
+            TensorData::new(flat, [batch, 1, 1, len + 1]),
             &device,
         ));
         tensors
@@ -622,7 +626,13 @@ impl Task for Explore {
         let Some(paths) = tensors.pop() else {
             bail!("the saved state holds no tensors; expected the writer's state and the paths");
         };
-        let [_, _, batch, width] = paths.dims();
+        // `[batch, 1, 1, 1 + steps]`, or `[1, 1, batch, 1 + steps]` as earlier versions saved it.
+        let batch = match paths.dims() {
+            [b, 1, 1, _] => b,
+            [1, 1, b, _] => b,
+            dims => bail!("saved paths: a tensor of shape {dims:?}; expected [mazes, 1, 1, steps]"),
+        };
+        let width = paths.dims()[3];
         let values: Vec<f32> = paths
             .into_data()
             .convert::<f32>()
@@ -679,15 +689,96 @@ impl Task for Explore {
     }
 }
 
+impl Explore {
+    /// The advantages and returns of a rollout (GAE), rows time-major.
+    fn estimates<B: MgBackend>(&self, output: &Rollout<B>) -> (Vec<f32>, Vec<f32>) {
+        let s = &self.config.task;
+        let values: Vec<f32> = output
+            .values
+            .clone()
+            .into_data()
+            .convert::<f32>()
+            .to_vec()
+            .unwrap_or_default();
+        advantages(
+            &output.rewards,
+            &values,
+            &output.bootstrap,
+            s.gamma as f32,
+            s.gae_lambda as f32,
+        )
+    }
+
+    /// The actor–critic loss of a rollout from its advantages and returns, the advantages
+    /// shifted and scaled by `scale` (mean, 1 / standard deviation) when it is given; and the
+    /// task's figures.
+    fn scored<B: MgBackend>(
+        &self,
+        output: Rollout<B>,
+        (adv, returns): (Vec<f32>, Vec<f32>),
+        scale: Option<(f64, f64)>,
+        reduction: LossReduction,
+    ) -> WindowLoss<B> {
+        let s = &self.config.task;
+        let rows = output.rewards.len();
+        let adv = match scale {
+            Some((mean, scale)) => normalized_by(adv, mean, scale),
+            None => adv,
+        };
+        let device = output.values.device();
+        let adv = Tensor::<B, 1>::from_data(TensorData::new(adv, [rows]), &device);
+        let returns = Tensor::<B, 1>::from_data(TensorData::new(returns, [rows]), &device);
+        let policy = -(output.log_probs * adv);
+        let value = (returns - output.values).powi_scalar(2) * (0.5 * s.value_weight);
+        let per_row = policy + value - output.entropy.clone() * s.entropy;
+        let loss = match reduction {
+            LossReduction::Sum => per_row.sum(),
+            LossReduction::Mean => per_row.mean(),
+        };
+        let n = rows.max(1) as f64;
+        let entropy: f64 = output.entropy.mean().into_scalar().elem();
+        let mut metrics = vec![
+            (
+                "reward_per_step",
+                output.rewards.iter().map(|&r| r as f64).sum::<f64>() / n,
+            ),
+            ("new_cells_per_step", output.new_cells as f64 / n),
+            ("wall_hits_per_step", output.wall_hits as f64 / n),
+            ("policy_entropy", entropy),
+        ];
+        if let Some(l) = output.reader_loss {
+            metrics.push(("reader_loss_per_pixel", l));
+        }
+        WindowLoss {
+            loss,
+            units: rows as f64,
+            metrics,
+        }
+    }
+}
+
 /// One step's writer outputs (per layer and level), query and target, for the reader's loss.
 type ReaderStep<B> = (Vec<Vec<Tensor<B, 4>>>, Tensor<B, 4>, Tensor<B, 2>);
 
 /// `x` shifted and scaled to mean 0 and standard deviation 1 (only shifted when constant).
-pub fn normalized(mut x: Vec<f32>) -> Vec<f32> {
-    let n = x.len().max(1) as f64;
-    let mean = x.iter().map(|&v| v as f64).sum::<f64>() / n;
-    let var = x.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
+pub fn normalized(x: Vec<f32>) -> Vec<f32> {
+    let (mean, scale) = moments(&[&x]);
+    normalized_by(x, mean, scale)
+}
+
+/// The mean of the values of every part, and 1 / their standard deviation (1 when they are
+/// constant): the shift and scale of [`normalized`], over parts taken together.
+pub fn moments(parts: &[&[f32]]) -> (f64, f64) {
+    let values = || parts.iter().flat_map(|p| p.iter().map(|&v| v as f64));
+    let n = values().count().max(1) as f64;
+    let mean = values().sum::<f64>() / n;
+    let var = values().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
     let scale = if var > 1e-12 { 1.0 / var.sqrt() } else { 1.0 };
+    (mean, scale)
+}
+
+/// `x` shifted by `-mean` and scaled by `scale`.
+fn normalized_by(mut x: Vec<f32>, mean: f64, scale: f64) -> Vec<f32> {
     for v in &mut x {
         *v = ((*v as f64 - mean) * scale) as f32;
     }

@@ -9,7 +9,7 @@ use mg_data::mapping::{MappingConfig, Motion};
 use super::*;
 use crate::harness::Progress;
 use crate::harness::checkpoint::write_atomic;
-use crate::harness::testing::assert_resume_is_exact;
+use crate::harness::testing::{assert_resume_is_exact, assert_shards_match};
 use crate::harness::train::start_from_weights;
 
 /// A 5×5 maze mapping model (the mapping tests' tiny one, on random walks).
@@ -52,7 +52,10 @@ fn explore_text(mapping: &Path) -> String {
     )
 }
 
+/// The task of `text`, built holding the backend-seed lock: building it loads the mapping
+/// model, whose initialisation draws from the generator other tests seed.
 fn parse(text: &str) -> anyhow::Result<Explore> {
+    let _turn = crate::SEEDED.lock().unwrap_or_else(|e| e.into_inner());
     Explore::new(&ExperimentOf::<Explore>::parse(text)?)
 }
 
@@ -307,6 +310,8 @@ fn bad_input_is_named() {
 fn states_round_trip_through_tensors() {
     let root = temp("state");
     let task = parse(&explore_text(&mapping_run(&root))).unwrap();
+    // The policy draws its weights from the backend's generator, which other tests seed.
+    let _turn = crate::SEEDED.lock().unwrap_or_else(|e| e.into_inner());
     let device = Default::default();
     let model = task.init::<Flex>(&device);
     let worlds = task.batch(4, 0, 2).unwrap();
@@ -338,6 +343,7 @@ fn states_round_trip_through_tensors() {
 fn evaluation_compares_the_motions() {
     let root = temp("eval");
     let task = parse(&explore_text(&mapping_run(&root))).unwrap();
+    let _turn = crate::SEEDED.lock().unwrap_or_else(|e| e.into_inner());
     let device = Default::default();
     let model = task.init::<Flex>(&device);
     let request = EvalRequest {
@@ -386,6 +392,7 @@ fn masked_policies_never_hit_walls() {
             &format!("episode_len = 9\nmask_walls = {mask}"),
         );
         let task = parse(&text).unwrap();
+        let _turn = crate::SEEDED.lock().unwrap_or_else(|e| e.into_inner());
         let model = task.init::<Flex>(&device);
         let worlds = task.batch(5, 0, 8).unwrap();
         let (rollout, _) = task.rollout(
@@ -414,5 +421,88 @@ fn masked_policies_never_hit_walls() {
     }
     assert!(hits[0] > 0, "{hits:?}");
     assert_eq!(hits[1], 0);
+    fs::remove_dir_all(&root).ok();
+}
+
+/// `explore_text` with 3 mazes in lockstep and `train` added to the `[train]` table.
+fn three_mazes(mapping: &Path, task: &str, train: &str) -> String {
+    explore_text(mapping)
+        .replace("episode_len = 9\n", &format!("episode_len = 9\n{task}"))
+        .replace(
+            "batch = 2\nwindow = 4",
+            &format!("batch = 3\nwindow = 4\n{train}"),
+        )
+}
+
+/// Mazes cut into shards of 2 and 1, each stepped on its own copy of its mazes, give the loss,
+/// figures and gradients of the whole batch, window by window with the writer's state and the
+/// paths carried: with the advantages normalised over the whole batch (not per shard) and
+/// without, with a summed and a mean loss.
+#[test]
+fn shards_give_the_whole_batch_s_gradients() {
+    let root = temp("shards");
+    let mapping = mapping_run(&root);
+    for normalize in [true, false] {
+        for loss in ["sum", "mean"] {
+            let text = three_mazes(
+                &mapping,
+                &format!("normalize_advantages = {normalize}\n"),
+                "",
+            )
+            .replace("loss = \"mean\"", &format!("loss = \"{loss}\""));
+            let task = parse(&text).unwrap();
+            assert_eq!(task.couples_shards(), normalize);
+            let (windows, carried) = assert_shards_match(&task, task.config(), &[2, 1], 1);
+            assert_eq!((windows, carried), (3, 2));
+        }
+    }
+    fs::remove_dir_all(&root).ok();
+}
+
+/// On two threads (shards of 2 and 1 mazes), a run stopped in the middle of an episode, whose
+/// checkpoint holds the merged state, resumes to exactly the weights of a straight run.
+#[test]
+fn two_threads_resume_exactly() {
+    let root = temp("threads-resume");
+    let mapping = mapping_run(&root);
+    let task = parse(&three_mazes(&mapping, "", "threads = 2\n")).unwrap();
+    assert_eq!(task.config().train.threads, 2);
+    let mid = Progress {
+        time_step: 13,
+        updates: 4,
+        batch_index: 1,
+        episode_t: 4,
+        elapsed_s: 0.0,
+    };
+    assert_resume_is_exact(&task, task.config(), &root, 13, 22, mid);
+    fs::remove_dir_all(&root).ok();
+}
+
+/// Paths saved by earlier versions, `[1, 1, mazes, 1 + steps]`, still load.
+#[test]
+fn paths_of_the_earlier_layout_load() {
+    let root = temp("old-paths");
+    let task = parse(&explore_text(&mapping_run(&root))).unwrap();
+    // The policy draws its weights from the backend's generator, which other tests seed.
+    let _turn = crate::SEEDED.lock().unwrap_or_else(|e| e.into_inner());
+    let device = Default::default();
+    let model = task.init::<Flex>(&device);
+    let worlds = task.batch(4, 0, 2).unwrap();
+    let (_, state) = task.rollout(
+        &model,
+        &worlds,
+        0..3,
+        None,
+        Choice::Sample,
+        true,
+        false,
+        &device,
+    );
+    let mut tensors = Explore::state_to_tensors(state.clone());
+    let paths = tensors.pop().unwrap();
+    assert_eq!(paths.dims(), [2, 1, 1, 4]);
+    tensors.push(paths.reshape([1, 1, 2, 4]));
+    let back = task.state_from_tensors(&model, tensors).unwrap();
+    assert_eq!(back.actions, state.actions);
     fs::remove_dir_all(&root).ok();
 }
