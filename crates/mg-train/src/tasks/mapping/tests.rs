@@ -322,3 +322,25 @@ fn scores_do_not_depend_on_threads() {
     assert_eq!(score(2), one);
     assert_eq!(score(4), one);
 }
+
+/// The harness's shard check on a DNC localizer and on the multigrid model: a batch of 3 cut
+/// into shards of 2 and 1 gives the loss and gradients of the whole batch, window by window
+/// with the state (the DNC's memory, links and controller; the conv-LSTM cells) split and
+/// merged, with a summed and a mean loss.
+#[test]
+fn shards_give_the_whole_batch_s_gradients() {
+    use crate::harness::testing::assert_shards_match;
+    let dnc = "[model]\nkind = \"dnc\"\ncontroller = 4\nmemory_slots = 3\nword_size = 2\n\
+               read_heads = 1\n";
+    let multigrid = "[model]\nlevels = [1, 2]\nchannels = [2, 2]\ntail_channels = 2\n";
+    for model in [dnc, multigrid] {
+        for loss in ["sum", "mean"] {
+            let text = TINY
+                .replace(multigrid, model)
+                .replace("batch = 2", &format!("batch = 3\nloss = \"{loss}\""));
+            let (config, task) = parse(&text).unwrap();
+            let (windows, carried) = assert_shards_match(&task, &config, &[2, 1], 1);
+            assert_eq!((windows, carried), (3, 2));
+        }
+    }
+}
