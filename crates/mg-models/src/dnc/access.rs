@@ -224,11 +224,11 @@ pub fn read_weights<B: Backend>(
     backward_weights: Tensor<B, 4>,
 ) -> Tensor<B, 3> {
     let along = |mode: Tensor<B, 3>, weights: Tensor<B, 4>| {
-        (mode.unsqueeze_dim::<4>(3) * weights)
+        (weights * mode.unsqueeze_dim::<4>(3))
             .sum_dim(2)
             .squeeze_dim::<3>(2)
     };
-    modes.content.clone().unsqueeze_dim::<3>(2) * content_weights
+    content_weights * modes.content.clone().unsqueeze_dim::<3>(2)
         + along(modes.forward.clone(), forward_weights)
         + along(modes.backward.clone(), backward_weights)
 }

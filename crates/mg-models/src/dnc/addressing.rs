@@ -41,6 +41,9 @@ pub fn softplus<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
     smooth.mask_where(linear, x)
 }
 
+// Broadcast products keep the whole tensor on the left and the broadcast one on the right:
+// Flex has a fast path for that order only (the other walks the result element by element).
+
 /// The product over axis 1 of a `[batch, heads, n]` tensor, as `[batch, n]`. Explicit
 /// multiplications (not `exp Σ ln`) keep values and gradients exact when a factor is 0.
 fn product_over_heads<B: Backend>(t: Tensor<B, 3>) -> Tensor<B, 2> {
@@ -115,7 +118,7 @@ pub fn usage_update<B: Backend>(
     let kept = product_over_heads(prev_write_weights.detach().neg().add_scalar(1.0));
     let written = kept.neg().add_scalar(1.0);
     let usage = prev_usage.clone() + prev_usage.neg().add_scalar(1.0) * written;
-    let freed = free_gates.unsqueeze_dim::<3>(2) * prev_read_weights;
+    let freed = prev_read_weights * free_gates.unsqueeze_dim::<3>(2);
     usage * product_over_heads(freed.neg().add_scalar(1.0))
 }
 
@@ -177,7 +180,7 @@ pub fn write_weights<B: Backend>(
 ) -> Tensor<B, 3> {
     let ga = allocation_gates.unsqueeze_dim::<3>(2);
     let gw = write_gates.unsqueeze_dim::<3>(2);
-    gw * (ga.clone() * allocation_weights + ga.neg().add_scalar(1.0) * content_weights)
+    (allocation_weights * ga.clone() + content_weights * ga.neg().add_scalar(1.0)) * gw
 }
 
 /// The write weighting of a step from the updated usage: [`write_allocation_weights`] with
@@ -258,7 +261,7 @@ pub fn precedence_update<B: Backend>(
     write_weights: Tensor<B, 3>,
 ) -> Tensor<B, 3> {
     let total = write_weights.clone().sum_dim(2);
-    total.neg().add_scalar(1.0) * prev_precedence + write_weights
+    prev_precedence * total.neg().add_scalar(1.0) + write_weights
 }
 
 /// Weights one step along the links of each write head from each read head's previous
