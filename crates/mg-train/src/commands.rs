@@ -15,6 +15,7 @@ use crate::harness::experiment::{
     MAX_SEQUENCES, check_memory, read_config_text, task_kind_among, training_bytes,
 };
 use crate::harness::metrics::read_metrics;
+use crate::harness::stop;
 use crate::harness::train::{load_model, shard_sizes, train};
 use crate::harness::{EvalRequest, ExperimentOf, RunDir, RunLock, Task, TrainOptions};
 use crate::tasks::{self, Mapping, TaskVisitor};
@@ -323,6 +324,7 @@ impl TaskVisitor for TrainCmd<'_> {
         }
         check_threads(&task, &config, &args.config)?;
         args.device.ensure_compiled()?;
+        stop::on_signals()?;
         let root = args
             .run_dir
             .clone()
@@ -442,6 +444,7 @@ impl TaskVisitor for ResumeCmd<'_> {
         let (config, task) = load_config::<T>(&self.run.config(), &self.text)?;
         check_training_memory(&task, &config, &self.run.config(), args.max_memory)?;
         check_threads(&task, &config, &self.run.config())?;
+        stop::on_signals()?;
         let _lock = self.lock;
         let options = TrainOptions {
             total_steps: args.steps.unwrap_or(config.train.time_steps),
@@ -476,6 +479,20 @@ impl<T: Task> Job for TrainJob<T> {
         // checkpoint is training's business (it falls back, or `--from` picks one).
         let before = self.run.latest_progress();
         let progress = train::<T, B>(device, &self.task, &self.config, &self.run, &self.options)?;
+        if stop::requested() {
+            bail!(
+                "interrupted at time step {}; the checkpoint is in {}: continue with \
+                 `mg-train resume {}`",
+                progress.time_step,
+                self.run
+                    .latest()
+                    .ok()
+                    .flatten()
+                    .unwrap_or_else(|| self.run.root.join("checkpoints"))
+                    .display(),
+                self.run.root.display()
+            );
+        }
         if before.is_some_and(|b| b.same_position(&progress)) {
             return Ok(());
         }

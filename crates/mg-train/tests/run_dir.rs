@@ -199,6 +199,51 @@ fn a_second_writer_is_refused() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// SIGTERM (as Ctrl-C's SIGINT) stops training with a checkpoint of where it stopped,
+/// written atomically, from which the run resumes.
+#[test]
+fn a_terminated_training_saves_a_checkpoint() {
+    let dir = temp_dir("sigterm");
+    let c = write(
+        &dir,
+        "long.toml",
+        // No periodic checkpoint: the one there is comes from the signal.
+        &TINY
+            .replace("time_steps = 26", "time_steps = 1000000")
+            .replace("checkpoint_every = 4", "checkpoint_every = 1000000"),
+    );
+    let r = dir.join("run");
+    let rs = r.to_str().unwrap();
+    let first = Command::new(BIN)
+        .args(["train", &c, "--run-dir", rs])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    let metrics = r.join("metrics.jsonl");
+    while std::fs::read_to_string(&metrics).map_or(true, |m| m.lines().count() < 2)
+        && start.elapsed() < Duration::from_secs(60)
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!r.join("checkpoints").exists());
+    let term = Command::new("kill")
+        .args(["-TERM", &first.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let out = first.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("interrupted at time step"), "{stderr}");
+    let latest = std::fs::read_to_string(r.join("checkpoints/latest")).unwrap();
+    let step: u64 = latest.trim().trim_start_matches("step-").parse().unwrap();
+    assert!(step >= 8, "{latest}");
+    assert!(!r.join("writer.txt").exists());
+    ok(&["resume", rs, "--steps", &(step + 4).to_string()]);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 /// A folder with any earlier run files (here metrics without a checkpoint) is not written
 /// over; `--force` moves them aside.
 #[test]

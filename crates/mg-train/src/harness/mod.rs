@@ -12,6 +12,7 @@ pub mod experiment;
 pub mod metrics;
 pub mod optim;
 pub mod progress;
+pub mod stop;
 pub mod task;
 #[cfg(test)]
 pub mod testing;

@@ -602,7 +602,8 @@ impl<T: Task, B: MgBackend> OptimizerJob<Autodiff<B>, T::TrainModel<B>> for Loop
             );
             let out_of_time = options
                 .max_seconds
-                .is_some_and(|limit| start.elapsed().as_secs_f64() >= limit);
+                .is_some_and(|limit| start.elapsed().as_secs_f64() >= limit)
+                || super::stop::requested();
             let done = progress.time_step >= options.total_steps || out_of_time;
             progress.elapsed_s = elapsed();
             if since.steps >= t.log_every || done {
