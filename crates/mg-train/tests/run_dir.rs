@@ -472,6 +472,11 @@ fn out_of_range_requests_are_errors() {
     assert!(err.contains("--batch 1000000000: expected 1 to"), "{err}");
     let err = fails(&["info", "/dev/zero"]);
     assert!(err.contains("not a regular file"), "{err}");
+    // A file where a run directory is expected is named as such.
+    for command in ["eval", "viz", "resume", "export"] {
+        let err = fails(&[command, &c]);
+        assert!(err.contains("is not a directory"), "{command}: {err}");
+    }
     // Sizes past their bounds are refused before anything is allocated.
     for (text, expected) in [
         (

@@ -115,8 +115,16 @@ impl RunDir {
 
     /// An existing run folder with a config, or an error naming what is missing.
     pub fn open(root: &Path) -> anyhow::Result<Self> {
-        if !root.is_dir() {
-            bail!("run directory {} does not exist", root.display());
+        match fs::metadata(root) {
+            Ok(meta) if meta.is_dir() => {}
+            Ok(_) => bail!(
+                "{} is not a directory; expected a run directory written by `mg-train train`",
+                root.display()
+            ),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                bail!("run directory {} does not exist", root.display())
+            }
+            Err(e) => return Err(e).with_context(|| format!("reading {}", root.display())),
         }
         let run = Self::new(root);
         if !run.config().is_file() {
