@@ -17,6 +17,10 @@
 //! `[context statements, each with its '.'] [question words] ? [answer words]`, with `answer_mask[i]` true
 //! exactly on the answer tokens. At step i the model reads `tokens[i]` and predicts `tokens[i + 1]`; the loss
 //! counts the steps where `answer_mask[i + 1]` holds ([`Sequence::shifted`]).
+//!
+//! **Story sequences** ([`encode_story`], the DNC paper's protocol): a story is read once, its statements
+//! and questions in file order, each question followed by its answer words, so one sequence holds every
+//! question of the story; its answers are the runs of `answer_mask` ([`answer_spans`]).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -805,6 +809,16 @@ impl BabiCorpus {
             .collect()
     }
 
+    /// The story sequences of one task and split, one per story with a question, in file order
+    /// ([`encode_story`]).
+    pub fn story_sequences(&self, task: u8, split: Split) -> Vec<Sequence> {
+        self.stories(task, split)
+            .iter()
+            .filter(|s| !s.questions.is_empty())
+            .map(|s| encode_story(task, s))
+            .collect()
+    }
+
     /// All tasks' sequences of a split, task by task (shuffling is the training loop's business).
     pub fn joint_sequences(&self, split: Split) -> Vec<Sequence> {
         (1..=20).flat_map(|t| self.sequences(t, split)).collect()
@@ -828,6 +842,47 @@ pub fn encode(task: u8, story: &Story, q: &Question) -> Sequence {
         tokens,
         answer_mask,
     }
+}
+
+/// Encodes a whole story as one [`Sequence`]: its statements and questions in file order, each
+/// question followed by its answer words (`answer_mask` true on them); statements after the last
+/// question are left out.
+pub fn encode_story(task: u8, story: &Story) -> Sequence {
+    let (mut tokens, mut answer_mask) = (Vec::new(), Vec::new());
+    let mut read = 0;
+    for q in &story.questions {
+        for st in &story.statements[read..q.context_len] {
+            tokens.extend_from_slice(st);
+        }
+        read = read.max(q.context_len);
+        tokens.extend_from_slice(&q.question);
+        answer_mask.resize(tokens.len(), false);
+        tokens.extend_from_slice(&q.answer);
+        answer_mask.resize(tokens.len(), true);
+    }
+    Sequence {
+        task,
+        tokens,
+        answer_mask,
+    }
+}
+
+/// The token ranges of a sequence's answers: its maximal runs of `answer_mask` (one per question,
+/// as a question's words stand between two answers).
+pub fn answer_spans(mask: &[bool]) -> Vec<std::ops::Range<usize>> {
+    let mut spans = Vec::new();
+    let mut start = None;
+    for (i, &m) in mask.iter().chain([&false]).enumerate() {
+        match (m, start) {
+            (true, None) => start = Some(i),
+            (false, Some(s)) => {
+                spans.push(s..i);
+                start = None;
+            }
+            _ => {}
+        }
+    }
+    spans
 }
 
 #[cfg(test)]
@@ -885,6 +940,45 @@ mod tests {
         );
         let (sorted, _) = v.sorted();
         assert_eq!(&sorted.words()[..4], ["<pad>", ".", "?", "apple"]);
+    }
+
+    /// A story sequence holds the statements and questions in file order, each answer right
+    /// after its question, and its answer spans are the questions' answers.
+    #[test]
+    fn a_story_is_read_once_with_every_answer_in_place() {
+        let text = "1 Mary moved to the bathroom.\n2 Where is Mary? \tbathroom\t1\n\
+                    3 John went to the hallway.\n4 Sandra got the apple.\n\
+                    5 What is Sandra carrying?\tapple,milk\t4\n6 Where is John?\thallway\t3\n\
+                    7 Mary left.\n";
+        let mut v = Vocab::new();
+        let stories = parse(text, Path::new("t.txt"), &mut v).unwrap();
+        let s = encode_story(7, &stories[0]);
+        assert_eq!(s.task, 7);
+        assert_eq!(
+            v.decode(&s.tokens),
+            "mary moved to the bathroom . where is mary ? bathroom \
+             john went to the hallway . sandra got the apple . what is sandra carrying ? apple milk \
+             where is john ? hallway"
+        );
+        assert_eq!(s.answer_mask.len(), s.tokens.len());
+        let spans = answer_spans(&s.answer_mask);
+        let answers: Vec<String> = spans
+            .iter()
+            .map(|r| v.decode(&s.tokens[r.clone()]))
+            .collect();
+        assert_eq!(answers, ["bathroom", "apple milk", "hallway"]);
+        assert_eq!(spans[0], 10..11);
+        // The last question's answer ends the sequence; the replayed questions hold the same answers.
+        assert_eq!(spans[2].end, s.tokens.len());
+        for (q, span) in stories[0].questions.iter().zip(&spans) {
+            let one = encode(7, &stories[0], q);
+            assert_eq!(
+                one.tokens[one.tokens.len() - span.len()..],
+                s.tokens[span.clone()]
+            );
+        }
+        assert!(answer_spans(&[]).is_empty());
+        assert_eq!(answer_spans(&[true, false, true, true]), [0..1, 2..4]);
     }
 
     #[test]

@@ -1,12 +1,28 @@
 //! The bAbI data of a run: the selected tasks' training, validation and test questions as
-//! word sequences, the majority-answer baseline, and batches bucketed by length.
+//! word sequences (one per question, or one per story), the majority-answer baseline, and
+//! batches bucketed by length.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use mg_data::babi::{BabiCorpus, Sequence, Split, TASKS, Variant, Vocab};
+use mg_data::babi::{BabiCorpus, PAD, Sequence, Split, TASKS, Variant, Vocab, answer_spans};
 use mg_data::rng::Rng;
+use serde::{Deserialize, Serialize};
+
+/// How a story becomes sequences (`[task] reading`).
+#[derive(Deserialize, Serialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Reading {
+    /// One sequence per question: the story's statements before it, the question and the
+    /// answer (the story is replayed for every question).
+    #[default]
+    Question,
+    /// One sequence per story, read once: statements and questions in file order, each answer
+    /// where it stands, the state carried from question to question. The input at an answer
+    /// word is `<pad>`, so no answer reaches a later step.
+    Story,
+}
 
 /// Words of the v1.2 vocabulary (156 words, `<pad>`, `.` and `?`), the width of the models'
 /// input and output.
@@ -26,16 +42,19 @@ const BUCKET: usize = 32;
 pub struct Corpus {
     /// The vocabulary (`VOCAB` words).
     pub vocab: Vocab,
-    /// Training questions (the training files less the validation share).
+    /// How the sequences were cut.
+    pub reading: Reading,
+    /// Training sequences (the training files less the validation share).
     pub train: Vec<Sequence>,
-    /// Held-out training questions checked at every checkpoint (at most the configured
-    /// number, the same count from every task).
+    /// Held-out training sequences checked at every checkpoint (at most the configured
+    /// number of questions, the same count from every task).
     pub valid: Vec<Sequence>,
-    /// Test questions, task by task in file order.
+    /// Test sequences, task by task in file order.
     pub test: Vec<Sequence>,
-    /// Questions longer than `max_len` words left out of training (and validation).
+    /// Questions left out of training (and validation): a question sequence longer than
+    /// `max_len` words; in a story, every question whose answer ends after word `max_len`.
     pub skipped_train: usize,
-    /// Test questions longer than `max_len` words left out of the evaluation.
+    /// Test questions left out of the evaluation, by the same rule.
     pub skipped_test: usize,
     /// Per task, the most frequent answer of its training questions.
     pub majority: HashMap<u8, Vec<u32>>,
@@ -58,6 +77,8 @@ pub struct CorpusSpec {
     pub validation_questions: usize,
     /// Longest sequence (words, answer included) kept.
     pub max_len: usize,
+    /// One sequence per question or per story.
+    pub reading: Reading,
 }
 
 fn shuffle<T>(items: &mut [T], rng: &mut Rng) {
@@ -92,19 +113,18 @@ impl Corpus {
             s.tokens.iter_mut().for_each(|t| *t = map[*t as usize]);
             s
         };
+        let sequences = |task, split| match spec.reading {
+            Reading::Question => corpus.sequences(task, split),
+            Reading::Story => corpus.story_sequences(task, split),
+        };
         let (mut train, mut valid, mut test) = (Vec::new(), Vec::new(), Vec::new());
         let (mut skipped_train, mut skipped_test) = (0, 0);
         let mut majority = HashMap::new();
         let per_task = spec.validation_questions / spec.tasks.len().max(1);
         for &task in &spec.tasks {
-            let mut all: Vec<Sequence> = corpus
-                .sequences(task, Split::Train)
-                .into_iter()
-                .map(remap)
-                .collect();
             let mut counts: HashMap<Vec<u32>, usize> = HashMap::new();
-            for s in &all {
-                *counts.entry(answer(s)).or_default() += 1;
+            for s in corpus.sequences(task, Split::Train).into_iter().map(remap) {
+                *counts.entry(answer(&s)).or_default() += 1;
             }
             let top = counts
                 .into_iter()
@@ -112,29 +132,28 @@ impl Corpus {
                 .map(|(a, _)| a)
                 .unwrap_or_default();
             majority.insert(task, top);
+            let mut all: Vec<Sequence> = sequences(task, Split::Train)
+                .into_iter()
+                .map(remap)
+                .collect();
             shuffle(&mut all, &mut Rng::keyed(&[SPLIT_KEY, task as u64]));
             let held = (all.len() as f64 * spec.validation).round() as usize;
-            let keep = |s: &Sequence, skipped: &mut usize| {
-                let ok = s.tokens.len() <= spec.max_len;
-                *skipped += usize::from(!ok);
-                ok
-            };
+            // Validation questions still to take from this task.
+            let mut budget = per_task;
             for (i, s) in all.into_iter().enumerate() {
-                if !keep(&s, &mut skipped_train) {
-                    continue;
-                }
                 if i < held {
-                    if i < per_task {
-                        valid.push(s);
-                    }
-                } else {
+                    let take = questions(&s).min(budget);
+                    budget -= take;
+                    // A held-out sequence beyond the budget counts in `skipped` if too long.
+                    let held_out = if take > 0 { prefix(&s, take) } else { s };
+                    let fits = fit(held_out, spec.max_len, &mut skipped_train);
+                    valid.extend(fits.filter(|_| take > 0));
+                } else if let Some(s) = fit(s, spec.max_len, &mut skipped_train) {
                     train.push(s);
                 }
             }
-            for s in corpus.sequences(task, Split::Test).into_iter().map(remap) {
-                if keep(&s, &mut skipped_test) {
-                    test.push(s);
-                }
+            for s in sequences(task, Split::Test).into_iter().map(remap) {
+                test.extend(fit(s, spec.max_len, &mut skipped_test));
             }
         }
         if train.is_empty() {
@@ -145,6 +164,7 @@ impl Corpus {
         }
         Ok(Self {
             vocab,
+            reading: spec.reading,
             train,
             valid,
             test,
@@ -181,7 +201,11 @@ impl Corpus {
     pub fn batches_per_epoch(&self, size: usize) -> anyhow::Result<u64> {
         let n = self.train.len();
         if size == 0 || size > n {
-            bail!("train.batch: {size}; the training split holds {n} questions");
+            let unit = match self.reading {
+                Reading::Question => "questions",
+                Reading::Story => "stories",
+            };
+            bail!("train.batch: {size}; the training split holds {n} {unit}");
         }
         Ok((n / size) as u64)
     }
@@ -212,7 +236,7 @@ impl Corpus {
     }
 }
 
-/// The answer tokens of a sequence.
+/// The answer tokens of a sequence (of all its questions).
 pub fn answer(s: &Sequence) -> Vec<u32> {
     s.tokens
         .iter()
@@ -220,6 +244,43 @@ pub fn answer(s: &Sequence) -> Vec<u32> {
         .filter(|(_, m)| **m)
         .map(|(t, _)| *t)
         .collect()
+}
+
+/// The answer of each question of a sequence, in order.
+pub fn answers(s: &Sequence) -> Vec<Vec<u32>> {
+    answer_spans(&s.answer_mask)
+        .into_iter()
+        .map(|r| s.tokens[r].to_vec())
+        .collect()
+}
+
+/// Questions of a sequence (1 for a question, the story's questions for a story).
+pub fn questions(s: &Sequence) -> usize {
+    answer_spans(&s.answer_mask).len()
+}
+
+/// The sequence up to the end of its `count`-th answer: its first `count` questions.
+pub fn prefix(s: &Sequence, count: usize) -> Sequence {
+    let end = answer_spans(&s.answer_mask)
+        .get(count.wrapping_sub(1))
+        .map_or(0, |r| r.end);
+    Sequence {
+        task: s.task,
+        tokens: s.tokens[..end].to_vec(),
+        answer_mask: s.answer_mask[..end].to_vec(),
+    }
+}
+
+/// `s` cut after its last answer that ends within `max_len` words, adding the questions cut
+/// off to `skipped`; `None` when not one fits (a question sequence is kept whole or not at all).
+fn fit(s: Sequence, max_len: usize, skipped: &mut usize) -> Option<Sequence> {
+    if s.tokens.len() <= max_len {
+        return Some(s);
+    }
+    let spans = answer_spans(&s.answer_mask);
+    let kept = spans.iter().take_while(|r| r.end <= max_len).count();
+    *skipped += spans.len() - kept;
+    (kept > 0).then(|| prefix(&s, kept))
 }
 
 /// Word sequences of one batch, padded at the end to the longest.
@@ -256,6 +317,19 @@ impl QaBatch {
             b.tasks.push(s.task);
         }
         b
+    }
+
+    /// The same batch with `<pad>` as the input at every answer word (story reading): the
+    /// answers are scored but never read, so none reaches a later question.
+    pub fn blank_answers(mut self) -> Self {
+        for (inputs, scored) in self.inputs.iter_mut().zip(&self.scored) {
+            for t in 1..inputs.len() {
+                if scored[t - 1] {
+                    inputs[t] = PAD;
+                }
+            }
+        }
+        self
     }
 
     /// Sequences in the batch.

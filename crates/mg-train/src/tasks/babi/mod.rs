@@ -1,14 +1,21 @@
 //! Question answering on bAbI (paper §4.4, appendix B.3, Tables 3 and 4): the 1D multigrid
 //! memory ([`mg_models::QaModel`]) or a DNC, trained jointly on the selected tasks.
 //!
-//! Each question is one sequence: its story's statements before it, the question and the
-//! answer words (`mg_data::babi::encode`); the story is replayed for every question, so no
-//! state crosses questions. At each step the model reads one word and predicts the next; the
-//! loss is the softmax cross-entropy on answer words only (equation 4). Batches pad at the
-//! end, after every scored step, so padding reaches neither the loss nor a real word's
-//! state. An answer of several words is right only if every word is: the evaluation feeds the
-//! true words (teacher forcing), which gives the same verdict as feeding the model's own
-//! words, since a verdict is decided at the first wrong word.
+//! `[task] reading` cuts the stories into sequences ([`Reading`]). With `"question"` (the
+//! default) each question is one sequence: its story's statements before it, the question and
+//! the answer words (`mg_data::babi::encode`); the story is replayed for every question, so no
+//! state crosses questions. With `"story"` (the DNC paper's protocol) a story is one sequence
+//! read once, its statements and questions in file order with each answer where it stands
+//! (`mg_data::babi::encode_story`); the state carries from question to question, and the input
+//! at an answer word is `<pad>`, so an answer is scored but never read.
+//!
+//! At each step the model reads one word and predicts the next; the loss is the softmax
+//! cross-entropy on answer words only (equation 4). Batches pad at the end, after every scored
+//! step, so padding reaches neither the loss nor a real word's state; a new batch starts from
+//! a fresh state. An answer of several words is right only if every word is: in question
+//! reading the evaluation feeds the true words (teacher forcing), which gives the same verdict
+//! as feeding the model's own words, since a verdict is decided at the first wrong word.
+//! Evaluation and validation score every question once, per task, in both readings.
 
 mod data;
 
@@ -23,12 +30,15 @@ use anyhow::bail;
 use burn::backend::Autodiff;
 use burn::tensor::activation::softmax;
 use burn::tensor::{Int, Tensor, TensorData};
-use mg_data::babi::{Sequence, TASKS, Variant, words_of};
+use mg_data::babi::{Sequence, TASKS, Variant, answer_spans, words_of};
 use mg_models::{MemoryState, QaNet, QaNetConfig, QaWidths};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-pub use data::{Corpus, CorpusSpec, QaBatch, VOCAB, answer, babi_dir, task_name};
+pub use data::{
+    Corpus, CorpusSpec, QaBatch, Reading, VOCAB, answer, answers, babi_dir, prefix, questions,
+    task_name,
+};
 
 use super::losses::softmax_cross_entropy;
 use crate::harness::progress::Progress;
@@ -73,10 +83,14 @@ pub struct BabiSettings {
     /// to keep the best checkpoint; 0 turns validation off.
     #[serde(default = "default_validation_questions")]
     pub validation_questions: usize,
-    /// Longest question sequence, in words (context, question and answer); longer ones are
-    /// left out and counted.
+    /// Longest sequence, in words (context, question and answer); longer questions are left
+    /// out and counted (in a story, those whose answer ends after the limit).
     #[serde(default = "default_max_len")]
     pub max_len: usize,
+    /// `"question"` (a sequence per question, the story replayed) or `"story"` (a sequence per
+    /// story, read once) [default: `"question"`].
+    #[serde(default)]
+    pub reading: Reading,
 }
 
 fn all_tasks() -> Vec<u8> {
@@ -239,7 +253,17 @@ impl Babi {
             validation: s.validation,
             validation_questions: s.validation_questions,
             max_len: s.max_len,
+            reading: s.reading,
         })
+    }
+
+    /// A batch of `sequences` as this run reads them (answers blanked in story reading).
+    pub fn batch_of<'a>(&self, sequences: impl IntoIterator<Item = &'a Sequence>) -> QaBatch {
+        let batch = QaBatch::new(sequences);
+        match self.spec.reading {
+            Reading::Question => batch,
+            Reading::Story => batch.blank_answers(),
+        }
     }
 
     /// Next-word logits of every step of `batch` on the host, `[len·batch, VOCAB]`.
@@ -258,7 +282,8 @@ impl Babi {
             .unwrap_or_default()
     }
 
-    /// Per-task wrong and total counts of `sequences`, in batches of similar length.
+    /// Per-task wrong and total question counts of `sequences` (every question of each), in
+    /// batches of similar length.
     fn count_errors<B: MgBackend>(
         &self,
         model: &QaNet<B>,
@@ -271,26 +296,29 @@ impl Babi {
         let mut counts: Vec<(u8, usize, usize)> = Vec::new();
         let mut done = 0;
         for chunk in order.chunks(self.config.eval.batch.max(1)) {
-            let batch = QaBatch::new(chunk.iter().map(|&i| sequences[i]));
+            let batch = self.batch_of(chunk.iter().map(|&i| sequences[i]));
             let logits = self.infer(model, &batch, device);
             let b = batch.size();
             for s in 0..b {
-                let right = (0..batch.inputs[s].len())
-                    .filter(|&t| batch.scored[s][t])
-                    .all(|t| {
+                let task = batch.tasks[s];
+                let at = match counts.iter().position(|c| c.0 == task) {
+                    Some(at) => at,
+                    None => {
+                        counts.push((task, 0, 0));
+                        counts.len() - 1
+                    }
+                };
+                // One verdict per question: its answer's steps, every word right.
+                for steps in answer_spans(&batch.scored[s]) {
+                    let right = steps.clone().all(|t| {
                         let row = &logits[(t * b + s) * VOCAB..(t * b + s + 1) * VOCAB];
                         argmax(row) == batch.targets[s][t] as usize
                     });
-                let task = batch.tasks[s];
-                match counts.iter_mut().find(|c| c.0 == task) {
-                    Some(c) => {
-                        c.1 += usize::from(!right);
-                        c.2 += 1;
-                    }
-                    None => counts.push((task, usize::from(!right), 1)),
+                    counts[at].1 += usize::from(!right);
+                    counts[at].2 += 1;
+                    done += 1;
                 }
             }
-            done += b;
             bar.set_position(done as u64);
         }
         counts.sort();
@@ -402,7 +430,7 @@ impl Task for Babi {
         let mut json = serde_json::Map::new();
         let tasks = &self.config.task.tasks;
         lines.push(format!(
-            "  task: bAbI {} joint on {} task{} ({}), one word per step, vocabulary {VOCAB}",
+            "  task: bAbI {} joint on {} task{} ({}), one word per step, vocabulary {VOCAB}, {}",
             match self.spec.variant {
                 Variant::En => "en",
                 Variant::En10k => "en-10k",
@@ -417,9 +445,14 @@ impl Task for Babi {
                     .map(|t| format!("qa{t}"))
                     .collect::<Vec<_>>()
                     .join(", ")
+            },
+            match self.spec.reading {
+                Reading::Question => "a sequence per question (the story replayed)",
+                Reading::Story => "a sequence per story (read once)",
             }
         ));
         json.insert("tasks".into(), json!(tasks));
+        json.insert("reading".into(), json!(self.spec.reading));
         match &self.model {
             QaNetConfig::Multigrid(m) => {
                 lines.push(format!(
@@ -501,9 +534,7 @@ impl Task for Babi {
     fn batch(&self, seed: u64, index: u64, size: usize) -> anyhow::Result<QaBatch> {
         let corpus = self.corpus()?;
         let picks = corpus.batch_indices(seed, index, size)?;
-        Ok(QaBatch::new(
-            picks.iter().map(|&i| &corpus.train[i as usize]),
-        ))
+        Ok(self.batch_of(picks.iter().map(|&i| &corpus.train[i as usize])))
     }
 
     fn epoch_size(
@@ -626,18 +657,21 @@ impl Task for Babi {
     ) -> anyhow::Result<BabiReport> {
         let start = Instant::now();
         let corpus = self.corpus()?;
-        // At most `sequences` questions of each task, in file order.
+        // At most `sequences` questions of each task, in file order (a story cut after its
+        // last question within the count).
         let mut taken = [0usize; 21];
-        let chosen: Vec<&Sequence> = corpus
-            .test
-            .iter()
-            .filter(|s| {
-                let n = &mut taken[s.task as usize];
-                *n += 1;
-                *n <= request.sequences
-            })
-            .collect();
-        let mut bar = Progress::new(chosen.len() as u64, "questions", request.show_progress);
+        let mut cut = Vec::new();
+        for s in &corpus.test {
+            let n = &mut taken[s.task as usize];
+            let count = questions(s).min(request.sequences.saturating_sub(*n));
+            *n += count;
+            if count > 0 {
+                cut.push(prefix(s, count));
+            }
+        }
+        let chosen: Vec<&Sequence> = cut.iter().collect();
+        let total: usize = taken.iter().sum();
+        let mut bar = Progress::new(total as u64, "questions", request.show_progress);
         let counts = self.count_errors(model, &chosen, device, &mut bar);
         bar.clear();
         let tasks: Vec<TaskError> = counts
@@ -646,7 +680,9 @@ impl Task for Babi {
                 let top = corpus.majority.get(&task).cloned().unwrap_or_default();
                 let majority_wrong = chosen
                     .iter()
-                    .filter(|s| s.task == task && answer(s) != top)
+                    .filter(|s| s.task == task)
+                    .flat_map(|s| answers(s))
+                    .filter(|a| *a != top)
                     .count();
                 TaskError {
                     task,
@@ -668,7 +704,7 @@ impl Task for Babi {
         }
         Ok(BabiReport {
             time_step: request.time_step,
-            sequences: chosen.len(),
+            sequences: total,
             error: tasks.iter().map(|t| t.error).sum::<f64>() / n,
             failed_tasks: tasks.iter().filter(|t| t.error > 0.05).count(),
             majority_error: tasks.iter().map(|t| t.majority_error).sum::<f64>() / n,
@@ -689,7 +725,8 @@ impl Task for Babi {
             return Ok(None);
         }
         let chosen: Vec<&Sequence> = corpus.valid.iter().collect();
-        let mut bar = Progress::new(chosen.len() as u64, "validation", false);
+        let total = chosen.iter().map(|s| questions(s)).sum::<usize>();
+        let mut bar = Progress::new(total as u64, "validation", false);
         let counts = self.count_errors(model, &chosen, device, &mut bar);
         let n = counts.len().max(1) as f64;
         Ok(Some(
@@ -740,8 +777,8 @@ impl Task for Babi {
         lines
     }
 
-    /// Writes test question `index` with the model's answer and its five likeliest words at
-    /// each answer step, as text.
+    /// Writes test sequence `index` (a question, or a story in story reading) with the model's
+    /// answers and its five likeliest words at each answer step, as text.
     fn draw<B: MgBackend>(
         &self,
         model: &QaNet<B>,
@@ -750,69 +787,72 @@ impl Task for Babi {
         device: &B::Device,
     ) -> anyhow::Result<Vec<PathBuf>> {
         let corpus = self.corpus()?;
+        let unit = match self.spec.reading {
+            Reading::Question => "question",
+            Reading::Story => "story",
+        };
         let Some(s) = corpus.test.get(index) else {
             bail!(
-                "--episode {index}: the test set of this run holds {} questions",
+                "--episode {index}: the test set of this run holds {} sequences (one per {unit})",
                 corpus.test.len()
             );
         };
         std::fs::create_dir_all(out)
             .map_err(|e| anyhow::anyhow!("creating {}: {e}", out.display()))?;
-        let batch = QaBatch::new([s]);
+        let batch = self.batch_of([s]);
         let logits = self.infer(model, &batch, device);
         let mut text = String::new();
         let _ = writeln!(
             text,
-            "qa{} {} (test question {index})",
+            "qa{} {} (test {unit} {index})",
             s.task,
             TASKS[s.task as usize - 1]
         );
-        let question_start = s
-            .tokens
-            .iter()
-            .rposition(|&t| corpus.vocab.word(t) == ".")
-            .map_or(0, |i| i + 1);
-        let answer_start = s
-            .answer_mask
-            .iter()
-            .position(|&m| m)
-            .unwrap_or(s.tokens.len());
-        let _ = writeln!(
-            text,
-            "story: {}",
-            corpus.vocab.decode(&s.tokens[..question_start])
-        );
-        let _ = writeln!(
-            text,
-            "question: {}",
-            corpus.vocab.decode(&s.tokens[question_start..answer_start])
-        );
-        let _ = writeln!(
-            text,
-            "answer: {}",
-            corpus.vocab.decode(&s.tokens[answer_start..])
-        );
-        for t in answer_start - 1..s.tokens.len() - 1 {
-            let row = &logits[t * VOCAB..(t + 1) * VOCAB];
-            let max = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
-            let z: f32 = row.iter().map(|v| (v - max).exp()).sum();
-            let mut top: Vec<(usize, f32)> = row
+        let mut read = 0;
+        for span in answer_spans(&s.answer_mask) {
+            // The question: the words after the last `.` before its answer.
+            let question_start = s.tokens[read..span.start]
                 .iter()
-                .map(|v| (v - max).exp() / z)
-                .enumerate()
-                .collect();
-            top.sort_by(|a, b| b.1.total_cmp(&a.1));
-            let shown: Vec<String> = top[..5]
-                .iter()
-                .map(|(w, p)| format!("{} {:.3}", corpus.vocab.word(*w as u32), p))
-                .collect();
+                .rposition(|&t| corpus.vocab.word(t) == ".")
+                .map_or(read, |i| read + i + 1);
             let _ = writeln!(
                 text,
-                "  word {} (target `{}`): {}",
-                t + 2 - answer_start,
-                corpus.vocab.word(s.tokens[t + 1]),
-                shown.join(", ")
+                "story: {}",
+                corpus.vocab.decode(&s.tokens[read..question_start])
             );
+            let _ = writeln!(
+                text,
+                "question: {}",
+                corpus.vocab.decode(&s.tokens[question_start..span.start])
+            );
+            let _ = writeln!(
+                text,
+                "answer: {}",
+                corpus.vocab.decode(&s.tokens[span.clone()])
+            );
+            for t in span.start - 1..span.end - 1 {
+                let row = &logits[t * VOCAB..(t + 1) * VOCAB];
+                let max = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+                let z: f32 = row.iter().map(|v| (v - max).exp()).sum();
+                let mut top: Vec<(usize, f32)> = row
+                    .iter()
+                    .map(|v| (v - max).exp() / z)
+                    .enumerate()
+                    .collect();
+                top.sort_by(|a, b| b.1.total_cmp(&a.1));
+                let shown: Vec<String> = top[..5]
+                    .iter()
+                    .map(|(w, p)| format!("{} {:.3}", corpus.vocab.word(*w as u32), p))
+                    .collect();
+                let _ = writeln!(
+                    text,
+                    "  word {} (target `{}`): {}",
+                    t + 2 - span.start,
+                    corpus.vocab.word(s.tokens[t + 1]),
+                    shown.join(", ")
+                );
+            }
+            read = span.end;
         }
         let path = out.join(format!("babi-{index}.txt"));
         std::fs::write(&path, text)

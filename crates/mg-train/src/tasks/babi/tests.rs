@@ -66,6 +66,229 @@ fn bad_settings_name_the_field() {
         "[model]\nkind = \"dnc\"\ncontroller = 8\nmemory_slots = 4\nword_size = 4\nembedding = 3\n",
     );
     assert!(e.contains("not fields of a dnc model"), "{e}");
+    let e = error_of("reading = \"page\"", TINY);
+    assert!(
+        e.contains("reading") && e.contains("`question`") && e.contains("`story`"),
+        "{e}"
+    );
+}
+
+/// In story reading a sequence is a whole story: its statements and several questions, each
+/// answer right after its question and scored there, the input at an answer word `<pad>`, and
+/// padding only after a row's last scored step. The stories hold the same questions as the
+/// question sequences.
+#[test]
+fn story_sequences_hold_every_question_in_place() {
+    let by_story = babi("tasks = [1, 2]\nreading = \"story\"", TINY).unwrap();
+    let by_question = babi("tasks = [1, 2]", TINY).unwrap();
+    let (s, q) = (by_story.corpus().unwrap(), by_question.corpus().unwrap());
+    assert_eq!(s.reading, Reading::Story);
+    assert!(
+        s.test.iter().all(|x| questions(x) > 1),
+        "a story per sequence"
+    );
+    assert!(q.test.iter().all(|x| questions(x) == 1));
+    // The same test questions, in the same order, with the same answers.
+    let story_answers: Vec<Vec<u32>> = s.test.iter().flat_map(answers).collect();
+    let question_answers: Vec<Vec<u32>> = q.test.iter().map(answer).collect();
+    assert_eq!(story_answers, question_answers);
+    // Each question sequence is the story up to that question with the earlier answers left
+    // out: its context ends where the story's does.
+    let first = &s.test[0];
+    let spans = answer_spans(&first.answer_mask);
+    // The words of each earlier question and its answer, which a replayed question leaves out.
+    let dot = s.vocab.id(".").unwrap();
+    let asked: Vec<std::ops::Range<usize>> = spans
+        .iter()
+        .enumerate()
+        .map(|(j, r)| {
+            let after_dot = first.tokens[..r.start]
+                .iter()
+                .rposition(|&w| w == dot)
+                .map_or(0, |i| i + 1);
+            let after_answer = if j > 0 { spans[j - 1].end } else { 0 };
+            after_dot.max(after_answer)..r.end
+        })
+        .collect();
+    for (k, span) in spans.iter().enumerate() {
+        let story_words: Vec<u32> = (0..span.end)
+            .filter(|&i| !asked[..k].iter().any(|r| r.contains(&i)))
+            .map(|i| first.tokens[i])
+            .collect();
+        assert_eq!(story_words, q.test[k].tokens, "question {k}");
+    }
+    let c = &s;
+    let rows = [
+        c.train.iter().min_by_key(|x| x.tokens.len()).unwrap(),
+        c.train.iter().max_by_key(|x| x.tokens.len()).unwrap(),
+    ];
+    let batch = by_story.batch_of(rows);
+    assert_eq!(batch.size(), 2);
+    for (row, seq) in rows.into_iter().enumerate() {
+        let n = seq.tokens.len() - 1;
+        assert_eq!(batch.inputs[row].len(), n);
+        let steps = answer_spans(&batch.scored[row]);
+        assert_eq!(steps.len(), questions(seq));
+        for (r, span) in steps.iter().zip(answer_spans(&seq.answer_mask)) {
+            // Step t predicts word t + 1.
+            assert_eq!(r.start + 1..r.end + 1, span);
+            assert_eq!(batch.targets[row][r.clone()], seq.tokens[span.clone()]);
+            assert_eq!(batch.inputs[row][r.start], s.vocab.id("?").unwrap());
+            for t in r.start + 1..=r.end.min(n - 1) {
+                assert_eq!(
+                    batch.inputs[row][t],
+                    mg_data::babi::PAD,
+                    "answer read at {t}"
+                );
+            }
+        }
+        assert!(
+            steps.last().unwrap().end == n,
+            "the last answer ends the row"
+        );
+    }
+    // Padding after the shorter row's last scored step only: zero input rows there.
+    let short = (0..2).min_by_key(|&r| batch.inputs[r].len()).unwrap();
+    let end = batch.inputs[short].len();
+    assert!(end < batch.len && batch.scored[short][..end].iter().any(|&m| m));
+    let x = batch.one_hot(0, batch.len);
+    for t in 0..batch.len {
+        let row = &x[(t * 2 + short) * VOCAB..(t * 2 + short + 1) * VOCAB];
+        assert_eq!(
+            row.iter().sum::<f32>(),
+            f32::from(u8::from(t < end)),
+            "step {t}"
+        );
+    }
+    let (rows, _) = batch.scored_rows(0, batch.len);
+    assert!(
+        rows.iter()
+            .all(|&r| (r as usize / 2) < end || r as usize % 2 != short)
+    );
+}
+
+/// In story reading the loss counts exactly the answer words of every question of the batch,
+/// equals the host's cross-entropy on them, is unchanged by padding, and carries the state
+/// across truncated windows.
+#[test]
+fn story_loss_counts_exactly_the_answer_words() {
+    let _guard = crate::SEEDED.lock().unwrap_or_else(|e| e.into_inner());
+    let t = babi("tasks = [1, 2]\nreading = \"story\"", TINY).unwrap();
+    let c = t.corpus().unwrap();
+    let device = Default::default();
+    let model = t.init::<Flex>(&device);
+    let short = c.train.iter().min_by_key(|s| s.tokens.len()).unwrap();
+    let long = c.train.iter().max_by_key(|s| s.tokens.len()).unwrap();
+    assert!(long.tokens.len() > short.tokens.len());
+    let loss_of = |batch: &QaBatch| {
+        let w = t.window::<Flex>(batch, 0..batch.len, &device);
+        let (logits, _) = t.forward(&model, &w, None, ForwardPath::Window);
+        let l = t.loss(logits, &w, LossReduction::Sum);
+        (l.loss.into_scalar() as f64, l.units)
+    };
+    let alone = t.batch_of([short]);
+    let (a, units) = loss_of(&alone);
+    assert_eq!(units, answer(short).len() as f64);
+    assert!(questions(short) > 1);
+    let (both, units) = loss_of(&t.batch_of([short, long]));
+    assert_eq!(units, (answer(short).len() + answer(long).len()) as f64);
+    let (long_alone, _) = loss_of(&t.batch_of([long]));
+    assert!(
+        (both - a - long_alone).abs() < 1e-4 * both.abs().max(1.0),
+        "{both} vs {a} + {long_alone}"
+    );
+    let logits = t.infer(&model, &alone, &device);
+    let mut want = 0.0;
+    for steps in answer_spans(&alone.scored[0]) {
+        for step in steps {
+            let row = &logits[step * VOCAB..(step + 1) * VOCAB];
+            let max = row.iter().cloned().fold(f32::MIN, f32::max) as f64;
+            let lse = max
+                + row
+                    .iter()
+                    .map(|&v| (v as f64 - max).exp())
+                    .sum::<f64>()
+                    .ln();
+            want += lse - row[alone.targets[0][step] as usize] as f64;
+        }
+    }
+    assert!((a - want).abs() < 1e-4 * want, "{a} vs {want}");
+    // Windows cut between two questions of the story, the state carried.
+    let batch = t.batch_of([long]);
+    let whole = t.infer(&model, &batch, &device);
+    let cut = answer_spans(&batch.scored[0])[1].start - 2;
+    let w1 = t.window::<Flex>(&batch, 0..cut, &device);
+    let (l1, state) = t.forward(&model, &w1, None, ForwardPath::Step);
+    let w2 = t.window::<Flex>(&batch, cut..batch.len, &device);
+    assert!(w1.scored > 0 && w2.scored > 0);
+    let (l2, _) = t.forward(&model, &w2, Some(state), ForwardPath::Window);
+    let parts: Vec<f32> = Tensor::cat(vec![l1, l2], 0).into_data().to_vec().unwrap();
+    let worst = parts
+        .iter()
+        .zip(&whole)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f32::max);
+    assert!(worst < 1e-4, "carried state differs by {worst}");
+}
+
+/// Story reading evaluates every test question once, per task: the counts and the majority
+/// baseline are those of question reading, and `eval.sequences` cuts a task's last story at
+/// the count. Validation scores the held-out questions of whole stories.
+#[test]
+fn story_evaluation_scores_every_question_once() {
+    let _turn = crate::SEEDED.lock().unwrap_or_else(|e| e.into_inner());
+    let by_story = babi("tasks = [1, 6]\nreading = \"story\"", TINY).unwrap();
+    let by_question = babi("tasks = [1, 6]", TINY).unwrap();
+    let device = Default::default();
+    let model = by_story.init::<Flex>(&device);
+    for sequences in [1000, 7] {
+        let request = EvalRequest {
+            sequences,
+            time_step: 0,
+            show_progress: false,
+        };
+        let s = by_story.evaluate(&model, &request, &device).unwrap();
+        let q = by_question.evaluate(&model, &request, &device).unwrap();
+        assert_eq!(s.sequences, q.sequences);
+        assert_eq!(s.tasks.len(), 2);
+        for (a, b) in s.tasks.iter().zip(&q.tasks) {
+            assert_eq!((a.task, a.questions), (b.task, b.questions));
+            assert_eq!(a.majority_error, b.majority_error);
+            assert!((0.0..=1.0).contains(&a.error));
+        }
+    }
+    let c = by_question.corpus().unwrap();
+    let s = by_story
+        .evaluate(
+            &model,
+            &EvalRequest {
+                sequences: 7,
+                time_step: 0,
+                show_progress: false,
+            },
+            &device,
+        )
+        .unwrap();
+    assert_eq!(s.sequences, 14);
+    assert!(c.test.len() > 14);
+    // Validation: whole held-out stories, at most the configured questions per task.
+    let v = babi(
+        "tasks = [1, 6]\nreading = \"story\"\nvalidation = 0.5\nvalidation_questions = 8",
+        TINY,
+    )
+    .unwrap();
+    let vc = v.corpus().unwrap();
+    for task in [1, 6] {
+        let held: usize = vc
+            .valid
+            .iter()
+            .filter(|x| x.task == task)
+            .map(questions)
+            .sum();
+        assert_eq!(held, 4, "task {task}");
+    }
+    let error = v.validate(&model, &device).unwrap().unwrap();
+    assert!((0.0..=1.0).contains(&error));
 }
 
 /// A missing folder or task file is an error naming it, raised when the data is first read.
@@ -306,7 +529,7 @@ fn training_keeps_the_best_checkpoint() {
     std::fs::remove_dir_all(&root).ok();
 }
 
-/// A batch of 3 questions cut into shards of 2 and 1 (each padded to the batch's length) gives
+/// A batch of 3 questions (or stories) cut into shards of 2 and 1 (each padded to the batch's length) gives
 /// the loss and gradients of the whole batch, window by window with the state carried, for
 /// the multigrid model and the DNC, with a summed and a mean loss.
 #[test]
@@ -316,14 +539,16 @@ fn shards_give_the_whole_batch_s_gradients() {
                read_heads = 1\n";
     for model in [TINY, dnc] {
         for loss in ["sum", "mean"] {
-            let config = config(
-                "tasks = [1, 2]\nvariant = \"en\"",
-                &format!("{model}[train]\nbatch = 3\nwindow = 4\nloss = \"{loss}\"\n"),
-            )
-            .unwrap();
-            let task = Babi::new(&config).unwrap();
-            let (windows, carried) = assert_shards_match(&task, &config, &[2, 1], 1);
-            assert!(carried > 0 && windows > carried, "{windows} windows");
+            for reading in ["question", "story"] {
+                let config = config(
+                    &format!("tasks = [1, 2]\nvariant = \"en\"\nreading = \"{reading}\""),
+                    &format!("{model}[train]\nbatch = 3\nwindow = 4\nloss = \"{loss}\"\n"),
+                )
+                .unwrap();
+                let task = Babi::new(&config).unwrap();
+                let (windows, carried) = assert_shards_match(&task, &config, &[2, 1], 1);
+                assert!(carried > 0 && windows > carried, "{windows} windows");
+            }
         }
     }
 }
