@@ -22,5 +22,7 @@ pub use checkpoint::{Progress, RunDir, RunLock};
 pub use experiment::{
     EvalConfig, Experiment, LossReduction, OptimizerKind, PathChoice, TEST_SEED, TrainConfig,
 };
-pub use task::{EpochSize, EvalRequest, ForeignNames, ForwardPath, ModelInfo, Task, WindowLoss};
+pub use task::{
+    EpochSize, EvalRequest, ForeignNames, ForwardPath, ModelInfo, Task, WindowLoss, shard_ranges,
+};
 pub use train::{ExperimentOf, TrainOptions};

@@ -162,7 +162,8 @@ pub trait Task: Sized + Send + Sync + 'static {
     /// every tensor of [`Task::state_to_tensors`] has the batch as its first dimension, and a
     /// window's summed loss (or, with a mean loss, its units-weighted mean) over the parts is the
     /// loss of the whole batch. A part keeps the whole batch's [`Task::sequence_len`], so that
-    /// the parts' windows and carried states stay in step.
+    /// the parts' windows and carried states stay in step. [`shard_ranges`] gives the parts'
+    /// rows.
     fn split_batch(&self, _batch: &Self::Batch, _sizes: &[usize]) -> Option<Vec<Self::Batch>> {
         None
     }
@@ -300,4 +301,13 @@ pub struct ForeignNames {
     pub rename: Rename,
     /// Metadata the other implementation needs to build the model, as `(key, value)`.
     pub metadata: Vec<(String, String)>,
+}
+
+/// The consecutive rows of a batch that [`Task::split_batch`]'s `sizes` stand for, in order.
+pub fn shard_ranges(sizes: &[usize]) -> impl Iterator<Item = Range<usize>> + '_ {
+    sizes.iter().scan(0, |start, &len| {
+        let rows = *start..*start + len;
+        *start += len;
+        Some(rows)
+    })
 }

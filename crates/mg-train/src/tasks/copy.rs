@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::harness::progress::Progress;
 use crate::harness::{
     EvalRequest, Experiment, ExperimentOf, ForwardPath, LossReduction, ModelInfo, Task, WindowLoss,
+    shard_ranges,
 };
 use crate::model_config::{ModelConfig, ModelKind, check_bound, describe_dnc, dnc_floats_per_step};
 use crate::viz::{Canvas, WHITE, grey};
@@ -228,16 +229,11 @@ impl Task for Copy {
     }
 
     fn split_batch(&self, batch: &CopyBatch, sizes: &[usize]) -> Option<Vec<CopyBatch>> {
-        let mut start = 0;
-        let shards = sizes
-            .iter()
-            .map(|&count| {
-                let shard = batch.shard(start, count);
-                start += count;
-                shard
-            })
-            .collect();
-        Some(shards)
+        Some(
+            shard_ranges(sizes)
+                .map(|rows| batch.shard(rows.start, rows.len()))
+                .collect(),
+        )
     }
 
     fn sequence_len(&self, batch: &CopyBatch) -> usize {

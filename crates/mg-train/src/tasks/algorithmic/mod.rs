@@ -32,6 +32,7 @@ use super::losses::{sigmoid_cross_entropy, softmax_cross_entropy};
 use crate::harness::progress::Progress;
 use crate::harness::{
     EvalRequest, Experiment, ExperimentOf, ForwardPath, LossReduction, ModelInfo, Task, WindowLoss,
+    shard_ranges,
 };
 use crate::model_config::{
     ModelConfig, ModelKind, NormChoice, check_bound, describe_dnc, describe_writer,
@@ -470,16 +471,11 @@ impl<const SORT: bool> Task for Algorithmic<SORT> {
     /// answer bits or answers, which every sequence has as many of); `new` refuses several
     /// threads for a model with batch norm, whose statistics are the whole batch's.
     fn split_batch(&self, batch: &AlgoBatch, sizes: &[usize]) -> Option<Vec<AlgoBatch>> {
-        let mut start = 0;
-        let shards = sizes
-            .iter()
-            .map(|&count| {
-                let shard = batch.shard(start, count);
-                start += count;
-                shard
-            })
-            .collect();
-        Some(shards)
+        Some(
+            shard_ranges(sizes)
+                .map(|rows| batch.shard(rows.start, rows.len()))
+                .collect(),
+        )
     }
 
     fn sequence_len(&self, _batch: &AlgoBatch) -> usize {

@@ -39,7 +39,7 @@ use crate::harness::experiment::read_config_text;
 use crate::harness::train::load_model;
 use crate::harness::{
     EvalRequest, Experiment, ExperimentOf, ForwardPath, LossReduction, ModelInfo, RunDir, Task,
-    WindowLoss,
+    WindowLoss, shard_ranges,
 };
 
 /// The `[task]` table of an exploration experiment.
@@ -502,18 +502,14 @@ impl Task for Explore {
     /// advantages' normalisation, which [`Task::shard_losses`] does over the whole batch.
     fn split_batch(&self, batch: &Arc<Worlds>, sizes: &[usize]) -> Option<Vec<Arc<Worlds>>> {
         let worlds = batch.worlds.lock().unwrap_or_else(|e| e.into_inner());
-        let mut start = 0;
-        let shards = sizes
-            .iter()
-            .map(|&count| {
-                let shard = Worlds {
+        let shards = shard_ranges(sizes)
+            .map(|rows| {
+                Arc::new(Worlds {
                     config: batch.config.clone(),
                     seed: batch.seed,
-                    first: batch.first + start as u64,
-                    worlds: std::sync::Mutex::new(worlds[start..start + count].to_vec()),
-                };
-                start += count;
-                Arc::new(shard)
+                    first: batch.first + rows.start as u64,
+                    worlds: std::sync::Mutex::new(worlds[rows].to_vec()),
+                })
             })
             .collect();
         Some(shards)

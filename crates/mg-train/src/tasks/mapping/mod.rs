@@ -28,6 +28,7 @@ pub use render::render_episodes;
 
 use crate::harness::{
     EvalRequest, Experiment, ExperimentOf, ForwardPath, LossReduction, ModelInfo, Task, WindowLoss,
+    shard_ranges,
 };
 use crate::model_config::{ModelConfig, ModelKind, check_bound};
 
@@ -380,19 +381,11 @@ impl Task for Mapping {
 
     /// Consecutive episodes of every query size's batch.
     fn split_batch(&self, batch: &Self::Batch, sizes: &[usize]) -> Option<Vec<Self::Batch>> {
-        let mut start = 0;
-        let shards = sizes
-            .iter()
-            .map(|&len| {
-                let shard = batch
-                    .iter()
-                    .map(|b| b[start..start + len].to_vec())
-                    .collect();
-                start += len;
-                shard
-            })
-            .collect();
-        Some(shards)
+        Some(
+            shard_ranges(sizes)
+                .map(|rows| batch.iter().map(|b| b[rows.clone()].to_vec()).collect())
+                .collect(),
+        )
     }
 
     fn window<B: MgBackend>(
