@@ -44,7 +44,7 @@ use super::losses::softmax_cross_entropy;
 use crate::harness::progress::Progress;
 use crate::harness::{
     EpochSize, EvalRequest, Experiment, ExperimentOf, ForwardPath, LossReduction, ModelInfo, Task,
-    WindowLoss,
+    WindowLoss, shard_ranges,
 };
 use crate::model_config::{ModelConfig, ModelKind, check_bound, describe_dnc};
 
@@ -557,16 +557,11 @@ impl Task for Babi {
     /// Consecutive questions, each shard padded to the whole batch's length. The loss adds up
     /// over the scored answer words of the shards (a mean loss: weighted by their counts).
     fn split_batch(&self, batch: &QaBatch, sizes: &[usize]) -> Option<Vec<QaBatch>> {
-        let mut start = 0;
-        let shards = sizes
-            .iter()
-            .map(|&count| {
-                let shard = batch.shard(start, count);
-                start += count;
-                shard
-            })
-            .collect();
-        Some(shards)
+        Some(
+            shard_ranges(sizes)
+                .map(|rows| batch.shard(rows.start, rows.len()))
+                .collect(),
+        )
     }
 
     fn window<B: MgBackend>(
