@@ -12,7 +12,7 @@ use crate::backend::{DeviceKind, Job, dispatch};
 use crate::harness::bench::{BenchOptions, BenchRecord, bench};
 use crate::harness::checkpoint::write_atomic;
 use crate::harness::experiment::{
-    MAX_SEQUENCES, check_memory, read_config_text, task_kind_among, training_bytes,
+    MAX_SEQUENCES, apply_overrides, check_memory, read_config_text, task_kind_among, training_bytes,
 };
 use crate::harness::metrics::read_metrics;
 use crate::harness::stop;
@@ -46,6 +46,22 @@ pub struct TrainArgs {
     /// estimated training memory exceeds it is refused before anything is allocated.
     #[arg(long, value_name = "GIB")]
     pub max_memory: Option<f64>,
+    /// Training seed, in place of the config's `[train] seed` (the run's config.toml records it).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Set a config field, e.g. `--set train.lr_start=5e-4 --set task.mapping_run=runs/m`
+    /// (a TOML value, else a string); the run's config.toml records the result.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+}
+
+impl TrainArgs {
+    /// `--set` items, then `--seed` as `train.seed=N`.
+    fn overrides(&self) -> Vec<String> {
+        let mut items = self.set.clone();
+        items.extend(self.seed.map(|s| format!("train.seed={s}")));
+        items
+    }
 }
 
 /// Arguments of `mg-train resume`.
@@ -240,9 +256,25 @@ fn with_config<V: TaskVisitor<Output = anyhow::Result<()>>>(
     path: &Path,
     visitor: impl FnOnce(String) -> V,
 ) -> anyhow::Result<()> {
+    with_config_set(path, &[], visitor)
+}
+
+/// [`with_config`] of the config with `KEY=VALUE` overrides applied ([`apply_overrides`]).
+fn with_config_set<V: TaskVisitor<Output = anyhow::Result<()>>>(
+    path: &Path,
+    overrides: &[String],
+    visitor: impl FnOnce(String) -> V,
+) -> anyhow::Result<()> {
+    let place = if overrides.is_empty() {
+        format!("in config {}", path.display())
+    } else {
+        let sets: Vec<String> = overrides.iter().map(|o| format!("--set {o}")).collect();
+        format!("in config {} with {}", path.display(), sets.join(" "))
+    };
     let text = read_config_text(path)?;
-    let kind = config_kind(&text).with_context(|| format!("in config {}", path.display()))?;
-    tasks::visit(&kind, visitor(text)).with_context(|| format!("in config {}", path.display()))?
+    let text = apply_overrides(&text, overrides).with_context(|| place.clone())?;
+    let kind = config_kind(&text).with_context(|| place.clone())?;
+    tasks::visit(&kind, visitor(text)).with_context(|| place)?
 }
 
 /// `runs/FAMILY-NAME` for a shipped config `configs/FAMILY/NAME.toml` (so that
@@ -295,7 +327,10 @@ fn on_cpu(device: DeviceKind) -> bool {
 
 /// Runs `mg-train train`.
 pub fn run_train(args: &TrainArgs) -> anyhow::Result<()> {
-    with_config(&args.config, |text| TrainCmd { args, text })
+    with_config_set(&args.config, &args.overrides(), |text| TrainCmd {
+        args,
+        text,
+    })
 }
 
 struct TrainCmd<'a> {

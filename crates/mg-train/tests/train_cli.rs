@@ -566,3 +566,85 @@ fn ask_answers_each_question_without_the_data_files() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// `--seed` and `--set` train exactly what a config with those values trains, and the run's
+/// config.toml records them; malformed or unknown overrides are refused before training.
+#[test]
+fn seed_and_set_override_the_config() {
+    let dir = temp_dir("overrides");
+    let edited = TINY.replace(
+        "batch = 2\nwindow = 4",
+        "batch = 2\nwindow = 4\nseed = 7\nlr_start = 5e-4",
+    );
+    assert_ne!(edited, TINY);
+    let explicit = dir.join("explicit.toml");
+    std::fs::write(&explicit, &edited).unwrap();
+    let config = write_config(&dir, TINY);
+    let (a, b) = (dir.join("a"), dir.join("b"));
+    ok(&[
+        "train",
+        explicit.to_str().unwrap(),
+        "--run-dir",
+        a.to_str().unwrap(),
+        "--steps",
+        "8",
+    ]);
+    ok(&[
+        "train",
+        config.to_str().unwrap(),
+        "--run-dir",
+        b.to_str().unwrap(),
+        "--steps",
+        "8",
+        "--seed",
+        "7",
+        "--set",
+        "train.lr_start=5e-4",
+    ]);
+    let losses = |run: &std::path::Path| -> Vec<f64> {
+        std::fs::read_to_string(run.join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["loss"]
+                    .as_f64()
+                    .unwrap()
+            })
+            .collect()
+    };
+    assert_eq!(losses(&a), losses(&b));
+    assert!(!losses(&a).is_empty());
+    let recorded: toml::Table =
+        toml::from_str(&std::fs::read_to_string(b.join("config.toml")).unwrap()).unwrap();
+    assert_eq!(recorded["train"]["seed"].as_integer(), Some(7));
+    assert_eq!(recorded["train"]["lr_start"].as_float(), Some(5e-4));
+    // A different seed trains differently.
+    let c = dir.join("c");
+    ok(&[
+        "train",
+        config.to_str().unwrap(),
+        "--run-dir",
+        c.to_str().unwrap(),
+        "--steps",
+        "8",
+        "--seed",
+        "8",
+    ]);
+    assert_ne!(losses(&a), losses(&c));
+
+    let c = config.to_str().unwrap();
+    for (set, expected) in [
+        ("train.seed", "expected KEY=VALUE"),
+        ("train.no_such_field=1", "no_such_field"),
+        ("train.batch=\"two\"", "batch"),
+    ] {
+        let r = dir.join("refused");
+        let err = fails(&["train", c, "--run-dir", r.to_str().unwrap(), "--set", set]);
+        assert!(
+            err.contains(expected) && err.contains("tiny.toml"),
+            "--set {set}:\n{err}"
+        );
+        assert!(!r.exists(), "--set {set} left a run folder");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -274,6 +274,52 @@ pub fn task_kind_among(text: &str, kinds: &[&str]) -> anyhow::Result<String> {
     }
 }
 
+/// A config text with `KEY=VALUE` overrides applied (`train.seed=2`, `task.mapping_run="runs/m"`):
+/// each dotted key names a field, each value is TOML (`2`, `1e-3`, `"text"`, `[1, 2]`) or,
+/// where it does not parse as TOML, a string. Missing tables are created; the result is
+/// re-serialized, so comments do not survive. Unknown fields are left to the config's own
+/// checks.
+pub fn apply_overrides(text: &str, overrides: &[String]) -> anyhow::Result<String> {
+    if overrides.is_empty() {
+        return Ok(text.to_string());
+    }
+    let mut root: toml::Table = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+    for item in overrides {
+        let Some((key, value)) = item.split_once('=') else {
+            bail!("--set {item}: expected KEY=VALUE, e.g. train.seed=2");
+        };
+        let key = key.trim();
+        let path: Vec<&str> = key.split('.').map(str::trim).collect();
+        if path.iter().any(|p| p.is_empty()) {
+            bail!("--set {item}: `{key}` is not a dotted field name such as train.seed");
+        }
+        let value = value.trim();
+        let value = toml::from_str::<toml::Table>(&format!("v = {value}"))
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or_else(|| toml::Value::String(value.to_string()));
+        let (last, tables) = path.split_last().expect("split yields at least one part");
+        let mut table = &mut root;
+        for (i, name) in tables.iter().enumerate() {
+            let entry = table
+                .entry(name.to_string())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            let Some(inner) = entry.as_table_mut() else {
+                bail!(
+                    "--set {item}: `{}` is a value, not a table",
+                    path[..=i].join(".")
+                );
+            };
+            table = inner;
+        }
+        if table.get(*last).is_some_and(toml::Value::is_table) {
+            bail!("--set {item}: `{key}` is a table; set one of its fields");
+        }
+        table.insert(last.to_string(), value);
+    }
+    Ok(toml::to_string(&root)?)
+}
+
 /// Reads a config file's text, refusing files that are not small regular files.
 pub fn read_config_text(path: &Path) -> anyhow::Result<String> {
     let meta =
@@ -441,4 +487,55 @@ pub fn check_memory(
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::apply_overrides;
+
+    fn set(text: &str, items: &[&str]) -> anyhow::Result<toml::Table> {
+        let items: Vec<String> = items.iter().map(|s| s.to_string()).collect();
+        Ok(toml::from_str(&apply_overrides(text, &items)?)?)
+    }
+
+    #[test]
+    fn overrides_set_typed_values_and_create_tables() {
+        let text = "[task]\nkind = \"copy\"\n[train]\nseed = 1 # a comment\nlr_start = 1e-3\n";
+        let t = set(
+            text,
+            &[
+                "train.seed=4",
+                "train.lr_start = 5e-4",
+                "task.mapping_run=runs/a b",
+                "task.name=\"quoted\"",
+                "eval.sequences=8",
+            ],
+        )
+        .unwrap();
+        assert_eq!(t["train"]["seed"].as_integer(), Some(4));
+        assert_eq!(t["train"]["lr_start"].as_float(), Some(5e-4));
+        assert_eq!(t["task"]["mapping_run"].as_str(), Some("runs/a b"));
+        assert_eq!(t["task"]["name"].as_str(), Some("quoted"));
+        assert_eq!(t["task"]["kind"].as_str(), Some("copy"));
+        assert_eq!(t["eval"]["sequences"].as_integer(), Some(8));
+        assert_eq!(apply_overrides(text, &[]).unwrap(), text);
+    }
+
+    #[test]
+    fn malformed_overrides_are_refused_with_the_item() {
+        let text = "[task]\nkind = \"copy\"\n[train]\nseed = 1\n";
+        for (item, needle) in [
+            ("train.seed", "expected KEY=VALUE"),
+            ("train..seed=1", "not a dotted field name"),
+            ("=1", "not a dotted field name"),
+            ("train.seed.x=1", "`train.seed` is a value"),
+            ("train=1", "`train` is a table"),
+        ] {
+            let error = set(text, &[item]).unwrap_err().to_string();
+            assert!(
+                error.contains(item) && error.contains(needle),
+                "{item}: {error}"
+            );
+        }
+    }
 }
