@@ -3,7 +3,8 @@
 //!
 //! Synthetic samples are pure functions of `(seed, index)` ([`rng::Rng::keyed`]): reproducible, streamable,
 //! nothing stored. MNIST and bAbI are read from a local directory ([`locate`] finds it); nothing is
-//! downloaded. Tensors are built only in [`batch`], for any burn backend.
+//! downloaded. Samples are plain vectors; the mapping world's windows become tensors in [`batch`],
+//! for any burn backend, the other tasks' in `mg-train`, laid out for each model kind.
 
 pub mod babi;
 pub mod batch;
