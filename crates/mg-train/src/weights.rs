@@ -324,6 +324,26 @@ impl<T: Task> Job for ImportJob<T> {
                     .map_or_else(|_| "?".into(), |m| one_line(&m)),
             );
         }
+        // Shapes that fit do not make the same model: say so when the file names another.
+        let metadata = file_metadata(&self.weights);
+        let ours = toml::Value::try_from(&self.config.model).ok();
+        let theirs = metadata
+            .get("mg_config")
+            .and_then(|text| text.parse::<toml::Table>().ok())
+            .and_then(|config| config.get("model").cloned());
+        if let Some(written_by) = described_by(&metadata)
+            && (metadata.get("mg_task").is_some_and(|t| t != T::KIND)
+                || (theirs.is_some() && theirs != ours))
+        {
+            eprintln!(
+                "warning: {} holds the weights of {written_by}; their shapes fit the model of {}, \
+                 a `{}` model ([model] {}), so they are imported into it",
+                self.weights.display(),
+                self.config_path.display(),
+                T::KIND,
+                ours.as_ref().map_or_else(|| "?".into(), one_line),
+            );
+        }
         if let Some((name, value)) = first_non_finite(&model) {
             bail!(
                 "{}: tensor `{name}` holds {value}; the weights must be finite numbers",

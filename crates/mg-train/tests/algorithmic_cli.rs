@@ -212,6 +212,22 @@ fn impossible_settings_name_the_field() {
             "{name}: the error names the file:\n{err}"
         );
     }
+    // Batch norm's statistics are the whole batch's: shards are refused, naming the file.
+    let norm = format!("{MG}norm = \"batch-pooled\"\n");
+    let path = config(&dir, "bnthreads", "kind = \"sort\"\nlen = 3\n", &norm);
+    let run = dir.join("run-bnthreads");
+    let err = fails(&[
+        "train",
+        path.to_str().unwrap(),
+        "--run-dir",
+        run.to_str().unwrap(),
+        "--set",
+        "train.threads=2",
+    ]);
+    for needle in ["train.threads: 2", "whole batch, which", "bnthreads.toml"] {
+        assert!(err.contains(needle), "expected `{needle}` in:\n{err}");
+    }
+    assert!(!run.exists(), "a refused config leaves no run folder");
 }
 
 /// Export to safetensors and import into a new run: the same test error; a file of another
@@ -310,4 +326,45 @@ fn weights_round_trip_through_safetensors() {
         dir.join("cut").to_str().unwrap(),
     ]);
     assert!(err.contains("cut.safetensors"), "{err}");
+    // Shapes that fit a model of other settings: imported, with a warning naming both models;
+    // the same model imports without one.
+    let task = "kind = \"sort\"\nlen = 3\ndim = 4\n";
+    let dnc = config(&dir, "dnc", task, DNC);
+    let clipped = config(&dir, "clipped", task, &format!("{DNC}clip_value = 10.0\n"));
+    let dnc_run = dir.join("dnc-run");
+    ok(&[
+        "train",
+        dnc.to_str().unwrap(),
+        "--run-dir",
+        dnc_run.to_str().unwrap(),
+    ]);
+    let dnc_file = dir.join("dnc.safetensors");
+    ok(&[
+        "export",
+        dnc_run.to_str().unwrap(),
+        "--out",
+        dnc_file.to_str().unwrap(),
+    ]);
+    let import = |config: &Path, name: &str| {
+        let out = common::run(&[
+            "import",
+            config.to_str().unwrap(),
+            dnc_file.to_str().unwrap(),
+            "--run-dir",
+            dir.join(name).to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "import into {name} failed");
+        String::from_utf8(out.stderr).unwrap()
+    };
+    let warned = import(&clipped, "into-clipped");
+    for needle in [
+        "warning:",
+        "holds the weights of a `sort` model",
+        "clip_value = 10",
+        "clipped.toml",
+    ] {
+        assert!(warned.contains(needle), "expected `{needle}` in:\n{warned}");
+    }
+    let same = import(&dnc, "into-same");
+    assert!(!same.contains("warning"), "{same}");
 }

@@ -350,7 +350,9 @@ impl<const SORT: bool> Algorithmic<SORT> {
         {
             let name = serde_json::to_string(&norm).unwrap_or_default();
             bail!(
-                "train.threads: {}; model.norm = {name} normalises with statistics of the whole                  batch, which a shard of it does not have, so this model trains on one thread                  (set train.threads = 1)",
+                "train.threads: {}; model.norm = {name} normalises with statistics of the whole \
+                 batch, which a shard of it does not have, so this model trains on one thread \
+                 (set train.threads = 1)",
                 config.train.threads
             );
         }
