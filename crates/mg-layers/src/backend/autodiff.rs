@@ -76,62 +76,6 @@ impl<B: MgBackend> Backward<B, 3> for Conv2dBias {
     }
 }
 
-/// One of the two LSTM update ops.
-#[derive(Clone, Copy, Debug)]
-enum Update {
-    /// [`MgBackend::lstm_cell`].
-    Cell,
-    /// [`MgBackend::lstm_hidden`].
-    Hidden,
-}
-
-impl Update {
-    fn forward<B: MgBackend>(self, gates: Primitive<B>, cell: Primitive<B>) -> Primitive<B> {
-        match self {
-            Update::Cell => B::lstm_cell(gates, cell),
-            Update::Hidden => B::lstm_hidden(gates, cell),
-        }
-    }
-}
-
-#[derive(Debug)]
-struct LstmUpdate;
-
-impl<B: MgBackend> Backward<B, 2> for LstmUpdate {
-    type State = (Update, Primitive<B>, Primitive<B>);
-
-    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let grad = grads.consume::<B>(&ops.node);
-        let (update, gates, cell) = ops.state;
-        let (d_gates, d_cell) = match update {
-            Update::Cell => B::lstm_cell_backward(gates, cell, grad),
-            Update::Hidden => B::lstm_hidden_backward(gates, cell, grad),
-        };
-        register_pair::<B>(ids!(ops.parents), d_gates, d_cell, grads);
-    }
-}
-
-/// The autodiff node of an LSTM update.
-fn lstm_update<B: MgBackend, C: CheckpointStrategy>(
-    update: Update,
-    gates: FloatTensor<Autodiff<B, C>>,
-    cell: FloatTensor<Autodiff<B, C>>,
-) -> FloatTensor<Autodiff<B, C>> {
-    match LstmUpdate
-        .prepare::<C>([gates.node.clone(), cell.node.clone()])
-        .compute_bound()
-        .stateful()
-    {
-        OpsKind::Tracked(prep) => {
-            let state = (update, gates.primitive.clone(), cell.primitive.clone());
-            prep.finish(state, update.forward::<B>(gates.primitive, cell.primitive))
-        }
-        OpsKind::UnTracked(prep) => {
-            prep.finish(update.forward::<B>(gates.primitive, cell.primitive))
-        }
-    }
-}
-
 fn register_pair<B: MgBackend>(
     [node_a, node_b]: [Option<NodeId>; 2],
     grad_a: Primitive<B>,
@@ -522,13 +466,5 @@ impl<B: MgBackend, C: CheckpointStrategy> MgBackend for Autodiff<B, C> {
             }
             OpsKind::UnTracked(prep) => prep.finish(B::mg_maxpool(x.primitive, factors)),
         }
-    }
-
-    fn lstm_cell(gates: FloatTensor<Self>, cell: FloatTensor<Self>) -> FloatTensor<Self> {
-        lstm_update::<B, C>(Update::Cell, gates, cell)
-    }
-
-    fn lstm_hidden(gates: FloatTensor<Self>, cell: FloatTensor<Self>) -> FloatTensor<Self> {
-        lstm_update::<B, C>(Update::Hidden, gates, cell)
     }
 }

@@ -690,58 +690,6 @@ impl MgBackend for Flex {
             .unwrap_or_else(|| defaults::maxpool_backward::<Flex>(x, grad, factors))
     }
 
-    fn lstm_cell(gates: FlexTensor, cell: FlexTensor) -> FlexTensor {
-        update(
-            gates,
-            cell,
-            (kernels::lstm_cell::<f32>, kernels::lstm_cell::<f64>),
-            defaults::lstm_cell::<Flex>,
-        )
-    }
-
-    fn lstm_cell_backward(
-        gates: FlexTensor,
-        cell: FlexTensor,
-        grad: FlexTensor,
-    ) -> (FlexTensor, FlexTensor) {
-        update_backward(
-            gates,
-            cell,
-            grad,
-            (
-                kernels::lstm_cell_backward::<f32>,
-                kernels::lstm_cell_backward::<f64>,
-            ),
-            defaults::lstm_cell_backward::<Flex>,
-        )
-    }
-
-    fn lstm_hidden(gates: FlexTensor, cell: FlexTensor) -> FlexTensor {
-        update(
-            gates,
-            cell,
-            (kernels::lstm_hidden::<f32>, kernels::lstm_hidden::<f64>),
-            defaults::lstm_hidden::<Flex>,
-        )
-    }
-
-    fn lstm_hidden_backward(
-        gates: FlexTensor,
-        cell: FlexTensor,
-        grad: FlexTensor,
-    ) -> (FlexTensor, FlexTensor) {
-        update_backward(
-            gates,
-            cell,
-            grad,
-            (
-                kernels::lstm_hidden_backward::<f32>,
-                kernels::lstm_hidden_backward::<f64>,
-            ),
-            defaults::lstm_hidden_backward::<Flex>,
-        )
-    }
-
     fn mg_dnc_allocation(usage: FlexTensor, epsilon: f64) -> FlexTensor {
         memory::allocation(usage, epsilon)
     }
@@ -804,59 +752,6 @@ impl MgBackend for Flex {
             DType::F32 => step_backward::<f32>(&g, &c, [&dc, &dh]),
             _ => step_backward::<f64>(&g, &c, [&dc, &dh]),
         }
-    }
-}
-
-type Update<E> = fn(&[E], &[E], &mut [E]);
-type UpdateBackward<E> = fn(&[E], &[E], &[E], &mut [E], &mut [E]);
-
-/// An LSTM update through its f32 or f64 kernel, or `default` (other types, kernels off).
-fn update(
-    gates: FlexTensor,
-    cell: FlexTensor,
-    (k32, k64): (Update<f32>, Update<f64>),
-    default: fn(FlexTensor, FlexTensor) -> FlexTensor,
-) -> FlexTensor {
-    let (g, c) = (gates.to_contiguous(), cell.to_contiguous());
-    fn run<E: Element + Real>(g: &FlexTensor, c: &FlexTensor, k: Update<E>) -> FlexTensor {
-        let [out] = per_image(g, [c], [1], |g, [c], [out]| k(g, c, out));
-        tensor(out, c.shape())
-    }
-    match g.dtype() {
-        _ if !cpu_kernels_enabled() => default(g, c),
-        DType::F32 => run(&g, &c, k32),
-        DType::F64 => run(&g, &c, k64),
-        _ => default(g, c),
-    }
-}
-
-/// The backward of [`update`]: `(∂gates, ∂cell)`.
-fn update_backward(
-    gates: FlexTensor,
-    cell: FlexTensor,
-    grad: FlexTensor,
-    (k32, k64): (UpdateBackward<f32>, UpdateBackward<f64>),
-    default: fn(FlexTensor, FlexTensor, FlexTensor) -> (FlexTensor, FlexTensor),
-) -> (FlexTensor, FlexTensor) {
-    let (g, c, d) = (
-        gates.to_contiguous(),
-        cell.to_contiguous(),
-        grad.to_contiguous(),
-    );
-    fn run<E: Element + Real>(
-        g: &FlexTensor,
-        c: &FlexTensor,
-        d: &FlexTensor,
-        k: UpdateBackward<E>,
-    ) -> (FlexTensor, FlexTensor) {
-        let [dg, dc] = per_image(g, [c, d], [4, 1], |g, [c, d], [dg, dc]| k(g, c, d, dg, dc));
-        (tensor(dg, g.shape()), tensor(dc, c.shape()))
-    }
-    match g.dtype() {
-        _ if !cpu_kernels_enabled() => default(g, c, d),
-        DType::F32 => run(&g, &c, &d, k32),
-        DType::F64 => run(&g, &c, &d, k64),
-        _ => default(g, c, d),
     }
 }
 

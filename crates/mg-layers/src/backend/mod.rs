@@ -5,7 +5,7 @@
 //!   the layers' convolutions.
 //! - [`MgBackend::lstm_step`] and its backward: the conv-LSTM update from the gate
 //!   pre-activations, the new cell and hidden states in one pass and both gradients in one
-//!   pass ([`MgBackend::lstm_cell`] / [`MgBackend::lstm_hidden`] are its halves).
+//!   pass.
 //! - [`MgBackend::mg_cat_channels`] and its backward [`MgBackend::mg_split_channels`]: the
 //!   channel concatenations of the gather and of `[x, h]`, whose gradients burn's autodiff
 //!   hands on as strided views (every later op then walks them through a strided iterator).
@@ -150,35 +150,6 @@ pub trait MgBackend: Backend {
         factors: [usize; 2],
     ) -> FloatTensor<Self> {
         defaults::maxpool_backward::<Self>(x, grad, factors)
-    }
-
-    /// The new cell state `c = σ(f)·cell + σ(i)·tanh(g)`, `[n, c, h, w]`.
-    fn lstm_cell(gates: FloatTensor<Self>, cell: FloatTensor<Self>) -> FloatTensor<Self> {
-        defaults::lstm_cell::<Self>(gates, cell)
-    }
-
-    /// The gradients of [`Self::lstm_cell`] with respect to `gates` (zero for `o`) and `cell`.
-    fn lstm_cell_backward(
-        gates: FloatTensor<Self>,
-        cell: FloatTensor<Self>,
-        grad: FloatTensor<Self>,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
-        defaults::lstm_cell_backward::<Self>(gates, cell, grad)
-    }
-
-    /// The hidden state `h = σ(o)·tanh(cell)`, `[n, c, h, w]`, from the new cell state.
-    fn lstm_hidden(gates: FloatTensor<Self>, cell: FloatTensor<Self>) -> FloatTensor<Self> {
-        defaults::lstm_hidden::<Self>(gates, cell)
-    }
-
-    /// The gradients of [`Self::lstm_hidden`] with respect to `gates` (zero but for `o`) and
-    /// `cell`.
-    fn lstm_hidden_backward(
-        gates: FloatTensor<Self>,
-        cell: FloatTensor<Self>,
-        grad: FloatTensor<Self>,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
-        defaults::lstm_hidden_backward::<Self>(gates, cell, grad)
     }
 
     /// The whole update in one pass: `(cell', hidden')`, `cell' = σ(f)·cell + σ(i)·tanh(g)`
@@ -372,18 +343,18 @@ pub(crate) mod defaults {
         )
     }
 
-    /// [`super::MgBackend::lstm_step`] as the backend's cell and hidden updates.
+    /// [`super::MgBackend::lstm_step`] as its two halves, [`lstm_cell`] and [`lstm_hidden`].
     pub(crate) fn lstm_step<B: super::MgBackend>(
         gates: FloatTensor<B>,
         cell: FloatTensor<B>,
     ) -> (FloatTensor<B>, FloatTensor<B>) {
-        let new_cell = B::lstm_cell(gates.clone(), cell);
-        let hidden = B::lstm_hidden(gates, new_cell.clone());
+        let new_cell = lstm_cell::<B>(gates.clone(), cell);
+        let hidden = lstm_hidden::<B>(gates, new_cell.clone());
         (new_cell, hidden)
     }
 
-    /// [`super::MgBackend::lstm_step_backward`] through the backend's cell and hidden
-    /// backwards: the hidden state's gradient reaches the new cell state, which is recomputed.
+    /// [`super::MgBackend::lstm_step_backward`] through the halves' backwards: the hidden
+    /// state's gradient reaches the new cell state, which is recomputed.
     pub(crate) fn lstm_step_backward<B: super::MgBackend>(
         gates: FloatTensor<B>,
         cell: FloatTensor<B>,
@@ -392,8 +363,8 @@ pub(crate) mod defaults {
     ) -> (FloatTensor<B>, FloatTensor<B>) {
         let (d_gates_hidden, grad_cell) = match grad_hidden {
             Some(grad) => {
-                let new_cell = B::lstm_cell(gates.clone(), cell.clone());
-                let (d_gates, d_cell) = B::lstm_hidden_backward(gates.clone(), new_cell, grad);
+                let new_cell = lstm_cell::<B>(gates.clone(), cell.clone());
+                let (d_gates, d_cell) = lstm_hidden_backward::<B>(gates.clone(), new_cell, grad);
                 let grad_cell = match grad_cell {
                     Some(g) => B::float_add(g, d_cell),
                     None => d_cell,
@@ -406,7 +377,7 @@ pub(crate) mod defaults {
                 (None, grad_cell.unwrap_or_else(zeros))
             }
         };
-        let (d_gates, d_cell) = B::lstm_cell_backward(gates, cell, grad_cell);
+        let (d_gates, d_cell) = lstm_cell_backward::<B>(gates, cell, grad_cell);
         let d_gates = match d_gates_hidden {
             Some(d) => B::float_add(d_gates, d),
             None => d_gates,
@@ -561,19 +532,6 @@ pub fn maxpool<B: MgBackend>(x: Tensor<B, 4>, factors: [usize; 2]) -> Tensor<B, 
     float(B::mg_maxpool(x.into_primitive().tensor(), factors))
 }
 
-/// [`MgBackend::lstm_cell`] on tensors: `σ(f)·cell + σ(i)·tanh(g)`.
-///
-/// # Shapes
-/// - `gates`: `[n, 4·c, h, w]` split `(i, g, f, o)`, `cell`: `[n, c, h, w]`
-/// - returns `[n, c, h, w]`
-pub fn lstm_cell<B: MgBackend>(gates: Tensor<B, 4>, cell: Tensor<B, 4>) -> Tensor<B, 4> {
-    check_gates("lstm_cell", &gates, &cell);
-    float(B::lstm_cell(
-        gates.into_primitive().tensor(),
-        cell.into_primitive().tensor(),
-    ))
-}
-
 /// [`MgBackend::lstm_step`] on tensors: the new cell state `σ(f)·cell + σ(i)·tanh(g)` and the
 /// hidden state `σ(o)·tanh(cell')` in one pass, with one backward for both.
 ///
@@ -590,19 +548,6 @@ pub fn lstm_step<B: MgBackend>(
         cell.into_primitive().tensor(),
     );
     (float(cell), float(hidden))
-}
-
-/// [`MgBackend::lstm_hidden`] on tensors: `σ(o)·tanh(cell)`.
-///
-/// # Shapes
-/// - `gates`: `[n, 4·c, h, w]` split `(i, g, f, o)`, `cell`: `[n, c, h, w]`
-/// - returns `[n, c, h, w]`
-pub fn lstm_hidden<B: MgBackend>(gates: Tensor<B, 4>, cell: Tensor<B, 4>) -> Tensor<B, 4> {
-    check_gates("lstm_hidden", &gates, &cell);
-    float(B::lstm_hidden(
-        gates.into_primitive().tensor(),
-        cell.into_primitive().tensor(),
-    ))
 }
 
 fn check_gates<B: Backend>(name: &str, gates: &Tensor<B, 4>, cell: &Tensor<B, 4>) {

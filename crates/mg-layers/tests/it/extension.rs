@@ -10,7 +10,7 @@ use burn::tensor::module::conv2d as burn_conv2d;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Tensor, TensorData, TensorPrimitive};
 use mg_layers::MgBackend;
-use mg_layers::backend::{conv2d, lstm_cell, lstm_hidden, lstm_step};
+use mg_layers::backend::{conv2d, lstm_step};
 
 use crate::{TestAutodiffBackend as AB, TestBackend as B, device, f64_supported};
 
@@ -126,8 +126,7 @@ fn reference_lstm(gates: Tensor<AB, 4>, cell: Tensor<AB, 4>) -> (Tensor<AB, 4>, 
 const LSTM_CASES: [[usize; 4]; 4] = [[1, 1, 1, 1], [1, 3, 2, 5], [4, 2, 3, 1], [16, 8, 12, 12]];
 
 /// Forward values and the gradients of `Σ c ⊙ R₁ + Σ h ⊙ R₂` (and of each term alone, so
-/// that one of `lstm_step`'s outputs gets no gradient) against the reference, for the fused
-/// update and for its two halves.
+/// that one of `lstm_step`'s outputs gets no gradient) against the reference.
 #[test]
 fn lstm_ops_match_burn_ops_forward_and_backward() {
     device();
@@ -140,14 +139,11 @@ fn lstm_ops_match_burn_ops_forward_and_backward() {
             random([n, c, h, w], seed + 2),
             random([n, c, h, w], seed + 3),
         );
-        let run = |update: &str, [use_cell, use_hidden]: [bool; 2]| {
-            let (c_new, h_new) = match update {
-                "step" => lstm_step(gates.clone(), cell.clone()),
-                "halves" => {
-                    let c_new = lstm_cell(gates.clone(), cell.clone());
-                    (c_new.clone(), lstm_hidden(gates.clone(), c_new))
-                }
-                _ => reference_lstm(gates.clone(), cell.clone()),
+        let run = |fused: bool, [use_cell, use_hidden]: [bool; 2]| {
+            let (c_new, h_new) = if fused {
+                lstm_step(gates.clone(), cell.clone())
+            } else {
+                reference_lstm(gates.clone(), cell.clone())
             };
             let loss = match (use_cell, use_hidden) {
                 (true, true) => {
@@ -165,10 +161,10 @@ fn lstm_ops_match_burn_ops_forward_and_backward() {
             )
         };
         for terms in [[true, true], [true, false], [false, true]] {
-            let reference = run("reference", terms);
-            for update in ["step", "halves"] {
-                let ours = run(update, terms);
-                let case = format!("case {k} {:?}, {update}, terms {terms:?}", LSTM_CASES[k]);
+            let reference = run(false, terms);
+            {
+                let ours = run(true, terms);
+                let case = format!("case {k} {:?}, terms {terms:?}", LSTM_CASES[k]);
                 for (what, d) in [
                     ("cell", rel_diff(ours.0, reference.0.clone())),
                     ("hidden", rel_diff(ours.1, reference.1.clone())),
@@ -182,22 +178,21 @@ fn lstm_ops_match_burn_ops_forward_and_backward() {
     }
 }
 
-/// Central differences of `Σ h ⊙ R` (h after two updates from one set of gates; with the
-/// fused update also `Σ h₁ ⊙ R`, the first hidden state) with respect to every gate
-/// pre-activation and cell value of a small case, in f64, for the update's halves and for
-/// the fused update.
+/// Central differences of `Σ h₂ ⊙ R` (h₂ after two updates from one set of gates, so the first
+/// update's hidden state gets no gradient), and of `Σ h₂ ⊙ R + Σ h₁ ⊙ R`, with respect to
+/// every gate pre-activation and cell value of a small case, in f64.
 #[test]
 fn lstm_ops_gradients_match_finite_differences() {
     if !f64_supported() {
         return; // f32 differences are checked through the layers' gradient checks.
     }
     device();
-    for fused in [false, true] {
-        lstm_finite_differences(fused);
+    for both in [false, true] {
+        lstm_finite_differences(both);
     }
 }
 
-fn lstm_finite_differences(fused: bool) {
+fn lstm_finite_differences(both: bool) {
     let shape = [2, 2, 1, 3];
     let gates0: Vec<f64> = crate::values(2 * 8 * 3, 7)
         .iter()
@@ -209,15 +204,12 @@ fn lstm_finite_differences(fused: bool) {
         let g = Tensor::<AB, 4>::from_data(TensorData::new(gates, [2, 8, 1, 3]), &device())
             .require_grad();
         let c = Tensor::<AB, 4>::from_data(TensorData::new(cell, shape), &device()).require_grad();
-        let l = if fused {
-            let (c1, h1) = lstm_step(g.clone(), c.clone());
-            let (_, h2) = lstm_step(g.clone(), c1);
+        let (c1, h1) = lstm_step(g.clone(), c.clone());
+        let (_, h2) = lstm_step(g.clone(), c1);
+        let l = if both {
             (h2 * r.clone()).sum() + (h1 * r.clone()).sum()
         } else {
-            let c1 = lstm_cell(g.clone(), c.clone());
-            let c2 = lstm_cell(g.clone(), c1);
-            let h = lstm_hidden(g.clone(), c2);
-            (h * r.clone()).sum()
+            (h2 * r.clone()).sum()
         };
         let value = l
             .clone()
@@ -244,7 +236,7 @@ fn lstm_finite_differences(fused: bool) {
         let numeric = (at(h) - at(-h)) / (2.0 * h);
         assert!(
             (numeric - d_gates[i]).abs() <= 1e-7 * numeric.abs().max(1.0),
-            "fused {fused}, gate {i}: analytic {} vs numeric {numeric}",
+            "both {both}, gate {i}: analytic {} vs numeric {numeric}",
             d_gates[i]
         );
     }
@@ -257,7 +249,7 @@ fn lstm_finite_differences(fused: bool) {
         let numeric = (at(h) - at(-h)) / (2.0 * h);
         assert!(
             (numeric - d_cell[i]).abs() <= 1e-7 * numeric.abs().max(1.0),
-            "fused {fused}, cell {i}: analytic {} vs numeric {numeric}",
+            "both {both}, cell {i}: analytic {} vs numeric {numeric}",
             d_cell[i]
         );
     }

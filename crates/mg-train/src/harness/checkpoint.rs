@@ -4,7 +4,7 @@
 //! RUN/config.toml               the resolved experiment (every field)
 //! RUN/metrics.jsonl             one JSON line per log interval
 //! RUN/learning_curve.png        loss against time steps
-//! RUN/lock                      held by the process writing to the run; names it
+//! RUN/writer.txt                the process writing to the run (the lock is `flock` on RUN itself)
 //! RUN/checkpoints/latest        the name of the newest complete checkpoint
 //! RUN/checkpoints/step-N/       model.bin, optim.bin, carry.bin (recurrent state),
 //!                               progress.json, manifest.json (shapes, sizes, CRC-32s)
