@@ -251,7 +251,7 @@ pub fn task_kind_among(text: &str, kinds: &[&str]) -> anyhow::Result<String> {
     struct PeekTask {
         kind: Option<String>,
     }
-    let peek: Peek = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let peek: Peek = toml::from_str(text)?;
     let expected = match kinds {
         [] => "the task's name, e.g. kind = \"mapping\"".to_string(),
         _ => format!(
@@ -283,7 +283,7 @@ pub fn apply_overrides(text: &str, overrides: &[String]) -> anyhow::Result<Strin
     if overrides.is_empty() {
         return Ok(text.to_string());
     }
-    let mut root: toml::Table = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut root: toml::Table = toml::from_str(text)?;
     for item in overrides {
         let Some((key, value)) = item.split_once('=') else {
             bail!("--set {item}: expected KEY=VALUE, e.g. train.seed=2");
@@ -344,7 +344,7 @@ where
 {
     /// Parses TOML text and checks the harness's tables (the task checks its own).
     pub fn parse(text: &str) -> anyhow::Result<Self> {
-        let config: Self = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let config: Self = toml::from_str(text)?;
         config.validate()?;
         Ok(config)
     }

@@ -311,7 +311,7 @@ impl Task for Copy {
         _model: &Dnc<B>,
         tensors: Vec<Tensor<B, 4>>,
     ) -> anyhow::Result<DncState<B>> {
-        DncState::from_tensors(tensors).map_err(|e| anyhow::anyhow!("{e}"))
+        DncState::from_tensors(tensors).map_err(anyhow::Error::from)
     }
 
     fn evaluate<B: MgBackend>(

@@ -169,7 +169,7 @@ impl<const SORT: bool> Algorithmic<SORT> {
         let loaded = self
             .mnist
             .get_or_init(|| self.load_mnist().map_err(|e| format!("{e:#}")));
-        let (train, test_split) = loaded.as_ref().map_err(|e| anyhow::anyhow!("{e}"))?;
+        let (train, test_split) = loaded.as_ref().map_err(|e| anyhow::Error::msg(e.clone()))?;
         let split = if test { test_split } else { train };
         if split.len() < self.config.task.len {
             bail!(

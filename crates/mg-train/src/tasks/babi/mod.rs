@@ -187,7 +187,7 @@ impl Babi {
                 })
                 .map_err(|e| format!("{e:#}"))
         });
-        loaded.clone().map_err(|e| anyhow::anyhow!("{e}"))
+        loaded.clone().map_err(anyhow::Error::msg)
     }
 
     fn model_of(config: &ExperimentOf<Self>) -> anyhow::Result<QaNetConfig> {
@@ -641,7 +641,7 @@ impl Task for Babi {
     ) -> anyhow::Result<MemoryState<B>> {
         model
             .state_from_tensors(tensors)
-            .map_err(|e| anyhow::anyhow!("{e}"))
+            .map_err(anyhow::Error::from)
     }
 
     fn evaluate<B: MgBackend>(

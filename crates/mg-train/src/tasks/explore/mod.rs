@@ -654,7 +654,7 @@ impl Task for Explore {
         }
         let MemoryState::Multigrid(memory) =
             MemoryState::from_tensors(tensors, Some(&model.mapping().writer))
-                .map_err(|e| anyhow::anyhow!("{e}"))?
+                .map_err(anyhow::Error::from)?
         else {
             unreachable!("a writer's state is a multigrid state")
         };

@@ -453,7 +453,7 @@ impl Task for Mapping {
     ) -> anyhow::Result<MemoryState<B>> {
         model
             .state_from_tensors(tensors)
-            .map_err(|e| anyhow::anyhow!("{e}"))
+            .map_err(anyhow::Error::from)
     }
 
     fn evaluate<B: MgBackend>(
