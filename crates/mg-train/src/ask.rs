@@ -8,7 +8,7 @@ use clap::Args;
 use mg_layers::MgBackend;
 
 use crate::backend::{DeviceKind, Job, dispatch};
-use crate::commands::load_config;
+use crate::harness::experiment::load_config;
 use crate::harness::experiment::{read_config_text, task_kind};
 use crate::harness::train::load_model;
 use crate::harness::{RunDir, Task};

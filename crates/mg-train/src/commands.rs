@@ -12,7 +12,8 @@ use crate::backend::{DeviceKind, Job, dispatch};
 use crate::harness::bench::{BenchOptions, BenchRecord, bench};
 use crate::harness::checkpoint::write_atomic;
 use crate::harness::experiment::{
-    MAX_SEQUENCES, apply_overrides, check_memory, read_config_text, task_kind_among, training_bytes,
+    MAX_SEQUENCES, apply_overrides, check_memory, load_config, read_config_text, task_kind_among,
+    training_bytes,
 };
 use crate::harness::metrics::read_metrics;
 use crate::harness::stop;
@@ -235,16 +236,6 @@ const MAX_BENCH_STEPS: usize = 10_000;
 /// The reference mapping model's experiment (reference-implementation.md §2.3–2.4).
 pub const REFERENCE: &str = "[task]\nkind = \"mapping\"\nmap_size = 25\n[model]\n\
     levels = [2, 2, 3, 3, 4, 4, 5]\nchannels = [4, 4, 8, 8, 16, 16, 16]\ntail_channels = 16\n";
-
-/// A config file's experiment and task, with errors naming the file.
-pub fn load_config<T: Task>(path: &Path, text: &str) -> anyhow::Result<(ExperimentOf<T>, T)> {
-    (|| -> anyhow::Result<(ExperimentOf<T>, T)> {
-        let config = ExperimentOf::<T>::parse(text)?;
-        let task = T::new(&config)?;
-        Ok((config, task))
-    })()
-    .with_context(|| format!("in config {}", path.display()))
-}
 
 /// The `[task] kind` of a config text; an error lists every task.
 pub fn config_kind(text: &str) -> anyhow::Result<String> {

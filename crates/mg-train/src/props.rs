@@ -16,7 +16,7 @@ fn parse_any(text: &str) -> anyhow::Result<()> {
     impl crate::tasks::TaskVisitor for Parse<'_> {
         type Output = anyhow::Result<()>;
         fn visit<T: Task>(self) -> anyhow::Result<()> {
-            crate::commands::load_config::<T>(Path::new("prop.toml"), self.0).map(|_| ())
+            crate::harness::experiment::load_config::<T>(Path::new("prop.toml"), self.0).map(|_| ())
         }
     }
     let kind = task_kind(text)?;

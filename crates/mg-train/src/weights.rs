@@ -21,7 +21,8 @@ use burn_store::{KeyRemapper, ModuleSnapshot};
 use clap::Args;
 
 use crate::backend::{DeviceKind, Job, dispatch};
-use crate::commands::{default_run_dir, load_config};
+use crate::commands::default_run_dir;
+use crate::harness::experiment::load_config;
 use crate::harness::experiment::{read_config_text, task_kind};
 use crate::harness::train::{load_model, start_from_weights};
 use crate::harness::{ExperimentOf, RunDir, RunLock, Task};

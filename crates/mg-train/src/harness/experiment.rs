@@ -274,6 +274,19 @@ pub fn task_kind_among(text: &str, kinds: &[&str]) -> anyhow::Result<String> {
     }
 }
 
+/// A config file's experiment and task, with errors naming the file.
+pub fn load_config<T: super::Task>(
+    path: &Path,
+    text: &str,
+) -> anyhow::Result<(super::ExperimentOf<T>, T)> {
+    (|| -> anyhow::Result<(super::ExperimentOf<T>, T)> {
+        let config = super::ExperimentOf::<T>::parse(text)?;
+        let task = T::new(&config)?;
+        Ok((config, task))
+    })()
+    .with_context(|| format!("in config {}", path.display()))
+}
+
 /// A config text with `KEY=VALUE` overrides applied (`train.seed=2`, `task.mapping_run="runs/m"`):
 /// each dotted key names a field, each value is TOML (`2`, `1e-3`, `"text"`, `[1, 2]`) or,
 /// where it does not parse as TOML, a string. Missing tables are created; the result is

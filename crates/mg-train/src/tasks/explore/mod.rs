@@ -275,7 +275,7 @@ fn load_mapping(s: &ExploreSettings) -> anyhow::Result<(Mapping, Vec<TensorData>
             root.display()
         );
     }
-    let (_, mapping) = crate::commands::load_config::<Mapping>(&path, &text)?;
+    let (_, mapping) = crate::harness::experiment::load_config::<Mapping>(&path, &text)?;
     let m = mapping.config();
     if let LocalizerConfig::Dnc(_) = mapping.model_config() {
         bail!(

@@ -128,7 +128,7 @@ impl crate::tasks::TaskVisitor for Load<'_> {
             // An exploration config needs its mapping run trained first: it must parse, and
             // building the task must ask for that run.
             ExperimentOf::<T>::parse(self.1)?;
-            let err = crate::commands::load_config::<T>(self.0, self.1)
+            let err = crate::harness::experiment::load_config::<T>(self.0, self.1)
                 .err()
                 .map(|e| format!("{e:#}"))
                 .unwrap_or_default();
@@ -139,7 +139,7 @@ impl crate::tasks::TaskVisitor for Load<'_> {
             );
             return Ok(());
         }
-        let (_, task) = crate::commands::load_config::<T>(self.0, self.1)?;
+        let (_, task) = crate::harness::experiment::load_config::<T>(self.0, self.1)?;
         assert!(task.info().params > 0);
         Ok(())
     }
