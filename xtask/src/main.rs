@@ -13,7 +13,7 @@
 //!   peak memory against memory size, JSON lines and log-log PNGs in `docs/figures/`).
 //! * `program-check --backend wgpu|cuda`: the whole-program check of `test --backend` alone.
 //! * `publish-check [--allow-dirty]`: `cargo publish -p mg-layers --dry-run`.
-//! * `repro [GROUP...] [--seeds N] [--smoke] [--tables-only] [--force] [--allow-dirty]`: the
+//! * `repro [GROUP...] [--seeds N] [--smoke] [--tables-only] [--force]`: the
 //!   quick CPU experiments of docs/REPRODUCTION.md (listed in `xtask/repro.toml`) trained for
 //!   fixed step counts, evaluated, recorded in `docs/results/GROUP/NAME-sK/`, and the
 //!   document's marked tables regenerated; `--smoke` checks it end to end in one window each.
@@ -29,7 +29,7 @@ mod repro;
 const USAGE: &str = "usage: cargo xtask <ci [--no-gpu-checks] | test [--backend flex|wgpu|cuda] | \
 bench [--device cpu|ndarray|wgpu|cuda]... [--config FILE]... [--scaling] [-- ARGS] | \
 program-check --backend wgpu|cuda | publish-check [--allow-dirty] | \
-repro [GROUP...] [--seeds N] [--smoke] [--tables-only] [--force] [--allow-dirty]>";
+repro [GROUP...] [--seeds N] [--smoke] [--tables-only] [--force]>";
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use crate::{cargo, root};
 
 pub const USAGE: &str = "usage: cargo xtask repro [GROUP...] [--seeds N] [--smoke] \
-[--tables-only] [--force] [--allow-dirty]";
+[--tables-only] [--force]";
 
 /// `xtask/repro.toml`.
 #[derive(Deserialize, Debug)]
@@ -63,6 +63,9 @@ impl RunSpec {
 
 /// Where a repro writes, and how long it trains.
 struct Layout {
+    /// The tree the binary is built from and the configs are read from: for a full repro a
+    /// checkout of HEAD (`target/repro/src`), so that edits made while it runs change nothing.
+    source: PathBuf,
     /// The mg-train binary (a copy, so that rebuilds during a long repro do not swap it).
     binary: PathBuf,
     /// Run folders (checkpoints): `RUNS/GROUP-NAME-sK`.
@@ -81,7 +84,6 @@ struct Options {
     smoke: bool,
     tables_only: bool,
     force: bool,
-    allow_dirty: bool,
 }
 
 fn parse_options(rest: &[String]) -> anyhow::Result<Options> {
@@ -91,7 +93,6 @@ fn parse_options(rest: &[String]) -> anyhow::Result<Options> {
         smoke: false,
         tables_only: false,
         force: false,
-        allow_dirty: false,
     };
     let mut it = rest.iter();
     while let Some(arg) = it.next() {
@@ -108,7 +109,6 @@ fn parse_options(rest: &[String]) -> anyhow::Result<Options> {
             "--smoke" => options.smoke = true,
             "--tables-only" => options.tables_only = true,
             "--force" => options.force = true,
-            "--allow-dirty" => options.allow_dirty = true,
             flag if flag.starts_with('-') => bail!("unknown repro flag `{flag}`\n{USAGE}"),
             group => options.groups.push(group.to_string()),
         }
@@ -187,6 +187,7 @@ pub fn repro(rest: &[String]) -> anyhow::Result<()> {
         std::fs::copy(root.join("docs/REPRODUCTION.md"), &doc)
             .context("copying docs/REPRODUCTION.md")?;
         Layout {
+            source: root.clone(),
             binary: dir.join("mg-train"),
             runs: dir.join("runs"),
             results: dir.join("results"),
@@ -195,6 +196,7 @@ pub fn repro(rest: &[String]) -> anyhow::Result<()> {
         }
     } else {
         Layout {
+            source: root.join("target/repro/src"),
             binary: root.join("target/repro/mg-train"),
             runs: root.join("runs/repro"),
             results: root.join("docs/results"),
@@ -204,19 +206,16 @@ pub fn repro(rest: &[String]) -> anyhow::Result<()> {
     };
 
     if !options.tables_only {
-        let changes = git(&["status", "--porcelain", "--untracked-files=no"])?;
-        let dirty: Vec<&str> = changes
-            .lines()
-            .filter(|l| !l.get(3..).is_some_and(|p| p.starts_with("docs/")))
-            .collect();
-        if !options.smoke && !options.allow_dirty {
-            ensure!(
-                dirty.is_empty(),
-                "the working tree has changes outside docs/ ({}): results must come from a \
-                 commit; commit them, or pass --allow-dirty (run.json then says so)",
-                dirty.join(", ")
-            );
-        }
+        // A full repro builds and reads its configs from a checkout of HEAD; a smoke run uses
+        // the working tree as it is, and says so when it differs from HEAD.
+        let _checkout = if layout.smoke {
+            None
+        } else {
+            Some(Checkout::new(&layout.source)?)
+        };
+        let dirty =
+            layout.smoke && !git(&["status", "--porcelain", "--untracked-files=no"])?.is_empty();
+        let manifest = read_manifest(&layout.source.join("xtask/repro.toml"))?;
         build_binary(&layout)?;
         let runs: Vec<&RunSpec> = manifest.run.iter().filter(|r| selected(&r.group)).collect();
         let total: u32 = runs
@@ -231,7 +230,7 @@ pub fn repro(rest: &[String]) -> anyhow::Result<()> {
             .sum();
         let mut done = 0;
         let mut failed = Vec::new();
-        let context = Provenance::new(&commit, !dirty.is_empty())?;
+        let context = Provenance::new(&commit, dirty)?;
         for run in &runs {
             let seeds = if layout.smoke {
                 1
@@ -271,14 +270,60 @@ fn build_binary(layout: &Layout) -> anyhow::Result<()> {
         cargo(&["test", "--workspace", "--no-run"], &[])?;
         root().join("target/debug/mg-train")
     } else {
-        cargo(&["build", "--release", "-p", "mg-train"], &[])?;
-        root().join("target/release/mg-train")
+        let target = root().join("target");
+        eprintln!(
+            "$ cargo build --release -p mg-train   (in {})",
+            layout.source.display()
+        );
+        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args(["build", "--release", "--locked", "-p", "mg-train"])
+            .current_dir(&layout.source)
+            .env("CARGO_TARGET_DIR", &target)
+            .status()
+            .context("running cargo build")?;
+        ensure!(
+            status.success(),
+            "building mg-train at HEAD failed ({status})"
+        );
+        target.join("release/mg-train")
     };
     let dir = layout.binary.parent().expect("the binary lies in a folder");
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     std::fs::copy(&built, &layout.binary)
         .with_context(|| format!("copying {} to {}", built.display(), layout.binary.display()))?;
     Ok(())
+}
+
+/// A detached checkout of HEAD (`git worktree`), removed when dropped.
+struct Checkout(PathBuf);
+
+impl Checkout {
+    fn new(path: &Path) -> anyhow::Result<Self> {
+        let path_arg = path.to_string_lossy().into_owned();
+        if path.exists() {
+            git(&["worktree", "remove", "--force", &path_arg]).ok();
+            if path.exists() {
+                std::fs::remove_dir_all(path)
+                    .with_context(|| format!("removing {}", path.display()))?;
+            }
+            git(&["worktree", "prune"])?;
+        }
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+        }
+        git(&["worktree", "add", "--detach", &path_arg, "HEAD"])?;
+        Ok(Self(path.to_path_buf()))
+    }
+}
+
+impl Drop for Checkout {
+    fn drop(&mut self) {
+        let path = self.0.to_string_lossy().into_owned();
+        if git(&["worktree", "remove", "--force", &path]).is_err() {
+            eprintln!("warning: could not remove the checkout {path}; `git worktree prune` later");
+        }
+    }
 }
 
 /// What every run.json records of the machine and the code.
@@ -338,7 +383,6 @@ fn reproduce(
     seed: u32,
     force: bool,
 ) -> anyhow::Result<()> {
-    let root = root();
     let results = results_folder(layout, run, seed);
     let record = results.join("run.json");
     if !force
@@ -364,8 +408,9 @@ fn reproduce(
             .expect("a named folder")
             .to_string_lossy()
     ));
-    let config_text = std::fs::read_to_string(root.join(&run.config))
-        .with_context(|| format!("reading {}", run.config))?;
+    let config_path = layout.source.join(&run.config);
+    let config_text =
+        std::fs::read_to_string(&config_path).with_context(|| format!("reading {}", run.config))?;
     let config: toml::Table =
         toml::from_str(&config_text).with_context(|| format!("parsing {}", run.config))?;
     let base_seed = config
@@ -414,7 +459,7 @@ fn reproduce(
             .with_context(|| format!("writing {}", stamp.display()))?;
         let mut args = vec![
             "train".to_string(),
-            run.config.clone(),
+            rel(&config_path),
             "--run-dir".into(),
             folder_arg.clone(),
             "--steps".into(),
