@@ -689,7 +689,10 @@ impl TaskVisitor for InfoCmd<'_> {
 
     fn visit<T: Task>(self) -> anyhow::Result<()> {
         let args = self.args;
-        let (config, task) = load_config::<T>(&args.config, &self.text)?;
+        let config = ExperimentOf::<T>::parse(&self.text)
+            .with_context(|| format!("in config {}", args.config.display()))?;
+        let task =
+            T::for_info(&config).with_context(|| format!("in config {}", args.config.display()))?;
         let info = task.info();
         let bytes = training_bytes(
             info.params,

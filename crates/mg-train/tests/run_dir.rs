@@ -574,3 +574,73 @@ fn progress_lines_without_a_terminal() {
     assert_eq!(lines, 3, "{stderr}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// A 5×5 maze mapping model on random walks, and an exploration policy on its run.
+const EXPLORE_MAPPING: &str = "[task]\nkind = \"mapping\"\nmap_size = 5\nmask_size = 6\n\
+    mask_origin = 2\nlocation = \"normalized\"\nquery_per = \"sample\"\nmotion = \"random-walk\"\n\
+    walk_length = 9\n[model]\nlevels = [1, 2]\nchannels = [2, 2]\ntail_channels = 2\n\
+    [train]\nbatch = 2\nwindow = 4\n";
+const EXPLORE_POLICY: &str = "[task]\nkind = \"explore\"\nmapping_run = \"MAPPING_RUN\"\n\
+    MAPPING_CONFIG\nepisode_len = 9\neval_steps = 12\n[model]\nhead_channels = 2\n\
+    [train]\nbatch = 2\nwindow = 4\n";
+
+/// `info` counts an exploration config from its mapping config before the mapping run
+/// exists, the same counts as from the trained run; without `mapping_config` it names both
+/// fields.
+#[test]
+fn explore_info_counts_from_configs_alone() {
+    let dir = temp_dir("explore-info");
+    let mapping = dir.join("mapping.toml");
+    std::fs::write(&mapping, EXPLORE_MAPPING).unwrap();
+    let run = dir.join("mapping-run");
+    let explore = |with_config: bool| {
+        let path = dir.join(format!("explore-{with_config}.toml"));
+        let config_line = if with_config {
+            format!("mapping_config = {:?}\n", mapping.to_str().unwrap())
+        } else {
+            String::new()
+        };
+        let text = EXPLORE_POLICY
+            .replace("MAPPING_RUN", run.to_str().unwrap())
+            .replace("MAPPING_CONFIG\n", &config_line);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let (with, without) = (explore(true), explore(false));
+    let counts = |out: &str| {
+        let v: serde_json::Value = serde_json::from_str(out).unwrap();
+        (
+            v["params"].clone(),
+            v["memory_cells"].clone(),
+            v["frozen_params"].clone(),
+        )
+    };
+    let before = counts(&ok(&["info", with.to_str().unwrap(), "--json"]));
+    assert!(
+        before.0.as_u64().unwrap() > 0 && before.2.as_u64().unwrap() > 0,
+        "{before:?}"
+    );
+    let text = ok(&["info", with.to_str().unwrap()]);
+    assert!(text.contains("not trained yet"), "{text}");
+    let err = fails(&["info", without.to_str().unwrap()]);
+    assert!(
+        err.contains("task.mapping_run") && err.contains("task.mapping_config"),
+        "{err}"
+    );
+
+    ok(&[
+        "train",
+        mapping.to_str().unwrap(),
+        "--run-dir",
+        run.to_str().unwrap(),
+        "--steps",
+        "4",
+    ]);
+    let after = counts(&ok(&["info", with.to_str().unwrap(), "--json"]));
+    assert_eq!(before, after);
+    assert_eq!(
+        counts(&ok(&["info", without.to_str().unwrap(), "--json"])),
+        after
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

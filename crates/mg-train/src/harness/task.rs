@@ -126,6 +126,13 @@ pub trait Task: Sized + Send + Sync + 'static {
     /// Checks an experiment and prepares the task; errors name the field.
     fn new(config: &Experiment<Self::Settings, Self::ModelSettings>) -> anyhow::Result<Self>;
 
+    /// The task for `mg-train info`, which counts and never trains (default: [`Task::new`]); a
+    /// task whose construction reads a run's files (exploration's mapping run) may count from
+    /// configs alone here.
+    fn for_info(config: &Experiment<Self::Settings, Self::ModelSettings>) -> anyhow::Result<Self> {
+        Self::new(config)
+    }
+
     /// Parameter and memory counts with a description of the model.
     fn info(&self) -> ModelInfo;
 

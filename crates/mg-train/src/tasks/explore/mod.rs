@@ -54,6 +54,11 @@ pub struct ExploreSettings {
     /// Its checkpoint to load (`step-N` or `best`) [default: the newest intact one].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mapping_checkpoint: Option<String>,
+    /// The config the mapping run is trained from (relative to the working directory), so
+    /// that `mg-train info` counts the models before that run exists; training and evaluation
+    /// always read the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mapping_config: Option<PathBuf>,
     /// The side of the mazes, checked against the mapping run's [default: the mapping run's].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub map_size: Option<usize>,
@@ -255,39 +260,30 @@ fn check_unit(field: &str, v: f64) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Reads the mapping run's config and weights (on the CPU).
-fn load_mapping(s: &ExploreSettings) -> anyhow::Result<(Mapping, Vec<TensorData>, (PathBuf, u64))> {
-    let root = &s.mapping_run;
-    let run = RunDir::open(root).with_context(|| {
-        format!(
-            "task.mapping_run: {} (train a mapping config first, e.g. `mg-train train \
-             configs/explore/quick-mapping.toml`)",
-            root.display()
-        )
-    })?;
-    let path = run.config();
-    let text = read_config_text(&path)?;
+/// The mapping task of a config file (`field` names where it came from in errors: the
+/// mapping run's config or `task.mapping_config`), checked for what the policy needs.
+fn mapping_of(s: &ExploreSettings, field: &str, path: &Path) -> anyhow::Result<Mapping> {
+    let text = read_config_text(path)?;
     let kind = crate::harness::experiment::task_kind(&text)
         .with_context(|| format!("in {}", path.display()))?;
     if kind != Mapping::KIND {
         bail!(
-            "task.mapping_run: {} is a `{kind}` run; the policy needs a `mapping` run",
-            root.display()
+            "{field}: {} is a `{kind}` config; the policy needs a `mapping` one",
+            path.display()
         );
     }
-    let (_, mapping) = crate::harness::experiment::load_config::<Mapping>(&path, &text)?;
+    let (_, mapping) = crate::harness::experiment::load_config::<Mapping>(path, &text)?;
     let m = mapping.config();
     if let LocalizerConfig::Dnc(_) = mapping.model_config() {
         bail!(
-            "task.mapping_run: {} trains a DNC; the policy reads a multigrid writer's memory",
-            root.display()
+            "{field}: {} trains a DNC; the policy reads a multigrid writer's memory",
+            path.display()
         );
     }
     if m.task.query_sizes.len() != 1 {
         bail!(
-            "task.mapping_run: {} has {} readers (query_sizes = {:?}); the policy's runs track \
-             one reader",
-            root.display(),
+            "{field}: {} has {} readers (query_sizes = {:?}); the policy's runs track one reader",
+            path.display(),
             m.task.query_sizes.len(),
             m.task.query_sizes
         );
@@ -296,12 +292,27 @@ fn load_mapping(s: &ExploreSettings) -> anyhow::Result<(Mapping, Vec<TensorData>
         && n != m.task.map_size
     {
         bail!(
-            "task.map_size: {n}, but the mapping run {} was trained on {}×{} mazes",
-            root.display(),
+            "task.map_size: {n}, but {field} {} has {}×{} mazes",
+            path.display(),
             m.task.map_size,
             m.task.map_size
         );
     }
+    Ok(mapping)
+}
+
+/// Reads the mapping run's config and weights (on the CPU).
+fn load_mapping(s: &ExploreSettings) -> anyhow::Result<(Mapping, Vec<TensorData>, (PathBuf, u64))> {
+    let root = &s.mapping_run;
+    let run = RunDir::open(root).with_context(|| {
+        format!(
+            "task.mapping_run: {} (train a mapping config first, e.g. `mg-train train \
+             configs/explore/quick-mapping.toml`; with task.mapping_config naming it, `info` \
+             counts before the run exists)",
+            root.display()
+        )
+    })?;
+    let mapping = mapping_of(s, "task.mapping_run", &run.config())?;
     let device = Default::default();
     let (model, progress) =
         load_model::<Mapping, Flex>(&mapping, &run, s.mapping_checkpoint.as_deref(), &device)
@@ -318,6 +329,86 @@ fn load_mapping(s: &ExploreSettings) -> anyhow::Result<(Mapping, Vec<TensorData>
     let mut collect = Collect(Vec::new());
     model.visit(&mut collect);
     Ok((mapping, collect.0, (dir, progress.time_step)))
+}
+
+impl Explore {
+    /// Checks the `[task]` and `[model]` fields that do not depend on the mapping model.
+    fn check(config: &ExperimentOf<Explore>) -> anyhow::Result<()> {
+        let s = &config.task;
+        check_unit("gamma", s.gamma)?;
+        check_unit("gae_lambda", s.gae_lambda)?;
+        for (field, v) in [("episode_len", s.episode_len), ("eval_steps", s.eval_steps)] {
+            if v == 0 {
+                bail!("task.{field}: 0; expected at least 1 step");
+            }
+            crate::model_config::check_bound(&format!("task.{field}"), v, 1_000_000)?;
+        }
+        for (field, v) in [
+            ("entropy", s.entropy),
+            ("value_weight", s.value_weight),
+            ("reward_new_cell", s.reward_new_cell),
+            ("reward_wall", s.reward_wall),
+        ] {
+            if !v.is_finite() {
+                bail!("task.{field}: {v}; expected a finite number");
+            }
+        }
+        if s.entropy < 0.0 || s.value_weight < 0.0 {
+            bail!(
+                "task.entropy / value_weight: {} / {}; expected weights >= 0",
+                s.entropy,
+                s.value_weight
+            );
+        }
+        if config.model.head_channels == 0 {
+            bail!("model.head_channels: 0; expected at least 1");
+        }
+        crate::model_config::check_bound("model.head_channels", config.model.head_channels, 4096)?;
+        Ok(())
+    }
+
+    /// The task on a mapping model, its weights (empty: counting only, for `info`) and
+    /// where they come from.
+    fn assemble(
+        config: &ExperimentOf<Explore>,
+        mapping: Mapping,
+        frozen: Vec<TensorData>,
+        source: (PathBuf, u64),
+    ) -> anyhow::Result<Self> {
+        let s = &config.task;
+        let m = &mapping.config().model;
+        let widths = MappingWidths::new(
+            m.levels.clone().unwrap_or_default(),
+            m.channels.clone().unwrap_or_default(),
+            m.tail_channels.unwrap_or_default(),
+        )
+        .with_finest_only(m.finest_only)
+        .with_tail_widths(m.tail_widths.clone());
+        let obs = mapping.config().task.obs_size;
+        let policy =
+            PolicyNetConfig::from_widths(&widths, folded_channels(obs), config.model.head_channels);
+        policy
+            .validate()
+            .map_err(|e| anyhow::anyhow!("model: the policy for this writer: {e}"))?;
+        let world = MappingConfig {
+            motion: Motion::Policy,
+            lookahead: false,
+            query_per: mg_data::mapping::QueryPer::Sample,
+            ..mapping.mapping(mapping.config().task.query_sizes[0])
+        };
+        Ok(Self {
+            config: config.clone(),
+            mapping,
+            world,
+            policy,
+            rewards: Rewards {
+                new_cell: s.reward_new_cell as f32,
+                wall: s.reward_wall as f32,
+            },
+            frozen,
+            source,
+        })
+    }
 }
 
 /// Sets a module's float parameters to given values, which do not require gradients.
@@ -365,69 +456,22 @@ impl Task for Explore {
     type Report = ExploreReport;
 
     fn new(config: &Experiment<ExploreSettings, PolicySettings>) -> anyhow::Result<Self> {
+        Self::check(config)?;
+        let (mapping, frozen, source) = load_mapping(&config.task)?;
+        Self::assemble(config, mapping, frozen, source)
+    }
+
+    fn for_info(config: &Experiment<ExploreSettings, PolicySettings>) -> anyhow::Result<Self> {
         let s = &config.task;
-        check_unit("gamma", s.gamma)?;
-        check_unit("gae_lambda", s.gae_lambda)?;
-        for (field, v) in [("episode_len", s.episode_len), ("eval_steps", s.eval_steps)] {
-            if v == 0 {
-                bail!("task.{field}: 0; expected at least 1 step");
+        match &s.mapping_config {
+            // Counts need the mapping model's shape only: its config when the run is not there.
+            Some(path) if !s.mapping_run.exists() => {
+                Self::check(config)?;
+                let mapping = mapping_of(s, "task.mapping_config", path)?;
+                Self::assemble(config, mapping, Vec::new(), (path.clone(), 0))
             }
-            crate::model_config::check_bound(&format!("task.{field}"), v, 1_000_000)?;
+            _ => Self::new(config),
         }
-        for (field, v) in [
-            ("entropy", s.entropy),
-            ("value_weight", s.value_weight),
-            ("reward_new_cell", s.reward_new_cell),
-            ("reward_wall", s.reward_wall),
-        ] {
-            if !v.is_finite() {
-                bail!("task.{field}: {v}; expected a finite number");
-            }
-        }
-        if s.entropy < 0.0 || s.value_weight < 0.0 {
-            bail!(
-                "task.entropy / value_weight: {} / {}; expected weights >= 0",
-                s.entropy,
-                s.value_weight
-            );
-        }
-        if config.model.head_channels == 0 {
-            bail!("model.head_channels: 0; expected at least 1");
-        }
-        crate::model_config::check_bound("model.head_channels", config.model.head_channels, 4096)?;
-        let (mapping, frozen, source) = load_mapping(s)?;
-        let m = &mapping.config().model;
-        let widths = MappingWidths::new(
-            m.levels.clone().unwrap_or_default(),
-            m.channels.clone().unwrap_or_default(),
-            m.tail_channels.unwrap_or_default(),
-        )
-        .with_finest_only(m.finest_only)
-        .with_tail_widths(m.tail_widths.clone());
-        let obs = mapping.config().task.obs_size;
-        let policy =
-            PolicyNetConfig::from_widths(&widths, folded_channels(obs), config.model.head_channels);
-        policy
-            .validate()
-            .map_err(|e| anyhow::anyhow!("model: the policy for this writer: {e}"))?;
-        let world = MappingConfig {
-            motion: Motion::Policy,
-            lookahead: false,
-            query_per: mg_data::mapping::QueryPer::Sample,
-            ..mapping.mapping(mapping.config().task.query_sizes[0])
-        };
-        Ok(Self {
-            config: config.clone(),
-            mapping,
-            world,
-            policy,
-            rewards: Rewards {
-                new_cell: s.reward_new_cell as f32,
-                wall: s.reward_wall as f32,
-            },
-            frozen,
-            source,
-        })
     }
 
     fn info(&self) -> ModelInfo {
@@ -451,12 +495,22 @@ impl Task for Explore {
                 self.policy.reader.memory.len(),
                 self.policy.head_channels
             ),
-            format!(
-                "  frozen mapping model ({} parameters) from {} (time step {})",
-                frozen.params,
-                self.source.0.display(),
-                self.source.1
-            ),
+            if self.frozen.is_empty() {
+                format!(
+                    "  frozen mapping model ({} parameters), counted from its config {}: the run \
+                     {} is not trained yet",
+                    frozen.params,
+                    self.source.0.display(),
+                    s.mapping_run.display()
+                )
+            } else {
+                format!(
+                    "  frozen mapping model ({} parameters) from {} (time step {})",
+                    frozen.params,
+                    self.source.0.display(),
+                    self.source.1
+                )
+            },
             format!(
                 "  world: {0}×{0} mazes, training episodes of {1} steps, γ = {2}, λ = {3}",
                 self.world.map_size, s.episode_len, s.gamma, s.gae_lambda

@@ -273,7 +273,7 @@ fn bad_input_is_named() {
     assert!(err(good.replace("batch = 2\nwindow", "batch = 0\nwindow")).contains("train.batch: 0"));
     assert!(
         err(good.replace("episode_len = 9", "episode_len = 9\nmap_size = 15"))
-            .contains("task.map_size: 15, but the mapping run")
+            .contains("task.map_size: 15, but task.mapping_run")
     );
     assert!(
         err(good.replace("head_channels = 2", "head_channels = 0")).contains("head_channels: 0")
@@ -296,7 +296,7 @@ fn bad_input_is_named() {
     let other = root.join("other");
     fs::create_dir_all(&other).unwrap();
     fs::write(other.join("config.toml"), "[task]\nkind = \"sort\"\n").unwrap();
-    assert!(err(explore_text(&other)).contains("is a `sort` run"));
+    assert!(err(explore_text(&other)).contains("is a `sort` config"));
     // A mapping run without a checkpoint.
     let empty = root.join("empty");
     fs::create_dir_all(&empty).unwrap();
