@@ -701,10 +701,13 @@ fn write_tables(
                 rows.push((id.clone(), Vec::new(), serde_json::Value::Null));
                 continue;
             }
-            let records = folders
+            let mut records = folders
                 .iter()
                 .map(|f| read_json(&f.join("run.json")))
                 .collect::<anyhow::Result<Vec<_>>>()?;
+            for (record, folder) in records.iter_mut().zip(&folders) {
+                record["trained_steps"] = trained_steps(folder).into();
+            }
             // `mg-train table` aggregates the seeds of one run into one row.
             std::fs::create_dir_all(&tables_dir)?;
             let out = tables_dir.join(format!("{}.json", id.replace('/', "-")));
@@ -733,6 +736,39 @@ fn write_tables(
         .with_context(|| format!("writing {}", layout.doc.display()))?;
     eprintln!("tables rewritten in {}", layout.doc.display());
     Ok(())
+}
+
+/// The last time step a results folder's logs reach (`metrics.jsonl`, `validation.jsonl`).
+fn trained_steps(folder: &Path) -> Option<u64> {
+    ["metrics.jsonl", "validation.jsonl"]
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(folder.join(f)).ok())
+        .filter_map(|text| {
+            let last = text.lines().rev().find(|l| !l.trim().is_empty())?;
+            serde_json::from_str::<serde_json::Value>(last).ok()?["time_step"].as_u64()
+        })
+        .max()
+}
+
+/// The time steps of a row: those of the evaluated checkpoint, and the run's total where the
+/// evaluation took an earlier one (`--from best`).
+fn steps_cell(records: &[serde_json::Value]) -> String {
+    let Some(evaluated) = records[0]["time_step"].as_u64() else {
+        return "—".into();
+    };
+    let trained = records
+        .iter()
+        .filter_map(|r| r["trained_steps"].as_u64())
+        .max()
+        .unwrap_or(evaluated);
+    let same = records
+        .iter()
+        .all(|r| r["time_step"].as_u64() == Some(evaluated));
+    match (same, trained > evaluated) {
+        (true, false) => thousands(evaluated),
+        (true, true) => format!("{} (best of {})", thousands(evaluated), thousands(trained)),
+        (false, _) => format!("best of {}", thousands(trained)),
+    }
 }
 
 /// A metric's value: four decimals, or a whole number for a count; `mean ± σ` over seeds.
@@ -820,7 +856,7 @@ fn render_table(
             records.len(),
             first["params"].as_u64().map_or("—".into(), thousands),
             first["memory_cells"].as_u64().map_or("—".into(), thousands),
-            first["time_step"].as_u64().map_or("—".into(), thousands),
+            steps_cell(records),
         )
         .unwrap();
         for column in &table.columns {
@@ -909,6 +945,13 @@ mod tests {
         );
         assert_eq!(substitute_runs("a={run:b", |_| "x".into()), "a={run:b");
         assert_eq!(thousands(40004), "40,004");
+        let rec = |eval: u64, trained: u64| serde_json::json!({"time_step": eval, "trained_steps": trained});
+        assert_eq!(steps_cell(&[rec(12001, 12001)]), "12,001");
+        assert_eq!(steps_cell(&[rec(75115, 90519)]), "75,115 (best of 90,519)");
+        assert_eq!(
+            steps_cell(&[rec(75115, 90519), rec(90519, 90519)]),
+            "best of 90,519"
+        );
         assert_eq!(thousands(999), "999");
         let stat = serde_json::json!({"mean": 0.065, "std": 0.0077, "values": [0.07, 0.06]});
         assert_eq!(format_stat(&stat, false), "0.0650 ± 0.0077");
