@@ -831,10 +831,11 @@ fn render_table(
             seen
         };
         for r in records {
+            let cores = r["cores"].as_u64().unwrap_or(0);
             let machine = format!(
-                "{}, {} cores",
+                "{}, {cores} core{} available to the run",
                 r["cpu"].as_str().unwrap_or("?"),
-                r["cores"].as_u64().unwrap_or(0)
+                if cores == 1 { "" } else { "s" }
             );
             *machines.entry(machine).or_insert(0) += 1;
         }
