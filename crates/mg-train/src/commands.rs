@@ -18,7 +18,7 @@ use crate::harness::experiment::{
 use crate::harness::metrics::read_metrics;
 use crate::harness::stop;
 use crate::harness::train::{load_model, shard_sizes, train};
-use crate::harness::{EvalRequest, ExperimentOf, RunDir, RunLock, Task, TrainOptions};
+use crate::harness::{EvalRequest, ExperimentOf, Report, RunDir, RunLock, Task, TrainOptions};
 use crate::tasks::{self, Mapping, TaskVisitor};
 
 /// Arguments of `mg-train train`.
@@ -239,7 +239,7 @@ pub const REFERENCE: &str = "[task]\nkind = \"mapping\"\nmap_size = 25\n[model]\
 
 /// The `[task] kind` of a config text; an error lists every task.
 pub fn config_kind(text: &str) -> anyhow::Result<String> {
-    task_kind_among(text, &tasks::KINDS)
+    task_kind_among(text, tasks::KINDS)
 }
 
 /// Reads a config file and runs `visitor` with its task.
@@ -595,7 +595,7 @@ impl<T: Task> Job for EvalJob<T> {
         if self.json {
             println!("{}", serde_json::to_string(&report)?);
         } else {
-            for line in self.task.report_lines(&report) {
+            for line in report.lines() {
                 println!("{line}");
             }
         }

@@ -150,6 +150,26 @@ pub fn grey(v: f32) -> Rgb {
     [g, g, g]
 }
 
+/// A titled panel of cells for [`stacked_grids`]: title, rows, and the colour of cell
+/// `(row, column)`.
+pub type Panel<'a> = (&'a str, usize, &'a dyn Fn(usize, usize) -> Rgb);
+
+/// Panels of `rows × columns` cells of `cell` pixels stacked top to bottom, each under its
+/// title (a sequence drawn with time across and channels down).
+pub fn stacked_grids(panels: &[Panel], columns: usize, cell: usize) -> Canvas {
+    let rows: usize = panels.iter().map(|p| p.1).sum();
+    let height = rows * cell + panels.len() * 24 + 20;
+    let mut canvas = Canvas::new(columns * cell + 120, height, WHITE);
+    let mut top = 10i64;
+    for (title, rows, colour) in panels {
+        canvas.text(10, top, title, 1, BLACK);
+        top += 12;
+        canvas.grid(10, top, (*rows, columns), cell, colour);
+        top += (rows * cell + 12) as i64;
+    }
+    canvas
+}
+
 /// Writes frames as an animated GIF, `delay` hundredths of a second per frame.
 pub fn save_gif(frames: &[Canvas], delay: u16, path: &Path) -> anyhow::Result<()> {
     let Some(first) = frames.first() else {

@@ -107,8 +107,15 @@ fn copy_configs_are_checked() {
             "min_length 3 max_length 2",
         ),
         (
-            COPY.replace("kind = \"dnc\"", "kind = \"multigrid\""),
+            COPY.replace(
+                "kind = \"dnc\"\ncontroller = 8\nmemory_slots = 4\nword_size = 4\nread_heads = 2",
+                "levels = [1, 2]\nchannels = [2, 2]",
+            ),
             "the copy task has a DNC model only",
+        ),
+        (
+            COPY.replace("kind = \"dnc\"", "kind = \"multigrid\""),
+            "model.controller: not a field of a multigrid model",
         ),
         (
             COPY.replace("kind = \"copy\"", "kind = \"kopy\""),

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::experiment::LossReduction;
 use super::optim::{OptimizerJob, with_optimizer};
-use super::task::{Task, WindowLoss};
+use super::task::{CarriedState, Task, WindowLoss};
 use super::train::{ExperimentOf, on_shards, shard_sizes, train_step};
 
 /// One benchmark result, printed as a JSON line.
@@ -318,11 +318,7 @@ impl<T: Task, B: MgBackend> OptimizerJob<Autodiff<B>, T::TrainModel<B>> for Timi
                 match result {
                     Ok(step) => {
                         first_loss.get_or_insert(step.loss);
-                        states = step
-                            .states
-                            .into_iter()
-                            .map(|s| Some(T::detach(s)))
-                            .collect();
+                        states = step.states.into_iter().map(|s| Some(s.detach())).collect();
                     }
                     Err(d) => {
                         diverged = Some(d);

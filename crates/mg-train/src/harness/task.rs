@@ -92,6 +92,30 @@ pub struct EvalRequest {
     pub show_progress: bool,
 }
 
+/// The recurrent state a model carries from one training window to the next.
+pub trait CarriedState<B: MgBackend>: Clone + Send + Sized {
+    /// The state cut from the autodiff graph (truncated backpropagation through time).
+    fn detach(self) -> Self;
+
+    /// Every tensor of the state, in a fixed order, for checkpoints.
+    fn into_tensors(self) -> Vec<Tensor<B, 4>>;
+}
+
+/// The state of a model that carries nothing between windows.
+impl<B: MgBackend> CarriedState<B> for () {
+    fn detach(self) {}
+
+    fn into_tensors(self) -> Vec<Tensor<B, 4>> {
+        Vec::new()
+    }
+}
+
+/// A task's evaluation report: `eval.json` and the lines `mg-train eval` prints.
+pub trait Report: Serialize {
+    /// The report for a terminal.
+    fn lines(&self) -> Vec<String>;
+}
+
 /// An experiment family: its config, models, data, loss, evaluation and pictures.
 ///
 /// The harness calls, per training window: [`Task::batch`] (once per batch of sequences),
@@ -113,7 +137,7 @@ pub trait Task: Sized + Send + Sync + 'static {
     /// [`Task::Model`]. Implementations set it to `Self::Model<Autodiff<B>>`.
     type TrainModel<B: MgBackend>: AutodiffModule<Autodiff<B>, InnerModule = Self::Model<B>>;
     /// Recurrent state carried between windows.
-    type State<B: MgBackend>: Clone + Send;
+    type State<B: MgBackend>: CarriedState<B>;
     /// Tensors of one window (inputs and targets) on `B`.
     type Window<B: MgBackend>: Send + Sync;
     /// What the model produces for a window.
@@ -121,7 +145,7 @@ pub trait Task: Sized + Send + Sync + 'static {
     /// Host-side data of one batch of sequences.
     type Batch: Send;
     /// The evaluation report, written to `eval.json`.
-    type Report: Serialize;
+    type Report: Report;
 
     /// Checks an experiment and prepares the task; errors name the field.
     fn new(config: &Experiment<Self::Settings, Self::ModelSettings>) -> anyhow::Result<Self>;
@@ -166,7 +190,7 @@ pub trait Task: Sized + Send + Sync + 'static {
     /// `None` when the task trains on one thread only.
     ///
     /// A task that splits promises that its windows, losses and states split with the batch:
-    /// every tensor of [`Task::state_to_tensors`] has the batch as its first dimension, and a
+    /// every tensor of [`CarriedState::into_tensors`] has the batch as its first dimension, and a
     /// window's summed loss (or, with a mean loss, its units-weighted mean) over the parts is the
     /// loss of the whole batch. A part keeps the whole batch's [`Task::sequence_len`], so that
     /// the parts' windows and carried states stay in step. [`shard_ranges`] gives the parts'
@@ -245,13 +269,7 @@ pub trait Task: Sized + Send + Sync + 'static {
         reduction: LossReduction,
     ) -> WindowLoss<B>;
 
-    /// The state cut from the autodiff graph.
-    fn detach<B: MgBackend>(state: Self::State<B>) -> Self::State<B>;
-
-    /// Every tensor of a state, in a fixed order, for checkpoints.
-    fn state_to_tensors<B: MgBackend>(state: Self::State<B>) -> Vec<Tensor<B, 4>>;
-
-    /// Rebuilds a state from [`Task::state_to_tensors`]'s list.
+    /// Rebuilds a state from [`CarriedState::into_tensors`]'s list.
     fn state_from_tensors<B: MgBackend>(
         &self,
         model: &Self::Model<B>,
@@ -275,9 +293,6 @@ pub trait Task: Sized + Send + Sync + 'static {
     ) -> anyhow::Result<Option<f64>> {
         Ok(None)
     }
-
-    /// The report for a terminal.
-    fn report_lines(&self, report: &Self::Report) -> Vec<String>;
 
     /// Draws test sequence `index` into `out`; returns the files written.
     fn draw<B: MgBackend>(

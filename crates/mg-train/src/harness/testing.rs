@@ -12,7 +12,7 @@ use burn::tensor::backend::Backend;
 
 use super::checkpoint::{Progress, RunDir};
 use super::experiment::{LossReduction, resolve_path};
-use super::task::Task;
+use super::task::{CarriedState, Task};
 use super::train::{
     ExperimentOf, TrainOptions, WindowGradients, load_model, merge_states, split_state, train,
     window_gradients,
@@ -183,12 +183,12 @@ pub fn assert_shards_match<T: Task>(
             let at = format!("{} batch {index}, steps {t0}..{t1}", T::KIND);
             compare_windows(&model, &one, &many, &at);
             let mut one_states = one.states;
-            let whole_state = T::detach(one_states.pop().expect("one state"));
-            let detached: Vec<_> = many.states.into_iter().map(T::detach).collect();
+            let whole_state = one_states.pop().expect("one state").detach();
+            let detached: Vec<_> = many.states.into_iter().map(CarriedState::detach).collect();
             let merged = merge_states(task, T::as_model(&model), detached).unwrap();
             let (a, b) = (
-                T::state_to_tensors(whole_state.clone()),
-                T::state_to_tensors(merged.clone()),
+                whole_state.clone().into_tensors(),
+                merged.clone().into_tensors(),
             );
             assert_eq!(a.len(), b.len(), "{at}: state tensors");
             for (x, y) in a.into_iter().zip(b) {

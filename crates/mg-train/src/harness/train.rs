@@ -20,7 +20,7 @@ use super::experiment::{Experiment, LossReduction, resolve_path};
 use super::metrics::{MetricsLine, plot_metrics, truncate_metrics};
 use super::optim::{OptimizerJob, clip_global_norm, linear_lr, scale_grads, with_optimizer};
 use super::progress::Progress as Bar;
-use super::task::{ForwardPath, Task, WindowLoss};
+use super::task::{CarriedState, ForwardPath, Task, WindowLoss};
 
 /// The checkpoint file format.
 pub type Rec = BinFileRecorder<FullPrecisionSettings>;
@@ -338,7 +338,7 @@ pub fn split_state<T: Task, B: MgBackend>(
     state: T::State<B>,
     sizes: &[usize],
 ) -> anyhow::Result<Vec<T::State<B>>> {
-    let tensors = T::state_to_tensors(state);
+    let tensors = state.into_tensors();
     let mut parts: Vec<Vec<Tensor<B, 4>>> = sizes.iter().map(|_| Vec::new()).collect();
     for tensor in tensors {
         let mut start = 0;
@@ -359,7 +359,7 @@ pub fn merge_states<T: Task, B: MgBackend>(
     model: &T::Model<B>,
     states: Vec<T::State<B>>,
 ) -> anyhow::Result<T::State<B>> {
-    let mut lists = states.into_iter().map(T::state_to_tensors);
+    let mut lists = states.into_iter().map(CarriedState::into_tensors);
     let first = lists.next().context("no state to merge")?;
     let mut columns: Vec<Vec<Tensor<B, 4>>> = first.into_iter().map(|t| vec![t]).collect();
     for list in lists {
@@ -576,7 +576,7 @@ impl<T: Task, B: MgBackend> OptimizerJob<Autodiff<B>, T::TrainModel<B>> for Loop
             progress.time_step += steps as u64;
             progress.updates += 1;
             progress.episode_t = t1;
-            let mut next: Vec<_> = step.states.into_iter().map(T::detach).collect();
+            let mut next: Vec<_> = step.states.into_iter().map(CarriedState::detach).collect();
             state = Some(match next.len() {
                 1 => next.pop().expect("one state"),
                 _ => merge_states(task, T::as_model(&model), next)?,
@@ -791,7 +791,8 @@ fn save<T: Task, B: MgBackend, O: Optimizer<T::TrainModel<B>, Autodiff<B>>>(
         pending.model.save_file(dir.join("model"), recorder)?;
         Recorder::<Autodiff<B>>::record(recorder, pending.optim, dir.join("optim"))?;
         if let Some(state) = pending.state {
-            let inner: Vec<Tensor<B, 4>> = T::state_to_tensors(state)
+            let inner: Vec<Tensor<B, 4>> = state
+                .into_tensors()
                 .into_iter()
                 .map(|t| t.inner())
                 .collect();

@@ -9,22 +9,21 @@
 use mg_layers::MgBackend;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
-use anyhow::bail;
 use burn::backend::Autodiff;
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::Tensor;
 use mg_data::{RepeatCopyBatch, RepeatCopyConfig};
 use mg_models::{Dnc, DncConfig, DncState};
 use serde::{Deserialize, Serialize};
 
-use crate::harness::progress::Progress;
+use super::rows::{Host, matrix, rows_of};
+use super::scoring::{Answers, ErrorReport, score_test_set};
 use crate::harness::{
     EvalRequest, Experiment, ExperimentOf, ForwardPath, LossReduction, ModelInfo, Task, WindowLoss,
     shard_ranges,
 };
-use crate::model_config::{ModelConfig, ModelKind, check_bound, describe_dnc, dnc_floats_per_step};
-use crate::viz::{Canvas, WHITE, grey};
+use crate::model_config::{ModelConfig, check_bound, describe_dnc, dnc_floats_per_step};
+use crate::viz::{Rgb, grey, stacked_grids};
 
 /// The `[task]` table of a repeat-copy experiment.
 #[derive(Deserialize, Serialize, Debug, Clone, PartialEq)]
@@ -69,27 +68,18 @@ pub struct CopyBatch {
 }
 
 impl CopyBatch {
-    /// Sequences `start..start + count`, with the whole batch's steps and size.
-    fn shard(&self, start: usize, count: usize) -> Self {
+    /// Sequences `rows` of the batch, with the whole batch's steps and size.
+    fn shard(&self, rows: Range<usize>) -> Self {
         let d = &self.data;
-        let b = d.batch_size;
-        let rows = |v: &[f32]| -> Vec<f32> {
-            let width = v.len() / (d.steps * b).max(1);
-            (0..d.steps)
-                .flat_map(|t| &v[(t * b + start) * width..(t * b + start + count) * width])
-                .copied()
-                .collect()
+        let part = |v: &[f32]| rows_of(v, d.steps, d.batch_size, rows.start, rows.len());
+        let data = RepeatCopyBatch {
+            observations: part(&d.observations),
+            targets: part(&d.targets),
+            mask: part(&d.mask),
+            steps: d.steps,
+            batch_size: rows.len(),
         };
-        Self {
-            data: RepeatCopyBatch {
-                observations: rows(&d.observations),
-                targets: rows(&d.targets),
-                mask: rows(&d.mask),
-                steps: d.steps,
-                batch_size: count,
-            },
-            whole: self.whole,
-        }
+        Self { data, ..*self }
     }
 }
 
@@ -104,48 +94,25 @@ pub struct CopyWindow<B: MgBackend> {
     scored_bits: f64,
 }
 
-/// `eval.json` of a repeat-copy run.
-#[derive(Serialize, Debug, Clone)]
-pub struct CopyReport {
-    /// Time step of the evaluated checkpoint.
-    pub time_step: u64,
-    /// Test sequences.
-    pub sequences: usize,
-    /// Seed of the test set.
-    pub seed: u64,
-    /// Wrong output bits (logit sign against the target) over scored bits.
-    pub bit_error: f64,
-    /// Sequences with at least one wrong bit.
-    pub sequence_error: f64,
-    /// Wall time, seconds.
-    pub seconds: f64,
-}
-
 impl Copy {
-    fn test_batch(&self, range: Range<usize>) -> CopyBatch {
+    /// Test sequences `range` as one batch, and the model's logits for it on the host.
+    fn test_logits<B: MgBackend>(
+        &self,
+        model: &Dnc<B>,
+        range: Range<usize>,
+        device: &B::Device,
+    ) -> (RepeatCopyBatch, Vec<f32>) {
         let seed = self.config.eval.seed;
         let samples: Vec<_> = range.map(|k| self.data.sample(seed, k as u64)).collect();
         let data = self.data.collate(&samples);
-        CopyBatch {
+        let batch = CopyBatch {
             whole: data.batch_size,
             data,
-        }
-    }
-
-    /// Logits of a whole batch, on the host.
-    fn infer<B: MgBackend>(
-        &self,
-        model: &Dnc<B>,
-        batch: &CopyBatch,
-        device: &B::Device,
-    ) -> Vec<f32> {
-        let window = self.window::<B>(batch, 0..batch.data.steps, device);
+        };
+        let window = self.window::<B>(&batch, 0..batch.data.steps, device);
         let (logits, _) = self.forward(model, &window, None, ForwardPath::Window);
-        logits
-            .into_data()
-            .convert::<f32>()
-            .to_vec()
-            .unwrap_or_default()
+        let logits = logits.host();
+        (batch.data, logits)
     }
 }
 
@@ -160,7 +127,7 @@ impl Task for Copy {
     type Window<B: MgBackend> = CopyWindow<B>;
     type Output<B: MgBackend> = Tensor<B, 2>;
     type Batch = CopyBatch;
-    type Report = CopyReport;
+    type Report = ErrorReport;
 
     fn new(config: &Experiment<CopySettings, ModelConfig>) -> anyhow::Result<Self> {
         let s = &config.task;
@@ -176,13 +143,8 @@ impl Task for Copy {
             norm_max: s.norm_max,
         };
         data.validate().map_err(|e| anyhow::anyhow!("task: {e}"))?;
-        if config.model.kind != ModelKind::Dnc {
-            bail!("model.kind: the copy task has a DNC model only; expected kind = \"dnc\"");
-        }
-        config.model.check_fields(0)?;
-        let dnc = config
-            .model
-            .dnc(data.observation_size(), data.target_size())?;
+        let dnc =
+            (config.model.dnc("copy task")?).dnc(data.observation_size(), data.target_size())?;
         Ok(Self {
             config: config.clone(),
             data,
@@ -229,11 +191,7 @@ impl Task for Copy {
     }
 
     fn split_batch(&self, batch: &CopyBatch, sizes: &[usize]) -> Option<Vec<CopyBatch>> {
-        Some(
-            shard_ranges(sizes)
-                .map(|rows| batch.shard(rows.start, rows.len()))
-                .collect(),
-        )
+        Some(shard_ranges(sizes).map(|rows| batch.shard(rows)).collect())
     }
 
     fn sequence_len(&self, batch: &CopyBatch) -> usize {
@@ -246,28 +204,21 @@ impl Task for Copy {
         steps: Range<usize>,
         device: &B::Device,
     ) -> CopyWindow<B> {
-        let (whole, batch) = (batch.whole, &batch.data);
-        let b = batch.batch_size;
-        let rows = steps.len() * b;
-        let (x, y) = (self.data.observation_size(), self.data.target_size());
-        let slice = |v: &[f32], width: usize| -> Vec<f32> {
-            v[steps.start * b * width..steps.end * b * width].to_vec()
-        };
-        let mask = slice(&batch.mask, 1);
-        let scored_bits = mask.iter().sum::<f32>() as f64 * y as f64;
+        let (d, y) = (&batch.data, self.data.target_size());
+        let rows = steps.start * d.batch_size..steps.end * d.batch_size;
+        let scored = d.mask[rows.clone()].iter().sum::<f32>() as f64;
         CopyWindow {
-            observations: Tensor::from_data(
-                TensorData::new(slice(&batch.observations, x), [rows, x]),
+            observations: matrix(
+                &d.observations,
+                rows.clone(),
+                self.data.observation_size(),
                 device,
             ),
-            targets: Tensor::from_data(
-                TensorData::new(slice(&batch.targets, y), [rows, y]),
-                device,
-            ),
-            mask: Tensor::from_data(TensorData::new(mask, [rows, 1]), device),
+            targets: matrix(&d.targets, rows.clone(), y, device),
+            mask: matrix(&d.mask, rows, 1, device),
             steps: steps.len(),
-            whole,
-            scored_bits,
+            whole: batch.whole,
+            scored_bits: scored * y as f64,
         }
     }
 
@@ -298,14 +249,6 @@ impl Task for Copy {
         }
     }
 
-    fn detach<B: MgBackend>(state: DncState<B>) -> DncState<B> {
-        state.detach()
-    }
-
-    fn state_to_tensors<B: MgBackend>(state: DncState<B>) -> Vec<Tensor<B, 4>> {
-        state.into_tensors()
-    }
-
     fn state_from_tensors<B: MgBackend>(
         &self,
         _model: &Dnc<B>,
@@ -319,64 +262,29 @@ impl Task for Copy {
         model: &Dnc<B>,
         request: &EvalRequest,
         device: &B::Device,
-    ) -> anyhow::Result<CopyReport> {
-        let start = Instant::now();
-        let (n, width) = (request.sequences, self.data.target_size());
-        let mut bar = Progress::new(n as u64, "sequences", request.show_progress);
-        let (mut wrong_bits, mut bits, mut wrong_sequences) = (0usize, 0usize, 0usize);
-        let mut first = 0;
-        while first < n {
-            let end = (first + self.config.eval.batch).min(n);
-            let batch = self.test_batch(first..end);
-            let logits = self.infer(model, &batch, device);
-            let batch = &batch.data;
-            let b = batch.batch_size;
+    ) -> anyhow::Result<ErrorReport> {
+        let (seed, size, w) = (
+            self.config.eval.seed,
+            self.config.eval.batch,
+            self.data.target_size(),
+        );
+        score_test_set(request, seed, Answers::Bits, size, |range, count| {
+            let (d, logits) = self.test_logits(model, range, device);
+            let b = d.batch_size;
             for s in 0..b {
-                let mut any = false;
-                for t in 0..batch.steps {
-                    let row = t * b + s;
-                    if batch.mask[row] == 0.0 {
-                        continue;
-                    }
-                    for c in 0..width {
-                        let i = row * width + c;
-                        let wrong = (logits[i] > 0.0) != (batch.targets[i] > 0.5);
-                        wrong_bits += usize::from(wrong);
-                        any |= wrong;
-                        bits += 1;
-                    }
+                for row in (0..d.steps)
+                    .map(|t| t * b + s)
+                    .filter(|&r| d.mask[r] != 0.0)
+                {
+                    count.answer(
+                        &logits[row * w..(row + 1) * w],
+                        &d.targets[row * w..(row + 1) * w],
+                    );
                 }
-                wrong_sequences += usize::from(any);
+                count.end_sequence();
             }
-            first = end;
-            bar.set_position(end as u64);
-            bar.report(format!(
-                "bit error {:.4}",
-                wrong_bits as f64 / bits.max(1) as f64
-            ));
-        }
-        bar.clear();
-        Ok(CopyReport {
-            time_step: request.time_step,
-            sequences: n,
-            seed: self.config.eval.seed,
-            bit_error: wrong_bits as f64 / bits.max(1) as f64,
-            sequence_error: wrong_sequences as f64 / n as f64,
-            seconds: start.elapsed().as_secs_f64(),
+            Ok(())
         })
-    }
-
-    fn report_lines(&self, r: &CopyReport) -> Vec<String> {
-        vec![
-            format!(
-                "checkpoint at time step {}, {} test sequences (seed {:#x}), {:.1} s",
-                r.time_step, r.sequences, r.seed, r.seconds
-            ),
-            format!(
-                "  bit error {:.4}  sequences with a wrong bit {:.4}",
-                r.bit_error, r.sequence_error
-            ),
-        ]
     }
 
     /// One PNG: the input (time across, channels down), the target and the predicted
@@ -390,39 +298,29 @@ impl Task for Copy {
     ) -> anyhow::Result<Vec<PathBuf>> {
         std::fs::create_dir_all(out)
             .map_err(|e| anyhow::anyhow!("creating {}: {e}", out.display()))?;
-        let batch = self.test_batch(index..index + 1);
-        let logits = self.infer(model, &batch, device);
-        let batch = &batch.data;
+        let (d, logits) = self.test_logits(model, index..index + 1, device);
         let prob: Vec<f32> = logits.iter().map(|&l| 1.0 / (1.0 + (-l).exp())).collect();
-        let (steps, x, y) = (
-            batch.steps,
-            self.data.observation_size(),
-            self.data.target_size(),
+        let (x, y) = (self.data.observation_size(), self.data.target_size());
+        let shade = |t: usize, g: Rgb| -> Rgb {
+            if d.mask[t] == 0.0 {
+                [g[0].saturating_sub(30), g[1].saturating_sub(30), g[2]]
+            } else {
+                g
+            }
+        };
+        let canvas = stacked_grids(
+            &[
+                ("input", x, &|r, t| grey(1.0 - d.observations[t * x + r])),
+                ("target", y, &|r, t| {
+                    shade(t, grey(1.0 - d.targets[t * y + r]))
+                }),
+                ("predicted", y, &|r, t| {
+                    shade(t, grey(1.0 - prob[t * y + r]))
+                }),
+            ],
+            d.steps,
+            16,
         );
-        let cell = 16usize;
-        let width = steps * cell + 120;
-        let height = (x + 2 * y) * cell + 3 * 24 + 20;
-        let mut canvas = Canvas::new(width, height, WHITE);
-        let mut top = 10i64;
-        let panels: [(&str, usize, &[f32]); 3] = [
-            ("input", x, &batch.observations),
-            ("target", y, &batch.targets),
-            ("predicted", y, &prob),
-        ];
-        for (title, rows, values) in panels {
-            canvas.text(10, top, title, 1, [0, 0, 0]);
-            top += 12;
-            canvas.grid(10, top, (rows, steps), cell, |r, t| {
-                let v = values[t * rows + r];
-                let g = grey(1.0 - v);
-                if title != "input" && batch.mask[t] == 0.0 {
-                    [g[0].saturating_sub(30), g[1].saturating_sub(30), g[2]]
-                } else {
-                    g
-                }
-            });
-            top += (rows * cell + 12) as i64;
-        }
         let path = out.join("sequence.png");
         canvas.save_png(&path)?;
         Ok(vec![path])

@@ -7,6 +7,8 @@ pub mod copy;
 pub mod explore;
 pub mod losses;
 pub mod mapping;
+pub mod rows;
+pub mod scoring;
 
 pub use algorithmic::{Recall, Sort};
 pub use babi::Babi;
@@ -14,17 +16,11 @@ pub use copy::Copy;
 pub use explore::Explore;
 pub use mapping::Mapping;
 
-use crate::harness::Task;
+use burn::tensor::Tensor;
+use mg_layers::MgBackend;
+use mg_models::{DncState, MemoryState};
 
-/// Every `[task] kind` there is.
-pub const KINDS: [&str; 6] = [
-    Mapping::KIND,
-    Copy::KIND,
-    Sort::KIND,
-    Recall::KIND,
-    Babi::KIND,
-    Explore::KIND,
-];
+use crate::harness::{CarriedState, Task};
 
 /// Work generic over the task, run by [`visit`] for the task a config names.
 pub trait TaskVisitor {
@@ -34,19 +30,46 @@ pub trait TaskVisitor {
     fn visit<T: Task>(self) -> Self::Output;
 }
 
-/// Runs `visitor` with the task of `kind`, or explains which kinds exist.
-pub fn visit<V: TaskVisitor>(kind: &str, visitor: V) -> anyhow::Result<V::Output> {
-    match kind {
-        Mapping::KIND => Ok(visitor.visit::<Mapping>()),
-        Copy::KIND => Ok(visitor.visit::<Copy>()),
-        Sort::KIND => Ok(visitor.visit::<Sort>()),
-        Recall::KIND => Ok(visitor.visit::<Recall>()),
-        Babi::KIND => Ok(visitor.visit::<Babi>()),
-        Explore::KIND => Ok(visitor.visit::<Explore>()),
-        other => anyhow::bail!(
-            "task.kind: `{other}` is not a task; expected one of {}",
-            KINDS.map(|k| format!("\"{k}\"")).join(", ")
-        ),
+/// The registry: [`KINDS`] and [`visit`] from one list of task types.
+macro_rules! registry {
+    ($($task:ident),+ $(,)?) => {
+        /// Every `[task] kind` there is.
+        pub const KINDS: &[&str] = &[$($task::KIND),+];
+
+        /// Runs `visitor` with the task of `kind`, or explains which kinds exist.
+        pub fn visit<V: TaskVisitor>(kind: &str, visitor: V) -> anyhow::Result<V::Output> {
+            $(
+                if kind == $task::KIND {
+                    return Ok(visitor.visit::<$task>());
+                }
+            )+
+            anyhow::bail!(
+                "task.kind: `{kind}` is not a task; expected one of {}",
+                KINDS.iter().map(|k| format!("\"{k}\"")).collect::<Vec<_>>().join(", ")
+            )
+        }
+    };
+}
+
+registry!(Mapping, Copy, Sort, Recall, Babi, Explore);
+
+impl<B: MgBackend> CarriedState<B> for MemoryState<B> {
+    fn detach(self) -> Self {
+        MemoryState::detach(self)
+    }
+
+    fn into_tensors(self) -> Vec<Tensor<B, 4>> {
+        MemoryState::into_tensors(self)
+    }
+}
+
+impl<B: MgBackend> CarriedState<B> for DncState<B> {
+    fn detach(self) -> Self {
+        DncState::detach(self)
+    }
+
+    fn into_tensors(self) -> Vec<Tensor<B, 4>> {
+        DncState::into_tensors(self)
     }
 }
 

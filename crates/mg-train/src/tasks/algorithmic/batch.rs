@@ -5,6 +5,8 @@ use mg_data::mnist::{self, MnistSplit, PixelScale};
 use mg_data::recall::{RecallConfig, batch_query, mnist_recall_sample};
 use mg_data::sort::{SortConfig, mnist_sort_sample};
 
+use crate::tasks::rows::rows_of;
+
 /// Which task.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Problem {
@@ -94,19 +96,6 @@ impl AlgoBatch {
             meta: self.meta[start..start + count].to_vec(),
         }
     }
-}
-
-/// Rows `start..start + count` of every one of `groups` consecutive groups of `batch` rows
-/// (time- or answer-major data, `[groups·batch, …]`); the row width follows from the length.
-fn rows_of<T: Clone>(v: &[T], groups: usize, batch: usize, start: usize, count: usize) -> Vec<T> {
-    if v.is_empty() {
-        return Vec::new();
-    }
-    let width = v.len() / (groups * batch);
-    (0..groups)
-        .flat_map(|g| &v[(g * batch + start) * width..(g * batch + start + count) * width])
-        .cloned()
-        .collect()
 }
 
 /// What a picture needs to know about one sequence.

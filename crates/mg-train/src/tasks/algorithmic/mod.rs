@@ -14,7 +14,6 @@ use mg_layers::MgBackend;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
-use std::time::Instant;
 
 use anyhow::{Context, bail};
 use burn::backend::Autodiff;
@@ -29,14 +28,13 @@ use serde_json::json;
 pub use batch::{AlgoBatch, Builder, Items, Layout, Problem};
 
 use super::losses::{sigmoid_cross_entropy, softmax_cross_entropy};
-use crate::harness::progress::Progress;
+use super::scoring::{Answers, ErrorReport, score_test_set};
 use crate::harness::{
     EvalRequest, Experiment, ExperimentOf, ForwardPath, LossReduction, ModelInfo, Task, WindowLoss,
     shard_ranges,
 };
-use crate::model_config::{
-    ModelConfig, ModelKind, NormChoice, check_bound, describe_dnc, describe_writer,
-};
+use crate::model_config::{ModelConfig, NormChoice, check_bound, describe_dnc, describe_writer};
+use crate::tasks::rows::Host;
 
 /// What the sequences are made of.
 #[derive(Deserialize, Serialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -128,31 +126,6 @@ pub struct AlgoWindow<B: MgBackend> {
     flat_steps: usize,
 }
 
-/// `eval.json` of a sort or recall run.
-#[derive(Serialize, Debug, Clone)]
-pub struct AlgoReport {
-    /// Time step of the evaluated checkpoint.
-    pub time_step: u64,
-    /// Test sequences.
-    pub sequences: usize,
-    /// Seed of the test set.
-    pub seed: u64,
-    /// The headline error: `bit_error` for vectors, `class_error` for MNIST.
-    pub error: f64,
-    /// Vectors: wrong output bits over all answer bits.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub bit_error: Option<f64>,
-    /// MNIST: wrong classes over all answers.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub class_error: Option<f64>,
-    /// Sequences with at least one wrong bit or class.
-    pub sequence_error: f64,
-    /// Error of guessing uniformly at random: 0.5 per bit, 0.9 per class.
-    pub chance_error: f64,
-    /// Wall time, seconds.
-    pub seconds: f64,
-}
-
 fn the_problem(sort: bool) -> Problem {
     if sort { Problem::Sort } else { Problem::Recall }
 }
@@ -229,59 +202,57 @@ impl<const SORT: bool> Algorithmic<SORT> {
     ) -> Vec<f32> {
         let window = self.window::<B>(batch, 0..self.shape.steps(), device);
         let (logits, ()) = self.forward(model, &window, None, ForwardPath::Window);
-        logits
-            .into_data()
-            .convert::<f32>()
-            .to_vec()
-            .unwrap_or_default()
+        logits.host()
     }
 
     fn model_of(config: &ExperimentOf<Self>, shape: &Builder) -> anyhow::Result<AlgoNetConfig> {
-        let m = &config.model;
-        m.check_fields(3)?;
+        let answer = match shape.items {
+            Items::Vectors { .. } => Answer::Bits,
+            Items::Mnist { .. } => Answer::Classes(10),
+        };
+        let m = match &config.model {
+            ModelConfig::Dnc(m) => {
+                return Ok(AlgoNetConfig::Dnc(
+                    m.dnc(shape.flat_width(), shape.answer_width())?,
+                ));
+            }
+            ModelConfig::Multigrid(m) => m,
+        };
+        m.check(true)?;
         if m.finest_only || !m.tail_widths.is_empty() {
             bail!(
                 "model.finest_only / tail_widths: the algorithmic models have no finest-only form"
             );
         }
-        let answer = match shape.items {
-            Items::Vectors { .. } => Answer::Bits,
-            Items::Mnist { .. } => Answer::Classes(10),
+        let widths = AlgoWidths::new(
+            m.levels.clone(),
+            m.channels.clone(),
+            m.tail_channels.unwrap_or_default(),
+        )
+        .with_input_levels(shape.input_levels())
+        .with_tail_same(m.tail_same.unwrap_or(0))
+        .with_norm(m.norm_mode());
+        widths
+            .validate()
+            .map_err(|e| anyhow::anyhow!("model: {e}"))?;
+        let d = shape.grid_channels();
+        let model = if SORT {
+            AlgoModelConfig::encoder_decoder(&widths, d, answer)
+        } else {
+            AlgoModelConfig::memory_reader(&widths, d, answer)
         };
-        Ok(match m.kind {
-            ModelKind::Multigrid => {
-                let widths = AlgoWidths::new(
-                    m.levels.clone().unwrap_or_default(),
-                    m.channels.clone().unwrap_or_default(),
-                    m.tail_channels.unwrap_or_default(),
-                )
-                .with_input_levels(shape.input_levels())
-                .with_tail_same(m.tail_same.unwrap_or(0))
-                .with_norm(m.norm_mode());
-                widths
-                    .validate()
-                    .map_err(|e| anyhow::anyhow!("model: {e}"))?;
-                let d = shape.grid_channels();
-                let model = if SORT {
-                    AlgoModelConfig::encoder_decoder(&widths, d, answer)
-                } else {
-                    AlgoModelConfig::memory_reader(&widths, d, answer)
-                };
-                // `init` panics on a model that does not fit; refuse it here instead.
-                model
-                    .validate()
-                    .map_err(|e| anyhow::anyhow!("model: {e}"))?;
-                AlgoNetConfig::Multigrid(model)
-            }
-            ModelKind::Dnc => AlgoNetConfig::Dnc(m.dnc(shape.flat_width(), shape.answer_width())?),
-        })
+        // `init` panics on a model that does not fit; refuse it here instead.
+        model
+            .validate()
+            .map_err(|e| anyhow::anyhow!("model: {e}"))?;
+        Ok(AlgoNetConfig::Multigrid(model))
     }
 
     fn check(config: &ExperimentOf<Self>) -> anyhow::Result<Builder> {
         let s = &config.task;
         check_bound("task.len", s.len, MAX_LEN)?;
         let problem = the_problem(SORT);
-        let multigrid = config.model.kind == ModelKind::Multigrid;
+        let multigrid = matches!(config.model, ModelConfig::Multigrid(_));
         let items = match s.items {
             ItemKind::Vectors => {
                 if s.scales.is_some() || s.pixels.is_some() || s.mnist_dir.is_some() {
@@ -344,8 +315,8 @@ impl<const SORT: bool> Algorithmic<SORT> {
             },
             query_per_batch: s.query == Some(QueryDraw::Batch),
         };
-        if let Some(norm) = config.model.norm.filter(|&n| n != NormChoice::None)
-            && multigrid
+        if let ModelConfig::Multigrid(m) = &config.model
+            && let Some(norm) = m.norm.filter(|&n| n != NormChoice::None)
             && config.train.threads > 1
         {
             let name = serde_json::to_string(&norm).unwrap_or_default();
@@ -378,7 +349,7 @@ impl<const SORT: bool> Task for Algorithmic<SORT> {
     type Window<B: MgBackend> = AlgoWindow<B>;
     type Output<B: MgBackend> = Tensor<B, 2>;
     type Batch = AlgoBatch;
-    type Report = AlgoReport;
+    type Report = ErrorReport;
 
     fn new(config: &Experiment<AlgoSettings, ModelConfig>) -> anyhow::Result<Self> {
         let shape = Self::check(config)?;
@@ -588,12 +559,6 @@ impl<const SORT: bool> Task for Algorithmic<SORT> {
         }
     }
 
-    fn detach<B: MgBackend>(_state: ()) {}
-
-    fn state_to_tensors<B: MgBackend>(_state: ()) -> Vec<Tensor<B, 4>> {
-        Vec::new()
-    }
-
     fn state_from_tensors<B: MgBackend>(
         &self,
         _model: &AlgoNet<B>,
@@ -614,79 +579,33 @@ impl<const SORT: bool> Task for Algorithmic<SORT> {
         model: &AlgoNet<B>,
         request: &EvalRequest,
         device: &B::Device,
-    ) -> anyhow::Result<AlgoReport> {
-        let start = Instant::now();
-        let n = request.sequences;
+    ) -> anyhow::Result<ErrorReport> {
         let width = self.shape.answer_width();
-        let vectors = matches!(self.shape.items, Items::Vectors { .. });
-        let mut bar = Progress::new(n as u64, "sequences", request.show_progress);
-        let (mut wrong, mut total, mut wrong_sequences) = (0usize, 0usize, 0usize);
-        let mut first = 0;
-        while first < n {
-            let end = (first + self.config.eval.batch).min(n);
-            let batch = self.test_batch(first..end)?;
+        let answers = match self.shape.items {
+            Items::Vectors { .. } => Answers::Bits,
+            Items::Mnist { .. } => Answers::Classes(10),
+        };
+        let (seed, size) = (self.config.eval.seed, self.config.eval.batch);
+        score_test_set(request, seed, answers, size, |range, count| {
+            let batch = self.test_batch(range)?;
             let logits = self.infer(model, &batch, device);
             let b = batch.batch;
-            let mut any = vec![false; b];
-            for a in 0..batch.answers {
-                for (s, any) in any.iter_mut().enumerate() {
-                    let row = &logits[(a * b + s) * width..(a * b + s + 1) * width];
-                    let (w, t) = if vectors {
-                        let target = &batch.bits[(a * b + s) * width..(a * b + s + 1) * width];
-                        let w = row
-                            .iter()
-                            .zip(target)
-                            .filter(|(l, y)| (**l > 0.0) != (**y > 0.5))
-                            .count();
-                        (w, width)
-                    } else {
-                        let predicted = render::argmax(row);
-                        (
-                            usize::from(predicted != batch.labels[a * b + s] as usize),
-                            1,
-                        )
-                    };
-                    wrong += w;
-                    total += t;
-                    *any |= w > 0;
+            for s in 0..b {
+                for row in (0..batch.answers).map(|a| a * b + s) {
+                    let row_logits = &logits[row * width..(row + 1) * width];
+                    match answers {
+                        Answers::Bits => {
+                            count.answer(row_logits, &batch.bits[row * width..(row + 1) * width])
+                        }
+                        Answers::Classes(_) => {
+                            count.answer(row_logits, &[f32::from(batch.labels[row])])
+                        }
+                    }
                 }
+                count.end_sequence();
             }
-            wrong_sequences += any.iter().filter(|&&a| a).count();
-            first = end;
-            bar.set_position(end as u64);
-            bar.report(format!("error {:.4}", wrong as f64 / total.max(1) as f64));
-        }
-        bar.clear();
-        let error = wrong as f64 / total.max(1) as f64;
-        Ok(AlgoReport {
-            time_step: request.time_step,
-            sequences: n,
-            seed: self.config.eval.seed,
-            error,
-            bit_error: vectors.then_some(error),
-            class_error: (!vectors).then_some(error),
-            sequence_error: wrong_sequences as f64 / n.max(1) as f64,
-            chance_error: if vectors { 0.5 } else { 0.9 },
-            seconds: start.elapsed().as_secs_f64(),
+            Ok(())
         })
-    }
-
-    fn report_lines(&self, r: &AlgoReport) -> Vec<String> {
-        let what = if r.bit_error.is_some() {
-            "bit error"
-        } else {
-            "classification error"
-        };
-        vec![
-            format!(
-                "checkpoint at time step {}, {} test sequences (seed {:#x}), {:.1} s",
-                r.time_step, r.sequences, r.seed, r.seconds
-            ),
-            format!(
-                "  {what} {:.4} (chance {:.2})  sequences with an error {:.4}",
-                r.error, r.chance_error, r.sequence_error
-            ),
-        ]
     }
 
     fn draw<B: MgBackend>(

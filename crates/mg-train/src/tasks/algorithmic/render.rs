@@ -10,22 +10,13 @@ use mg_data::mnist::{MnistSplit, SIDE};
 use mg_models::AlgoModel;
 
 use super::AlgoBatch;
+use crate::tasks::rows::Host;
+use crate::tasks::scoring::argmax;
 use crate::viz::{BLACK, Canvas, Rgb, WHITE, grey};
 
 const GREEN: Rgb = [20, 150, 40];
 const RED: Rgb = [200, 30, 30];
 const BLUE: Rgb = [40, 90, 200];
-
-/// Index of the largest value.
-pub fn argmax(values: &[f32]) -> usize {
-    values
-        .iter()
-        .enumerate()
-        .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
-            if v > best.1 { (i, v) } else { best }
-        })
-        .0
-}
 
 /// The mean over channels of the last writer layer's finest level, per item step, for
 /// sequence `row` of the batch, each map scaled to [0, 1] over the whole sequence.
@@ -43,12 +34,7 @@ pub fn finest_memory<B: MgBackend>(
         .expect("a writer layer")
         .clone();
     let [_, _, h, w] = finest.dims();
-    let means: Vec<f32> = finest
-        .mean_dim(1)
-        .into_data()
-        .convert::<f32>()
-        .to_vec()
-        .unwrap_or_default();
+    let means: Vec<f32> = finest.mean_dim(1).host();
     let maps: Vec<Vec<f32>> = (0..steps)
         .map(|t| {
             let r = t * batch + row;

@@ -96,7 +96,7 @@ fn batch_queries_vary_between_batches() {
 }
 
 /// Trains `text`'s model through the harness and returns its test error.
-fn train_and_eval<T: Task<Report = AlgoReport>>(text: &str, name: &str, steps: u64) -> f64 {
+fn train_and_eval<T: Task<Report = ErrorReport>>(text: &str, name: &str, steps: u64) -> f64 {
     use crate::harness::train::{load_model, train};
     use crate::harness::{RunDir, TrainOptions};
     let _turn = crate::SEEDED.lock().unwrap_or_else(|e| e.into_inner());

@@ -41,12 +41,14 @@ pub use data::{
 };
 
 use super::losses::softmax_cross_entropy;
+use super::scoring::argmax;
 use crate::harness::progress::Progress;
 use crate::harness::{
-    EpochSize, EvalRequest, Experiment, ExperimentOf, ForwardPath, LossReduction, ModelInfo, Task,
-    WindowLoss, shard_ranges,
+    EpochSize, EvalRequest, Experiment, ExperimentOf, ForwardPath, LossReduction, ModelInfo,
+    Report, Task, WindowLoss, shard_ranges,
 };
-use crate::model_config::{ModelConfig, ModelKind, check_bound, describe_dnc};
+use crate::model_config::{ModelConfig, check_bound, describe_dnc};
+use crate::tasks::rows::Host;
 
 /// The two English sets.
 #[derive(Deserialize, Serialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -191,13 +193,12 @@ impl Babi {
     }
 
     fn model_of(config: &ExperimentOf<Self>) -> anyhow::Result<QaNetConfig> {
-        let m = &config.model;
-        m.check_qa_fields()?;
-        Ok(match m.kind {
-            ModelKind::Multigrid => {
+        Ok(match &config.model {
+            ModelConfig::Multigrid(m) => {
+                m.check_qa()?;
                 let widths = QaWidths::new(
-                    m.levels.clone().unwrap_or_default(),
-                    m.channels.clone().unwrap_or_default(),
+                    m.levels.clone(),
+                    m.channels.clone(),
                     m.head_channels.clone().unwrap_or_default(),
                     VOCAB,
                 )
@@ -207,7 +208,7 @@ impl Babi {
                     .map_err(|e| anyhow::anyhow!("model: {e}"))?;
                 QaNetConfig::Multigrid(widths.model())
             }
-            ModelKind::Dnc => QaNetConfig::Dnc(m.dnc(VOCAB, VOCAB)?),
+            ModelConfig::Dnc(m) => QaNetConfig::Dnc(m.dnc(VOCAB, VOCAB)?),
         })
     }
 
@@ -275,11 +276,7 @@ impl Babi {
     ) -> Vec<f32> {
         let window = self.window::<B>(batch, 0..batch.len, device);
         let (logits, _) = self.forward(model, &window, None, ForwardPath::Window);
-        logits
-            .into_data()
-            .convert::<f32>()
-            .to_vec()
-            .unwrap_or_default()
+        logits.host()
     }
 
     /// Per-task wrong and total question counts of `sequences` (every question of each), in
@@ -378,11 +375,7 @@ impl Babi {
             let steps = input.len();
             let (logits, next) = model.forward(one_hot(&input), steps, state, false);
             let last = logits.narrow(0, steps - 1, 1);
-            let p: Vec<f32> = softmax(last, 1)
-                .into_data()
-                .convert::<f32>()
-                .to_vec()
-                .unwrap_or_default();
+            let p: Vec<f32> = softmax(last, 1).host();
             let best = argmax(&p);
             out.push((vocab.word(best as u32).to_string(), p[best]));
             (input, state) = (vec![best as u32], Some(next));
@@ -391,14 +384,45 @@ impl Babi {
     }
 }
 
-fn argmax(row: &[f32]) -> usize {
-    let mut best = 0;
-    for (i, &v) in row.iter().enumerate() {
-        if v > row[best] {
-            best = i;
+impl Report for BabiReport {
+    fn lines(&self) -> Vec<String> {
+        let mut lines = vec![
+            format!(
+                "checkpoint at time step {}, {} test questions, {:.1} s",
+                self.time_step, self.sequences, self.seconds
+            ),
+            format!(
+                "{:<4} {:<28} {:>9} {:>10}",
+                "task", "", "error %", "majority %"
+            ),
+        ];
+        for t in &self.tasks {
+            lines.push(format!(
+                "qa{:<2} {:<28} {:>9.1} {:>10.1}",
+                t.task,
+                t.name,
+                100.0 * t.error,
+                100.0 * t.majority_error
+            ));
         }
+        lines.push(format!(
+            "mean error {:.1}% (majority answer {:.1}%), failed tasks (error > 5%) {} of {}",
+            100.0 * self.error,
+            100.0 * self.majority_error,
+            self.failed_tasks,
+            self.tasks.len()
+        ));
+        if self.skipped > 0 {
+            lines.push(format!(
+                "{} test questions longer than task.max_len were not evaluated",
+                self.skipped
+            ));
+        }
+        for n in &self.notes {
+            lines.push(format!("note: {n}"));
+        }
+        lines
     }
-    best
 }
 
 impl Task for Babi {
@@ -626,14 +650,6 @@ impl Task for Babi {
         }
     }
 
-    fn detach<B: MgBackend>(state: MemoryState<B>) -> MemoryState<B> {
-        state.detach()
-    }
-
-    fn state_to_tensors<B: MgBackend>(state: MemoryState<B>) -> Vec<Tensor<B, 4>> {
-        state.into_tensors()
-    }
-
     fn state_from_tensors<B: MgBackend>(
         &self,
         model: &QaNet<B>,
@@ -731,45 +747,6 @@ impl Task for Babi {
                 .sum::<f64>()
                 / n,
         ))
-    }
-
-    fn report_lines(&self, r: &BabiReport) -> Vec<String> {
-        let mut lines = vec![
-            format!(
-                "checkpoint at time step {}, {} test questions, {:.1} s",
-                r.time_step, r.sequences, r.seconds
-            ),
-            format!(
-                "{:<4} {:<28} {:>9} {:>10}",
-                "task", "", "error %", "majority %"
-            ),
-        ];
-        for t in &r.tasks {
-            lines.push(format!(
-                "qa{:<2} {:<28} {:>9.1} {:>10.1}",
-                t.task,
-                t.name,
-                100.0 * t.error,
-                100.0 * t.majority_error
-            ));
-        }
-        lines.push(format!(
-            "mean error {:.1}% (majority answer {:.1}%), failed tasks (error > 5%) {} of {}",
-            100.0 * r.error,
-            100.0 * r.majority_error,
-            r.failed_tasks,
-            r.tasks.len()
-        ));
-        if r.skipped > 0 {
-            lines.push(format!(
-                "{} test questions longer than task.max_len were not evaluated",
-                r.skipped
-            ));
-        }
-        for n in &r.notes {
-            lines.push(format!("note: {n}"));
-        }
-        lines
     }
 
     /// Writes test sequence `index` (a question, or a story in story reading) with the model's

@@ -25,9 +25,7 @@ use burn::tensor::activation::log_softmax;
 use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
 use mg_data::batch::mapping_window;
 use mg_data::mapping::{Episode, MappingConfig, Motion};
-use mg_models::{
-    ExploreNet, LocalizerConfig, MappingWidths, MemoryState, PolicyNetConfig, folded_channels,
-};
+use mg_models::{ExploreNet, LocalizerConfig, MemoryState, PolicyNetConfig, folded_channels};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -38,9 +36,10 @@ use super::mapping::{Mapping, localization_loss};
 use crate::harness::experiment::read_config_text;
 use crate::harness::train::load_model;
 use crate::harness::{
-    EvalRequest, Experiment, ExperimentOf, ForwardPath, LossReduction, ModelInfo, RunDir, Task,
-    WindowLoss, shard_ranges,
+    CarriedState, EvalRequest, Experiment, ExperimentOf, ForwardPath, LossReduction, ModelInfo,
+    Report, RunDir, Task, WindowLoss, shard_ranges,
 };
+use crate::tasks::rows::Host;
 
 /// The `[task]` table of an exploration experiment.
 #[derive(Deserialize, Serialize, Debug, Clone, PartialEq)]
@@ -171,6 +170,33 @@ pub struct ExploreState<B: MgBackend> {
     pub memory: StackState<B>,
     /// Per maze, the actions taken.
     pub actions: Vec<Vec<u8>>,
+}
+
+impl<B: MgBackend> CarriedState<B> for ExploreState<B> {
+    fn detach(self) -> Self {
+        Self {
+            memory: self.memory.detach(),
+            actions: self.actions,
+        }
+    }
+
+    /// The writer's state, then the paths as `[batch, 1, 1, 1 + steps]` (each row the step
+    /// count and the actions), batch first like every state tensor.
+    fn into_tensors(self) -> Vec<Tensor<B, 4>> {
+        let mut tensors = self.memory.into_tensors();
+        let device = tensors[0].device();
+        let (batch, len) = (self.actions.len(), self.actions[0].len());
+        let mut flat = Vec::with_capacity(batch * (len + 1));
+        for a in &self.actions {
+            flat.push(len as f32);
+            flat.extend(a.iter().map(|&x| x as f32));
+        }
+        tensors.push(Tensor::from_data(
+            TensorData::new(flat, [batch, 1, 1, len + 1]),
+            &device,
+        ));
+        tensors
+    }
 }
 
 /// What a rollout produced, rows time-major (`t·batch + b`).
@@ -376,14 +402,7 @@ impl Explore {
         source: (PathBuf, u64),
     ) -> anyhow::Result<Self> {
         let s = &config.task;
-        let m = &mapping.config().model;
-        let widths = MappingWidths::new(
-            m.levels.clone().unwrap_or_default(),
-            m.channels.clone().unwrap_or_default(),
-            m.tail_channels.unwrap_or_default(),
-        )
-        .with_finest_only(m.finest_only)
-        .with_tail_widths(m.tail_widths.clone());
+        let widths = Mapping::widths(mapping.config().model.multigrid("exploration task")?);
         let obs = mapping.config().task.obs_size;
         let policy =
             PolicyNetConfig::from_widths(&widths, folded_channels(obs), config.model.head_channels);
@@ -439,6 +458,12 @@ impl Explore {
             localizer,
             policy: self.policy.init(device),
         }
+    }
+}
+
+impl Report for ExploreReport {
+    fn lines(&self) -> Vec<String> {
+        eval::lines(self)
     }
 }
 
@@ -643,31 +668,6 @@ impl Task for Explore {
         self.scored(output, estimates, scale, reduction)
     }
 
-    fn detach<B: MgBackend>(state: ExploreState<B>) -> ExploreState<B> {
-        ExploreState {
-            memory: state.memory.detach(),
-            actions: state.actions,
-        }
-    }
-
-    /// The writer's state, then the paths as `[batch, 1, 1, 1 + steps]` (each row the step
-    /// count and the actions), batch first like every state tensor.
-    fn state_to_tensors<B: MgBackend>(state: ExploreState<B>) -> Vec<Tensor<B, 4>> {
-        let mut tensors = state.memory.into_tensors();
-        let device = tensors[0].device();
-        let (batch, len) = (state.actions.len(), state.actions[0].len());
-        let mut flat = Vec::with_capacity(batch * (len + 1));
-        for a in &state.actions {
-            flat.push(len as f32);
-            flat.extend(a.iter().map(|&x| x as f32));
-        }
-        tensors.push(Tensor::from_data(
-            TensorData::new(flat, [batch, 1, 1, len + 1]),
-            &device,
-        ));
-        tensors
-    }
-
     fn state_from_tensors<B: MgBackend>(
         &self,
         model: &ExploreNet<B>,
@@ -683,11 +683,7 @@ impl Task for Explore {
             dims => bail!("saved paths: a tensor of shape {dims:?}; expected [mazes, 1, 1, steps]"),
         };
         let width = paths.dims()[3];
-        let values: Vec<f32> = paths
-            .into_data()
-            .convert::<f32>()
-            .to_vec()
-            .unwrap_or_default();
+        let values: Vec<f32> = paths.host();
         let mut actions = Vec::with_capacity(batch);
         for b in 0..batch {
             let row = &values[b * width..(b + 1) * width];
@@ -724,10 +720,6 @@ impl Task for Explore {
         eval::report(self, model, request, device)
     }
 
-    fn report_lines(&self, report: &ExploreReport) -> Vec<String> {
-        eval::lines(report)
-    }
-
     fn draw<B: MgBackend>(
         &self,
         model: &ExploreNet<B>,
@@ -743,13 +735,7 @@ impl Explore {
     /// The advantages and returns of a rollout (GAE), rows time-major.
     fn estimates<B: MgBackend>(&self, output: &Rollout<B>) -> (Vec<f32>, Vec<f32>) {
         let s = &self.config.task;
-        let values: Vec<f32> = output
-            .values
-            .clone()
-            .into_data()
-            .convert::<f32>()
-            .to_vec()
-            .unwrap_or_default();
+        let values: Vec<f32> = output.values.clone().host();
         advantages(
             &output.rewards,
             &values,
@@ -914,13 +900,7 @@ pub fn rollout<B: MgBackend>(
             logits
         };
         let log_p = log_softmax(logits, 1);
-        let probs: Vec<f32> = log_p
-            .clone()
-            .exp()
-            .into_data()
-            .convert::<f32>()
-            .to_vec()
-            .unwrap_or_default();
+        let probs: Vec<f32> = log_p.clone().exp().host();
         let actions: Vec<u8> = (0..batch)
             .map(|b| {
                 let row = &probs[b * 4..(b + 1) * 4];
@@ -961,12 +941,7 @@ pub fn rollout<B: MgBackend>(
         let (_, value) = model
             .policy
             .forward(&[mapping.encode(tensors.input)], &out.outputs, 1);
-        value
-            .detach()
-            .into_data()
-            .convert::<f32>()
-            .to_vec()
-            .unwrap_or_default()
+        value.detach().host()
     } else {
         vec![0.0; batch]
     };

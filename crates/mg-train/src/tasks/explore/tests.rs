@@ -325,7 +325,7 @@ fn states_round_trip_through_tensors() {
         false,
         &device,
     );
-    let tensors = Explore::state_to_tensors(state.clone());
+    let tensors = state.clone().into_tensors();
     let back = task.state_from_tensors(&model, tensors.clone()).unwrap();
     assert_eq!(back.actions, state.actions);
     assert_eq!(back.actions[0].len(), 3);
@@ -370,7 +370,7 @@ fn evaluation_compares_the_motions() {
     // report's recount.
     let episodes = eval::policy_episodes(&task, &model, 0..2, 12, Choice::Sample, &device).unwrap();
     assert!(episodes.iter().all(|e| e.len() == 13));
-    let lines = task.report_lines(&report);
+    let lines = report.lines();
     assert_eq!(lines.len(), 6);
     let out = root.join("viz");
     let files = task.draw(&model, 0, &out, &device).unwrap();
@@ -498,7 +498,7 @@ fn paths_of_the_earlier_layout_load() {
         false,
         &device,
     );
-    let mut tensors = Explore::state_to_tensors(state.clone());
+    let mut tensors = state.clone().into_tensors();
     let paths = tensors.pop().unwrap();
     assert_eq!(paths.dims(), [2, 1, 1, 4]);
     tensors.push(paths.reshape([1, 1, 2, 4]));

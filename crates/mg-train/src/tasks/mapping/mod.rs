@@ -27,10 +27,10 @@ pub use eval::{EvalReport, Scores, score_episodes};
 pub use render::render_episodes;
 
 use crate::harness::{
-    EvalRequest, Experiment, ExperimentOf, ForwardPath, LossReduction, ModelInfo, Task, WindowLoss,
-    shard_ranges,
+    EvalRequest, Experiment, ExperimentOf, ForwardPath, LossReduction, ModelInfo, Report, Task,
+    WindowLoss, shard_ranges,
 };
-use crate::model_config::{ModelConfig, ModelKind, check_bound};
+use crate::model_config::{ModelConfig, MultigridSettings, check_bound};
 
 /// How the agent moves.
 #[derive(Deserialize, Serialize, Debug, Clone, Copy, PartialEq, Eq)]
@@ -183,10 +183,10 @@ impl Mapping {
     }
 
     /// The multigrid widths of the `[model]` table.
-    fn widths(model: &ModelConfig) -> MappingWidths {
+    pub fn widths(model: &MultigridSettings) -> MappingWidths {
         MappingWidths::new(
-            model.levels.clone().unwrap_or_default(),
-            model.channels.clone().unwrap_or_default(),
+            model.levels.clone(),
+            model.channels.clone(),
             model.tail_channels.unwrap_or_default(),
         )
         .with_finest_only(model.finest_only)
@@ -194,15 +194,15 @@ impl Mapping {
     }
 
     fn model_of(config: &ExperimentOf<Mapping>) -> anyhow::Result<LocalizerConfig> {
-        let (m, w) = (&config.model, &config.task);
-        m.check_fields(3)?;
-        if m.tail_same.is_some() || m.norm.is_some() {
-            bail!(
-                "model.tail_same / norm: fields of the algorithmic tasks' models; the mapping model has neither"
-            );
-        }
-        Ok(match m.kind {
-            ModelKind::Multigrid => {
+        let w = &config.task;
+        Ok(match &config.model {
+            ModelConfig::Multigrid(m) => {
+                m.check(true)?;
+                if m.tail_same.is_some() || m.norm.is_some() {
+                    bail!(
+                        "model.tail_same / norm: fields of the algorithmic tasks' models; the mapping model has neither"
+                    );
+                }
                 let widths = Self::widths(m);
                 widths
                     .validate()
@@ -223,7 +223,7 @@ impl Mapping {
                     &w.query_sizes,
                 ))
             }
-            ModelKind::Dnc => {
+            ModelConfig::Dnc(m) => {
                 let input = DncLocalizerConfig::input_size(w.obs_size, &w.query_sizes);
                 let output = DncLocalizerConfig::output_size(w.query_sizes.len(), w.mask_size);
                 let dnc = m.dnc(input, output)?;
@@ -293,6 +293,22 @@ pub fn localization_loss<B: MgBackend>(
     match reduction {
         LossReduction::Sum => per_pixel.sum(),
         LossReduction::Mean => per_pixel.mean(),
+    }
+}
+
+impl Report for EvalReport {
+    fn lines(&self) -> Vec<String> {
+        let mut lines = vec![format!(
+            "checkpoint at time step {}, {} test episodes (seed {:#x}), {:.1} s",
+            self.time_step, self.episodes, self.seed, self.seconds
+        )];
+        for r in &self.readers {
+            lines.push(format!(
+                "  {0}×{0} queries: precision {1:.4}  recall {2:.4}  F {3:.4}",
+                r.query_size, r.precision, r.recall, r.f
+            ));
+        }
+        lines
     }
 }
 
@@ -438,14 +454,6 @@ impl Task for Mapping {
         WindowLoss::new(loss, units)
     }
 
-    fn detach<B: MgBackend>(state: MemoryState<B>) -> MemoryState<B> {
-        state.detach()
-    }
-
-    fn state_to_tensors<B: MgBackend>(state: MemoryState<B>) -> Vec<Tensor<B, 4>> {
-        state.into_tensors()
-    }
-
     fn state_from_tensors<B: MgBackend>(
         &self,
         model: &Localizer<B>,
@@ -463,20 +471,6 @@ impl Task for Mapping {
         device: &B::Device,
     ) -> anyhow::Result<EvalReport> {
         eval::report(self, model, request, device)
-    }
-
-    fn report_lines(&self, report: &EvalReport) -> Vec<String> {
-        let mut lines = vec![format!(
-            "checkpoint at time step {}, {} test episodes (seed {:#x}), {:.1} s",
-            report.time_step, report.episodes, report.seed, report.seconds
-        )];
-        for r in &report.readers {
-            lines.push(format!(
-                "  {0}×{0} queries: precision {1:.4}  recall {2:.4}  F {3:.4}",
-                r.query_size, r.precision, r.recall, r.f
-            ));
-        }
-        lines
     }
 
     fn draw<B: MgBackend>(

@@ -10,6 +10,7 @@ use mg_models::{Localizer, MemoryState};
 
 use super::Mapping;
 use super::eval::infer_step;
+use crate::tasks::rows::Host;
 use crate::viz::{Canvas, Rgb, WHITE, grey, save_gif};
 
 const WALL: Rgb = [40, 40, 60];
@@ -68,11 +69,7 @@ pub fn render_episodes<B: MgBackend>(
         };
         let (mh, mw, memory) = memory_panel(&next);
         state = Some(next);
-        let prob: Vec<f32> = burn::tensor::activation::sigmoid(logits[0].clone())
-            .into_data()
-            .convert::<f32>()
-            .to_vec()
-            .unwrap_or_default();
+        let prob: Vec<f32> = burn::tensor::activation::sigmoid(logits[0].clone()).host();
         let truth = episode.target_mask(t);
         let obs = task.config().task.obs_size;
         let (ar, ac) = episode.positions()[t];
@@ -211,13 +208,7 @@ pub fn render_dnc_memory<B: MgBackend>(
     std::fs::create_dir_all(out).map_err(|e| anyhow::anyhow!("creating {}: {e}", out.display()))?;
     let episodes = task.test_episodes(index..index + 1)?;
     let len = episodes[0][0].len();
-    let row = |t: Tensor<B, 2>| -> Vec<f32> {
-        t.narrow(0, 0, 1)
-            .into_data()
-            .convert::<f32>()
-            .to_vec()
-            .unwrap_or_default()
-    };
+    let row = |t: Tensor<B, 2>| -> Vec<f32> { t.narrow(0, 0, 1).host() };
     let (mut writes, mut reads, mut usage) = (Vec::new(), Vec::new(), Vec::new());
     let mut state = None;
     let mut last_memory = (0, 0, Vec::new());
