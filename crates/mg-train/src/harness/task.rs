@@ -110,6 +110,43 @@ impl<B: MgBackend> CarriedState<B> for () {
     }
 }
 
+/// The model items of a [`Task`] impl that every task writes alike: `Model<B>` and
+/// `TrainModel<B>` (the same model on `Autodiff<B>`), `init` and `init_train` (both built by
+/// the given expression of the task and the device) and `as_model`.
+///
+/// ```ignore
+/// impl Task for Copy {
+///     task_model!(Dnc, |task, device| task.dnc.init(device));
+///     // …
+/// }
+/// ```
+macro_rules! task_model {
+    ($model:ident, |$task:ident, $device:ident| $init:expr) => {
+        type Model<B: MgBackend> = $model<B>;
+        type TrainModel<B: MgBackend> = $model<burn::backend::Autodiff<B>>;
+
+        fn init<B: MgBackend>(&self, device: &B::Device) -> $model<B> {
+            let ($task, $device) = (self, device);
+            $init
+        }
+
+        fn init_train<B: MgBackend>(
+            &self,
+            device: &B::Device,
+        ) -> $model<burn::backend::Autodiff<B>> {
+            let ($task, $device) = (self, device);
+            $init
+        }
+
+        fn as_model<B: MgBackend>(
+            model: &$model<burn::backend::Autodiff<B>>,
+        ) -> &$model<burn::backend::Autodiff<B>> {
+            model
+        }
+    };
+}
+pub(crate) use task_model;
+
 /// A task's evaluation report: `eval.json` and the lines `mg-train eval` prints.
 pub trait Report: Serialize {
     /// The report for a terminal.
@@ -134,7 +171,7 @@ pub trait Task: Sized + Send + Sync + 'static {
     /// The model for inference on `B`.
     type Model<B: MgBackend>: Module<B>;
     /// The same model for training on `Autodiff<B>`; [`AutodiffModule::valid`] gives
-    /// [`Task::Model`]. Implementations set it to `Self::Model<Autodiff<B>>`.
+    /// [`Task::Model`]: `Self::Model<Autodiff<B>>`, as `task_model!` writes it.
     type TrainModel<B: MgBackend>: AutodiffModule<Autodiff<B>, InnerModule = Self::Model<B>>;
     /// Recurrent state carried between windows.
     type State<B: MgBackend>: CarriedState<B>;

@@ -10,7 +10,6 @@ use mg_layers::MgBackend;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use burn::backend::Autodiff;
 use burn::tensor::Tensor;
 use mg_data::{RepeatCopyBatch, RepeatCopyConfig};
 use mg_models::{Dnc, DncConfig, DncState};
@@ -18,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use super::rows::{Host, matrix, rows_of};
 use super::scoring::{Answers, ErrorReport, score_test_set};
+use crate::harness::task::task_model;
 use crate::harness::{
     EvalRequest, Experiment, ExperimentOf, ForwardPath, LossReduction, ModelInfo, Task, WindowLoss,
     shard_ranges,
@@ -117,12 +117,12 @@ impl Copy {
 }
 
 impl Task for Copy {
+    task_model!(Dnc, |task, device| task.dnc.init(device));
+
     const KIND: &'static str = "copy";
     const UNIT: &'static str = "bit";
     type Settings = CopySettings;
     type ModelSettings = ModelConfig;
-    type Model<B: MgBackend> = Dnc<B>;
-    type TrainModel<B: MgBackend> = Dnc<Autodiff<B>>;
     type State<B: MgBackend> = DncState<B>;
     type Window<B: MgBackend> = CopyWindow<B>;
     type Output<B: MgBackend> = Tensor<B, 2>;
@@ -169,18 +169,6 @@ impl Task for Copy {
 
     fn floats_per_step(&self) -> f64 {
         dnc_floats_per_step(&self.dnc)
-    }
-
-    fn init<B: MgBackend>(&self, device: &B::Device) -> Dnc<B> {
-        self.dnc.init(device)
-    }
-
-    fn init_train<B: MgBackend>(&self, device: &B::Device) -> Dnc<Autodiff<B>> {
-        self.dnc.init(device)
-    }
-
-    fn as_model<B: MgBackend>(model: &Dnc<Autodiff<B>>) -> &Dnc<Autodiff<B>> {
-        model
     }
 
     fn batch(&self, seed: u64, index: u64, size: usize) -> anyhow::Result<CopyBatch> {

@@ -16,7 +16,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 use anyhow::{Context, bail};
-use burn::backend::Autodiff;
 use burn::tensor::{Tensor, TensorData};
 use mg_data::mnist::{MnistSplit, PixelScale};
 use mg_data::recall::RecallConfig;
@@ -29,6 +28,7 @@ pub use batch::{AlgoBatch, Builder, Items, Layout, Problem};
 
 use super::losses::{sigmoid_cross_entropy, softmax_cross_entropy};
 use super::scoring::{Answers, ErrorReport, score_test_set};
+use crate::harness::task::task_model;
 use crate::harness::{
     EvalRequest, Experiment, ExperimentOf, ForwardPath, LossReduction, ModelInfo, Task, WindowLoss,
     shard_ranges,
@@ -339,12 +339,12 @@ impl<const SORT: bool> Algorithmic<SORT> {
 }
 
 impl<const SORT: bool> Task for Algorithmic<SORT> {
+    task_model!(AlgoNet, |task, device| task.model.init(device));
+
     const KIND: &'static str = if SORT { "sort" } else { "recall" };
     const UNIT: &'static str = "output";
     type Settings = AlgoSettings;
     type ModelSettings = ModelConfig;
-    type Model<B: MgBackend> = AlgoNet<B>;
-    type TrainModel<B: MgBackend> = AlgoNet<Autodiff<B>>;
     type State<B: MgBackend> = ();
     type Window<B: MgBackend> = AlgoWindow<B>;
     type Output<B: MgBackend> = Tensor<B, 2>;
@@ -420,18 +420,6 @@ impl<const SORT: bool> Task for Algorithmic<SORT> {
             }
             AlgoNetConfig::Dnc(d) => crate::model_config::dnc_floats_per_step(d),
         }
-    }
-
-    fn init<B: MgBackend>(&self, device: &B::Device) -> AlgoNet<B> {
-        self.model.init(device)
-    }
-
-    fn init_train<B: MgBackend>(&self, device: &B::Device) -> AlgoNet<Autodiff<B>> {
-        self.model.init(device)
-    }
-
-    fn as_model<B: MgBackend>(model: &AlgoNet<Autodiff<B>>) -> &AlgoNet<Autodiff<B>> {
-        model
     }
 
     fn batch(&self, seed: u64, index: u64, size: usize) -> anyhow::Result<AlgoBatch> {

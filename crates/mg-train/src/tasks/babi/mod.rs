@@ -27,7 +27,6 @@ use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use anyhow::bail;
-use burn::backend::Autodiff;
 use burn::tensor::activation::softmax;
 use burn::tensor::{Int, Tensor, TensorData};
 use mg_data::babi::{Sequence, TASKS, Variant, answer_spans, words_of};
@@ -43,6 +42,7 @@ pub use data::{
 use super::losses::softmax_cross_entropy;
 use super::scoring::argmax;
 use crate::harness::progress::Progress;
+use crate::harness::task::task_model;
 use crate::harness::{
     EpochSize, EvalRequest, Experiment, ExperimentOf, ForwardPath, LossReduction, ModelInfo,
     Report, Task, WindowLoss, shard_ranges,
@@ -426,12 +426,12 @@ impl Report for BabiReport {
 }
 
 impl Task for Babi {
+    task_model!(QaNet, |task, device| task.model.init(device));
+
     const KIND: &'static str = "babi";
     const UNIT: &'static str = "answer word";
     type Settings = BabiSettings;
     type ModelSettings = ModelConfig;
-    type Model<B: MgBackend> = QaNet<B>;
-    type TrainModel<B: MgBackend> = QaNet<Autodiff<B>>;
     type State<B: MgBackend> = MemoryState<B>;
     type Window<B: MgBackend> = QaWindow<B>;
     type Output<B: MgBackend> = Tensor<B, 2>;
@@ -534,18 +534,6 @@ impl Task for Babi {
             QaNetConfig::Multigrid(m) => 64.0 * m.memory_cells() as f64 + 8.0 * VOCAB as f64,
             QaNetConfig::Dnc(d) => crate::model_config::dnc_floats_per_step(d),
         }
-    }
-
-    fn init<B: MgBackend>(&self, device: &B::Device) -> QaNet<B> {
-        self.model.init(device)
-    }
-
-    fn init_train<B: MgBackend>(&self, device: &B::Device) -> QaNet<Autodiff<B>> {
-        self.model.init(device)
-    }
-
-    fn as_model<B: MgBackend>(model: &QaNet<Autodiff<B>>) -> &QaNet<Autodiff<B>> {
-        model
     }
 
     fn paths(&self) -> &'static [ForwardPath] {

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use burn::backend::{Autodiff, Flex};
+use burn::backend::Flex;
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
@@ -34,6 +34,7 @@ pub use eval::{ExploreReport, MotionReport};
 
 use super::mapping::{Mapping, localization_loss};
 use crate::harness::experiment::read_config_text;
+use crate::harness::task::task_model;
 use crate::harness::train::load_model;
 use crate::harness::{
     CarriedState, EvalRequest, Experiment, ExperimentOf, ForwardPath, LossReduction, ModelInfo,
@@ -468,12 +469,12 @@ impl Report for ExploreReport {
 }
 
 impl Task for Explore {
+    task_model!(ExploreNet, |task, device| task.build(device));
+
     const KIND: &'static str = "explore";
     const UNIT: &'static str = "step";
     type Settings = ExploreSettings;
     type ModelSettings = PolicySettings;
-    type Model<B: MgBackend> = ExploreNet<B>;
-    type TrainModel<B: MgBackend> = ExploreNet<Autodiff<B>>;
     type State<B: MgBackend> = ExploreState<B>;
     type Window<B: MgBackend> = ExploreWindow<B>;
     type Output<B: MgBackend> = Rollout<B>;
@@ -548,18 +549,6 @@ impl Task for Explore {
             lines,
             json,
         }
-    }
-
-    fn init<B: MgBackend>(&self, device: &B::Device) -> ExploreNet<B> {
-        self.build(device)
-    }
-
-    fn init_train<B: MgBackend>(&self, device: &B::Device) -> ExploreNet<Autodiff<B>> {
-        self.build(device)
-    }
-
-    fn as_model<B: MgBackend>(model: &ExploreNet<Autodiff<B>>) -> &ExploreNet<Autodiff<B>> {
-        model
     }
 
     fn paths(&self) -> &'static [ForwardPath] {

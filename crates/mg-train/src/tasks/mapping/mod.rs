@@ -11,7 +11,6 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use anyhow::bail;
-use burn::backend::Autodiff;
 use burn::tensor::Tensor;
 use mg_data::batch::{MappingTensors, mapping_window};
 use mg_data::mapping::{
@@ -26,6 +25,7 @@ use serde_json::json;
 pub use eval::{EvalReport, Scores, score_episodes};
 pub use render::render_episodes;
 
+use crate::harness::task::task_model;
 use crate::harness::{
     EvalRequest, Experiment, ExperimentOf, ForwardPath, LossReduction, ModelInfo, Report, Task,
     WindowLoss, shard_ranges,
@@ -313,12 +313,12 @@ impl Report for EvalReport {
 }
 
 impl Task for Mapping {
+    task_model!(Localizer, |task, device| task.model.init(device));
+
     const KIND: &'static str = "mapping";
     const UNIT: &'static str = "pixel";
     type Settings = WorldConfig;
     type ModelSettings = ModelConfig;
-    type Model<B: MgBackend> = Localizer<B>;
-    type TrainModel<B: MgBackend> = Localizer<Autodiff<B>>;
     type State<B: MgBackend> = MemoryState<B>;
     type Window<B: MgBackend> = MappingWindow<B>;
     type Output<B: MgBackend> = Vec<Tensor<B, 2>>;
@@ -361,18 +361,6 @@ impl Task for Mapping {
             LocalizerConfig::Multigrid(m) => 64.0 * m.memory_cells() as f64,
             LocalizerConfig::Dnc(d) => crate::model_config::dnc_floats_per_step(&d.dnc),
         }
-    }
-
-    fn init<B: MgBackend>(&self, device: &B::Device) -> Localizer<B> {
-        self.model.init(device)
-    }
-
-    fn init_train<B: MgBackend>(&self, device: &B::Device) -> Localizer<Autodiff<B>> {
-        self.model.init(device)
-    }
-
-    fn as_model<B: MgBackend>(model: &Localizer<Autodiff<B>>) -> &Localizer<Autodiff<B>> {
-        model
     }
 
     fn paths(&self) -> &'static [ForwardPath] {
