@@ -750,24 +750,31 @@ fn trained_steps(folder: &Path) -> Option<u64> {
         .max()
 }
 
-/// The time steps of a row: those of the evaluated checkpoint, and the run's total where the
-/// evaluation took an earlier one (`--from best`).
+/// The time steps of a row: those of the evaluated checkpoint (a range where seeds end at
+/// different steps, as whole sequences of varying length do), and the run's total where an
+/// evaluation took an earlier checkpoint (`--from best`).
 fn steps_cell(records: &[serde_json::Value]) -> String {
-    let Some(evaluated) = records[0]["time_step"].as_u64() else {
+    let evaluated: Vec<u64> = records
+        .iter()
+        .filter_map(|r| r["time_step"].as_u64())
+        .collect();
+    let (Some(&lo), Some(&hi)) = (evaluated.iter().min(), evaluated.iter().max()) else {
         return "—".into();
     };
     let trained = records
         .iter()
         .filter_map(|r| r["trained_steps"].as_u64())
         .max()
-        .unwrap_or(evaluated);
-    let same = records
-        .iter()
-        .all(|r| r["time_step"].as_u64() == Some(evaluated));
-    match (same, trained > evaluated) {
-        (true, false) => thousands(evaluated),
-        (true, true) => format!("{} (best of {})", thousands(evaluated), thousands(trained)),
-        (false, _) => format!("best of {}", thousands(trained)),
+        .unwrap_or(hi);
+    let best = records.iter().any(|r| {
+        let step = r["time_step"].as_u64();
+        r["trained_steps"].as_u64().is_some_and(|t| Some(t) > step)
+    });
+    match (lo == hi, best) {
+        (true, false) => thousands(lo),
+        (true, true) => format!("{} (best of {})", thousands(lo), thousands(trained)),
+        (false, false) => format!("{}–{}", thousands(lo), thousands(hi)),
+        (false, true) => format!("best of {}", thousands(trained)),
     }
 }
 
@@ -952,6 +959,10 @@ mod tests {
         assert_eq!(
             steps_cell(&[rec(75115, 90519), rec(90519, 90519)]),
             "best of 90,519"
+        );
+        assert_eq!(
+            steps_cell(&[rec(12001, 12001), rec(12007, 12007), rec(12005, 12005)]),
+            "12,001–12,007"
         );
         assert_eq!(thousands(999), "999");
         let stat = serde_json::json!({"mean": 0.065, "std": 0.0077, "values": [0.07, 0.06]});
