@@ -45,7 +45,7 @@ pub enum StrengthKind {
 }
 
 /// `[model]` with `kind = "multigrid"`.
-#[derive(Deserialize, Serialize, Debug, Clone, PartialEq, Default)]
+#[derive(Deserialize, Serialize, Debug, Clone, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct MultigridSettings {
     /// Levels of each writer layer, coarsest 3×3 first.
@@ -189,14 +189,6 @@ pub fn check_bound(field: &str, value: usize, max: usize) -> anyhow::Result<()> 
 }
 
 impl ModelConfig {
-    /// `"multigrid"` or `"dnc"`.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Self::Multigrid(_) => "multigrid",
-            Self::Dnc(_) => "dnc",
-        }
-    }
-
     /// The multigrid settings, or an error saying that `task` has a multigrid model only.
     pub fn multigrid(&self, task: &str) -> anyhow::Result<&MultigridSettings> {
         match self {
@@ -219,14 +211,14 @@ impl ModelConfig {
 }
 
 impl MultigridSettings {
-    /// Checks the sizes against their bounds and the fields a task's multigrid model has:
-    /// `tail_channels` is required where `tail` (mapping, algorithmic) and refused elsewhere;
-    /// bAbI's `head_channels` and `embedding` are refused (see [`Self::check_qa`]).
-    pub fn check(&self, tail: bool) -> anyhow::Result<()> {
+    /// The checks of a mapping or algorithmic model: the sizes within their bounds,
+    /// `tail_channels` present, bAbI's `head_channels` and `embedding` refused (a bAbI model is
+    /// checked by [`Self::check_qa`]).
+    pub fn check(&self) -> anyhow::Result<()> {
         if self.head_channels.is_some() || self.embedding.is_some() {
             bail!("model.head_channels / embedding: fields of bAbI models (task.kind = \"babi\")");
         }
-        if tail && self.tail_channels.is_none() {
+        if self.tail_channels.is_none() {
             bail!("model.tail_channels: missing; a multigrid model of this task needs it");
         }
         self.check_bounds()
@@ -513,9 +505,13 @@ mod tests {
             clip_value: Some(6.0),
             strength: Some(StrengthKind::Softplus),
         };
-        for (config, fields) in [
-            (ModelConfig::Multigrid(multigrid), &MULTIGRID_FIELDS[..]),
-            (ModelConfig::Dnc(dnc), &DNC_FIELDS[..]),
+        for (config, kind, fields) in [
+            (
+                ModelConfig::Multigrid(multigrid),
+                "multigrid",
+                &MULTIGRID_FIELDS[..],
+            ),
+            (ModelConfig::Dnc(dnc), "dnc", &DNC_FIELDS[..]),
         ] {
             let text = toml::to_string(&config).unwrap();
             let table: toml::Table = toml::from_str(&text).unwrap();
@@ -525,7 +521,7 @@ mod tests {
             keys.sort_unstable();
             expected.sort_unstable();
             assert_eq!(keys, expected);
-            assert_eq!(table["kind"].as_str(), Some(config.kind()));
+            assert_eq!(table["kind"].as_str(), Some(kind));
             assert_eq!(parse(&text).unwrap(), config);
         }
     }

@@ -218,7 +218,7 @@ impl<const SORT: bool> Algorithmic<SORT> {
             }
             ModelConfig::Multigrid(m) => m,
         };
-        m.check(true)?;
+        m.check()?;
         if m.finest_only || !m.tail_widths.is_empty() {
             bail!(
                 "model.finest_only / tail_widths: the algorithmic models have no finest-only form"

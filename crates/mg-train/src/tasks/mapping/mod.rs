@@ -197,7 +197,7 @@ impl Mapping {
         let w = &config.task;
         Ok(match &config.model {
             ModelConfig::Multigrid(m) => {
-                m.check(true)?;
+                m.check()?;
                 if m.tail_same.is_some() || m.norm.is_some() {
                     bail!(
                         "model.tail_same / norm: fields of the algorithmic tasks' models; the mapping model has neither"
