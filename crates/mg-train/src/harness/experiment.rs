@@ -26,8 +26,8 @@ pub const TEST_SEED: u64 = 0x07e5_75e7;
     deserialize = "S: DeserializeOwned, M: DeserializeOwned"
 ))]
 pub struct Experiment<S, M> {
-    /// What is learnt (`kind` names the task).
-    pub task: S,
+    /// What is learnt: `kind`, the task's name, and the task's own fields.
+    pub task: TaskTable<S>,
     /// The model (`kind = "multigrid" | "dnc"`).
     pub model: M,
     /// Training settings.
@@ -36,6 +36,127 @@ pub struct Experiment<S, M> {
     /// Evaluation settings.
     #[serde(default)]
     pub eval: EvalConfig,
+}
+
+/// The `[task]` table: `kind`, which the harness reads to choose the task, and the task's
+/// own fields `S` (which it reaches through `Deref`). A task's settings never name `kind`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskTable<S> {
+    /// The task's name, as `[task] kind` gives it.
+    pub kind: String,
+    /// The task's own fields.
+    pub settings: S,
+}
+
+impl<S> std::ops::Deref for TaskTable<S> {
+    type Target = S;
+
+    fn deref(&self) -> &S {
+        &self.settings
+    }
+}
+
+impl<S> std::ops::DerefMut for TaskTable<S> {
+    fn deref_mut(&mut self) -> &mut S {
+        &mut self.settings
+    }
+}
+
+impl<S: Serialize> Serialize for TaskTable<S> {
+    fn serialize<Z: serde::Serializer>(&self, serializer: Z) -> Result<Z::Ok, Z::Error> {
+        #[derive(Serialize)]
+        struct Flat<'a, S> {
+            kind: &'a str,
+            #[serde(flatten)]
+            settings: &'a S,
+        }
+        Flat {
+            kind: &self.kind,
+            settings: &self.settings,
+        }
+        .serialize(serializer)
+    }
+}
+
+/// Reads `kind` and hands every other field, straight from the config's own deserializer
+/// (so that errors keep their place in the file), to `S`.
+impl<'de, S: Deserialize<'de>> Deserialize<'de> for TaskTable<S> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::{self, DeserializeSeed, IntoDeserializer, MapAccess};
+
+        struct WithoutKind<'a, A> {
+            map: A,
+            kind: &'a mut Option<String>,
+        }
+
+        impl<'de, A: MapAccess<'de>> MapAccess<'de> for WithoutKind<'_, A> {
+            type Error = A::Error;
+
+            fn next_key_seed<K: DeserializeSeed<'de>>(
+                &mut self,
+                seed: K,
+            ) -> Result<Option<K::Value>, A::Error> {
+                let mut seed = Some(seed);
+                while let Some(key) = self.map.next_key_seed(KeyOrKind(&mut seed))? {
+                    if key.is_some() {
+                        return Ok(key);
+                    }
+                    *self.kind = Some(self.map.next_value()?);
+                }
+                Ok(None)
+            }
+
+            fn next_value_seed<V: DeserializeSeed<'de>>(
+                &mut self,
+                seed: V,
+            ) -> Result<V::Value, A::Error> {
+                self.map.next_value_seed(seed)
+            }
+        }
+
+        /// A key for `S`'s seed, read inside the config's own key deserializer so that an
+        /// error keeps the key's place; `None` for `kind`, leaving the seed unused.
+        struct KeyOrKind<'a, K>(&'a mut Option<K>);
+
+        impl<'de, K: DeserializeSeed<'de>> DeserializeSeed<'de> for KeyOrKind<'_, K> {
+            type Value = Option<K::Value>;
+
+            fn deserialize<D: serde::Deserializer<'de>>(
+                self,
+                deserializer: D,
+            ) -> Result<Option<K::Value>, D::Error> {
+                let key = String::deserialize(deserializer)?;
+                if key == "kind" {
+                    return Ok(None);
+                }
+                let seed = self.0.take().expect("a key is read at most once per seed");
+                seed.deserialize(key.into_deserializer()).map(Some)
+            }
+        }
+
+        struct Table<S>(std::marker::PhantomData<S>);
+
+        impl<'de, S: Deserialize<'de>> de::Visitor<'de> for Table<S> {
+            type Value = TaskTable<S>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a [task] table")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<TaskTable<S>, A::Error> {
+                let mut kind = None;
+                let settings =
+                    S::deserialize(de::value::MapAccessDeserializer::new(WithoutKind {
+                        map,
+                        kind: &mut kind,
+                    }))?;
+                let kind = kind.ok_or_else(|| de::Error::missing_field("kind"))?;
+                Ok(TaskTable { kind, settings })
+            }
+        }
+
+        deserializer.deserialize_map(Table(std::marker::PhantomData))
+    }
 }
 
 /// Optimizer choice.
@@ -281,6 +402,13 @@ pub fn load_config<T: super::Task>(
 ) -> anyhow::Result<(super::ExperimentOf<T>, T)> {
     (|| -> anyhow::Result<(super::ExperimentOf<T>, T)> {
         let config = super::ExperimentOf::<T>::parse(text)?;
+        if config.task.kind != T::KIND {
+            bail!(
+                "task.kind: `{}`, but this is read as a `{}` config",
+                config.task.kind,
+                T::KIND
+            );
+        }
         let task = T::new(&config)?;
         Ok((config, task))
     })()
@@ -504,7 +632,63 @@ pub fn check_memory(
 
 #[cfg(test)]
 mod tests {
-    use super::apply_overrides;
+    use super::{Experiment, apply_overrides};
+    use serde::{Deserialize, Serialize};
+
+    #[derive(Deserialize, Serialize, Debug, Clone, PartialEq)]
+    #[serde(deny_unknown_fields)]
+    struct Settings {
+        size: usize,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+    }
+
+    type Config = Experiment<Settings, toml::Table>;
+
+    /// `kind` may stand anywhere in `[task]`; the settings never see it, and the resolved
+    /// config writes it first and reads back equal.
+    #[test]
+    fn the_task_table_keeps_kind_apart_and_round_trips() {
+        let config = Config::parse("[task]\nsize = 3\nkind = \"grid\"\n[model]\n").unwrap();
+        assert_eq!(config.task.kind, "grid");
+        assert_eq!(config.task.size, 3);
+        assert_eq!(config.task.settings.name, None);
+        let text = config.to_toml();
+        assert!(
+            text.starts_with("[task]\nkind = \"grid\"\nsize = 3\n"),
+            "{text}"
+        );
+        assert_eq!(Config::parse(&text).unwrap(), config);
+    }
+
+    /// Errors in the task's own fields keep the field's name and its line in the file.
+    #[test]
+    fn task_table_errors_name_the_field_and_line() {
+        for (text, needles) in [
+            (
+                "[task]\nkind = \"grid\"\nsize = 3\nsise = 4\n[model]\n",
+                &["unknown field `sise`", "line 4"][..],
+            ),
+            (
+                "[task]\nkind = \"grid\"\nsize = \"big\"\n[model]\n",
+                &["invalid type", "line 3"][..],
+            ),
+            (
+                "[task]\nkind = \"grid\"\n[model]\n",
+                &["missing field `size`"][..],
+            ),
+            ("[task]\nsize = 3\n[model]\n", &["missing field `kind`"][..]),
+            (
+                "[task]\nkind = 3\nsize = 3\n[model]\n",
+                &["invalid type", "line 2"][..],
+            ),
+        ] {
+            let error = Config::parse(text).unwrap_err().to_string();
+            for needle in needles {
+                assert!(error.contains(needle), "{text}: {error}");
+            }
+        }
+    }
 
     fn set(text: &str, items: &[&str]) -> anyhow::Result<toml::Table> {
         let items: Vec<String> = items.iter().map(|s| s.to_string()).collect();

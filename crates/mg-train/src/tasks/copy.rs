@@ -29,8 +29,6 @@ use crate::viz::{Rgb, grey, stacked_grids};
 #[derive(Deserialize, Serialize, Debug, Clone, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct CopySettings {
-    /// `"copy"`.
-    pub kind: String,
     /// Bits per pattern vector (reference 4).
     pub num_bits: usize,
     /// Shortest pattern.

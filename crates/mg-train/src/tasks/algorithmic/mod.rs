@@ -71,8 +71,6 @@ pub enum QueryDraw {
 #[derive(Deserialize, Serialize, Debug, Clone, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct AlgoSettings {
-    /// `"sort"` or `"recall"`.
-    pub kind: String,
     /// `vectors` (default) or `mnist`.
     #[serde(default)]
     pub items: ItemKind,

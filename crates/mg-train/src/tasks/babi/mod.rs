@@ -66,8 +66,6 @@ pub enum VariantChoice {
 #[derive(Deserialize, Serialize, Debug, Clone, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct BabiSettings {
-    /// `"babi"`.
-    pub kind: String,
     /// `en-10k` (default) or `en`.
     #[serde(default)]
     pub variant: VariantChoice,

@@ -46,8 +46,6 @@ use crate::tasks::rows::Host;
 #[derive(Deserialize, Serialize, Debug, Clone, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ExploreSettings {
-    /// `"explore"`.
-    pub kind: String,
     /// The mapping run whose writer and reader the policy reads (relative to the working
     /// directory); its world is this task's world.
     pub mapping_run: PathBuf,

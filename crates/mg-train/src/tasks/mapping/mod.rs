@@ -66,8 +66,6 @@ pub enum QueryKind {
 #[derive(Deserialize, Serialize, Debug, Clone, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct WorldConfig {
-    /// `"mapping"`.
-    pub kind: String,
     /// Side of the map, odd (15 and 25 in the paper).
     pub map_size: usize,
     /// Maze complexity (reference 0.05).
