@@ -23,7 +23,7 @@ pub use experiment::{
     EvalConfig, Experiment, LossReduction, OptimizerKind, PathChoice, TEST_SEED, TrainConfig,
 };
 pub use task::{
-    CarriedState, EpochSize, EvalRequest, ForeignNames, ForwardPath, ModelInfo, Report, Task,
-    WindowLoss, shard_ranges,
+    CarriedState, EpochSize, EvalRequest, ForeignNames, ForwardPath, ModelInfo, Report,
+    RestoreState, Task, WindowLoss, shard_ranges,
 };
 pub use train::{ExperimentOf, TrainOptions};

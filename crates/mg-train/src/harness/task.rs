@@ -101,6 +101,25 @@ pub trait CarriedState<B: MgBackend>: Clone + Send + Sized {
     fn into_tensors(self) -> Vec<Tensor<B, 4>>;
 }
 
+/// A model that rebuilds the state it carries, `S`, from a checkpoint's tensors.
+pub trait RestoreState<B: MgBackend, S> {
+    /// Rebuilds a state from [`CarriedState::into_tensors`]'s list; the error says what the
+    /// list holds and what the model needs.
+    fn state_from_tensors(&self, tensors: Vec<Tensor<B, 4>>) -> anyhow::Result<S>;
+}
+
+/// A model that carries nothing between windows restores nothing, from an empty list.
+impl<B: MgBackend, M> RestoreState<B, ()> for M {
+    fn state_from_tensors(&self, tensors: Vec<Tensor<B, 4>>) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            tensors.is_empty(),
+            "this model carries no state between windows, but the saved state holds {} tensors",
+            tensors.len()
+        );
+        Ok(())
+    }
+}
+
 /// The state of a model that carries nothing between windows.
 impl<B: MgBackend> CarriedState<B> for () {
     fn detach(self) {}
@@ -168,8 +187,8 @@ pub trait Task: Sized + Send + Sync + 'static {
     type Settings: Serialize + DeserializeOwned + Clone + Debug + PartialEq + Send + Sync;
     /// The `[model]` table.
     type ModelSettings: Serialize + DeserializeOwned + Clone + Debug + PartialEq + Send + Sync;
-    /// The model for inference on `B`.
-    type Model<B: MgBackend>: Module<B>;
+    /// The model for inference on `B`; it restores [`Task::State`] from checkpoints.
+    type Model<B: MgBackend>: Module<B> + RestoreState<B, Self::State<B>>;
     /// The same model for training on `Autodiff<B>`; [`AutodiffModule::valid`] gives
     /// [`Task::Model`]: `Self::Model<Autodiff<B>>`, as `task_model!` writes it.
     type TrainModel<B: MgBackend>: AutodiffModule<Autodiff<B>, InnerModule = Self::Model<B>>;
@@ -306,13 +325,6 @@ pub trait Task: Sized + Send + Sync + 'static {
         reduction: LossReduction,
     ) -> WindowLoss<B>;
 
-    /// Rebuilds a state from [`CarriedState::into_tensors`]'s list.
-    fn state_from_tensors<B: MgBackend>(
-        &self,
-        model: &Self::Model<B>,
-        tensors: Vec<Tensor<B, 4>>,
-    ) -> anyhow::Result<Self::State<B>>;
-
     /// Evaluates the model on the fixed test set.
     fn evaluate<B: MgBackend>(
         &self,
@@ -369,4 +381,22 @@ pub fn shard_ranges(sizes: &[usize]) -> impl Iterator<Item = Range<usize>> + '_ 
         *start += len;
         Some(rows)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RestoreState;
+    use burn::backend::Flex;
+    use burn::tensor::Tensor;
+
+    /// A model without carried state restores from an empty list and refuses anything else.
+    #[test]
+    fn a_stateless_model_restores_only_nothing() {
+        struct Stateless;
+        let restore = |tensors| RestoreState::<Flex, ()>::state_from_tensors(&Stateless, tensors);
+        assert!(restore(Vec::new()).is_ok());
+        let one = Tensor::<Flex, 4>::zeros([1, 1, 1, 1], &Default::default());
+        let error = restore(vec![one]).unwrap_err().to_string();
+        assert!(error.contains("holds 1 tensors"), "{error}");
+    }
 }

@@ -185,7 +185,7 @@ pub fn assert_shards_match<T: Task>(
             let mut one_states = one.states;
             let whole_state = one_states.pop().expect("one state").detach();
             let detached: Vec<_> = many.states.into_iter().map(CarriedState::detach).collect();
-            let merged = merge_states(task, T::as_model(&model), detached).unwrap();
+            let merged = merge_states::<T, _>(T::as_model(&model), detached).unwrap();
             let (a, b) = (
                 whole_state.clone().into_tensors(),
                 merged.clone().into_tensors(),
@@ -199,7 +199,7 @@ pub fn assert_shards_match<T: Task>(
                     assert!((p - q).abs() <= 1e-4 * scale, "{at}: state {p} vs {q}");
                 }
             }
-            states = Some(split_state(task, T::as_model(&model), merged, sizes).unwrap());
+            states = Some(split_state::<T, _>(T::as_model(&model), merged, sizes).unwrap());
             state = Some(whole_state);
             windows += 1;
             t0 = t1;

@@ -20,7 +20,7 @@ use super::experiment::{Experiment, LossReduction, resolve_path};
 use super::metrics::{MetricsLine, plot_metrics, truncate_metrics};
 use super::optim::{OptimizerJob, clip_global_norm, linear_lr, scale_grads, with_optimizer};
 use super::progress::Progress as Bar;
-use super::task::{CarriedState, ForwardPath, Task, WindowLoss};
+use super::task::{CarriedState, ForwardPath, RestoreState, Task, WindowLoss};
 
 /// The checkpoint file format.
 pub type Rec = BinFileRecorder<FullPrecisionSettings>;
@@ -333,7 +333,6 @@ pub(crate) fn shard_sizes(n: usize, parts: usize) -> Vec<usize> {
 
 /// A state cut along its batch into states of `sizes` sequences (see [`Task::split_batch`]).
 pub fn split_state<T: Task, B: MgBackend>(
-    task: &T,
     model: &T::Model<B>,
     state: T::State<B>,
     sizes: &[usize],
@@ -349,13 +348,12 @@ pub fn split_state<T: Task, B: MgBackend>(
     }
     parts
         .into_iter()
-        .map(|part| task.state_from_tensors(model, part))
+        .map(|part| model.state_from_tensors(part))
         .collect()
 }
 
 /// Shards' states joined along the batch, the inverse of [`split_state`].
 pub fn merge_states<T: Task, B: MgBackend>(
-    task: &T,
     model: &T::Model<B>,
     states: Vec<T::State<B>>,
 ) -> anyhow::Result<T::State<B>> {
@@ -371,7 +369,7 @@ pub fn merge_states<T: Task, B: MgBackend>(
         .into_iter()
         .map(|column| Tensor::cat(column, 0))
         .collect();
-    task.state_from_tensors(model, merged)
+    model.state_from_tensors(merged)
 }
 
 /// Trains (or resumes) the run in `run`; returns the final progress.
@@ -455,7 +453,8 @@ impl<T: Task, B: MgBackend> OptimizerJob<Autodiff<B>, T::TrainModel<B>> for Loop
                         .with_context(|| format!("loading {}", path.display()))?;
                 let tensors = flat.into_iter().map(Tensor::from_inner).collect();
                 state = Some(
-                    task.state_from_tensors(T::as_model(&model), tensors)
+                    T::as_model(&model)
+                        .state_from_tensors(tensors)
                         .with_context(|| format!("in {}", path.display()))?,
                 );
             }
@@ -545,7 +544,7 @@ impl<T: Task, B: MgBackend> OptimizerJob<Autodiff<B>, T::TrainModel<B>> for Loop
             let states = match (state.take(), windows.len()) {
                 (state, 1) => vec![state],
                 (None, n) => (0..n).map(|_| None).collect(),
-                (Some(state), _) => split_state(task, T::as_model(&model), state, &sizes)?
+                (Some(state), _) => split_state::<T, _>(T::as_model(&model), state, &sizes)?
                     .into_iter()
                     .map(Some)
                     .collect(),
@@ -579,7 +578,7 @@ impl<T: Task, B: MgBackend> OptimizerJob<Autodiff<B>, T::TrainModel<B>> for Loop
             let mut next: Vec<_> = step.states.into_iter().map(CarriedState::detach).collect();
             state = Some(match next.len() {
                 1 => next.pop().expect("one state"),
-                _ => merge_states(task, T::as_model(&model), next)?,
+                _ => merge_states::<T, _>(T::as_model(&model), next)?,
             });
             if t1 == len {
                 progress.episode_t = 0;

@@ -235,14 +235,6 @@ impl Task for Copy {
         }
     }
 
-    fn state_from_tensors<B: MgBackend>(
-        &self,
-        _model: &Dnc<B>,
-        tensors: Vec<Tensor<B, 4>>,
-    ) -> anyhow::Result<DncState<B>> {
-        DncState::from_tensors(tensors).map_err(anyhow::Error::from)
-    }
-
     fn evaluate<B: MgBackend>(
         &self,
         model: &Dnc<B>,

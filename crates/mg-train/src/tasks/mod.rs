@@ -18,9 +18,9 @@ pub use mapping::Mapping;
 
 use burn::tensor::Tensor;
 use mg_layers::MgBackend;
-use mg_models::{DncState, MemoryState};
+use mg_models::{Dnc, DncState, Localizer, MemoryState, QaNet};
 
-use crate::harness::{CarriedState, Task};
+use crate::harness::{CarriedState, RestoreState, Task};
 
 /// Work generic over the task, run by [`visit`] for the task a config names.
 pub trait TaskVisitor {
@@ -70,6 +70,24 @@ impl<B: MgBackend> CarriedState<B> for DncState<B> {
 
     fn into_tensors(self) -> Vec<Tensor<B, 4>> {
         DncState::into_tensors(self)
+    }
+}
+
+impl<B: MgBackend> RestoreState<B, MemoryState<B>> for Localizer<B> {
+    fn state_from_tensors(&self, tensors: Vec<Tensor<B, 4>>) -> anyhow::Result<MemoryState<B>> {
+        Ok(Localizer::state_from_tensors(self, tensors)?)
+    }
+}
+
+impl<B: MgBackend> RestoreState<B, MemoryState<B>> for QaNet<B> {
+    fn state_from_tensors(&self, tensors: Vec<Tensor<B, 4>>) -> anyhow::Result<MemoryState<B>> {
+        Ok(QaNet::state_from_tensors(self, tensors)?)
+    }
+}
+
+impl<B: MgBackend> RestoreState<B, DncState<B>> for Dnc<B> {
+    fn state_from_tensors(&self, tensors: Vec<Tensor<B, 4>>) -> anyhow::Result<DncState<B>> {
+        Ok(DncState::from_tensors(tensors)?)
     }
 }
 

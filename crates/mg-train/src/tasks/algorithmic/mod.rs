@@ -545,21 +545,6 @@ impl<const SORT: bool> Task for Algorithmic<SORT> {
         }
     }
 
-    fn state_from_tensors<B: MgBackend>(
-        &self,
-        _model: &AlgoNet<B>,
-        tensors: Vec<Tensor<B, 4>>,
-    ) -> anyhow::Result<()> {
-        if !tensors.is_empty() {
-            bail!(
-                "a {} checkpoint carries no recurrent state, but this one holds {} tensors",
-                Self::KIND,
-                tensors.len()
-            );
-        }
-        Ok(())
-    }
-
     fn evaluate<B: MgBackend>(
         &self,
         model: &AlgoNet<B>,

@@ -636,16 +636,6 @@ impl Task for Babi {
         }
     }
 
-    fn state_from_tensors<B: MgBackend>(
-        &self,
-        model: &QaNet<B>,
-        tensors: Vec<Tensor<B, 4>>,
-    ) -> anyhow::Result<MemoryState<B>> {
-        model
-            .state_from_tensors(tensors)
-            .map_err(anyhow::Error::from)
-    }
-
     fn evaluate<B: MgBackend>(
         &self,
         model: &QaNet<B>,

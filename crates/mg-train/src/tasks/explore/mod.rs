@@ -38,7 +38,7 @@ use crate::harness::task::task_model;
 use crate::harness::train::load_model;
 use crate::harness::{
     CarriedState, EvalRequest, Experiment, ExperimentOf, ForwardPath, LossReduction, ModelInfo,
-    Report, RunDir, Task, WindowLoss, shard_ranges,
+    Report, RestoreState, RunDir, Task, WindowLoss, shard_ranges,
 };
 use crate::tasks::rows::Host;
 
@@ -655,49 +655,6 @@ impl Task for Explore {
         self.scored(output, estimates, scale, reduction)
     }
 
-    fn state_from_tensors<B: MgBackend>(
-        &self,
-        model: &ExploreNet<B>,
-        mut tensors: Vec<Tensor<B, 4>>,
-    ) -> anyhow::Result<ExploreState<B>> {
-        let Some(paths) = tensors.pop() else {
-            bail!("the saved state holds no tensors; expected the writer's state and the paths");
-        };
-        // `[batch, 1, 1, 1 + steps]`, or `[1, 1, batch, 1 + steps]` as earlier versions saved it.
-        let batch = match paths.dims() {
-            [b, 1, 1, _] => b,
-            [1, 1, b, _] => b,
-            dims => bail!("saved paths: a tensor of shape {dims:?}; expected [mazes, 1, 1, steps]"),
-        };
-        let width = paths.dims()[3];
-        let values: Vec<f32> = paths.host();
-        let mut actions = Vec::with_capacity(batch);
-        for b in 0..batch {
-            let row = &values[b * width..(b + 1) * width];
-            if row[0] as usize + 1 != width {
-                bail!(
-                    "saved paths: maze {b} says {} steps in a row of {width}",
-                    row[0]
-                );
-            }
-            let mut taken = Vec::with_capacity(width - 1);
-            for &a in &row[1..] {
-                if !(0.0..4.0).contains(&a) || a.fract() != 0.0 {
-                    bail!("saved paths: action {a} of maze {b}; expected 0, 1, 2 or 3");
-                }
-                taken.push(a as u8);
-            }
-            actions.push(taken);
-        }
-        let MemoryState::Multigrid(memory) =
-            MemoryState::from_tensors(tensors, Some(&model.mapping().writer))
-                .map_err(anyhow::Error::from)?
-        else {
-            unreachable!("a writer's state is a multigrid state")
-        };
-        Ok(ExploreState { memory, actions })
-    }
-
     fn evaluate<B: MgBackend>(
         &self,
         model: &ExploreNet<B>,
@@ -963,4 +920,50 @@ pub fn rollout<B: MgBackend>(
         },
         ExploreState { memory, actions },
     )
+}
+
+/// The writer's state, then the paths taken so far (`[mazes, 1, 1, 1 + steps]`: the count,
+/// then the actions).
+impl<B: MgBackend> RestoreState<B, ExploreState<B>> for ExploreNet<B> {
+    fn state_from_tensors(
+        &self,
+        mut tensors: Vec<Tensor<B, 4>>,
+    ) -> anyhow::Result<ExploreState<B>> {
+        let Some(paths) = tensors.pop() else {
+            bail!("the saved state holds no tensors; expected the writer's state and the paths");
+        };
+        // `[batch, 1, 1, 1 + steps]`, or `[1, 1, batch, 1 + steps]` as earlier versions saved it.
+        let batch = match paths.dims() {
+            [b, 1, 1, _] => b,
+            [1, 1, b, _] => b,
+            dims => bail!("saved paths: a tensor of shape {dims:?}; expected [mazes, 1, 1, steps]"),
+        };
+        let width = paths.dims()[3];
+        let values: Vec<f32> = paths.host();
+        let mut actions = Vec::with_capacity(batch);
+        for b in 0..batch {
+            let row = &values[b * width..(b + 1) * width];
+            if row[0] as usize + 1 != width {
+                bail!(
+                    "saved paths: maze {b} says {} steps in a row of {width}",
+                    row[0]
+                );
+            }
+            let mut taken = Vec::with_capacity(width - 1);
+            for &a in &row[1..] {
+                if !(0.0..4.0).contains(&a) || a.fract() != 0.0 {
+                    bail!("saved paths: action {a} of maze {b}; expected 0, 1, 2 or 3");
+                }
+                taken.push(a as u8);
+            }
+            actions.push(taken);
+        }
+        let MemoryState::Multigrid(memory) =
+            MemoryState::from_tensors(tensors, Some(&self.mapping().writer))
+                .map_err(anyhow::Error::from)?
+        else {
+            unreachable!("a writer's state is a multigrid state")
+        };
+        Ok(ExploreState { memory, actions })
+    }
 }

@@ -326,13 +326,16 @@ fn states_round_trip_through_tensors() {
         &device,
     );
     let tensors = state.clone().into_tensors();
-    let back = task.state_from_tensors(&model, tensors.clone()).unwrap();
+    let back: ExploreState<_> = model.state_from_tensors(tensors.clone()).unwrap();
     assert_eq!(back.actions, state.actions);
     assert_eq!(back.actions[0].len(), 3);
     let mut bad = tensors;
     let last = bad.pop().unwrap();
     bad.push(last.clone().add_scalar(7.0));
-    let e = format!("{:#}", task.state_from_tensors(&model, bad).unwrap_err());
+    let e = format!(
+        "{:#}",
+        RestoreState::<_, ExploreState<_>>::state_from_tensors(&model, bad).unwrap_err()
+    );
     assert!(e.contains("saved paths"), "{e}");
     fs::remove_dir_all(&root).ok();
 }
@@ -502,7 +505,7 @@ fn paths_of_the_earlier_layout_load() {
     let paths = tensors.pop().unwrap();
     assert_eq!(paths.dims(), [2, 1, 1, 4]);
     tensors.push(paths.reshape([1, 1, 2, 4]));
-    let back = task.state_from_tensors(&model, tensors).unwrap();
+    let back: ExploreState<_> = model.state_from_tensors(tensors).unwrap();
     assert_eq!(back.actions, state.actions);
     fs::remove_dir_all(&root).ok();
 }

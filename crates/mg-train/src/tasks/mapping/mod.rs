@@ -440,16 +440,6 @@ impl Task for Mapping {
         WindowLoss::new(loss, units)
     }
 
-    fn state_from_tensors<B: MgBackend>(
-        &self,
-        model: &Localizer<B>,
-        tensors: Vec<Tensor<B, 4>>,
-    ) -> anyhow::Result<MemoryState<B>> {
-        model
-            .state_from_tensors(tensors)
-            .map_err(anyhow::Error::from)
-    }
-
     fn evaluate<B: MgBackend>(
         &self,
         model: &Localizer<B>,
