@@ -11,12 +11,15 @@
 
 use crate::error::{Result, config_err};
 use crate::rng::Rng;
+use serde::{Deserialize, Serialize};
 
 /// Stream tag of repeat-copy samples ("COPY").
 const STREAM: u64 = 0x434f_5059;
 
-/// Settings of the task; the default is the reference training script's (`train.py`).
-#[derive(Clone, Copy, Debug, PartialEq)]
+/// Settings of the task; the default is the reference training script's (`train.py`). As a
+/// config table, every field but `norm_max` (default 10) is required.
+#[derive(Clone, Copy, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct RepeatCopyConfig {
     /// Bits per pattern vector.
     pub num_bits: usize,
@@ -29,7 +32,12 @@ pub struct RepeatCopyConfig {
     /// Most repeats.
     pub max_repeats: usize,
     /// The repeat count is presented as `R' / norm_max`.
+    #[serde(default = "default_norm_max")]
     pub norm_max: f32,
+}
+
+fn default_norm_max() -> f32 {
+    10.0
 }
 
 impl Default for RepeatCopyConfig {
@@ -77,6 +85,36 @@ pub struct RepeatCopyBatch {
     pub steps: usize,
     /// Sequences.
     pub batch_size: usize,
+}
+
+impl RepeatCopyBatch {
+    /// Sequences `rows` as a batch of their own, keeping this batch's time steps.
+    ///
+    /// # Panics
+    /// If `rows` reaches past the batch.
+    pub fn rows(&self, rows: std::ops::Range<usize>) -> Self {
+        assert!(
+            rows.end <= self.batch_size,
+            "rows {rows:?} of {}",
+            self.batch_size
+        );
+        let part = |v: &[f32]| -> Vec<f32> {
+            let width = v.len() / (self.steps * self.batch_size).max(1);
+            (0..self.steps)
+                .flat_map(|t| {
+                    &v[(t * self.batch_size + rows.start) * width..][..rows.len() * width]
+                })
+                .copied()
+                .collect()
+        };
+        Self {
+            observations: part(&self.observations),
+            targets: part(&self.targets),
+            mask: part(&self.mask),
+            steps: self.steps,
+            batch_size: rows.len(),
+        }
+    }
 }
 
 impl RepeatCopyConfig {
@@ -185,6 +223,31 @@ impl RepeatCopyConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Rows of a batch are the same sequences, step by step, padded to the whole batch.
+    #[test]
+    fn rows_of_a_batch_are_its_sequences() {
+        let config = RepeatCopyConfig {
+            max_length: 3,
+            max_repeats: 3,
+            ..RepeatCopyConfig::default()
+        };
+        let whole = config.batch(5, 0, 4);
+        let part = whole.rows(1..3);
+        assert_eq!((part.steps, part.batch_size), (whole.steps, 2));
+        let (x, y) = (config.observation_size(), config.target_size());
+        for t in 0..whole.steps {
+            for r in 0..2 {
+                let (a, b) = (t * 2 + r, t * 4 + 1 + r);
+                assert_eq!(
+                    part.observations[a * x..][..x],
+                    whole.observations[b * x..][..x]
+                );
+                assert_eq!(part.targets[a * y..][..y], whole.targets[b * y..][..y]);
+                assert_eq!(part.mask[a], whole.mask[b]);
+            }
+        }
+    }
 
     /// The specification's example: L = 2, R' = 1 gives 7 steps, mask 0,0,0,0,1,1,1, the
     /// repeat flag 0.1 at t = 3 and the end marker at t = 6.

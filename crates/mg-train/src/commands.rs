@@ -667,6 +667,8 @@ struct VizJob<T: Task> {
 impl<T: Task> Job for VizJob<T> {
     fn run<B: MgBackend>(self, device: B::Device) -> anyhow::Result<()> {
         let (model, _) = load_model::<T, B>(&self.task, &self.run, None, &device)?;
+        std::fs::create_dir_all(&self.out)
+            .with_context(|| format!("creating {}", self.out.display()))?;
         for path in self.task.draw(&model, self.episode, &self.out, &device)? {
             println!("wrote {}", path.display());
         }

@@ -343,7 +343,8 @@ pub trait Task: Sized + Send + Sync + 'static {
         Ok(None)
     }
 
-    /// Draws test sequence `index` into `out`; returns the files written.
+    /// Draws test sequence `index` into the folder `out`, which exists; returns the files
+    /// written.
     fn draw<B: MgBackend>(
         &self,
         model: &Self::Model<B>,

@@ -13,9 +13,8 @@ use std::path::{Path, PathBuf};
 use burn::tensor::Tensor;
 use mg_data::{RepeatCopyBatch, RepeatCopyConfig};
 use mg_models::{Dnc, DncConfig, DncState};
-use serde::{Deserialize, Serialize};
 
-use super::rows::{Host, matrix, rows_of};
+use super::rows::{Host, matrix};
 use super::scoring::{Answers, ErrorReport, score_test_set};
 use crate::harness::task::task_model;
 use crate::harness::{
@@ -24,29 +23,6 @@ use crate::harness::{
 };
 use crate::model_config::{ModelConfig, check_bound, describe_dnc, dnc_floats_per_step};
 use crate::viz::{Rgb, grey, stacked_grids};
-
-/// The `[task]` table of a repeat-copy experiment.
-#[derive(Deserialize, Serialize, Debug, Clone, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct CopySettings {
-    /// Bits per pattern vector (reference 4).
-    pub num_bits: usize,
-    /// Shortest pattern.
-    pub min_length: usize,
-    /// Longest pattern.
-    pub max_length: usize,
-    /// Fewest repeats.
-    pub min_repeats: usize,
-    /// Most repeats.
-    pub max_repeats: usize,
-    /// The repeat count is presented as `repeats / norm_max` (reference 10).
-    #[serde(default = "default_norm_max")]
-    pub norm_max: f32,
-}
-
-fn default_norm_max() -> f32 {
-    10.0
-}
 
 /// The repeat-copy task of one experiment.
 #[derive(Debug, Clone)]
@@ -63,22 +39,6 @@ pub struct CopyBatch {
     pub data: RepeatCopyBatch,
     /// Sequences of the whole batch, which the summed loss is divided by.
     pub whole: usize,
-}
-
-impl CopyBatch {
-    /// Sequences `rows` of the batch, with the whole batch's steps and size.
-    fn shard(&self, rows: Range<usize>) -> Self {
-        let d = &self.data;
-        let part = |v: &[f32]| rows_of(v, d.steps, d.batch_size, rows.start, rows.len());
-        let data = RepeatCopyBatch {
-            observations: part(&d.observations),
-            targets: part(&d.targets),
-            mask: part(&d.mask),
-            steps: d.steps,
-            batch_size: rows.len(),
-        };
-        Self { data, ..*self }
-    }
 }
 
 /// The tensors of one window, time-major rows.
@@ -102,15 +62,11 @@ impl Copy {
     ) -> (RepeatCopyBatch, Vec<f32>) {
         let seed = self.config.eval.seed;
         let samples: Vec<_> = range.map(|k| self.data.sample(seed, k as u64)).collect();
-        let data = self.data.collate(&samples);
-        let batch = CopyBatch {
-            whole: data.batch_size,
-            data,
-        };
+        let (data, whole) = (self.data.collate(&samples), samples.len());
+        let batch = CopyBatch { data, whole };
         let window = self.window::<B>(&batch, 0..batch.data.steps, device);
         let (logits, _) = self.forward(model, &window, None, ForwardPath::Window);
-        let logits = logits.host();
-        (batch.data, logits)
+        (batch.data, logits.host())
     }
 }
 
@@ -119,7 +75,7 @@ impl Task for Copy {
 
     const KIND: &'static str = "copy";
     const UNIT: &'static str = "bit";
-    type Settings = CopySettings;
+    type Settings = RepeatCopyConfig;
     type ModelSettings = ModelConfig;
     type State<B: MgBackend> = DncState<B>;
     type Window<B: MgBackend> = CopyWindow<B>;
@@ -127,19 +83,11 @@ impl Task for Copy {
     type Batch = CopyBatch;
     type Report = ErrorReport;
 
-    fn new(config: &Experiment<CopySettings, ModelConfig>) -> anyhow::Result<Self> {
-        let s = &config.task;
-        check_bound("task.num_bits", s.num_bits, 4096)?;
-        check_bound("task.max_length", s.max_length, 100_000)?;
-        check_bound("task.max_repeats", s.max_repeats, 10_000)?;
-        let data = RepeatCopyConfig {
-            num_bits: s.num_bits,
-            min_length: s.min_length,
-            max_length: s.max_length,
-            min_repeats: s.min_repeats,
-            max_repeats: s.max_repeats,
-            norm_max: s.norm_max,
-        };
+    fn new(config: &Experiment<RepeatCopyConfig, ModelConfig>) -> anyhow::Result<Self> {
+        let data = config.task.settings;
+        check_bound("task.num_bits", data.num_bits, 4096)?;
+        check_bound("task.max_length", data.max_length, 100_000)?;
+        check_bound("task.max_repeats", data.max_repeats, 10_000)?;
         data.validate().map_err(|e| anyhow::anyhow!("task: {e}"))?;
         let dnc =
             (config.model.dnc("copy task")?).dnc(data.observation_size(), data.target_size())?;
@@ -177,7 +125,11 @@ impl Task for Copy {
     }
 
     fn split_batch(&self, batch: &CopyBatch, sizes: &[usize]) -> Option<Vec<CopyBatch>> {
-        Some(shard_ranges(sizes).map(|rows| batch.shard(rows)).collect())
+        let shard = |rows| CopyBatch {
+            data: batch.data.rows(rows),
+            whole: batch.whole,
+        };
+        Some(shard_ranges(sizes).map(shard).collect())
     }
 
     fn sequence_len(&self, batch: &CopyBatch) -> usize {
@@ -190,21 +142,19 @@ impl Task for Copy {
         steps: Range<usize>,
         device: &B::Device,
     ) -> CopyWindow<B> {
-        let (d, y) = (&batch.data, self.data.target_size());
+        let (d, x, y) = (
+            &batch.data,
+            self.data.observation_size(),
+            self.data.target_size(),
+        );
         let rows = steps.start * d.batch_size..steps.end * d.batch_size;
-        let scored = d.mask[rows.clone()].iter().sum::<f32>() as f64;
         CopyWindow {
-            observations: matrix(
-                &d.observations,
-                rows.clone(),
-                self.data.observation_size(),
-                device,
-            ),
+            observations: matrix(&d.observations, rows.clone(), x, device),
             targets: matrix(&d.targets, rows.clone(), y, device),
+            scored_bits: d.mask[rows.clone()].iter().sum::<f32>() as f64 * y as f64,
             mask: matrix(&d.mask, rows, 1, device),
             steps: steps.len(),
             whole: batch.whole,
-            scored_bits: scored * y as f64,
         }
     }
 
@@ -241,28 +191,24 @@ impl Task for Copy {
         request: &EvalRequest,
         device: &B::Device,
     ) -> anyhow::Result<ErrorReport> {
-        let (seed, size, w) = (
-            self.config.eval.seed,
-            self.config.eval.batch,
-            self.data.target_size(),
-        );
-        score_test_set(request, seed, Answers::Bits, size, |range, count| {
-            let (d, logits) = self.test_logits(model, range, device);
-            let b = d.batch_size;
-            for s in 0..b {
-                for row in (0..d.steps)
-                    .map(|t| t * b + s)
-                    .filter(|&r| d.mask[r] != 0.0)
-                {
-                    count.answer(
-                        &logits[row * w..(row + 1) * w],
-                        &d.targets[row * w..(row + 1) * w],
-                    );
+        let (eval, w) = (&self.config.eval, self.data.target_size());
+        score_test_set(
+            request,
+            eval.seed,
+            Answers::Bits,
+            eval.batch,
+            |range, count| {
+                let (d, logits) = self.test_logits(model, range, device);
+                for s in 0..d.batch_size {
+                    let rows = (0..d.steps).map(|t| t * d.batch_size + s);
+                    for row in rows.filter(|&r| d.mask[r] != 0.0) {
+                        count.answer(&logits[row * w..][..w], &d.targets[row * w..][..w]);
+                    }
+                    count.end_sequence();
                 }
-                count.end_sequence();
-            }
-            Ok(())
-        })
+                Ok(())
+            },
+        )
     }
 
     /// One PNG: the input (time across, channels down), the target and the predicted
@@ -274,27 +220,19 @@ impl Task for Copy {
         out: &Path,
         device: &B::Device,
     ) -> anyhow::Result<Vec<PathBuf>> {
-        std::fs::create_dir_all(out)
-            .map_err(|e| anyhow::anyhow!("creating {}: {e}", out.display()))?;
         let (d, logits) = self.test_logits(model, index..index + 1, device);
         let prob: Vec<f32> = logits.iter().map(|&l| 1.0 / (1.0 + (-l).exp())).collect();
         let (x, y) = (self.data.observation_size(), self.data.target_size());
-        let shade = |t: usize, g: Rgb| -> Rgb {
-            if d.mask[t] == 0.0 {
-                [g[0].saturating_sub(30), g[1].saturating_sub(30), g[2]]
-            } else {
-                g
-            }
+        let bit = |v: &[f32], r: usize, t: usize| -> Rgb {
+            let [red, green, blue] = grey(1.0 - v[t * y + r]);
+            let tint = if d.mask[t] == 0.0 { 30 } else { 0 };
+            [red.saturating_sub(tint), green.saturating_sub(tint), blue]
         };
         let canvas = stacked_grids(
             &[
                 ("input", x, &|r, t| grey(1.0 - d.observations[t * x + r])),
-                ("target", y, &|r, t| {
-                    shade(t, grey(1.0 - d.targets[t * y + r]))
-                }),
-                ("predicted", y, &|r, t| {
-                    shade(t, grey(1.0 - prob[t * y + r]))
-                }),
+                ("target", y, &|r, t| bit(&d.targets, r, t)),
+                ("predicted", y, &|r, t| bit(&prob, r, t)),
             ],
             d.steps,
             16,

@@ -586,8 +586,6 @@ impl<const SORT: bool> Task for Algorithmic<SORT> {
         out: &Path,
         device: &B::Device,
     ) -> anyhow::Result<Vec<PathBuf>> {
-        std::fs::create_dir_all(out)
-            .map_err(|e| anyhow::anyhow!("creating {}: {e}", out.display()))?;
         let size = self.config.eval.batch.max(1);
         let first = index / size * size;
         let batch = self.test_batch(first..first + size)?;

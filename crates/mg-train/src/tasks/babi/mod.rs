@@ -745,8 +745,6 @@ impl Task for Babi {
                 corpus.test.len()
             );
         };
-        std::fs::create_dir_all(out)
-            .map_err(|e| anyhow::anyhow!("creating {}: {e}", out.display()))?;
         let batch = self.batch_of([s]);
         let logits = self.infer(model, &batch, device);
         let mut text = String::new();
