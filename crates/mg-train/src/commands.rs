@@ -1,5 +1,7 @@
 //! The experiment subcommands: `train`, `resume`, `eval`, `info`, `viz`, `compare` and
-//! `bench`. Each reads a config, finds its task ([`tasks::visit`]) and runs the harness with it.
+//! `bench`. Each reads a config and runs the harness with its task: a subcommand that needs a
+//! backend is one [`Command`], generic over the task and the backend, which [`run_command`]
+//! finds ([`tasks::visit`], then [`dispatch`]); `info` and `compare` visit the task only.
 
 use mg_layers::MgBackend;
 use std::path::{Path, PathBuf};
@@ -19,7 +21,7 @@ use crate::harness::metrics::read_metrics;
 use crate::harness::stop;
 use crate::harness::train::{load_model, shard_sizes, train};
 use crate::harness::{EvalRequest, ExperimentOf, Report, RunDir, RunLock, Task, TrainOptions};
-use crate::tasks::{self, Mapping, TaskVisitor};
+use crate::tasks::{self, TaskVisitor};
 
 /// Arguments of `mg-train train`.
 #[derive(Args, Debug)]
@@ -242,20 +244,81 @@ pub fn config_kind(text: &str) -> anyhow::Result<String> {
     task_kind_among(text, tasks::KINDS)
 }
 
-/// Reads a config file and runs `visitor` with its task.
-fn with_config<V: TaskVisitor<Output = anyhow::Result<()>>>(
-    path: &Path,
-    visitor: impl FnOnce(String) -> V,
-) -> anyhow::Result<()> {
-    with_config_set(path, &[], visitor)
+/// A subcommand's work with the task its config names, on the backend its device names: one
+/// type per subcommand, generic over both, run by [`run_command`].
+pub trait Command {
+    /// What the work returns.
+    type Output;
+
+    /// Runs the work with task `T` on backend `B`; `text` is the config.
+    fn run<T: Task, B: MgBackend>(
+        self,
+        text: &str,
+        device: B::Device,
+    ) -> anyhow::Result<Self::Output>;
 }
 
-/// [`with_config`] of the config with `KEY=VALUE` overrides applied ([`apply_overrides`]).
-fn with_config_set<V: TaskVisitor<Output = anyhow::Result<()>>>(
+/// Runs `command` with the task of the config `text` (read from `place`, which errors name)
+/// on the backend of `device`.
+pub fn run_command<C: Command>(
+    place: &str,
+    text: String,
+    device: DeviceKind,
+    command: C,
+) -> anyhow::Result<C::Output> {
+    struct OnTask<C> {
+        command: C,
+        text: String,
+        device: DeviceKind,
+    }
+
+    impl<C: Command> TaskVisitor for OnTask<C> {
+        type Output = anyhow::Result<C::Output>;
+
+        fn visit<T: Task>(self) -> Self::Output {
+            struct OnBackend<'a, C: Command, T> {
+                command: C,
+                text: String,
+                output: &'a mut Option<C::Output>,
+                task: std::marker::PhantomData<T>,
+            }
+
+            impl<C: Command, T: Task> Job for OnBackend<'_, C, T> {
+                fn run<B: MgBackend>(self, device: B::Device) -> anyhow::Result<()> {
+                    *self.output = Some(self.command.run::<T, B>(&self.text, device)?);
+                    Ok(())
+                }
+            }
+
+            let mut output = None;
+            let job = OnBackend::<C, T> {
+                command: self.command,
+                text: self.text,
+                output: &mut output,
+                task: std::marker::PhantomData,
+            };
+            dispatch(self.device, job)?;
+            Ok(output.expect("a job that succeeds sets its output"))
+        }
+    }
+
+    let kind = config_kind(&text).with_context(|| place.to_string())?;
+    let visitor = OnTask {
+        command,
+        text,
+        device,
+    };
+    tasks::visit(&kind, visitor).with_context(|| place.to_string())?
+}
+
+/// Reads a config file, applies `KEY=VALUE` overrides ([`apply_overrides`]) and runs `command`
+/// with its task on `device`.
+fn with_config_set<C: Command>(
     path: &Path,
     overrides: &[String],
-    visitor: impl FnOnce(String) -> V,
-) -> anyhow::Result<()> {
+    device: DeviceKind,
+    command: C,
+) -> anyhow::Result<C::Output> {
     let place = if overrides.is_empty() {
         format!("in config {}", path.display())
     } else {
@@ -264,8 +327,7 @@ fn with_config_set<V: TaskVisitor<Output = anyhow::Result<()>>>(
     };
     let text = read_config_text(path)?;
     let text = apply_overrides(&text, overrides).with_context(|| place.clone())?;
-    let kind = config_kind(&text).with_context(|| place.clone())?;
-    tasks::visit(&kind, visitor(text)).with_context(|| place)?
+    run_command(&place, text, device, command)
 }
 
 /// `runs/FAMILY-NAME` for a shipped config `configs/FAMILY/NAME.toml` (so that
@@ -318,24 +380,18 @@ fn on_cpu(device: DeviceKind) -> bool {
 
 /// Runs `mg-train train`.
 pub fn run_train(args: &TrainArgs) -> anyhow::Result<()> {
-    with_config_set(&args.config, &args.overrides(), |text| TrainCmd {
-        args,
-        text,
-    })
+    with_config_set(&args.config, &args.overrides(), args.device, Train(args))
 }
 
-struct TrainCmd<'a> {
-    args: &'a TrainArgs,
-    text: String,
-}
+struct Train<'a>(&'a TrainArgs);
 
-impl TaskVisitor for TrainCmd<'_> {
-    type Output = anyhow::Result<()>;
+impl Command for Train<'_> {
+    type Output = ();
 
-    fn visit<T: Task>(self) -> anyhow::Result<()> {
-        let args = self.args;
+    fn run<T: Task, B: MgBackend>(self, text: &str, device: B::Device) -> anyhow::Result<()> {
+        let args = self.0;
         // Everything that can be checked is checked before the run folder is touched.
-        let (config, task) = load_config::<T>(&args.config, &self.text)?;
+        let (config, task) = load_config::<T>(&args.config, text)?;
         check_training_memory(&task, &config, &args.config, args.max_memory)?;
         let max_seconds = max_seconds(args.minutes)?;
         let total_steps = args.steps.unwrap_or(config.train.time_steps);
@@ -349,7 +405,6 @@ impl TaskVisitor for TrainCmd<'_> {
             }
         }
         check_threads(&task, &config, &args.config)?;
-        args.device.ensure_compiled()?;
         stop::on_signals()?;
         let root = args
             .run_dir
@@ -393,15 +448,7 @@ impl TaskVisitor for TrainCmd<'_> {
                 args.device.name(),
                 root.display()
             );
-            dispatch(
-                args.device,
-                TrainJob {
-                    task,
-                    config,
-                    run: run.clone(),
-                    options,
-                },
-            )
+            train_and_report::<T, B>(device, &task, &config, &run, &options)
         });
         if result.is_err() && run.all_checkpoints().is_ok_and(|c| c.is_empty()) {
             // Nothing to resume from: a folder left with a config would refuse the next `train`
@@ -447,27 +494,26 @@ fn check_threads<T: Task>(task: &T, config: &ExperimentOf<T>, path: &Path) -> an
 pub fn run_resume(args: &ResumeArgs) -> anyhow::Result<()> {
     let run = RunDir::open(&args.run_dir)?;
     let lock = RunLock::acquire(&run.root, &format!("resume {}", run.root.display()))?;
-    with_config(&run.config(), |text| ResumeCmd {
+    let resume = Resume {
         args,
-        text,
         run: run.clone(),
         lock,
-    })
+    };
+    with_config_set(&run.config(), &[], args.device, resume)
 }
 
-struct ResumeCmd<'a> {
+struct Resume<'a> {
     args: &'a ResumeArgs,
-    text: String,
     run: RunDir,
     lock: RunLock,
 }
 
-impl TaskVisitor for ResumeCmd<'_> {
-    type Output = anyhow::Result<()>;
+impl Command for Resume<'_> {
+    type Output = ();
 
-    fn visit<T: Task>(self) -> anyhow::Result<()> {
+    fn run<T: Task, B: MgBackend>(self, text: &str, device: B::Device) -> anyhow::Result<()> {
         let args = self.args;
-        let (config, task) = load_config::<T>(&self.run.config(), &self.text)?;
+        let (config, task) = load_config::<T>(&self.run.config(), text)?;
         check_training_memory(&task, &config, &self.run.config(), args.max_memory)?;
         check_threads(&task, &config, &self.run.config())?;
         stop::on_signals()?;
@@ -480,58 +526,47 @@ impl TaskVisitor for ResumeCmd<'_> {
             on_cpu: on_cpu(args.device),
             show_progress: true,
         };
-        dispatch(
-            args.device,
-            TrainJob {
-                task,
-                config,
-                run: self.run,
-                options,
-            },
-        )
+        train_and_report::<T, B>(device, &task, &config, &self.run, &options)
     }
 }
 
-struct TrainJob<T: Task> {
-    task: T,
-    config: ExperimentOf<T>,
-    run: RunDir,
-    options: TrainOptions,
-}
-
-impl<T: Task> Job for TrainJob<T> {
-    fn run<B: MgBackend>(self, device: B::Device) -> anyhow::Result<()> {
-        // Where the run stood, for the closing message only: a damaged or missing newest
-        // checkpoint is training's business (it falls back, or `--from` picks one).
-        let before = self.run.latest_progress();
-        let progress = train::<T, B>(device, &self.task, &self.config, &self.run, &self.options)?;
-        if stop::requested() {
-            bail!(
-                "interrupted at time step {}; the checkpoint is in {}: continue with \
-                 `mg-train resume {}`",
-                progress.time_step,
-                self.run
-                    .latest()
-                    .ok()
-                    .flatten()
-                    .unwrap_or_else(|| self.run.root.join("checkpoints"))
-                    .display(),
-                self.run.root.display()
-            );
-        }
-        if before.is_some_and(|b| b.same_position(&progress)) {
-            return Ok(());
-        }
-        eprintln!(
-            "trained to time step {} ({} updates, {:.1} minutes in all); checkpoint, metrics \
-             and learning_curve.png in {}",
+/// Trains (or resumes) and says where the run stands, or how to continue an interrupted one.
+fn train_and_report<T: Task, B: MgBackend>(
+    device: B::Device,
+    task: &T,
+    config: &ExperimentOf<T>,
+    run: &RunDir,
+    options: &TrainOptions,
+) -> anyhow::Result<()> {
+    // Where the run stood, for the closing message only: a damaged or missing newest
+    // checkpoint is training's business (it falls back, or `--from` picks one).
+    let before = run.latest_progress();
+    let progress = train::<T, B>(device, task, config, run, options)?;
+    if stop::requested() {
+        bail!(
+            "interrupted at time step {}; the checkpoint is in {}: continue with \
+             `mg-train resume {}`",
             progress.time_step,
-            progress.updates,
-            progress.elapsed_s / 60.0,
-            self.run.root.display()
+            run.latest()
+                .ok()
+                .flatten()
+                .unwrap_or_else(|| run.root.join("checkpoints"))
+                .display(),
+            run.root.display()
         );
-        Ok(())
     }
+    if before.is_some_and(|b| b.same_position(&progress)) {
+        return Ok(());
+    }
+    eprintln!(
+        "trained to time step {} ({} updates, {:.1} minutes in all); checkpoint, metrics \
+         and learning_curve.png in {}",
+        progress.time_step,
+        progress.updates,
+        progress.elapsed_s / 60.0,
+        run.root.display()
+    );
+    Ok(())
 }
 
 /// Runs `mg-train eval`.
@@ -542,67 +577,42 @@ pub fn run_eval(args: &EvalArgs) -> anyhow::Result<()> {
     {
         bail!("--sequences {n}: expected 1 to {MAX_SEQUENCES} test sequences");
     }
-    with_config(&run.config(), |text| EvalCmd {
+    let eval = Eval {
         args,
-        text,
         run: run.clone(),
-    })
+    };
+    with_config_set(&run.config(), &[], args.device, eval)
 }
 
-struct EvalCmd<'a> {
+struct Eval<'a> {
     args: &'a EvalArgs,
-    text: String,
     run: RunDir,
 }
 
-impl TaskVisitor for EvalCmd<'_> {
-    type Output = anyhow::Result<()>;
+impl Command for Eval<'_> {
+    type Output = ();
 
-    fn visit<T: Task>(self) -> anyhow::Result<()> {
-        let (config, task) = load_config::<T>(&self.run.config(), &self.text)?;
-        let sequences = self.args.sequences.unwrap_or(config.eval.sequences);
-        dispatch(
-            self.args.device,
-            EvalJob {
-                task,
-                run: self.run,
-                sequences,
-                from: self.args.from.clone(),
-                json: self.args.json,
-            },
-        )
-    }
-}
-
-struct EvalJob<T: Task> {
-    task: T,
-    run: RunDir,
-    sequences: usize,
-    from: Option<String>,
-    json: bool,
-}
-
-impl<T: Task> Job for EvalJob<T> {
-    fn run<B: MgBackend>(self, device: B::Device) -> anyhow::Result<()> {
-        let (model, progress) =
-            load_model::<T, B>(&self.task, &self.run, self.from.as_deref(), &device)?;
+    fn run<T: Task, B: MgBackend>(self, text: &str, device: B::Device) -> anyhow::Result<()> {
+        let (args, run) = (self.args, &self.run);
+        let (config, task) = load_config::<T>(&run.config(), text)?;
+        let (model, progress) = load_model::<T, B>(&task, run, args.from.as_deref(), &device)?;
         let request = EvalRequest {
-            sequences: self.sequences,
+            sequences: args.sequences.unwrap_or(config.eval.sequences),
             time_step: progress.time_step,
-            show_progress: !self.json,
+            show_progress: !args.json,
         };
-        let report = self.task.evaluate(&model, &request, &device)?;
-        if self.json {
+        let report = task.evaluate(&model, &request, &device)?;
+        if args.json {
             println!("{}", serde_json::to_string(&report)?);
         } else {
             for line in report.lines() {
                 println!("{line}");
             }
         }
-        let path = self.run.eval_report();
+        let path = run.eval_report();
         write_atomic(&path, serde_json::to_string_pretty(&report)?.as_bytes())
             .context("the report above was not saved")?;
-        if !self.json {
+        if !args.json {
             println!("written to {}", path.display());
         }
         Ok(())
@@ -612,24 +622,23 @@ impl<T: Task> Job for EvalJob<T> {
 /// Runs `mg-train viz`.
 pub fn run_viz(args: &VizArgs) -> anyhow::Result<()> {
     let run = RunDir::open(&args.run_dir)?;
-    with_config(&run.config(), |text| VizCmd {
+    let viz = Viz {
         args,
-        text,
         run: run.clone(),
-    })
+    };
+    with_config_set(&run.config(), &[], args.device, viz)
 }
 
-struct VizCmd<'a> {
+struct Viz<'a> {
     args: &'a VizArgs,
-    text: String,
     run: RunDir,
 }
 
-impl TaskVisitor for VizCmd<'_> {
-    type Output = anyhow::Result<()>;
+impl Command for Viz<'_> {
+    type Output = ();
 
-    fn visit<T: Task>(self) -> anyhow::Result<()> {
-        let (config, task) = load_config::<T>(&self.run.config(), &self.text)?;
+    fn run<T: Task, B: MgBackend>(self, text: &str, device: B::Device) -> anyhow::Result<()> {
+        let (config, task) = load_config::<T>(&self.run.config(), text)?;
         let episode = self.args.episode;
         if episode >= config.eval.sequences {
             bail!(
@@ -645,31 +654,9 @@ impl TaskVisitor for VizCmd<'_> {
             .out
             .clone()
             .unwrap_or_else(|| self.run.viz().join(format!("episode-{episode}")));
-        dispatch(
-            self.args.device,
-            VizJob {
-                task,
-                run: self.run,
-                episode,
-                out,
-            },
-        )
-    }
-}
-
-struct VizJob<T: Task> {
-    task: T,
-    run: RunDir,
-    episode: usize,
-    out: PathBuf,
-}
-
-impl<T: Task> Job for VizJob<T> {
-    fn run<B: MgBackend>(self, device: B::Device) -> anyhow::Result<()> {
-        let (model, _) = load_model::<T, B>(&self.task, &self.run, None, &device)?;
-        std::fs::create_dir_all(&self.out)
-            .with_context(|| format!("creating {}", self.out.display()))?;
-        for path in self.task.draw(&model, self.episode, &self.out, &device)? {
+        let (model, _) = load_model::<T, B>(&task, &self.run, None, &device)?;
+        std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+        for path in task.draw(&model, episode, &out, &device)? {
             println!("wrote {}", path.display());
         }
         Ok(())
@@ -678,7 +665,10 @@ impl<T: Task> Job for VizJob<T> {
 
 /// Runs `mg-train info`.
 pub fn run_info(args: &InfoArgs) -> anyhow::Result<()> {
-    with_config(&args.config, |text| InfoCmd { args, text })
+    let place = format!("in config {}", args.config.display());
+    let text = read_config_text(&args.config)?;
+    let kind = config_kind(&text).with_context(|| place.clone())?;
+    tasks::visit(&kind, InfoCmd { args, text }).with_context(|| place)?
 }
 
 struct InfoCmd<'a> {
@@ -892,13 +882,13 @@ pub fn run_bench(args: &BenchArgs) -> anyhow::Result<()> {
             let member = family
                 .get(i)
                 .with_context(|| format!("--member {i}: the family has {} models", family.len()))?;
-            let task = Mapping::new(&member.config)?;
-            let records = run_bench_job(
-                args.device,
-                task,
-                member.config.clone(),
-                options(member.name.clone()),
-            )?;
+            let bench = Bench {
+                path: Path::new(&member.name),
+                options: options(member.name.clone()),
+                max_memory: args.max_memory,
+            };
+            let place = format!("in the scaling family's member {i}, {}", member.name);
+            let records = run_command(&place, member.config.to_toml(), args.device, bench)?;
             return print_records(&records, true);
         }
         let scaling = tasks::mapping::scaling::Scaling {
@@ -926,33 +916,31 @@ pub fn run_bench(args: &BenchArgs) -> anyhow::Result<()> {
                 .map_or("model".into(), |s| s.to_string_lossy().into_owned()),
         ),
     };
-    let kind = config_kind(&text).with_context(|| format!("in config {}", path.display()))?;
-    let records = tasks::visit(
-        &kind,
-        BenchCmd {
-            path: &path,
-            text: &text,
-            device: args.device,
-            options: options(name),
-            max_memory: args.max_memory,
-        },
-    )??;
+    let bench = Bench {
+        path: &path,
+        options: options(name),
+        max_memory: args.max_memory,
+    };
+    let place = format!("in config {}", path.display());
+    let records = run_command(&place, text, args.device, bench)?;
     print_records(&records, args.json)
 }
 
-struct BenchCmd<'a> {
+struct Bench<'a> {
     path: &'a Path,
-    text: &'a str,
-    device: DeviceKind,
     options: BenchOptions,
     max_memory: Option<f64>,
 }
 
-impl TaskVisitor for BenchCmd<'_> {
-    type Output = anyhow::Result<Vec<BenchRecord>>;
+impl Command for Bench<'_> {
+    type Output = Vec<BenchRecord>;
 
-    fn visit<T: Task>(self) -> Self::Output {
-        let (config, task) = load_config::<T>(self.path, self.text)?;
+    fn run<T: Task, B: MgBackend>(
+        self,
+        text: &str,
+        device: B::Device,
+    ) -> anyhow::Result<Vec<BenchRecord>> {
+        let (config, task) = load_config::<T>(self.path, text)?;
         check_memory(
             &format!("timing {}", self.path.display()),
             task.info().params,
@@ -961,39 +949,8 @@ impl TaskVisitor for BenchCmd<'_> {
             self.options.steps,
             self.max_memory,
         )?;
-        run_bench_job(self.device, task, config, self.options)
+        bench::<T, B>(&task, &config, &self.options, device)
     }
-}
-
-fn run_bench_job<T: Task>(
-    device: DeviceKind,
-    task: T,
-    config: ExperimentOf<T>,
-    options: BenchOptions,
-) -> anyhow::Result<Vec<BenchRecord>> {
-    struct BenchJob<'a, T: Task> {
-        task: T,
-        config: ExperimentOf<T>,
-        options: BenchOptions,
-        records: &'a mut Vec<BenchRecord>,
-    }
-    impl<T: Task> Job for BenchJob<'_, T> {
-        fn run<B: MgBackend>(self, device: B::Device) -> anyhow::Result<()> {
-            *self.records = bench::<T, B>(&self.task, &self.config, &self.options, device)?;
-            Ok(())
-        }
-    }
-    let mut records = Vec::new();
-    dispatch(
-        device,
-        BenchJob {
-            task,
-            config,
-            options,
-            records: &mut records,
-        },
-    )?;
-    Ok(records)
 }
 
 /// Prints records as JSON lines or a table.

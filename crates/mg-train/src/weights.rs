@@ -20,13 +20,11 @@ use anyhow::{Context, bail};
 use burn_store::{KeyRemapper, ModuleSnapshot};
 use clap::Args;
 
-use crate::backend::{DeviceKind, Job, dispatch};
-use crate::commands::default_run_dir;
-use crate::harness::experiment::load_config;
-use crate::harness::experiment::{read_config_text, task_kind};
+use crate::backend::DeviceKind;
+use crate::commands::{Command, default_run_dir, run_command};
+use crate::harness::experiment::{load_config, read_config_text};
 use crate::harness::train::{load_model, start_from_weights};
-use crate::harness::{ExperimentOf, RunDir, RunLock, Task};
-use crate::tasks::{self, TaskVisitor};
+use crate::harness::{RunDir, RunLock, Task};
 
 /// The weight file formats.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -82,42 +80,26 @@ pub struct ImportArgs {
 pub fn run_export(args: &ExportArgs) -> anyhow::Result<()> {
     let run = RunDir::open(&args.run_dir)?;
     let text = read_config_text(&run.config())?;
-    let kind = task_kind(&text).with_context(|| format!("in config {}", run.config().display()))?;
-    tasks::visit(&kind, Export { args, run, text })?
+    let place = format!("in config {}", run.config().display());
+    run_command(&place, text, DeviceKind::Cpu, Export { args, run })
 }
 
 struct Export<'a> {
     args: &'a ExportArgs,
     run: RunDir,
-    text: String,
 }
 
-impl TaskVisitor for Export<'_> {
-    type Output = anyhow::Result<()>;
+impl Command for Export<'_> {
+    type Output = ();
 
-    fn visit<T: Task>(self) -> anyhow::Result<()> {
-        let (_, task) = load_config::<T>(&self.run.config(), &self.text)?;
-        dispatch(DeviceKind::Cpu, ExportJob { task, cmd: self })
-    }
-}
-
-struct ExportJob<'a, T> {
-    task: T,
-    cmd: Export<'a>,
-}
-
-impl<T: Task> Job for ExportJob<'_, T> {
-    fn run<B: MgBackend>(self, device: B::Device) -> anyhow::Result<()> {
-        let args = self.cmd.args;
-        let (model, progress) =
-            load_model::<T, B>(&self.task, &self.cmd.run, args.from.as_deref(), &device)?;
-        let out = args
-            .out
-            .clone()
-            .unwrap_or_else(|| self.cmd.run.exported_weights());
+    fn run<T: Task, B: MgBackend>(self, text: &str, device: B::Device) -> anyhow::Result<()> {
+        let (args, run) = (self.args, &self.run);
+        let (_, task) = load_config::<T>(&run.config(), text)?;
+        let (model, progress) = load_model::<T, B>(&task, run, args.from.as_deref(), &device)?;
+        let out = args.out.clone().unwrap_or_else(|| run.exported_weights());
         let mut store = crate::harness::bench::weight_store(&out)
             .metadata("mg_task", T::KIND)
-            .metadata("mg_config", self.cmd.text.as_str())
+            .metadata("mg_config", text)
             .metadata("mg_time_step", progress.time_step.to_string());
         // Every tensor's name in the file and its shape.
         let mut listed: Vec<(String, Vec<usize>)> = model
@@ -126,7 +108,7 @@ impl<T: Task> Job for ExportJob<'_, T> {
             .map(|snapshot| (snapshot.full_path(), snapshot.shape.to_vec()))
             .collect();
         if args.names == Names::Torch {
-            let names = self.task.torch_names()?;
+            let names = task.torch_names()?;
             let mut pairs = Vec::new();
             for (path, _) in &mut listed {
                 let Some(name) = (names.rename)(path) else {
@@ -263,54 +245,29 @@ pub fn run_import(args: &ImportArgs) -> anyhow::Result<()> {
         Err(e) => return Err(e).with_context(|| format!("reading {}", args.weights.display())),
     }
     let text = read_config_text(&args.config)?;
-    let kind = task_kind(&text).with_context(|| format!("in config {}", args.config.display()))?;
-    tasks::visit(&kind, Import { args, text })?
+    let place = format!("in config {}", args.config.display());
+    run_command(&place, text, DeviceKind::Cpu, Import(args))
 }
 
-struct Import<'a> {
-    args: &'a ImportArgs,
-    text: String,
-}
+struct Import<'a>(&'a ImportArgs);
 
-impl TaskVisitor for Import<'_> {
-    type Output = anyhow::Result<()>;
+impl Command for Import<'_> {
+    type Output = ();
 
-    fn visit<T: Task>(self) -> anyhow::Result<()> {
-        let (config, task) = load_config::<T>(&self.args.config, &self.text)?;
+    fn run<T: Task, B: MgBackend>(self, text: &str, device: B::Device) -> anyhow::Result<()> {
+        let (config, task) = load_config::<T>(&self.0.config, text)?;
         let root = self
-            .args
+            .0
             .run_dir
             .clone()
-            .unwrap_or_else(|| default_run_dir(&self.args.config));
+            .unwrap_or_else(|| default_run_dir(&self.0.config));
         let run = RunDir::new(&root);
         refuse_existing(&run)?;
-        dispatch(
-            DeviceKind::Cpu,
-            ImportJob {
-                task,
-                config,
-                run,
-                weights: self.args.weights.clone(),
-                config_path: self.args.config.clone(),
-            },
-        )
-    }
-}
-
-struct ImportJob<T: Task> {
-    task: T,
-    config: ExperimentOf<T>,
-    run: RunDir,
-    weights: PathBuf,
-    config_path: PathBuf,
-}
-
-impl<T: Task> Job for ImportJob<T> {
-    fn run<B: MgBackend>(self, device: B::Device) -> anyhow::Result<()> {
+        let (weights, config_path) = (&self.0.weights, &self.0.config);
         // The weights are read before the run folder exists, so a refused file leaves nothing.
-        let mut model = self.task.init_train::<B>(&device);
-        if let Err(e) = crate::harness::bench::load_weights(&mut model, &self.weights) {
-            let metadata = file_metadata(&self.weights);
+        let mut model = task.init_train::<B>(&device);
+        if let Err(e) = crate::harness::bench::load_weights(&mut model, weights) {
+            let metadata = file_metadata(weights);
             let Some(written_by) = described_by(&metadata) else {
                 return Err(e);
             };
@@ -318,16 +275,15 @@ impl<T: Task> Job for ImportJob<T> {
                 "{} does not fit the model of {}, a `{}` model ([model] {}): the file holds the \
                  weights of {written_by}; import it with the config of that run (the file's \
                  `mg_config` metadata holds it)",
-                self.weights.display(),
-                self.config_path.display(),
+                weights.display(),
+                config_path.display(),
                 T::KIND,
-                toml::Value::try_from(&self.config.model)
-                    .map_or_else(|_| "?".into(), |m| one_line(&m)),
+                toml::Value::try_from(&config.model).map_or_else(|_| "?".into(), |m| one_line(&m)),
             );
         }
         // Shapes that fit do not make the same model: say so when the file names another.
-        let metadata = file_metadata(&self.weights);
-        let ours = toml::Value::try_from(&self.config.model).ok();
+        let metadata = file_metadata(weights);
+        let ours = toml::Value::try_from(&config.model).ok();
         let theirs = metadata
             .get("mg_config")
             .and_then(|text| text.parse::<toml::Table>().ok())
@@ -339,8 +295,8 @@ impl<T: Task> Job for ImportJob<T> {
             eprintln!(
                 "warning: {} holds the weights of {written_by}; their shapes fit the model of {}, \
                  a `{}` model ([model] {}), so they are imported into it",
-                self.weights.display(),
-                self.config_path.display(),
+                weights.display(),
+                config_path.display(),
                 T::KIND,
                 ours.as_ref().map_or_else(|| "?".into(), one_line),
             );
@@ -348,25 +304,22 @@ impl<T: Task> Job for ImportJob<T> {
         if let Some((name, value)) = first_non_finite(&model) {
             bail!(
                 "{}: tensor `{name}` holds {value}; the weights must be finite numbers",
-                self.weights.display()
+                weights.display()
             );
         }
-        let command = format!("import {}", self.weights.display());
-        let _lock = RunLock::acquire(&self.run.root, &command)?;
-        refuse_existing(&self.run)?;
-        crate::harness::checkpoint::write_atomic(
-            &self.run.config(),
-            self.config.to_toml().as_bytes(),
-        )?;
-        let dir = start_from_weights::<T, B>(&self.task, &self.config, &self.run, model)?;
+        let command = format!("import {}", weights.display());
+        let _lock = RunLock::acquire(&run.root, &command)?;
+        refuse_existing(&run)?;
+        crate::harness::checkpoint::write_atomic(&run.config(), config.to_toml().as_bytes())?;
+        let dir = start_from_weights::<T, B>(&task, &config, &run, model)?;
         eprintln!(
             "{} parameters from {} in {} (time step 0); evaluate it with `mg-train eval {}`, \
              train on with `mg-train resume {}`",
-            self.task.info().params,
-            self.weights.display(),
+            task.info().params,
+            weights.display(),
             dir.display(),
-            self.run.root.display(),
-            self.run.root.display()
+            run.root.display(),
+            run.root.display()
         );
         Ok(())
     }
