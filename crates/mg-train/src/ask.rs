@@ -144,6 +144,8 @@ struct AskJob {
 }
 
 impl Job for AskJob {
+    type Output = ();
+
     fn run<B: MgBackend>(self, device: B::Device) -> anyhow::Result<()> {
         let (model, progress) =
             load_model::<Babi, B>(&self.task, &self.run, self.from.as_deref(), &device)?;

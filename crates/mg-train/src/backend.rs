@@ -77,12 +77,15 @@ impl DeviceKind {
 
 /// Work generic over the backend, run by [`dispatch`].
 pub trait Job {
+    /// What the work returns.
+    type Output;
+
     /// Runs the work on backend `B`.
-    fn run<B: MgBackend>(self, device: B::Device) -> anyhow::Result<()>;
+    fn run<B: MgBackend>(self, device: B::Device) -> anyhow::Result<Self::Output>;
 }
 
 /// Runs `job` on the backend of `kind`, or explains which feature to enable.
-pub fn dispatch(kind: DeviceKind, job: impl Job) -> anyhow::Result<()> {
+pub fn dispatch<J: Job>(kind: DeviceKind, job: J) -> anyhow::Result<J::Output> {
     match kind {
         #[cfg(feature = "flex")]
         DeviceKind::Cpu => job.run::<burn::backend::Flex>(Default::default()),

@@ -276,29 +276,26 @@ pub fn run_command<C: Command>(
         type Output = anyhow::Result<C::Output>;
 
         fn visit<T: Task>(self) -> Self::Output {
-            struct OnBackend<'a, C: Command, T> {
+            struct OnBackend<C, T> {
                 command: C,
                 text: String,
-                output: &'a mut Option<C::Output>,
                 task: std::marker::PhantomData<T>,
             }
 
-            impl<C: Command, T: Task> Job for OnBackend<'_, C, T> {
-                fn run<B: MgBackend>(self, device: B::Device) -> anyhow::Result<()> {
-                    *self.output = Some(self.command.run::<T, B>(&self.text, device)?);
-                    Ok(())
+            impl<C: Command, T: Task> Job for OnBackend<C, T> {
+                type Output = C::Output;
+
+                fn run<B: MgBackend>(self, device: B::Device) -> anyhow::Result<C::Output> {
+                    self.command.run::<T, B>(&self.text, device)
                 }
             }
 
-            let mut output = None;
             let job = OnBackend::<C, T> {
                 command: self.command,
                 text: self.text,
-                output: &mut output,
                 task: std::marker::PhantomData,
             };
-            dispatch(self.device, job)?;
-            Ok(output.expect("a job that succeeds sets its output"))
+            dispatch(self.device, job)
         }
     }
 

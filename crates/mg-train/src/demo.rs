@@ -50,6 +50,8 @@ struct Demo<'a> {
 }
 
 impl Job for Demo<'_> {
+    type Output = ();
+
     fn run<B: MgBackend>(self, device: B::Device) -> anyhow::Result<()> {
         let args = self.args;
         B::seed(&device, args.seed);
