@@ -17,6 +17,7 @@ use crate::harness::experiment::{
     MAX_SEQUENCES, apply_overrides, check_memory, load_config, read_config_text, task_kind_among,
     training_bytes,
 };
+use crate::harness::machine;
 use crate::harness::metrics::read_metrics;
 use crate::harness::stop;
 use crate::harness::train::{load_model, shard_sizes, train};
@@ -846,6 +847,19 @@ pub fn run_bench(args: &BenchArgs) -> anyhow::Result<()> {
         args.repeats
     );
     mg_layers::backend::set_cpu_kernels(!args.no_kernels);
+    let kernels = match (args.device, args.no_kernels) {
+        (DeviceKind::Cpu, false) => mg_layers::backend::cpu_kernel_isa(),
+        _ => None,
+    };
+    if !args.json {
+        println!(
+            "machine: {} ({}, {} threads available){}",
+            machine::cpu_model(),
+            machine::isa_level(),
+            std::thread::available_parallelism().map_or(1, |n| n.get()),
+            kernels.map_or(String::new(), |k| format!("; project kernels: {k}"))
+        );
+    }
     let device = match args.no_kernels {
         true => format!("{} (burn ops)", args.device.name()),
         false => args.device.name().to_string(),
@@ -854,6 +868,7 @@ pub fn run_bench(args: &BenchArgs) -> anyhow::Result<()> {
         name,
         device: device.clone(),
         on_cpu: on_cpu(args.device),
+        kernels,
         steps,
         batch,
         repeats: args.repeats,

@@ -102,6 +102,22 @@ pub(crate) fn simd<R>(f: impl FnOnce() -> R) -> R {
     pulp::Arch::new().dispatch(f)
 }
 
+/// The instruction set [`simd`] runs with on this CPU: `x86-64-v3` (AVX2 and FMA) or
+/// `x86-64` (the baseline) on x86-64, the architecture's name elsewhere.
+pub(crate) fn simd_level() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    {
+        match pulp::x86::V3::try_new() {
+            Some(_) => "x86-64-v3",
+            None => "x86-64",
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        std::env::consts::ARCH
+    }
+}
+
 /// Sizes of a stride-1 convolution `x [n, c_in, h, w] ⊛ w [c_out, c_in, kh, kw]` with
 /// zero padding `[ph, pw]`, giving `[n, c_out, ho, wo]`.
 #[derive(Clone, Copy, Debug)]

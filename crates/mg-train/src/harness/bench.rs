@@ -14,6 +14,7 @@ use burn_store::{ModuleSnapshot, SafetensorsStore};
 use serde::{Deserialize, Serialize};
 
 use super::experiment::LossReduction;
+use super::machine;
 use super::optim::{OptimizerJob, with_optimizer};
 use super::task::{CarriedState, Task, WindowLoss};
 use super::train::{ExperimentOf, on_shards, shard_sizes, train_step};
@@ -63,6 +64,16 @@ pub struct BenchRecord {
     /// to rounding.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub loss: Option<f64>,
+    /// The machine's CPU model ([`machine::cpu_model`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<String>,
+    /// The CPU's instruction-set level, e.g. `x86-64-v4` ([`machine::isa_level`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub isa: Option<String>,
+    /// The instruction set the project's own CPU kernels ran with (absent: no project kernels
+    /// ran, as on a GPU backend or with `--no-kernels`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernels: Option<String>,
 }
 
 impl BenchRecord {
@@ -101,6 +112,9 @@ pub struct BenchOptions {
     pub device: String,
     /// The device is a CPU (peak memory is read there).
     pub on_cpu: bool,
+    /// The instruction set of the project's CPU kernels where the device runs them
+    /// (`mg_layers::backend::cpu_kernel_isa`), for the records.
+    pub kernels: Option<&'static str>,
     /// Time steps of the training window (at most one sequence).
     pub steps: usize,
     /// Batch of the training window and of the first inference step.
@@ -265,6 +279,9 @@ impl<T: Task, B: MgBackend> OptimizerJob<Autodiff<B>, T::TrainModel<B>> for Timi
                     words_per_s: None,
                     epoch_s: None,
                     loss,
+                    cpu: Some(machine::cpu_model()),
+                    isa: Some(machine::isa_level().to_string()),
+                    kernels: options.kernels.map(str::to_string),
                 }
             };
         let mut records = Vec::new();

@@ -9,6 +9,7 @@
 pub mod bench;
 pub mod checkpoint;
 pub mod experiment;
+pub mod machine;
 pub mod metrics;
 pub mod optim;
 pub mod progress;

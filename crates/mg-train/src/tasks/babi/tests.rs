@@ -567,6 +567,7 @@ fn bench_reports_words_per_second_and_the_epoch() {
         name: "tiny".into(),
         device: "cpu".into(),
         on_cpu: true,
+        kernels: Some("x86-64-v3"),
         steps: 6,
         batch: 2,
         repeats: 1,
@@ -582,6 +583,10 @@ fn bench_reports_words_per_second_and_the_epoch() {
     };
     let window = &records[0];
     assert!(window.bench.starts_with("train_window"), "{}", window.bench);
+    // Every record names the machine and the kernels' instruction set.
+    assert!(records.iter().all(|r| r.cpu.is_some()
+        && r.isa.as_deref() == Some(crate::harness::machine::isa_level())
+        && r.kernels.as_deref() == Some("x86-64-v3")));
     let seconds = window.median_ms / 1e3;
     let seed = config.train.seed;
     let batch = task.batch(seed, 0, 2).unwrap();
