@@ -118,6 +118,9 @@ pub struct InfoArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+    /// Set a config field, e.g. `--set model.channels=[8,8,8]` (a TOML value, else a string).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
 }
 
 /// Arguments of `mg-train viz`.
@@ -229,6 +232,9 @@ pub struct BenchArgs {
     /// Write the weights the benchmark starts from to this file (safetensors).
     #[arg(long, value_name = "FILE", conflicts_with = "scaling")]
     pub save_weights: Option<PathBuf>,
+    /// Set a config field, e.g. `--set task.reading=story` (a TOML value, else a string).
+    #[arg(long = "set", value_name = "KEY=VALUE", conflicts_with = "scaling")]
+    pub set: Vec<String>,
 }
 
 /// Largest batch `bench` accepts.
@@ -317,15 +323,32 @@ fn with_config_set<C: Command>(
     device: DeviceKind,
     command: C,
 ) -> anyhow::Result<C::Output> {
+    let (place, text) = config_with_overrides(path, overrides)?;
+    run_command(&place, text, device, command)
+}
+
+/// The config at `path` with `--set` overrides applied, and the place errors name
+/// (`in config P with --set K=V`).
+fn config_with_overrides(path: &Path, overrides: &[String]) -> anyhow::Result<(String, String)> {
+    let text = read_config_text(path)?;
+    overrides_in(format!("in config {}", path.display()), &text, overrides)
+}
+
+/// `text` with `--set` overrides applied, and the place errors name: `place` (`in config P`),
+/// followed by the overrides.
+fn overrides_in(
+    place: String,
+    text: &str,
+    overrides: &[String],
+) -> anyhow::Result<(String, String)> {
     let place = if overrides.is_empty() {
-        format!("in config {}", path.display())
+        place
     } else {
         let sets: Vec<String> = overrides.iter().map(|o| format!("--set {o}")).collect();
-        format!("in config {} with {}", path.display(), sets.join(" "))
+        format!("{place} with {}", sets.join(" "))
     };
-    let text = read_config_text(path)?;
-    let text = apply_overrides(&text, overrides).with_context(|| place.clone())?;
-    run_command(&place, text, device, command)
+    let text = apply_overrides(text, overrides).with_context(|| place.clone())?;
+    Ok((place, text))
 }
 
 /// `runs/FAMILY-NAME` for a shipped config `configs/FAMILY/NAME.toml` (so that
@@ -663,15 +686,23 @@ impl Command for Viz<'_> {
 
 /// Runs `mg-train info`.
 pub fn run_info(args: &InfoArgs) -> anyhow::Result<()> {
-    let place = format!("in config {}", args.config.display());
-    let text = read_config_text(&args.config)?;
+    let (place, text) = config_with_overrides(&args.config, &args.set)?;
     let kind = config_kind(&text).with_context(|| place.clone())?;
-    tasks::visit(&kind, InfoCmd { args, text }).with_context(|| place)?
+    tasks::visit(
+        &kind,
+        InfoCmd {
+            args,
+            text,
+            place: &place,
+        },
+    )
+    .with_context(|| place.clone())?
 }
 
 struct InfoCmd<'a> {
     args: &'a InfoArgs,
     text: String,
+    place: &'a str,
 }
 
 impl TaskVisitor for InfoCmd<'_> {
@@ -679,10 +710,9 @@ impl TaskVisitor for InfoCmd<'_> {
 
     fn visit<T: Task>(self) -> anyhow::Result<()> {
         let args = self.args;
-        let config = ExperimentOf::<T>::parse(&self.text)
-            .with_context(|| format!("in config {}", args.config.display()))?;
-        let task =
-            T::for_info(&config).with_context(|| format!("in config {}", args.config.display()))?;
+        let config =
+            ExperimentOf::<T>::parse(&self.text).with_context(|| self.place.to_string())?;
+        let task = T::for_info(&config).with_context(|| self.place.to_string())?;
         let info = task.info();
         let bytes = training_bytes(
             info.params,
@@ -915,15 +945,19 @@ pub fn run_bench(args: &BenchArgs) -> anyhow::Result<()> {
         };
         return tasks::mapping::scaling::run(&scaling, |r| print_records(r, args.json));
     }
-    let (path, text, name) = match &args.config {
+    let (path, (place, text), name) = match &args.config {
         None => (
             PathBuf::from("the reference mapping model"),
-            REFERENCE.to_string(),
+            overrides_in(
+                "in the reference mapping model".into(),
+                REFERENCE,
+                &args.set,
+            )?,
             "mapping-reference".to_string(),
         ),
         Some(path) => (
             path.clone(),
-            read_config_text(path)?,
+            config_with_overrides(path, &args.set)?,
             path.file_stem()
                 .map_or("model".into(), |s| s.to_string_lossy().into_owned()),
         ),
@@ -933,7 +967,6 @@ pub fn run_bench(args: &BenchArgs) -> anyhow::Result<()> {
         options: options(name),
         max_memory: args.max_memory,
     };
-    let place = format!("in config {}", path.display());
     let records = run_command(&place, text, args.device, bench)?;
     print_records(&records, args.json)
 }

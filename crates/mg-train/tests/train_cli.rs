@@ -314,6 +314,31 @@ fn bench_times_every_kind_and_the_scaling_family() {
     assert_eq!(benches.len(), 3, "{lines}");
     assert_eq!(benches[0]["bench"], "train_window");
     assert_eq!(benches[0]["memory"], 24);
+    // Every record names the machine; the project's kernels ran on the default CPU backend.
+    for b in &benches {
+        assert!(b["cpu"].as_str().is_some_and(|c| !c.is_empty()), "{b}");
+        assert!(b["isa"].is_string() && b["kernels"].is_string(), "{b}");
+    }
+    // `--set` changes the config for the benchmark (and for `info`); a bad one names itself.
+    let set = ["--set", "model.memory_slots=10"];
+    let bench = [
+        c,
+        "--json",
+        "--steps",
+        "2",
+        "--batch",
+        "2",
+        "--repeats",
+        "1",
+    ];
+    let line = ok(&[&["bench"][..], &bench, &set].concat());
+    let first: serde_json::Value = serde_json::from_str(line.lines().next().unwrap()).unwrap();
+    assert_eq!(first["memory"], 40, "{line}");
+    let info: serde_json::Value =
+        serde_json::from_str(&ok(&["info", c, "--json", "--set", "model.word_size=5"])).unwrap();
+    assert_eq!(info["memory_cells"], 30);
+    let err = fails(&[&["bench"][..], &bench, &["--set", "model.memory_slots"]].concat());
+    assert!(err.contains("--set model.memory_slots"), "{err}");
 
     let out = dir.join("scaling");
     let o = out.to_str().unwrap();
