@@ -295,7 +295,7 @@ fn bench_times_every_kind_and_the_scaling_family() {
     let dir = temp_dir("bench");
     let config = write_config(&dir, &tiny_dnc());
     let c = config.to_str().unwrap();
-    let lines = ok(&[
+    let bench = [
         "bench",
         c,
         "--json",
@@ -305,7 +305,8 @@ fn bench_times_every_kind_and_the_scaling_family() {
         "2",
         "--repeats",
         "1",
-    ]);
+    ];
+    let lines = ok(&bench);
     let benches: Vec<serde_json::Value> = lines
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -321,23 +322,13 @@ fn bench_times_every_kind_and_the_scaling_family() {
     }
     // `--set` changes the config for the benchmark (and for `info`); a bad one names itself.
     let set = ["--set", "model.memory_slots=10"];
-    let bench = [
-        c,
-        "--json",
-        "--steps",
-        "2",
-        "--batch",
-        "2",
-        "--repeats",
-        "1",
-    ];
-    let line = ok(&[&["bench"][..], &bench, &set].concat());
+    let line = ok(&[&bench[..], &set].concat());
     let first: serde_json::Value = serde_json::from_str(line.lines().next().unwrap()).unwrap();
     assert_eq!(first["memory"], 40, "{line}");
     let info: serde_json::Value =
         serde_json::from_str(&ok(&["info", c, "--json", "--set", "model.word_size=5"])).unwrap();
     assert_eq!(info["memory_cells"], 30);
-    let err = fails(&[&["bench"][..], &bench, &["--set", "model.memory_slots"]].concat());
+    let err = fails(&[&bench[..], &["--set", "model.memory_slots"]].concat());
     assert!(err.contains("--set model.memory_slots"), "{err}");
 
     let out = dir.join("scaling");
