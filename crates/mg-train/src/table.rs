@@ -8,9 +8,10 @@ use anyhow::{Context, bail};
 use clap::Args;
 use serde::Serialize;
 
-use crate::harness::RunDir;
 use crate::harness::checkpoint::write_atomic;
 use crate::harness::experiment::read_config_text;
+use crate::harness::{ExperimentOf, RunDir, Task};
+use crate::tasks::TaskVisitor;
 
 /// Arguments of `mg-train table`.
 #[derive(Args, Debug)]
@@ -87,8 +88,9 @@ fn read_run(
 ) -> anyhow::Result<(toml::Value, serde_json::Map<String, serde_json::Value>)> {
     let run = RunDir::open(dir)?;
     let text = read_config_text(&run.config())?;
-    let config: toml::Value =
-        toml::from_str(&text).with_context(|| format!("parsing {}", run.config().display()))?;
+    let place = || format!("in {}", run.config().display());
+    let kind = crate::commands::config_kind(&text).with_context(place)?;
+    let config = crate::tasks::visit(&kind, Resolved(&text)).with_context(place)??;
     let identity = toml::Value::Array(vec![
         config
             .get("task")
@@ -113,6 +115,19 @@ fn read_run(
         bail!("{}: expected a JSON object", eval.display());
     };
     Ok((identity, report))
+}
+
+/// A config as the task reads it, every field written out (defaults included), so that configs
+/// that say the same in other words (a default omitted or spelt out) compare equal.
+struct Resolved<'a>(&'a str);
+
+impl TaskVisitor for Resolved<'_> {
+    type Output = anyhow::Result<toml::Value>;
+
+    fn visit<T: Task>(self) -> anyhow::Result<toml::Value> {
+        let config = ExperimentOf::<T>::parse(self.0)?;
+        Ok(toml::Value::try_from(&config)?)
+    }
 }
 
 /// The common prefix of the runs' folder names, up to a separator (`-`, `_`, `.`, space).

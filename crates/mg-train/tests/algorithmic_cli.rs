@@ -105,17 +105,29 @@ fn vector_sort_and_recall_train_with_both_models() {
     for line in lines.lines() {
         assert_eq!(json(line)["steps"], 6, "{line}");
     }
-    // Two seeds of one config aggregate into mean ± σ.
+    // Two seeds of one config aggregate into mean ± σ, also where one config leaves out a
+    // default the other spells out (`[model] kind`, written by newer versions).
+    let (first, second) = (dir.join("sort-mg"), dir.join("sort-mg-seed2"));
+    std::fs::create_dir_all(&second).unwrap();
+    std::fs::copy(first.join("eval.json"), second.join("eval.json")).unwrap();
+    let text = std::fs::read_to_string(first.join("config.toml")).unwrap();
+    assert!(text.contains("kind = \"multigrid\"\n"), "{text}");
+    assert!(text.contains("\nseed = 5\n"), "{text}");
+    let text =
+        text.replacen("kind = \"multigrid\"\n", "", 1)
+            .replacen("\nseed = 5\n", "\nseed = 6\n", 1);
+    std::fs::write(second.join("config.toml"), text).unwrap();
     let table = dir.join("table.json");
     let out = ok(&[
         "table",
-        dir.join("sort-mg").to_str().unwrap(),
+        first.to_str().unwrap(),
         dir.join("sort-dnc").to_str().unwrap(),
         dir.join("recall-mg").to_str().unwrap(),
+        second.to_str().unwrap(),
         "--out",
         table.to_str().unwrap(),
     ]);
-    assert!(out.contains("sort"), "{out}");
+    assert!(out.contains("sort-mg (2 runs)"), "{out}");
     let rows = json(&std::fs::read_to_string(&table).unwrap());
     assert_eq!(rows.as_array().unwrap().len(), 3, "{rows}");
 }
