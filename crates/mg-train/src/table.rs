@@ -90,7 +90,9 @@ fn read_run(
     let text = read_config_text(&run.config())?;
     let place = || format!("in {}", run.config().display());
     let kind = crate::commands::config_kind(&text).with_context(place)?;
-    let config = crate::tasks::visit(&kind, Resolved(&text)).with_context(place)??;
+    let config = crate::tasks::visit(&kind, Resolved(&text))
+        .with_context(place)?
+        .with_context(place)?;
     let identity = toml::Value::Array(vec![
         config
             .get("task")

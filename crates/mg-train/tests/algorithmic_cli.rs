@@ -130,6 +130,15 @@ fn vector_sort_and_recall_train_with_both_models() {
     assert!(out.contains("sort-mg (2 runs)"), "{out}");
     let rows = json(&std::fs::read_to_string(&table).unwrap());
     assert_eq!(rows.as_array().unwrap().len(), 3, "{rows}");
+    // A run whose config no longer reads is named, with the field.
+    let text = std::fs::read_to_string(second.join("config.toml")).unwrap();
+    let bad = text.replacen("\nseed = 6\n", "\nseed = \"six\"\n", 1);
+    std::fs::write(second.join("config.toml"), bad).unwrap();
+    let err = fails(&["table", second.to_str().unwrap()]);
+    assert!(
+        err.contains("sort-mg-seed2/config.toml") && err.contains("seed"),
+        "{err}"
+    );
 }
 
 #[test]
