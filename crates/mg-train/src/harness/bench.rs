@@ -261,6 +261,7 @@ impl<T: Task, B: MgBackend> OptimizerJob<Autodiff<B>, T::TrainModel<B>> for Timi
             mut model,
         } = self;
         let info = task.info();
+        let (cpu, isa) = (machine::cpu_model(), machine::isa_level());
         let record =
             |bench: String, (batch, threads), steps, (median_ms, min_ms), peak_mib, loss| {
                 BenchRecord {
@@ -279,8 +280,8 @@ impl<T: Task, B: MgBackend> OptimizerJob<Autodiff<B>, T::TrainModel<B>> for Timi
                     words_per_s: None,
                     epoch_s: None,
                     loss,
-                    cpu: Some(machine::cpu_model()),
-                    isa: Some(machine::isa_level().to_string()),
+                    cpu: Some(cpu.clone()),
+                    isa: Some(isa.to_string()),
                     kernels: options.kernels.map(str::to_string),
                 }
             };
