@@ -164,14 +164,14 @@ impl<B: MgBackend> ConvLstmCell<B> {
         let gates = conv2d(
             input,
             self.weight.val(),
-            Some(self.gate_bias()),
+            Some(self.bias.val()),
             self.options(),
         );
         self.update(gates, state.cell)
     }
 
-    /// The input-to-gates convolution (with bias and forget bias) of many rows at once, e.g. all `T·B` rows
-    /// of a window.
+    /// The input-to-gates convolution (with bias; the forget bias is added in the update) of
+    /// many rows at once, e.g. all `T·B` rows of a window.
     ///
     /// # Shapes
     /// - `x`: `[n, d_input, h, w]`
@@ -179,7 +179,7 @@ impl<B: MgBackend> ConvLstmCell<B> {
     pub fn input_gates(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         self.check_input(&x);
         let w_x = self.weight.val().narrow(1, 0, self.d_input);
-        conv2d(x, w_x, Some(self.gate_bias()), self.options())
+        conv2d(x, w_x, Some(self.bias.val()), self.options())
     }
 
     /// One time step from precomputed input gates ([`Self::input_gates`]); only the
@@ -247,31 +247,16 @@ impl<B: MgBackend> ConvLstmCell<B> {
         (Tensor::cat(hidden, 0), state.expect("at least one step"))
     }
 
-    /// The gate bias with the constant forget bias folded in, so that the per-step update
-    /// needs no extra addition.
-    fn gate_bias(&self) -> Tensor<B, 1> {
-        let c = self.d_hidden;
-        let bias = self.bias.val();
-        if self.forget_bias == 0.0 {
-            return bias;
-        }
-        let forget = bias.clone().narrow(0, 2 * c, c) + self.forget_bias;
-        Tensor::cat(
-            vec![
-                bias.clone().narrow(0, 0, 2 * c),
-                forget,
-                bias.narrow(0, 3 * c, c),
-            ],
-            0,
-        )
-    }
-
-    /// The LSTM update from gate pre-activations (forget bias included).
+    /// The LSTM update from gate pre-activations (without the forget bias, added here).
+    ///
+    /// The forget bias is a constant of the update, not folded into the bias: a bias derived
+    /// from the parameter at every step would start a new autodiff graph at every step, which
+    /// burn merges into the window's at a cost that grows with the window.
     fn update(&self, gates: Tensor<B, 4>, cell: Tensor<B, 4>) -> ConvLstmState<B> {
         let c = self.d_hidden;
         let Some(peephole) = &self.peephole else {
             // Both states in one pass, both gradients in one pass (MgBackend::lstm_step).
-            let (cell, hidden) = lstm_step(gates, cell);
+            let (cell, hidden) = lstm_step(gates, cell, self.forget_bias);
             return ConvLstmState { cell, hidden };
         };
         let p = peephole.val();
@@ -279,7 +264,7 @@ impl<B: MgBackend> ConvLstmCell<B> {
         let part = |k: usize| p.clone().narrow(0, k, 1).reshape([1, c, h, w]);
         let gate = |k: usize| gates.clone().narrow(1, k * c, c);
         let i = sigmoid(gate(0) + part(0) * cell.clone());
-        let f = sigmoid(gate(2) + part(1) * cell.clone());
+        let f = sigmoid(gate(2).add_scalar(self.forget_bias) + part(1) * cell.clone());
         let cell = f * cell + i * gate(1).tanh();
         let o = sigmoid(gate(3) + part(2) * cell.clone());
         let hidden = o * cell.clone().tanh();

@@ -204,21 +204,23 @@ impl<B: MgBackend> Backward<B, 1> for SplitSteps {
     }
 }
 
-/// The LSTM update with both outputs ([`MgBackend::lstm_step`]); its state is the inputs.
+/// The LSTM update with both outputs ([`MgBackend::lstm_step`]); its state is the inputs and
+/// the forget bias.
 #[derive(Debug)]
 struct LstmStep;
 
 impl<B: MgBackend> Backward<B, 2> for LstmStep {
-    type State = (Slots<B>, Primitive<B>, Primitive<B>);
+    type State = (Slots<B>, Primitive<B>, Primitive<B>, f64);
 
     fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let (slots, gates, cell) = ops.state;
+        let (slots, gates, cell, forget_bias) = ops.state;
         let mut taken = take_slots::<B>(&slots).into_iter();
         let (grad_cell, grad_hidden) = (taken.next().flatten(), taken.next().flatten());
         if grad_cell.is_none() && grad_hidden.is_none() {
             return;
         }
-        let (d_gates, d_cell) = B::lstm_step_backward(gates, cell, grad_cell, grad_hidden);
+        let (d_gates, d_cell) =
+            B::lstm_step_backward(gates, cell, forget_bias, grad_cell, grad_hidden);
         register_pair::<B>(ids!(ops.parents), d_gates, d_cell, grads);
     }
 }
@@ -379,8 +381,10 @@ impl<B: MgBackend, C: CheckpointStrategy> MgBackend for Autodiff<B, C> {
     fn lstm_step(
         gates: FloatTensor<Self>,
         cell: FloatTensor<Self>,
+        forget_bias: f64,
     ) -> (FloatTensor<Self>, FloatTensor<Self>) {
-        let (new_cell, hidden) = B::lstm_step(gates.primitive.clone(), cell.primitive.clone());
+        let (new_cell, hidden) =
+            B::lstm_step(gates.primitive.clone(), cell.primitive.clone(), forget_bias);
         let prep = match LstmStep
             .prepare::<C>([gates.node.clone(), cell.node.clone()])
             .compute_bound()
@@ -391,7 +395,7 @@ impl<B: MgBackend, C: CheckpointStrategy> MgBackend for Autodiff<B, C> {
         };
         let slots = slots::<B>(2);
         // The node's own value is never read (its outputs are the two below it).
-        let state = (slots.clone(), gates.primitive, cell.primitive);
+        let state = (slots.clone(), gates.primitive, cell.primitive, forget_bias);
         let node: FloatTensor<Self> = prep.finish(state, new_cell.clone());
         let mut out = outputs::<B, C>(&node, vec![new_cell, hidden], &slots).into_iter();
         let new_cell = out.next().expect("the cell state");

@@ -715,26 +715,31 @@ impl MgBackend for Flex {
         memory::link_backward(inputs, grads, need)
     }
 
-    fn lstm_step(gates: FlexTensor, cell: FlexTensor) -> (FlexTensor, FlexTensor) {
+    fn lstm_step(
+        gates: FlexTensor,
+        cell: FlexTensor,
+        forget_bias: f64,
+    ) -> (FlexTensor, FlexTensor) {
         let (g, c) = (gates.to_contiguous(), cell.to_contiguous());
         match g.dtype() {
-            _ if !cpu_kernels_enabled() => defaults::lstm_step::<Flex>(g, c),
-            DType::F32 => step::<f32>(&g, &c),
-            DType::F64 => step::<f64>(&g, &c),
-            _ => defaults::lstm_step::<Flex>(g, c),
+            _ if !cpu_kernels_enabled() => defaults::lstm_step::<Flex>(g, c, forget_bias),
+            DType::F32 => step::<f32>(&g, &c, forget_bias),
+            DType::F64 => step::<f64>(&g, &c, forget_bias),
+            _ => defaults::lstm_step::<Flex>(g, c, forget_bias),
         }
     }
 
     fn lstm_step_backward(
         gates: FlexTensor,
         cell: FlexTensor,
+        forget_bias: f64,
         grad_cell: Option<FlexTensor>,
         grad_hidden: Option<FlexTensor>,
     ) -> (FlexTensor, FlexTensor) {
         let (g, c) = (gates.to_contiguous(), cell.to_contiguous());
         let kernels_apply = cpu_kernels_enabled() && matches!(g.dtype(), DType::F32 | DType::F64);
         if !kernels_apply {
-            return defaults::lstm_step_backward::<Flex>(g, c, grad_cell, grad_hidden);
+            return defaults::lstm_step_backward::<Flex>(g, c, forget_bias, grad_cell, grad_hidden);
         }
         // A missing gradient is zero (the last step's cell state, when only the hidden state
         // reaches the loss).
@@ -749,16 +754,21 @@ impl MgBackend for Flex {
         };
         let (dc, dh) = (grad(grad_cell), grad(grad_hidden));
         match g.dtype() {
-            DType::F32 => step_backward::<f32>(&g, &c, [&dc, &dh]),
-            _ => step_backward::<f64>(&g, &c, [&dc, &dh]),
+            DType::F32 => step_backward::<f32>(&g, &c, forget_bias, [&dc, &dh]),
+            _ => step_backward::<f64>(&g, &c, forget_bias, [&dc, &dh]),
         }
     }
 }
 
 /// [`kernels::lstm_step`] over the batch: `(cell', hidden')`.
-fn step<E: Element + Real>(g: &FlexTensor, c: &FlexTensor) -> (FlexTensor, FlexTensor) {
+fn step<E: Element + Real>(
+    g: &FlexTensor,
+    c: &FlexTensor,
+    forget_bias: f64,
+) -> (FlexTensor, FlexTensor) {
+    let fb = E::from_f64(forget_bias);
     let [cell, hidden] = per_image(g, [c], [1, 1], |g, [c], [cell, hidden]| {
-        kernels::lstm_step::<E>(g, c, cell, hidden)
+        kernels::lstm_step::<E>(g, c, fb, cell, hidden)
     });
     (tensor(cell, c.shape()), tensor(hidden, c.shape()))
 }
@@ -767,13 +777,17 @@ fn step<E: Element + Real>(g: &FlexTensor, c: &FlexTensor) -> (FlexTensor, FlexT
 fn step_backward<E: Element + Real>(
     g: &FlexTensor,
     c: &FlexTensor,
+    forget_bias: f64,
     [dc_next, dh]: [&FlexTensor; 2],
 ) -> (FlexTensor, FlexTensor) {
+    let fb = E::from_f64(forget_bias);
     let [dg, dc] = per_image(
         g,
         [c, dc_next, dh],
         [4, 1],
-        |g, [c, dc_next, dh], [dg, dc]| kernels::lstm_step_backward::<E>(g, c, dc_next, dh, dg, dc),
+        |g, [c, dc_next, dh], [dg, dc]| {
+            kernels::lstm_step_backward::<E>(g, c, fb, dc_next, dh, dg, dc)
+        },
     );
     (tensor(dg, g.shape()), tensor(dc, c.shape()))
 }

@@ -459,9 +459,15 @@ fn split4_mut<T>(d_gates: &mut [T], cs: usize) -> (&mut [T], &mut [T], &mut [T],
     (d_i, d_g, d_f, d_o)
 }
 
-/// The whole update for one image in one pass: `cell' = σ(f)·cell + σ(i)·tanh(g)` into
-/// `new_cell` and `hidden' = σ(o)·tanh(cell')` into `hidden`.
-pub(crate) fn lstm_step<T: Real>(gates: &[T], cell: &[T], new_cell: &mut [T], hidden: &mut [T]) {
+/// The whole update for one image in one pass: `cell' = σ(f + forget_bias)·cell +
+/// σ(i)·tanh(g)` into `new_cell` and `hidden' = σ(o)·tanh(cell')` into `hidden`.
+pub(crate) fn lstm_step<T: Real>(
+    gates: &[T],
+    cell: &[T],
+    forget_bias: T,
+    new_cell: &mut [T],
+    hidden: &mut [T],
+) {
     let cs = cell.len();
     let (i, g, f, o) = split4(gates, cs);
     let (new_cell, hidden) = (&mut new_cell[..cs], &mut hidden[..cs]);
@@ -469,7 +475,7 @@ pub(crate) fn lstm_step<T: Real>(gates: &[T], cell: &[T], new_cell: &mut [T], hi
         #[inline(always)]
         || {
             for k in 0..cs {
-                let c = f[k].sigmoid() * cell[k] + i[k].sigmoid() * g[k].tanh();
+                let c = (f[k] + forget_bias).sigmoid() * cell[k] + i[k].sigmoid() * g[k].tanh();
                 new_cell[k] = c;
                 hidden[k] = o[k].sigmoid() * c.tanh();
             }
@@ -483,6 +489,7 @@ pub(crate) fn lstm_step<T: Real>(gates: &[T], cell: &[T], new_cell: &mut [T], hi
 pub(crate) fn lstm_step_backward<T: Real>(
     gates: &[T],
     cell: &[T],
+    forget_bias: T,
     grad_cell: &[T],
     grad_hidden: &[T],
     d_gates: &mut [T],
@@ -495,8 +502,12 @@ pub(crate) fn lstm_step_backward<T: Real>(
         #[inline(always)]
         || {
             for k in 0..cs {
-                let (si, tg, sf, so) =
-                    (i[k].sigmoid(), g[k].tanh(), f[k].sigmoid(), o[k].sigmoid());
+                let (si, tg, sf, so) = (
+                    i[k].sigmoid(),
+                    g[k].tanh(),
+                    (f[k] + forget_bias).sigmoid(),
+                    o[k].sigmoid(),
+                );
                 let tc = (sf * cell[k] + si * tg).tanh();
                 let dh = grad_hidden[k];
                 let dc = grad_cell[k] + dh * so * (T::ONE - tc * tc);

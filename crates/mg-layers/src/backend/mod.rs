@@ -4,8 +4,8 @@
 //! - [`MgBackend::mg_conv2d`] and its backward (input and weight, apart or together; bias):
 //!   the layers' convolutions.
 //! - [`MgBackend::lstm_step`] and its backward: the conv-LSTM update from the gate
-//!   pre-activations, the new cell and hidden states in one pass and both gradients in one
-//!   pass.
+//!   pre-activations (the constant forget bias added inside), the new cell and hidden states
+//!   in one pass and both gradients in one pass.
 //! - [`MgBackend::mg_cat_channels`] and its backward [`MgBackend::mg_split_channels`]: the
 //!   channel concatenations of the gather and of `[x, h]`, whose gradients burn's autodiff
 //!   hands on as strided views (every later op then walks them through a strided iterator).
@@ -152,13 +152,14 @@ pub trait MgBackend: Backend {
         defaults::maxpool_backward::<Self>(x, grad, factors)
     }
 
-    /// The whole update in one pass: `(cell', hidden')`, `cell' = σ(f)·cell + σ(i)·tanh(g)`
-    /// and `hidden' = σ(o)·tanh(cell')`, each `[n, c, h, w]`.
+    /// The whole update in one pass: `(cell', hidden')`, `cell' = σ(f + forget_bias)·cell +
+    /// σ(i)·tanh(g)` and `hidden' = σ(o)·tanh(cell')`, each `[n, c, h, w]`.
     fn lstm_step(
         gates: FloatTensor<Self>,
         cell: FloatTensor<Self>,
+        forget_bias: f64,
     ) -> (FloatTensor<Self>, FloatTensor<Self>) {
-        defaults::lstm_step::<Self>(gates, cell)
+        defaults::lstm_step::<Self>(gates, cell, forget_bias)
     }
 
     /// The gradients of [`Self::lstm_step`] with respect to `gates` and `cell`, from those of
@@ -166,10 +167,11 @@ pub trait MgBackend: Backend {
     fn lstm_step_backward(
         gates: FloatTensor<Self>,
         cell: FloatTensor<Self>,
+        forget_bias: f64,
         grad_cell: Option<FloatTensor<Self>>,
         grad_hidden: Option<FloatTensor<Self>>,
     ) -> (FloatTensor<Self>, FloatTensor<Self>) {
-        defaults::lstm_step_backward::<Self>(gates, cell, grad_cell, grad_hidden)
+        defaults::lstm_step_backward::<Self>(gates, cell, forget_bias, grad_cell, grad_hidden)
     }
 
     /// The DNC's allocation weighting of usages `[b, n]` ([`dnc_allocation`]), `[b, n]`.
@@ -306,16 +308,17 @@ pub(crate) mod defaults {
             .tensor()
     }
 
-    /// The new cell state `c = σ(f)·cell + σ(i)·tanh(g)`, `[n, c, h, w]`.
+    /// The new cell state `c = σ(f + forget_bias)·cell + σ(i)·tanh(g)`, `[n, c, h, w]`.
     pub(crate) fn lstm_cell<B: Backend>(
         gates: FloatTensor<B>,
         cell: FloatTensor<B>,
+        forget_bias: f64,
     ) -> FloatTensor<B> {
         let (gates, cell) = (float::<B>(gates), float::<B>(cell));
         let c = cell.dims()[1];
         let i = sigmoid(gates.clone().narrow(1, 0, c));
         let g = gates.clone().narrow(1, c, c).tanh();
-        let f = sigmoid(gates.narrow(1, 2 * c, c));
+        let f = forget_gate(gates, c, forget_bias);
         (f * cell + i * g).into_primitive().tensor()
     }
 
@@ -323,13 +326,14 @@ pub(crate) mod defaults {
     pub(crate) fn lstm_cell_backward<B: Backend>(
         gates: FloatTensor<B>,
         cell: FloatTensor<B>,
+        forget_bias: f64,
         grad: FloatTensor<B>,
     ) -> (FloatTensor<B>, FloatTensor<B>) {
         let (gates, cell, grad) = (float::<B>(gates), float::<B>(cell), float(grad));
         let c = cell.dims()[1];
         let i = sigmoid(gates.clone().narrow(1, 0, c));
         let g = gates.clone().narrow(1, c, c).tanh();
-        let f = sigmoid(gates.narrow(1, 2 * c, c));
+        let f = forget_gate(gates, c, forget_bias);
         let d_i = grad.clone() * g.clone() * i.clone() * (i.clone().neg() + 1.0);
         let d_g = grad.clone() * i * (g.clone() * g).neg().add_scalar(1.0);
         let d_f = grad.clone() * cell * f.clone() * (f.clone().neg() + 1.0);
@@ -347,8 +351,9 @@ pub(crate) mod defaults {
     pub(crate) fn lstm_step<B: super::MgBackend>(
         gates: FloatTensor<B>,
         cell: FloatTensor<B>,
+        forget_bias: f64,
     ) -> (FloatTensor<B>, FloatTensor<B>) {
-        let new_cell = lstm_cell::<B>(gates.clone(), cell);
+        let new_cell = lstm_cell::<B>(gates.clone(), cell, forget_bias);
         let hidden = lstm_hidden::<B>(gates, new_cell.clone());
         (new_cell, hidden)
     }
@@ -358,12 +363,13 @@ pub(crate) mod defaults {
     pub(crate) fn lstm_step_backward<B: super::MgBackend>(
         gates: FloatTensor<B>,
         cell: FloatTensor<B>,
+        forget_bias: f64,
         grad_cell: Option<FloatTensor<B>>,
         grad_hidden: Option<FloatTensor<B>>,
     ) -> (FloatTensor<B>, FloatTensor<B>) {
         let (d_gates_hidden, grad_cell) = match grad_hidden {
             Some(grad) => {
-                let new_cell = lstm_cell::<B>(gates.clone(), cell.clone());
+                let new_cell = lstm_cell::<B>(gates.clone(), cell.clone(), forget_bias);
                 let (d_gates, d_cell) = lstm_hidden_backward::<B>(gates.clone(), new_cell, grad);
                 let grad_cell = match grad_cell {
                     Some(g) => B::float_add(g, d_cell),
@@ -377,12 +383,22 @@ pub(crate) mod defaults {
                 (None, grad_cell.unwrap_or_else(zeros))
             }
         };
-        let (d_gates, d_cell) = lstm_cell_backward::<B>(gates, cell, grad_cell);
+        let (d_gates, d_cell) = lstm_cell_backward::<B>(gates, cell, forget_bias, grad_cell);
         let d_gates = match d_gates_hidden {
             Some(d) => B::float_add(d_gates, d),
             None => d_gates,
         };
         (d_gates, d_cell)
+    }
+
+    /// The forget gate `σ(f + forget_bias)` of gates `[n, 4·c, h, w]`.
+    fn forget_gate<B: Backend>(gates: Tensor<B, 4>, c: usize, forget_bias: f64) -> Tensor<B, 4> {
+        let f = gates.narrow(1, 2 * c, c);
+        sigmoid(if forget_bias == 0.0 {
+            f
+        } else {
+            f.add_scalar(forget_bias)
+        })
     }
 
     /// The hidden state `h = σ(o)·tanh(cell)`, `[n, c, h, w]`, from the new cell state.
@@ -532,8 +548,14 @@ pub fn maxpool<B: MgBackend>(x: Tensor<B, 4>, factors: [usize; 2]) -> Tensor<B, 
     float(B::mg_maxpool(x.into_primitive().tensor(), factors))
 }
 
-/// [`MgBackend::lstm_step`] on tensors: the new cell state `σ(f)·cell + σ(i)·tanh(g)` and the
-/// hidden state `σ(o)·tanh(cell')` in one pass, with one backward for both.
+/// [`MgBackend::lstm_step`] on tensors: the new cell state `σ(f + forget_bias)·cell +
+/// σ(i)·tanh(g)` and the hidden state `σ(o)·tanh(cell')` in one pass, with one backward for
+/// both.
+///
+/// The forget bias is a constant of the update rather than part of the gates' bias: a bias
+/// shifted in the forward pass would be a new tensor derived from a parameter at every step,
+/// and burn's autodiff merges each such tensor's graph into the window's (a cost that grows
+/// with the graph, so with the window's length).
 ///
 /// # Shapes
 /// - `gates`: `[n, 4·c, h, w]` split `(i, g, f, o)`, `cell`: `[n, c, h, w]`
@@ -541,11 +563,13 @@ pub fn maxpool<B: MgBackend>(x: Tensor<B, 4>, factors: [usize; 2]) -> Tensor<B, 
 pub fn lstm_step<B: MgBackend>(
     gates: Tensor<B, 4>,
     cell: Tensor<B, 4>,
+    forget_bias: f64,
 ) -> (Tensor<B, 4>, Tensor<B, 4>) {
     check_gates("lstm_step", &gates, &cell);
     let (cell, hidden) = B::lstm_step(
         gates.into_primitive().tensor(),
         cell.into_primitive().tensor(),
+        forget_bias,
     );
     (float(cell), float(hidden))
 }

@@ -113,10 +113,14 @@ fn conv2d_and_its_backward_halves_match_burn() {
 }
 
 /// The LSTM update written with burn's tensor ops, as the layer had it before the extension.
-fn reference_lstm(gates: Tensor<AB, 4>, cell: Tensor<AB, 4>) -> (Tensor<AB, 4>, Tensor<AB, 4>) {
+fn reference_lstm(
+    gates: Tensor<AB, 4>,
+    cell: Tensor<AB, 4>,
+    forget_bias: f64,
+) -> (Tensor<AB, 4>, Tensor<AB, 4>) {
     let c = cell.dims()[1];
     let part = |k: usize| gates.clone().narrow(1, k * c, c);
-    let cell = sigmoid(part(2)) * cell + sigmoid(part(0)) * part(1).tanh();
+    let cell = sigmoid(part(2).add_scalar(forget_bias)) * cell + sigmoid(part(0)) * part(1).tanh();
     let hidden = sigmoid(part(3)) * cell.clone().tanh();
     (cell, hidden)
 }
@@ -125,6 +129,9 @@ fn reference_lstm(gates: Tensor<AB, 4>, cell: Tensor<AB, 4>) -> (Tensor<AB, 4>, 
 /// in parallel.
 const LSTM_CASES: [[usize; 4]; 4] = [[1, 1, 1, 1], [1, 3, 2, 5], [4, 2, 3, 1], [16, 8, 12, 12]];
 
+/// The forget bias of each case: none, the layers' default, a negative one.
+const FORGET_BIASES: [f64; 4] = [0.0, 1.0, -0.7, 1.0];
+
 /// Forward values and the gradients of `Σ c ⊙ R₁ + Σ h ⊙ R₂` (and of each term alone, so
 /// that one of `lstm_step`'s outputs gets no gradient) against the reference.
 #[test]
@@ -132,6 +139,7 @@ fn lstm_ops_match_burn_ops_forward_and_backward() {
     device();
     for (k, [n, c, h, w]) in LSTM_CASES.into_iter().enumerate() {
         let seed = 100 + 10 * k as u64;
+        let fb = FORGET_BIASES[k];
         // Pre-activations up to ±3: every nonlinearity away from its linear range.
         let gates = (random([n, 4 * c, h, w], seed) * 3.0).require_grad();
         let cell = random([n, c, h, w], seed + 1).require_grad();
@@ -141,9 +149,9 @@ fn lstm_ops_match_burn_ops_forward_and_backward() {
         );
         let run = |fused: bool, [use_cell, use_hidden]: [bool; 2]| {
             let (c_new, h_new) = if fused {
-                lstm_step(gates.clone(), cell.clone())
+                lstm_step(gates.clone(), cell.clone(), fb)
             } else {
-                reference_lstm(gates.clone(), cell.clone())
+                reference_lstm(gates.clone(), cell.clone(), fb)
             };
             let loss = match (use_cell, use_hidden) {
                 (true, true) => {
@@ -204,8 +212,9 @@ fn lstm_finite_differences(both: bool) {
         let g = Tensor::<AB, 4>::from_data(TensorData::new(gates, [2, 8, 1, 3]), &device())
             .require_grad();
         let c = Tensor::<AB, 4>::from_data(TensorData::new(cell, shape), &device()).require_grad();
-        let (c1, h1) = lstm_step(g.clone(), c.clone());
-        let (_, h2) = lstm_step(g.clone(), c1);
+        // A forget bias of 1 (the layers' default) in the first update, none in the second.
+        let (c1, h1) = lstm_step(g.clone(), c.clone(), 1.0);
+        let (_, h2) = lstm_step(g.clone(), c1, 0.0);
         let l = if both {
             (h2 * r.clone()).sum() + (h1 * r.clone()).sum()
         } else {

@@ -25,8 +25,8 @@ pub struct Controller<B: Backend> {
 }
 
 /// The controller's parameters prepared once for a window of steps: the weight split into
-/// its rows for `x` and for the recurrent part `[r_{t−1}; h_{t−1}]`, and the bias with the
-/// forget bias folded in.
+/// its rows for `x` and for the recurrent part `[r_{t−1}; h_{t−1}]`, and the bias (the
+/// forget bias is added in the update, [`lstm_step`]).
 pub(crate) struct ControllerWindow<B: Backend> {
     input_weight: Tensor<B, 2>,
     recurrent_weight: Tensor<B, 2>,
@@ -85,22 +85,11 @@ impl<B: MgBackend> Controller<B> {
     pub(crate) fn window(&self, d_x: usize) -> ControllerWindow<B> {
         let rows = self.d_input + self.d_hidden;
         let weight = self.weight.val();
-        let c = self.d_hidden;
-        let bias = self.bias.val();
-        let forget = bias.clone().narrow(0, 2 * c, c).add_scalar(FORGET_BIAS);
-        let bias = Tensor::cat(
-            vec![
-                bias.clone().narrow(0, 0, 2 * c),
-                forget,
-                bias.narrow(0, 3 * c, c),
-            ],
-            0,
-        );
         ControllerWindow {
             input_weight: weight.clone().narrow(0, 0, d_x),
             recurrent_weight: weight.narrow(0, d_x, rows - d_x),
-            bias,
-            d_hidden: c,
+            bias: self.bias.val(),
+            d_hidden: self.d_hidden,
         }
     }
 }
@@ -135,6 +124,7 @@ impl<B: MgBackend> ControllerWindow<B> {
         let (cell, hidden) = lstm_step(
             gates.reshape([batch, 4 * c, 1, 1]),
             cell.reshape([batch, c, 1, 1]),
+            FORGET_BIAS,
         );
         (hidden.reshape([batch, c]), cell.reshape([batch, c]))
     }
