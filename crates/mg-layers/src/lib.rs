@@ -11,6 +11,7 @@ mod norm;
 mod resample;
 mod residual;
 mod stack;
+mod window;
 
 pub use backend::{MgAutodiffBackend, MgBackend};
 pub use cell::{ConvLstmCell, ConvLstmCellConfig, ConvLstmState};
@@ -23,6 +24,7 @@ pub use norm::{MgNorm, MgNormConfig, NormMode};
 pub use resample::{gather, maxpool2x, upsample2x};
 pub use residual::{Residual, pad_channels, residual_add};
 pub use stack::{MgLstmStack, MgLstmStackConfig, StackOutput, StackState};
+pub use window::window_view;
 
 #[cfg(all(test, not(any(feature = "test-wgpu", feature = "test-cuda"))))]
 pub(crate) type TestBackend = burn::backend::Flex;

@@ -1,8 +1,8 @@
 //! Truncated-BPTT training of any [`Task`], with carried, detached state, divergence checks
 //! before every update, verified checkpoints and exact resume.
 
-use mg_layers::MgBackend;
 use mg_layers::backend::with_serial_kernels;
+use mg_layers::{MgBackend, window_view};
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -122,8 +122,15 @@ pub fn window_gradients<T: Task, B: MgBackend>(
         let grads = GradientsParams::from_grads(scored.loss.backward(), model);
         (loss, scored.units, scored.metrics, grads)
     };
+    // The forward passes read the parameters through a window view (mg_layers::window_view),
+    // whose per-step cost does not grow along the window; not while burn has parameters still
+    // to draw (the view would draw them apart from the model the gradients are taken from).
+    let view = |model: &T::TrainModel<B>| match has_lazy_params::<Autodiff<B>, _>(model) {
+        true => model.clone(),
+        false => window_view(model.clone()),
+    };
     let run = |model: &T::TrainModel<B>, (window, state): Shard<'_, T, B>| -> ShardResult<T, B> {
-        let (output, next) = task.forward(T::as_model(model), window, state, path);
+        let (output, next) = task.forward(T::as_model(&view(model)), window, state, path);
         let (loss, units, metrics, grads) = backward(model, task.loss(output, window, reduction));
         (loss, units, metrics, grads, next)
     };
@@ -146,7 +153,7 @@ pub fn window_gradients<T: Task, B: MgBackend>(
         if task.couples_shards() {
             let windows: Vec<&T::Window<Autodiff<B>>> = work.iter().map(|(_, s)| s.0).collect();
             let forwards = on_shards(work, |(copy, (window, state))| {
-                let (output, next) = task.forward(T::as_model(&copy), window, state, path);
+                let (output, next) = task.forward(T::as_model(&view(&copy)), window, state, path);
                 (copy, output, next)
             });
             let mut outputs = Vec::with_capacity(forwards.len());
