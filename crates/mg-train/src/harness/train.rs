@@ -124,13 +124,15 @@ pub fn window_gradients<T: Task, B: MgBackend>(
     };
     // The forward passes read the parameters through a window view (mg_layers::window_view),
     // whose per-step cost does not grow along the window; not while burn has parameters still
-    // to draw (the view would draw them apart from the model the gradients are taken from).
-    let view = |model: &T::TrainModel<B>| match has_lazy_params::<Autodiff<B>, _>(model) {
-        true => model.clone(),
-        false => window_view(model.clone()),
+    // to draw: those are drawn on the model itself, which the gradients are taken from (a
+    // copy would draw its own).
+    let view = |model: &T::TrainModel<B>| {
+        (!has_lazy_params::<Autodiff<B>, _>(model)).then(|| window_view(model.clone()))
     };
     let run = |model: &T::TrainModel<B>, (window, state): Shard<'_, T, B>| -> ShardResult<T, B> {
-        let (output, next) = task.forward(T::as_model(&view(model)), window, state, path);
+        let view = view(model);
+        let forward_model = T::as_model(view.as_ref().unwrap_or(model));
+        let (output, next) = task.forward(forward_model, window, state, path);
         let (loss, units, metrics, grads) = backward(model, task.loss(output, window, reduction));
         (loss, units, metrics, grads, next)
     };
@@ -153,7 +155,9 @@ pub fn window_gradients<T: Task, B: MgBackend>(
         if task.couples_shards() {
             let windows: Vec<&T::Window<Autodiff<B>>> = work.iter().map(|(_, s)| s.0).collect();
             let forwards = on_shards(work, |(copy, (window, state))| {
-                let (output, next) = task.forward(T::as_model(&view(&copy)), window, state, path);
+                let view = view(&copy);
+                let forward_model = T::as_model(view.as_ref().unwrap_or(&copy));
+                let (output, next) = task.forward(forward_model, window, state, path);
                 (copy, output, next)
             });
             let mut outputs = Vec::with_capacity(forwards.len());
