@@ -18,7 +18,9 @@ use burn::tensor::backend::AutodiffBackend;
 /// it, for the forward pass of one training window; the gradients reach the original
 /// parameters, so take them with the original module (`GradientsParams::from_grads(grads,
 /// &module)`). Parameters not yet initialised (burn draws them on first use) are left as
-/// they are, so that the initial weights do not depend on this call.
+/// they are, so that the initial weights do not depend on this call; the view would then
+/// draw its own copies apart from the module, so take it only once a forward pass of the
+/// module itself has drawn them (the first window runs on the module).
 ///
 /// Costs one copy of the parameters per window, forward and backward.
 pub fn window_view<B: AutodiffBackend, M: Module<B>>(module: M) -> M {
