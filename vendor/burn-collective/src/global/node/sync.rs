@@ -65,23 +65,27 @@ impl<P: Protocol> SyncService<P> {
                 .await
                 .expect("Peer closed connection unexpectedly");
         }
+        let mut all_node_ids = node_state.nodes.keys().cloned().collect::<Vec<_>>();
+        all_node_ids.sort();
         loop {
+            // Registered before the check, so that a request arriving between the check and
+            // the wait still wakes this task.
+            let mut notified = std::pin::pin!(self.sync_notif.notified());
+            notified.as_mut().enable();
             {
-                // compare currently synced peers with list of all nodes
-                let mut syncing_peers = self.syncing_peers.lock().unwrap().to_vec();
-                syncing_peers.sort();
-
-                let mut all_node_ids = node_state.nodes.keys().cloned().collect::<Vec<_>>();
-                all_node_ids.sort();
-
-                if syncing_peers == all_node_ids {
-                    // all nodes have synced
-                    syncing_peers.clear();
+                // Every node's request for this sync, each taken once: a fast peer's request
+                // for the next sync may already be in the list and stays there.
+                let mut syncing_peers = self.syncing_peers.lock().unwrap();
+                if all_node_ids.iter().all(|id| syncing_peers.contains(id)) {
+                    for id in &all_node_ids {
+                        let at = syncing_peers.iter().position(|p| p == id).unwrap();
+                        syncing_peers.remove(at);
+                    }
                     return;
                 }
             }
             // Wait for the next sync to come in
-            self.sync_notif.notified().await
+            notified.await
         }
     }
 

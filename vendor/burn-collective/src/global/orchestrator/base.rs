@@ -130,8 +130,16 @@ impl GlobalOrchestrator {
 
 /// Start a global orchestrator with WebSocket on the given port
 pub async fn start_global_orchestrator(port: u16) {
+    start_global_orchestrator_until(port, os_shutdown_signal()).await
+}
+
+/// Start a global orchestrator with WebSocket on the given port, until `shutdown` completes.
+pub async fn start_global_orchestrator_until<F>(port: u16, shutdown: F)
+where
+    F: Future<Output = ()> + Send + 'static,
+{
     let server = WsServer::new(port);
-    let res = GlobalOrchestrator::start(os_shutdown_signal(), server).await;
+    let res = GlobalOrchestrator::start(shutdown, server).await;
     if let Err(err) = res {
         log::error!("Global Collective Orchestrator error: {err:?}");
     }
