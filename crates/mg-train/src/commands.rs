@@ -19,6 +19,7 @@ use crate::harness::experiment::{
 };
 use crate::harness::machine;
 use crate::harness::metrics::read_metrics;
+use crate::harness::nodes::NodeOptions;
 use crate::harness::stop;
 use crate::harness::train::{load_model, shard_sizes, train};
 use crate::harness::{EvalRequest, ExperimentOf, Report, RunDir, RunLock, Task, TrainOptions};
@@ -57,6 +58,69 @@ pub struct TrainArgs {
     /// (a TOML value, else a string); the run's config.toml records the result.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
+    /// Data-parallel training over processes and machines.
+    #[command(flatten)]
+    pub nodes: NodeArgs,
+}
+
+/// Data-parallel training over processes and machines (`train` and `resume`).
+#[derive(Args, Debug, Clone)]
+pub struct NodeArgs {
+    /// Processes that train the run together, on one machine or several: each trains its part
+    /// of the batch and the gradients are summed between them (burn-collective).
+    #[arg(long, default_value_t = 1)]
+    pub nodes: usize,
+    /// This process's rank among --nodes, 0 to N−1. Rank 0 runs the coordinator and writes the
+    /// run (checkpoints, metrics, pictures); the others only train.
+    #[arg(long, default_value_t = 0)]
+    pub node_rank: usize,
+    /// The coordinator's HOST:PORT, the same for every rank; rank 0 listens on PORT.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub coordinator: Option<String>,
+    /// HOST:PORT at which the other nodes reach this one [default: the coordinator's HOST and
+    /// port PORT+1+rank, right on one machine; on several, give each node its own].
+    #[arg(long, value_name = "HOST:PORT")]
+    pub node_address: Option<String>,
+    /// Seconds a node waits for the others at any exchange before it stops with an error
+    /// naming them (a window, or rank 0's checkpoint and validation, must fit in it).
+    #[arg(long, value_name = "SECONDS", default_value_t = 600.0)]
+    pub node_timeout: f64,
+}
+
+impl NodeArgs {
+    /// The node settings, `None` for a run in one process.
+    pub fn options(&self) -> anyhow::Result<Option<NodeOptions>> {
+        if self.nodes == 1
+            && self.node_rank == 0
+            && self.coordinator.is_none()
+            && self.node_address.is_none()
+        {
+            return Ok(None);
+        }
+        let Some(coordinator) = self.coordinator.clone() else {
+            bail!(
+                "--nodes {} --node-rank {}: give --coordinator HOST:PORT too (the same for every \
+                 rank; rank 0 starts it)",
+                self.nodes,
+                self.node_rank
+            );
+        };
+        if !(self.node_timeout.is_finite() && self.node_timeout > 0.0) {
+            bail!(
+                "--node-timeout {}: expected a positive number of seconds",
+                self.node_timeout
+            );
+        }
+        let options = NodeOptions {
+            nodes: self.nodes,
+            rank: self.node_rank,
+            coordinator,
+            address: self.node_address.clone(),
+            timeout: std::time::Duration::from_secs_f64(self.node_timeout),
+        };
+        options.check()?;
+        Ok(Some(options))
+    }
 }
 
 impl TrainArgs {
@@ -89,6 +153,9 @@ pub struct ResumeArgs {
     /// estimated training memory exceeds it is refused before anything is allocated.
     #[arg(long, value_name = "GIB")]
     pub max_memory: Option<f64>,
+    /// Data-parallel training over processes and machines.
+    #[command(flatten)]
+    pub nodes: NodeArgs,
 }
 
 /// Arguments of `mg-train eval`.
@@ -426,11 +493,33 @@ impl Command for Train<'_> {
             }
         }
         check_threads(&task, &config, &args.config)?;
+        let nodes = args.nodes.options()?;
         stop::on_signals()?;
         let root = args
             .run_dir
             .clone()
             .unwrap_or_else(|| default_run_dir(&args.config));
+        if let Some(o) = nodes.as_ref().filter(|o| o.rank > 0) {
+            // Rank 0 owns the run folder; this node only trains.
+            let options = TrainOptions {
+                total_steps,
+                resume: false,
+                from: None,
+                max_seconds,
+                on_cpu: on_cpu(args.device),
+                show_progress: false,
+                nodes: Some(o.clone()),
+            };
+            eprintln!(
+                "node {} of {}: training {} with rank 0 at {}, which writes {}",
+                o.rank,
+                o.nodes,
+                args.config.display(),
+                o.coordinator,
+                root.display()
+            );
+            return train_and_report::<T, B>(device, &task, &config, &RunDir::new(&root), &options);
+        }
         let created = !root.exists();
         let lock = RunLock::acquire(&root, &format!("train {}", args.config.display()))?;
         let run = RunDir::new(&root);
@@ -459,6 +548,7 @@ impl Command for Train<'_> {
             max_seconds,
             on_cpu: on_cpu(args.device),
             show_progress: true,
+            nodes,
         };
         let result = write_atomic(&run.config(), config.to_toml().as_bytes()).and_then(|()| {
             eprintln!(
@@ -514,7 +604,15 @@ fn check_threads<T: Task>(task: &T, config: &ExperimentOf<T>, path: &Path) -> an
 /// Runs `mg-train resume`.
 pub fn run_resume(args: &ResumeArgs) -> anyhow::Result<()> {
     let run = RunDir::open(&args.run_dir)?;
-    let lock = RunLock::acquire(&run.root, &format!("resume {}", run.root.display()))?;
+    let nodes = args.nodes.options()?;
+    // Rank 0 owns the run folder; the other nodes read its config and checkpoint.
+    let lock = match nodes.as_ref().filter(|o| o.rank > 0) {
+        Some(_) => None,
+        None => Some(RunLock::acquire(
+            &run.root,
+            &format!("resume {}", run.root.display()),
+        )?),
+    };
     let resume = Resume {
         args,
         run: run.clone(),
@@ -526,7 +624,7 @@ pub fn run_resume(args: &ResumeArgs) -> anyhow::Result<()> {
 struct Resume<'a> {
     args: &'a ResumeArgs,
     run: RunDir,
-    lock: RunLock,
+    lock: Option<RunLock>,
 }
 
 impl Command for Resume<'_> {
@@ -546,6 +644,7 @@ impl Command for Resume<'_> {
             max_seconds: max_seconds(args.minutes)?,
             on_cpu: on_cpu(args.device),
             show_progress: true,
+            nodes: args.nodes.options()?,
         };
         train_and_report::<T, B>(device, &task, &config, &self.run, &options)
     }
@@ -563,6 +662,13 @@ fn train_and_report<T: Task, B: MgBackend>(
     // checkpoint is training's business (it falls back, or `--from` picks one).
     let before = run.latest_progress();
     let progress = train::<T, B>(device, task, config, run, options)?;
+    if let Some(o) = options.nodes.as_ref().filter(|o| o.rank > 0) {
+        eprintln!(
+            "node {}: trained to time step {} with rank 0, which wrote the run",
+            o.rank, progress.time_step
+        );
+        return Ok(());
+    }
     if stop::requested() {
         bail!(
             "interrupted at time step {}; the checkpoint is in {}: continue with \

@@ -322,7 +322,7 @@ impl<T: Task, B: MgBackend> OptimizerJob<Autodiff<B>, T::TrainModel<B>> for Timi
             // keeps freed pages for reuse, so a later path would start on the earlier's.
             let tracked = options.on_cpu && k == 0 && peak::reset();
             let timing = time(options.repeats, || {
-                let (next, result) = train_step::<T, B, O>(
+                let ((next, result), _) = train_step::<T, B, O>(
                     task,
                     model.clone(),
                     &mut optim,
@@ -331,7 +331,10 @@ impl<T: Task, B: MgBackend> OptimizerJob<Autodiff<B>, T::TrainModel<B>> for Timi
                     1e-4,
                     config.train.clip_norm,
                     LossReduction::Sum,
-                );
+                    None,
+                    false,
+                )
+                .expect("one process sums nothing over nodes");
                 model = next;
                 match result {
                     Ok(step) => {

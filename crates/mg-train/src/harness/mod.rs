@@ -11,6 +11,7 @@ pub mod checkpoint;
 pub mod experiment;
 pub mod machine;
 pub mod metrics;
+pub mod nodes;
 pub mod optim;
 pub mod progress;
 pub mod stop;

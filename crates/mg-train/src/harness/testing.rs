@@ -48,6 +48,7 @@ pub fn train_to<T: Task>(
         max_seconds: None,
         on_cpu: true,
         show_progress: false,
+        nodes: None,
     };
     train::<T, Flex>(Default::default(), task, config, run, &options).unwrap();
 }

@@ -18,6 +18,7 @@ use burn::tensor::{ElementConversion, Tensor};
 use super::checkpoint::{Manifest, Progress, RunDir};
 use super::experiment::{Experiment, LossReduction, resolve_path};
 use super::metrics::{MetricsLine, plot_metrics, truncate_metrics};
+use super::nodes::{Agreement, NodeOptions, Nodes, node_sizes};
 use super::optim::{OptimizerJob, clip_global_norm, linear_lr, scale_grads, with_optimizer};
 use super::progress::Progress as Bar;
 use super::task::{CarriedState, ForwardPath, RestoreState, Task, WindowLoss};
@@ -43,6 +44,8 @@ pub struct TrainOptions {
     pub on_cpu: bool,
     /// Show progress on stderr.
     pub show_progress: bool,
+    /// Train data-parallel with other processes ([`super::nodes`]).
+    pub nodes: Option<NodeOptions>,
 }
 
 /// The outcome of one training window.
@@ -188,6 +191,10 @@ pub fn window_gradients<T: Task, B: MgBackend>(
 /// that the threads build separate autodiff graphs), and the gradients are summed in shard
 /// order, each weighted by its share of the units when the loss is a mean: the update of the
 /// whole batch, up to rounding, on as many cores as shards.
+///
+/// With `nodes`, the shards are this node's part of the batch and the window's results are
+/// summed over the nodes ([`Nodes::sum_window`]) before clipping; `stop` is this node's wish
+/// to stop after the window, and the second value returned whether any node wishes so.
 #[allow(clippy::too_many_arguments)]
 pub fn train_step<T: Task, B: MgBackend, O: Optimizer<T::TrainModel<B>, Autodiff<B>>>(
     task: &T,
@@ -198,17 +205,26 @@ pub fn train_step<T: Task, B: MgBackend, O: Optimizer<T::TrainModel<B>, Autodiff
     lr: f64,
     clip_norm: f64,
     reduction: LossReduction,
-) -> StepOutcome<T, B> {
+    nodes: Option<&Nodes<B>>,
+    stop: bool,
+) -> anyhow::Result<(StepOutcome<T, B>, bool)> {
     let WindowGradients {
-        loss,
-        units,
-        metrics,
+        mut loss,
+        mut units,
+        mut metrics,
         mut grads,
         states,
     } = window_gradients(task, &model, shards, path, reduction);
+    let mut stop = stop;
+    if let Some(nodes) = nodes {
+        let sum = nodes.sum_window::<Autodiff<B>, _>(
+            &model, &mut grads, loss, units, metrics, reduction, stop,
+        )?;
+        (loss, units, metrics, stop) = (sum.loss, sum.units, sum.metrics, sum.stop);
+    }
     let grad_norm = clip_global_norm(&model, &mut grads, clip_norm);
     if !loss.is_finite() || !grad_norm.is_finite() {
-        return (model, Err(Diverged { loss, grad_norm }));
+        return Ok(((model, Err(Diverged { loss, grad_norm })), stop));
     }
     let model = optim.step(lr, model, grads);
     let result = StepResult {
@@ -218,7 +234,7 @@ pub fn train_step<T: Task, B: MgBackend, O: Optimizer<T::TrainModel<B>, Autodiff
         grad_norm,
         metrics,
     };
-    (model, Ok(result))
+    Ok(((model, Ok(result)), stop))
 }
 
 /// `f` applied to every item, each on a thread of its own with its kernels kept on that
@@ -446,11 +462,19 @@ impl<T: Task, B: MgBackend> OptimizerJob<Autodiff<B>, T::TrainModel<B>> for Loop
         let t = &config.train;
         let mut progress = Progress::default();
         let mut state: Option<T::State<Autodiff<B>>> = None;
+        let mut start_point = String::from("a new run");
+        // Rank 0 (or the only process) writes the run; the other nodes only train.
+        let lead = options.nodes.as_ref().is_none_or(|o| o.rank == 0);
         if options.resume {
             let Some(dir) = run.pick_checkpoint(options.from.as_deref())? else {
                 bail!("{} has no checkpoint to resume from", run.root.display());
             };
             progress = RunDir::progress(&dir)?;
+            start_point = format!(
+                "{} at time step {}",
+                dir.file_name().unwrap_or_default().to_string_lossy(),
+                progress.time_step
+            );
             model = load_weights::<T, Autodiff<B>, _>(model, &dir, &device)?;
             let path = dir.join("optim.bin");
             let record = recorder
@@ -469,7 +493,9 @@ impl<T: Task, B: MgBackend> OptimizerJob<Autodiff<B>, T::TrainModel<B>> for Loop
                         .with_context(|| format!("in {}", path.display()))?,
                 );
             }
-            truncate_metrics(&run.metrics(), progress.time_step)?;
+            if lead {
+                truncate_metrics(&run.metrics(), progress.time_step)?;
+            }
             eprintln!(
                 "resuming {} from {} (time step {})",
                 run.root.display(),
@@ -484,15 +510,37 @@ impl<T: Task, B: MgBackend> OptimizerJob<Autodiff<B>, T::TrainModel<B>> for Loop
             );
             return Ok(progress);
         }
+        let nodes = match &options.nodes {
+            Some(o) if o.nodes > 1 => {
+                Some(join_nodes::<T, B>(task, config, o, &device, &start_point)?)
+            }
+            _ => None,
+        };
+        let node_parts = nodes.as_ref().map(|n| node_sizes(t.batch, n.count()));
+        let local_batch = match (&nodes, &node_parts) {
+            (Some(n), Some(parts)) => parts[n.rank()],
+            _ => t.batch,
+        };
+        if let (Some(n), Some(parts)) = (&nodes, &node_parts)
+            && let Some(whole) = state.take()
+        {
+            let mut all = split_state::<T, _>(T::as_model(&model), whole, parts)?;
+            state = Some(all.swap_remove(n.rank()));
+        }
         let path = resolve_path(t.path, options.on_cpu, task.paths());
-        std::fs::create_dir_all(&run.root)
-            .with_context(|| format!("creating {}", run.root.display()))?;
-        let mut metrics_file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(run.metrics())
-            .with_context(|| format!("opening {}", run.metrics().display()))?;
-        let mut bar = Bar::new(options.total_steps, "steps", options.show_progress);
+        let mut metrics_file = if lead {
+            std::fs::create_dir_all(&run.root)
+                .with_context(|| format!("creating {}", run.root.display()))?;
+            let file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(run.metrics())
+                .with_context(|| format!("opening {}", run.metrics().display()))?;
+            Some(file)
+        } else {
+            None
+        };
+        let mut bar = Bar::new(options.total_steps, "steps", options.show_progress && lead);
         bar.set_position(progress.time_step);
 
         let start = Instant::now();
@@ -501,9 +549,10 @@ impl<T: Task, B: MgBackend> OptimizerJob<Autodiff<B>, T::TrainModel<B>> for Loop
         let mut last_checkpoint = progress.time_step;
         let mut since = Interval::new();
         let mut batch: Option<T::Batch> = None;
-        // With `train.threads` above 1: the batch's shards and their sizes.
+        // With `train.threads` above 1 or several nodes: this process's shards of the batch,
+        // and their sizes.
         let mut shard_batches: Option<Vec<T::Batch>> = None;
-        let sizes = shard_sizes(t.batch, t.threads);
+        let sizes = shard_sizes(local_batch, t.threads);
         let mut pending: Option<Pending<_, _, _>> = None;
         let mut stopping = false;
         loop {
@@ -511,16 +560,33 @@ impl<T: Task, B: MgBackend> OptimizerJob<Autodiff<B>, T::TrainModel<B>> for Loop
                 Some(b) => b,
                 None => {
                     let b = task.batch(t.seed, progress.batch_index, t.batch)?;
+                    let mine = match (&nodes, &node_parts) {
+                        (Some(n), Some(parts)) => {
+                            let mut all = task.split_batch(&b, parts).with_context(|| {
+                                format!(
+                                    "--nodes {}: `{}` models train in one process",
+                                    parts.len(),
+                                    T::KIND
+                                )
+                            })?;
+                            Some(all.swap_remove(n.rank()))
+                        }
+                        _ => None,
+                    };
                     if t.threads > 1 {
-                        shard_batches = Some(task.split_batch(&b, &sizes).with_context(|| {
-                            format!(
-                                "train.threads = {} in {}: `{}` models train on one thread; \
+                        let local = mine.as_ref().unwrap_or(&b);
+                        shard_batches =
+                            Some(task.split_batch(local, &sizes).with_context(|| {
+                                format!(
+                                    "train.threads = {} in {}: `{}` models train on one thread; \
                                  set train.threads = 1",
-                                t.threads,
-                                run.config().display(),
-                                T::KIND
-                            )
-                        })?);
+                                    t.threads,
+                                    run.config().display(),
+                                    T::KIND
+                                )
+                            })?);
+                    } else if let Some(mine) = mine {
+                        shard_batches = Some(vec![mine]);
                     }
                     batch.insert(b)
                 }
@@ -560,7 +626,15 @@ impl<T: Task, B: MgBackend> OptimizerJob<Autodiff<B>, T::TrainModel<B>> for Loop
                     .map(Some)
                     .collect(),
             };
-            let (next_model, result) = train_step::<T, B, O>(
+            let out_of_time = || {
+                options
+                    .max_seconds
+                    .is_some_and(|limit| start.elapsed().as_secs_f64() >= limit)
+                    || super::stop::requested()
+            };
+            // Nodes agree on stopping within the window's sum, so they ask before it.
+            let wish = nodes.is_some() && out_of_time();
+            let ((next_model, result), agreed_stop) = train_step::<T, B, O>(
                 task,
                 model,
                 &mut optim,
@@ -569,7 +643,9 @@ impl<T: Task, B: MgBackend> OptimizerJob<Autodiff<B>, T::TrainModel<B>> for Loop
                 lr,
                 t.clip_norm,
                 t.loss,
-            );
+                nodes.as_ref(),
+                wish,
+            )?;
             model = next_model;
             let step = match result {
                 Ok(step) => step,
@@ -610,31 +686,45 @@ impl<T: Task, B: MgBackend> OptimizerJob<Autodiff<B>, T::TrainModel<B>> for Loop
                 step.grad_norm,
                 &step.metrics,
             );
-            let out_of_time = options
-                .max_seconds
-                .is_some_and(|limit| start.elapsed().as_secs_f64() >= limit)
-                || super::stop::requested();
+            let out_of_time = match nodes {
+                Some(_) => agreed_stop,
+                None => out_of_time(),
+            };
             let done = progress.time_step >= options.total_steps || out_of_time;
             progress.elapsed_s = elapsed();
             if since.steps >= t.log_every || done {
                 let line = since.line(&progress, lr);
                 bar.set_position(progress.time_step);
                 bar.report(format!("loss/{} {:.5}", T::UNIT, line.loss_per_unit));
-                writeln!(metrics_file, "{}", serde_json::to_string(&line)?)
-                    .and_then(|()| metrics_file.flush())
-                    .with_context(|| format!("writing {}", run.metrics().display()))?;
+                if let Some(file) = &mut metrics_file {
+                    writeln!(file, "{}", serde_json::to_string(&line)?)
+                        .and_then(|()| file.flush())
+                        .with_context(|| format!("writing {}", run.metrics().display()))?;
+                }
                 since = Interval::new();
             }
             if progress.time_step - last_checkpoint >= t.checkpoint_every || done {
-                pending = Some(Pending {
-                    progress,
-                    model: model.clone(),
-                    optim: optim.to_record(),
-                    state: state.clone(),
-                });
+                // A checkpoint holds the whole batch's state: the nodes join their parts.
+                let whole = match (&nodes, &node_parts, &state) {
+                    (Some(n), Some(parts), Some(s)) => {
+                        Some(gather_state::<T, B>(n, &model, s.clone(), parts)?)
+                    }
+                    _ => state.clone(),
+                };
+                if lead {
+                    pending = Some(Pending {
+                        progress,
+                        model: model.clone(),
+                        optim: optim.to_record(),
+                        state: whole,
+                    });
+                }
                 last_checkpoint = progress.time_step;
             }
             stopping = out_of_time;
+        }
+        if let Some(nodes) = nodes {
+            nodes.finish();
         }
         if stopping {
             bar.finish(Some(format!(
@@ -647,6 +737,57 @@ impl<T: Task, B: MgBackend> OptimizerJob<Autodiff<B>, T::TrainModel<B>> for Loop
         }
         Ok(progress)
     }
+}
+
+/// Joins the nodes of a data-parallel run (see [`super::nodes`]) after checking that the task
+/// can be cut between them.
+fn join_nodes<T: Task, B: MgBackend>(
+    task: &T,
+    config: &ExperimentOf<T>,
+    options: &NodeOptions,
+    device: &B::Device,
+    start_point: &str,
+) -> anyhow::Result<Nodes<B>> {
+    let t = &config.train;
+    if task.couples_shards() {
+        bail!(
+            "--nodes {}: this `{}` config scores the batch's sequences together (e.g. \
+             normalized advantages), which needs the whole batch in one process",
+            options.nodes,
+            T::KIND
+        );
+    }
+    if options.nodes > t.batch {
+        bail!(
+            "--nodes {}: expected at most the batch ({}), so that every node trains a part",
+            options.nodes,
+            t.batch
+        );
+    }
+    let mut same = config.clone();
+    same.train.threads = 1;
+    let agreement = Agreement::new(&same.to_toml(), start_point);
+    Nodes::join(options, device, agreement)
+}
+
+/// The whole batch's state from every node's part (a collective call: every node makes it).
+fn gather_state<T: Task, B: MgBackend>(
+    nodes: &Nodes<B>,
+    model: &T::TrainModel<B>,
+    state: T::State<Autodiff<B>>,
+    parts: &[usize],
+) -> anyhow::Result<T::State<Autodiff<B>>> {
+    let mine: Vec<Tensor<B, 4>> = state
+        .into_tensors()
+        .into_iter()
+        .map(|t| t.inner())
+        .collect();
+    let whole = nodes
+        .gather(mine, parts)?
+        .into_iter()
+        .map(Tensor::from_inner)
+        .collect();
+    T::as_model(model).state_from_tensors(whole)
 }
 
 /// Sums over a log interval.

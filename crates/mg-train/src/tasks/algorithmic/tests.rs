@@ -112,6 +112,7 @@ fn train_and_eval<T: Task<Report = ErrorReport>>(text: &str, name: &str, steps: 
         max_seconds: None,
         on_cpu: true,
         show_progress: false,
+        nodes: None,
     };
     let device = Default::default();
     train::<T, burn::backend::Flex>(device, &task, &config, &run, &options).unwrap();

@@ -504,6 +504,7 @@ fn training_keeps_the_best_checkpoint() {
         max_seconds: None,
         on_cpu: true,
         show_progress: false,
+        nodes: None,
     };
     let device = Default::default();
     train::<Babi, Flex>(device, &task, &config, &run, &options).unwrap();

@@ -1,0 +1,283 @@
+//! Data-parallel training over processes (`--nodes`), on 127.0.0.1: two processes train as one
+//! process does with two shards, their checkpoint resumes in one process, a node that dies
+//! stops the other with an error naming it, and bad settings are refused.
+
+mod common;
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{BIN, fails, ok, temp_dir, write_config};
+
+/// The tiny mapping experiment with a batch of 4 (two sequences per node) whose episodes (9
+/// steps) span windows of 4, so that the carried state crosses windows and checkpoints.
+const CONFIG: &str = r#"
+[task]
+kind = "mapping"
+map_size = 5
+mask_size = 6
+mask_origin = 2
+location = "normalized"
+query_per = "sample"
+
+[model]
+levels = [1, 2]
+channels = [2, 2]
+tail_channels = 2
+
+[train]
+batch = 4
+window = 4
+time_steps = 1000000
+checkpoint_every = 8
+log_every = 4
+
+[eval]
+sequences = 4
+batch = 2
+"#;
+
+/// A coordinator port whose next two ports (the nodes' data services) are free too.
+fn free_ports() -> u16 {
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let base = 20_000 + (std::process::id() % 2_000) as u16 * 16;
+    loop {
+        let port = base + NEXT.fetch_add(4, Ordering::Relaxed);
+        if (port..port + 3).all(|p| TcpListener::bind(("0.0.0.0", p)).is_ok()) {
+            return port;
+        }
+    }
+}
+
+fn node(args: &[&str], rank: usize, nodes: usize, port: u16, timeout: &str) -> Command {
+    let mut c = Command::new(BIN);
+    c.args(args)
+        .args([
+            "--nodes",
+            &nodes.to_string(),
+            "--node-rank",
+            &rank.to_string(),
+        ])
+        .args(["--coordinator", &format!("127.0.0.1:{port}")])
+        .args(["--node-timeout", timeout])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    c
+}
+
+/// Runs `args` as ranks 0 and 1 of a two-node run; their outputs.
+fn two_nodes(args: &[&str]) -> (Output, Output) {
+    let port = free_ports();
+    let one = node(args, 1, 2, port, "60").spawn().unwrap();
+    let zero = node(args, 0, 2, port, "60").output().unwrap();
+    (zero, one.wait_with_output().unwrap())
+}
+
+fn succeeded(out: &Output, what: &str) {
+    assert!(
+        out.status.success(),
+        "{what} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `(time_step, loss)` of every line of a run's metrics.
+fn losses(run: &Path) -> Vec<(u64, f64)> {
+    let text = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    text.lines()
+        .map(|line| {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            (
+                v["time_step"].as_u64().unwrap(),
+                v["loss"].as_f64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// The same time steps, and losses equal up to float summation order: one process sums its
+/// shards' gradients in `f64` weights and burn's accumulator, the nodes in one all-reduce.
+fn assert_same_losses(a: &[(u64, f64)], b: &[(u64, f64)]) {
+    assert_eq!(a.len(), b.len(), "{a:?}\n{b:?}");
+    for (x, y) in a.iter().zip(b) {
+        assert_eq!(x.0, y.0);
+        let rel = (x.1 - y.1).abs() / y.1.abs().max(1e-12);
+        assert!(
+            rel < 1e-5,
+            "time step {}: loss {} against {}",
+            x.0,
+            x.1,
+            y.1
+        );
+    }
+}
+
+#[test]
+fn two_nodes_train_as_one_process_with_two_shards_and_resume_in_one_process() {
+    let dir = temp_dir("nodes-same");
+    let config = write_config(&dir, CONFIG);
+    let config = config.to_str().unwrap();
+    let one = dir.join("one");
+    let two = dir.join("two");
+    let (one_s, two_s) = (one.to_str().unwrap(), two.to_str().unwrap());
+    ok(&[
+        "train",
+        config,
+        "--run-dir",
+        one_s,
+        "--steps",
+        "24",
+        "--set",
+        "train.threads=2",
+    ]);
+    let (zero, first) = two_nodes(&[
+        "train",
+        config,
+        "--run-dir",
+        two_s,
+        "--steps",
+        "24",
+        "--set",
+        "train.threads=1",
+    ]);
+    succeeded(&zero, "rank 0");
+    succeeded(&first, "rank 1");
+    let stderr = String::from_utf8_lossy(&first.stderr);
+    assert!(stderr.contains("node 1: trained to time step"), "{stderr}");
+    assert_same_losses(&losses(&two), &losses(&one));
+    assert!(losses(&two).len() >= 5);
+
+    // The nodes' checkpoint holds the whole batch's carried state (step 24 is inside an
+    // episode): one process resumes it and continues as the one-process run does.
+    ok(&["resume", one_s, "--steps", "40"]);
+    ok(&["resume", two_s, "--steps", "40"]);
+    assert_same_losses(&losses(&two), &losses(&one));
+    assert!(losses(&two).iter().any(|&(t, _)| t >= 40));
+
+    // And two nodes resume a one-process checkpoint.
+    ok(&["resume", one_s, "--steps", "48"]);
+    let (zero, first) = two_nodes(&["resume", two_s, "--steps", "48"]);
+    succeeded(&zero, "rank 0 resuming");
+    succeeded(&first, "rank 1 resuming");
+    assert_same_losses(&losses(&two), &losses(&one));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Waits for `child` at most `limit`; its output, or `None` (and the child killed).
+fn wait_at_most(mut child: Child, limit: Duration) -> Option<Output> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if child.try_wait().unwrap().is_some() {
+            return Some(child.wait_with_output().unwrap());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().ok();
+    None
+}
+
+#[test]
+fn a_node_that_dies_stops_the_other_naming_it_and_the_run_resumes() {
+    let dir = temp_dir("nodes-kill");
+    let config = write_config(&dir, CONFIG);
+    let run = dir.join("run");
+    let args = [
+        "train",
+        config.to_str().unwrap(),
+        "--run-dir",
+        run.to_str().unwrap(),
+    ];
+    for victim in [1usize, 0] {
+        let port = free_ports();
+        std::fs::remove_dir_all(&run).ok();
+        let mut children: Vec<Option<Child>> = (0..2)
+            .map(|rank| Some(node(&args, rank, 2, port, "10").spawn().unwrap()))
+            .collect();
+        // Killed once rank 0 has written two checkpoints.
+        let start = Instant::now();
+        while std::fs::read_dir(run.join("checkpoints"))
+            .map(|d| d.count() < 3)
+            .unwrap_or(true)
+        {
+            assert!(start.elapsed() < Duration::from_secs(120), "no checkpoint");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let mut dead = children[victim].take().unwrap();
+        dead.kill().unwrap();
+        dead.wait().unwrap();
+        let survivor = children[1 - victim].take().unwrap();
+        let out = wait_at_most(survivor, Duration::from_secs(30))
+            .expect("the surviving node stops within its timeout");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{stderr}");
+        assert!(
+            stderr.contains(&format!("error: node {}: rank {victim}", 1 - victim)),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("stack backtrace"), "{stderr}");
+        // The checkpoint written before stays intact: one process continues from it.
+        ok(&["resume", run.to_str().unwrap(), "--steps", "1000"]);
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn bad_node_settings_are_refused() {
+    let dir = temp_dir("nodes-bad");
+    let config = write_config(&dir, CONFIG);
+    let config = config.to_str().unwrap();
+    let run = dir.join("run");
+    let run_s = run.to_str().unwrap();
+    let base = ["train", config, "--run-dir", run_s];
+    let with = |extra: &[&str]| -> String {
+        let mut args = base.to_vec();
+        args.extend_from_slice(extra);
+        fails(&args)
+    };
+    let e = with(&[
+        "--nodes",
+        "2",
+        "--node-rank",
+        "2",
+        "--coordinator",
+        "127.0.0.1:7000",
+    ]);
+    assert!(e.contains("--node-rank 2: expected 0 to 1"), "{e}");
+    let e = with(&["--nodes", "0", "--coordinator", "127.0.0.1:7000"]);
+    assert!(e.contains("--nodes 0"), "{e}");
+    let e = with(&["--nodes", "2"]);
+    assert!(e.contains("give --coordinator"), "{e}");
+    let e = with(&["--nodes", "2", "--coordinator", "localhost"]);
+    assert!(e.contains("expected HOST:PORT"), "{e}");
+    let e = with(&["--nodes", "5", "--coordinator", "127.0.0.1:7000"]);
+    assert!(e.contains("at most the batch (4)"), "{e}");
+    assert!(!run.exists(), "a refused run leaves nothing behind");
+
+    // Nobody runs rank 0: the coordinator cannot be reached.
+    let port = free_ports();
+    let out = node(&base, 1, 2, port, "2").output().unwrap();
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(e.contains("not every node joined within 2 s"), "{e}");
+
+    // Ranks that train different configs both stop, naming the other.
+    let port = free_ports();
+    let mut args = base.to_vec();
+    args.extend_from_slice(&["--set", "train.lr_start=0.5"]);
+    let one = node(&args, 1, 2, port, "20").spawn().unwrap();
+    let zero = node(&base, 0, 2, port, "20").output().unwrap();
+    let one = one.wait_with_output().unwrap();
+    for (out, other) in [(zero, 1), (one, 0)] {
+        let e = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{e}");
+        assert!(
+            e.contains(&format!("rank {other} trains another config")),
+            "{e}"
+        );
+    }
+    assert!(!run.exists(), "no checkpoint was written: nothing is left");
+    std::fs::remove_dir_all(&dir).ok();
+}
