@@ -663,6 +663,16 @@ fn train_and_report<T: Task, B: MgBackend>(
     let before = run.latest_progress();
     let progress = train::<T, B>(device, task, config, run, options)?;
     if let Some(o) = options.nodes.as_ref().filter(|o| o.rank > 0) {
+        if stop::requested() {
+            bail!(
+                "node {}: interrupted at time step {}; rank 0 wrote the checkpoint into {}: \
+                 continue with `mg-train resume {}` and the same node flags on every node",
+                o.rank,
+                progress.time_step,
+                run.root.display(),
+                run.root.display()
+            );
+        }
         eprintln!(
             "node {}: trained to time step {} with rank 0, which wrote the run",
             o.rank, progress.time_step

@@ -224,6 +224,47 @@ fn a_node_that_dies_stops_the_other_naming_it_and_the_run_resumes() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// SIGTERM to rank 1 stops both nodes after the same window; rank 0 writes the checkpoint.
+#[test]
+fn a_stop_on_one_node_stops_every_node_with_a_checkpoint() {
+    let dir = temp_dir("nodes-stop");
+    let config = write_config(
+        &dir,
+        &CONFIG.replace("checkpoint_every = 8", "checkpoint_every = 1000000"),
+    );
+    let run = dir.join("run");
+    let args = [
+        "train",
+        config.to_str().unwrap(),
+        "--run-dir",
+        run.to_str().unwrap(),
+    ];
+    let port = free_ports();
+    let one = node(&args, 1, 2, port, "30").spawn().unwrap();
+    let zero = node(&args, 0, 2, port, "30").spawn().unwrap();
+    let start = Instant::now();
+    while std::fs::read_to_string(run.join("metrics.jsonl")).map_or(true, |m| m.lines().count() < 2)
+    {
+        assert!(start.elapsed() < Duration::from_secs(120), "no metrics");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let term = Command::new("kill")
+        .args(["-TERM", &one.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let one = wait_at_most(one, Duration::from_secs(60)).expect("rank 1 stops");
+    let zero = wait_at_most(zero, Duration::from_secs(60)).expect("rank 0 stops");
+    let e1 = String::from_utf8_lossy(&one.stderr);
+    assert!(!one.status.success(), "{e1}");
+    assert!(e1.contains("node 1: interrupted at time step"), "{e1}");
+    succeeded(&zero, "rank 0");
+    let latest = std::fs::read_to_string(run.join("checkpoints/latest")).unwrap();
+    let step: u64 = latest.trim().trim_start_matches("step-").parse().unwrap();
+    assert!(e1.contains(&format!("time step {step};")), "{e1}\n{latest}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 #[test]
 fn bad_node_settings_are_refused() {
     let dir = temp_dir("nodes-bad");

@@ -143,6 +143,17 @@ pub struct Nodes<B: Backend> {
     options: NodeOptions,
     device: B::Device,
     jobs: mpsc::Sender<Job<B>>,
+    /// Sums made and the time spent waiting for them (transfers, and the slower nodes).
+    sums: std::cell::Cell<(u64, Duration)>,
+}
+
+/// What a node spent in its sums over the nodes.
+#[derive(Clone, Copy, Debug)]
+pub struct SumTime {
+    /// Sums made.
+    pub sums: u64,
+    /// Time from each sum's request to its answer, in all.
+    pub waited: Duration,
 }
 
 /// What every node must agree on before training: the config and where training starts.
@@ -273,6 +284,7 @@ impl<B: Backend> Nodes<B> {
             options: options.clone(),
             device: device.clone(),
             jobs,
+            sums: Default::default(),
         };
         nodes.agree(agreement)?;
         Ok(nodes)
@@ -289,12 +301,14 @@ impl<B: Backend> Nodes<B> {
     }
 
     /// Leaves the run once training is over: the connections to the other nodes close
-    /// cleanly (waits a few seconds at most).
-    pub fn finish(self) {
+    /// cleanly (waits a few seconds at most). Returns the time spent in sums.
+    pub fn finish(self) -> SumTime {
         let (reply, done) = mpsc::channel();
         if self.jobs.send(Job::Finish { reply }).is_ok() {
             done.recv_timeout(Duration::from_secs(5)).ok();
         }
+        let (sums, waited) = self.sums.get();
+        SumTime { sums, waited }
     }
 
     /// Every rank taken once, all with the same config and starting point.
@@ -343,8 +357,12 @@ impl<B: Backend> Nodes<B> {
                 self.options.rank
             )
         };
+        let start = std::time::Instant::now();
         self.jobs.send(job).map_err(|_| lost())?;
-        match answer.recv_timeout(self.options.timeout) {
+        let answer = answer.recv_timeout(self.options.timeout);
+        let (sums, waited) = self.sums.get();
+        self.sums.set((sums + 1, waited + start.elapsed()));
+        match answer {
             Ok(Ok(sum)) => Ok(Tensor::from_primitive(TensorPrimitive::Float(sum))),
             Ok(Err(e)) => bail!(
                 "node {}: {} stopped while the nodes summed {what} ({e})",

@@ -555,6 +555,7 @@ impl<T: Task, B: MgBackend> OptimizerJob<Autodiff<B>, T::TrainModel<B>> for Loop
         let sizes = shard_sizes(local_batch, t.threads);
         let mut pending: Option<Pending<_, _, _>> = None;
         let mut stopping = false;
+        let mut updates_here = 0u64;
         loop {
             let current = match &batch {
                 Some(b) => b,
@@ -661,6 +662,7 @@ impl<T: Task, B: MgBackend> OptimizerJob<Autodiff<B>, T::TrainModel<B>> for Loop
             }
             progress.time_step += steps as u64;
             progress.updates += 1;
+            updates_here += 1;
             progress.episode_t = t1;
             let mut next: Vec<_> = step.states.into_iter().map(CarriedState::detach).collect();
             state = Some(match next.len() {
@@ -724,7 +726,15 @@ impl<T: Task, B: MgBackend> OptimizerJob<Autodiff<B>, T::TrainModel<B>> for Loop
             stopping = out_of_time;
         }
         if let Some(nodes) = nodes {
-            nodes.finish();
+            let rank = nodes.rank();
+            let time = nodes.finish();
+            eprintln!(
+                "node {rank}: {} sums over the nodes, {:.2} s waiting for them ({:.1} ms per \
+                 update)",
+                time.sums,
+                time.waited.as_secs_f64(),
+                1e3 * time.waited.as_secs_f64() / updates_here.max(1) as f64
+            );
         }
         if stopping {
             bar.finish(Some(format!(
