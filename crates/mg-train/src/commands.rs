@@ -85,9 +85,54 @@ pub struct NodeArgs {
     /// naming them (a window, or rank 0's checkpoint and validation, must fit in it).
     #[arg(long, value_name = "SECONDS", default_value_t = 600.0)]
     pub node_timeout: f64,
+    /// GPUs this process trains on, e.g. `--devices 0,1` with `--device cuda`: the batch (or
+    /// this node's part) is cut into one shard per device, each on a thread of its own, and the
+    /// gradients are summed on the first, which holds the model.
+    #[arg(long, value_name = "I,J,...", value_delimiter = ',')]
+    pub devices: Vec<u16>,
 }
 
 impl NodeArgs {
+    /// `--devices`, checked against the device kind and the config's `[train] threads`.
+    fn devices(
+        &self,
+        device: DeviceKind,
+        threads: usize,
+        config: &Path,
+    ) -> anyhow::Result<Vec<u16>> {
+        let d = &self.devices;
+        if d.is_empty() {
+            return Ok(Vec::new());
+        }
+        let list = d
+            .iter()
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        if device != DeviceKind::Cuda {
+            bail!(
+                "--devices {list}: several devices in one process need --device cuda (the CPU \
+                 backends have one device: use [train] threads; on wgpu, run one process per \
+                 device with --nodes)"
+            );
+        }
+        if let Some(i) = d
+            .iter()
+            .find(|&&i| d.iter().filter(|&&j| j == i).count() > 1)
+        {
+            bail!("--devices {list}: device {i} is named twice");
+        }
+        if threads > 1 && threads != d.len() {
+            bail!(
+                "--devices {list} trains one shard per device; train.threads = {threads} in {}: \
+                 set it to 1 or {}",
+                config.display(),
+                d.len()
+            );
+        }
+        Ok(d.clone())
+    }
+
     /// The node settings, `None` for a run in one process.
     pub fn options(&self) -> anyhow::Result<Option<NodeOptions>> {
         if self.nodes == 1
@@ -492,7 +537,10 @@ impl Command for Train<'_> {
                 ),
             }
         }
-        check_threads(&task, &config, &args.config)?;
+        let devices = args
+            .nodes
+            .devices(args.device, config.train.threads, &args.config)?;
+        check_threads(&task, &config, &args.config, devices.len())?;
         let nodes = args.nodes.options()?;
         stop::on_signals()?;
         let root = args
@@ -509,6 +557,7 @@ impl Command for Train<'_> {
                 on_cpu: on_cpu(args.device),
                 show_progress: false,
                 nodes: Some(o.clone()),
+                devices,
             };
             eprintln!(
                 "node {} of {}: training {} with rank 0 at {}, which writes {}",
@@ -549,6 +598,7 @@ impl Command for Train<'_> {
             on_cpu: on_cpu(args.device),
             show_progress: true,
             nodes,
+            devices,
         };
         let result = write_atomic(&run.config(), config.to_toml().as_bytes()).and_then(|()| {
             eprintln!(
@@ -580,17 +630,31 @@ impl Command for Train<'_> {
     }
 }
 
-/// Refuses `[train] threads` above 1 for a task that trains on one thread, naming the config.
-fn check_threads<T: Task>(task: &T, config: &ExperimentOf<T>, path: &Path) -> anyhow::Result<()> {
+/// Refuses `[train] threads` above 1 (or several `--devices`) for a task that trains on one
+/// thread, naming the config.
+fn check_threads<T: Task>(
+    task: &T,
+    config: &ExperimentOf<T>,
+    path: &Path,
+    devices: usize,
+) -> anyhow::Result<()> {
     let t = &config.train;
-    if t.threads <= 1 {
+    let shards = if devices > 0 { devices } else { t.threads };
+    if shards <= 1 {
         return Ok(());
     }
     let batch = task.batch(t.seed, 0, t.batch)?;
     if task
-        .split_batch(&batch, &shard_sizes(t.batch, t.threads))
+        .split_batch(&batch, &shard_sizes(t.batch, shards))
         .is_none()
     {
+        if devices > 0 {
+            bail!(
+                "--devices: `{}` models train on one device ({}); give one device",
+                T::KIND,
+                path.display()
+            );
+        }
         bail!(
             "train.threads = {} in {}: `{}` models train on one thread; set train.threads = 1",
             t.threads,
@@ -634,7 +698,10 @@ impl Command for Resume<'_> {
         let args = self.args;
         let (config, task) = load_config::<T>(&self.run.config(), text)?;
         check_training_memory(&task, &config, &self.run.config(), args.max_memory)?;
-        check_threads(&task, &config, &self.run.config())?;
+        let devices = args
+            .nodes
+            .devices(args.device, config.train.threads, &self.run.config())?;
+        check_threads(&task, &config, &self.run.config(), devices.len())?;
         stop::on_signals()?;
         let _lock = self.lock;
         let options = TrainOptions {
@@ -645,6 +712,7 @@ impl Command for Resume<'_> {
             on_cpu: on_cpu(args.device),
             show_progress: true,
             nodes: args.nodes.options()?,
+            devices,
         };
         train_and_report::<T, B>(device, &task, &config, &self.run, &options)
     }

@@ -295,6 +295,8 @@ fn bad_node_settings_are_refused() {
     assert!(e.contains("expected HOST:PORT"), "{e}");
     let e = with(&["--nodes", "5", "--coordinator", "127.0.0.1:7000"]);
     assert!(e.contains("at most the batch (4)"), "{e}");
+    let e = with(&["--devices", "0,1"]);
+    assert!(e.contains("need --device cuda"), "{e}");
     assert!(!run.exists(), "a refused run leaves nothing behind");
 
     // Nobody runs rank 0: the coordinator cannot be reached.

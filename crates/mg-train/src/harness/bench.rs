@@ -331,6 +331,7 @@ impl<T: Task, B: MgBackend> OptimizerJob<Autodiff<B>, T::TrainModel<B>> for Timi
                     1e-4,
                     config.train.clip_norm,
                     LossReduction::Sum,
+                    &[],
                     None,
                     false,
                 )

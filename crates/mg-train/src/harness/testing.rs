@@ -40,6 +40,19 @@ pub fn train_to<T: Task>(
     total_steps: u64,
     resume: bool,
 ) {
+    train_on_devices(task, config, run, total_steps, resume, &[]);
+}
+
+/// [`train_to`] with one shard per device index (`TrainOptions::devices`; Flex has one
+/// device, which every index names).
+pub fn train_on_devices<T: Task>(
+    task: &T,
+    config: &ExperimentOf<T>,
+    run: &RunDir,
+    total_steps: u64,
+    resume: bool,
+    devices: &[u16],
+) {
     let _turn = crate::SEEDED.lock().unwrap_or_else(|e| e.into_inner());
     let options = TrainOptions {
         total_steps,
@@ -49,6 +62,7 @@ pub fn train_to<T: Task>(
         on_cpu: true,
         show_progress: false,
         nodes: None,
+        devices: devices.to_vec(),
     };
     train::<T, Flex>(Default::default(), task, config, run, &options).unwrap();
 }
@@ -163,8 +177,14 @@ pub fn assert_shards_match<T: Task>(
             let window = task.window::<Autodiff<Flex>>(&whole, t0..t1, &device);
             // The whole batch first: its forward pass initialises the weights (burn draws them
             // on first use), which the shards' copies then share.
-            let one =
-                window_gradients(task, &model, vec![(&window, state.take())], path, reduction);
+            let one = window_gradients(
+                task,
+                &model,
+                vec![(&window, state.take())],
+                path,
+                reduction,
+                &[],
+            );
             let shard_windows: Vec<_> = parts
                 .iter()
                 .map(|p| task.window::<Autodiff<Flex>>(p, t0..t1, &device))
@@ -180,6 +200,7 @@ pub fn assert_shards_match<T: Task>(
                 shard_windows.iter().zip(shard_states).collect(),
                 path,
                 reduction,
+                &[],
             );
             let at = format!("{} batch {index}, steps {t0}..{t1}", T::KIND);
             compare_windows(&model, &one, &many, &at);

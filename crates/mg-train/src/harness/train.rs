@@ -13,6 +13,7 @@ use burn::backend::Autodiff;
 use burn::module::{AutodiffModule, Module, ModuleVisitor, Param};
 use burn::optim::{GradientsAccumulator, GradientsParams, Optimizer};
 use burn::record::{BinFileRecorder, FullPrecisionSettings, Recorder};
+use burn::tensor::backend::{Device as _, DeviceId};
 use burn::tensor::{ElementConversion, Tensor};
 
 use super::checkpoint::{Manifest, Progress, RunDir};
@@ -46,6 +47,10 @@ pub struct TrainOptions {
     pub show_progress: bool,
     /// Train data-parallel with other processes ([`super::nodes`]).
     pub nodes: Option<NodeOptions>,
+    /// Device indices of the backend, one shard of the batch each, on threads of their own
+    /// (the first holds the model); empty: the backend's default device, `[train] threads`
+    /// shards.
+    pub devices: Vec<u16>,
 }
 
 /// The outcome of one training window.
@@ -119,6 +124,7 @@ pub fn window_gradients<T: Task, B: MgBackend>(
     shards: Vec<Shard<'_, T, B>>,
     path: ForwardPath,
     reduction: LossReduction,
+    devices: &[B::Device],
 ) -> WindowGradients<T::State<Autodiff<B>>> {
     let backward = |model: &T::TrainModel<B>, scored: WindowLoss<Autodiff<B>>| {
         let loss: f64 = scored.loss.clone().into_scalar().elem();
@@ -150,11 +156,15 @@ pub fn window_gradients<T: Task, B: MgBackend>(
             drop(task.forward(T::as_model(model), *window, state.clone(), path));
         }
         let device = model.devices().into_iter().next();
-        let fork = || match &device {
+        let fork = |k: usize| match devices.get(k).or(device.as_ref()) {
             Some(device) => model.clone().fork(device),
             None => model.clone(),
         };
-        let work: Vec<_> = shards.into_iter().map(|shard| (fork(), shard)).collect();
+        let work: Vec<_> = shards
+            .into_iter()
+            .enumerate()
+            .map(|(k, shard)| (fork(k), shard))
+            .collect();
         if task.couples_shards() {
             let windows: Vec<&T::Window<Autodiff<B>>> = work.iter().map(|(_, s)| s.0).collect();
             let forwards = on_shards(work, |(copy, (window, state))| {
@@ -179,7 +189,33 @@ pub fn window_gradients<T: Task, B: MgBackend>(
             on_shards(work, |(copy, shard)| run(&copy, shard))
         }
     };
+    let results = match (devices.len() > 1, model.devices().into_iter().next()) {
+        (true, Some(home)) => results
+            .into_iter()
+            .map(|(loss, units, metrics, grads, next)| {
+                let grads = grads.to_device(&home, model);
+                let next = state_to_device::<T, _>(T::as_model(model), next, &home)
+                    .expect("a state rebuilt from its own tensors");
+                (loss, units, metrics, grads, next)
+            })
+            .collect(),
+        _ => results,
+    };
     combine::<T, B>(model, results, reduction)
+}
+
+/// A state moved to `device`.
+pub fn state_to_device<T: Task, B: MgBackend>(
+    model: &T::Model<B>,
+    state: T::State<B>,
+    device: &B::Device,
+) -> anyhow::Result<T::State<B>> {
+    let tensors = state
+        .into_tensors()
+        .into_iter()
+        .map(|t| t.to_device(device))
+        .collect();
+    model.state_from_tensors(tensors)
 }
 
 /// One training window: forward, loss, backward, clipping, a check that loss and gradient
@@ -191,6 +227,9 @@ pub fn window_gradients<T: Task, B: MgBackend>(
 /// that the threads build separate autodiff graphs), and the gradients are summed in shard
 /// order, each weighted by its share of the units when the loss is a mean: the update of the
 /// whole batch, up to rounding, on as many cores as shards.
+///
+/// With `devices`, shard `k` runs on `devices[k]` (the model's own device first); the
+/// gradients and states come back to the model's device.
 ///
 /// With `nodes`, the shards are this node's part of the batch and the window's results are
 /// summed over the nodes ([`Nodes::sum_window`]) before clipping; `stop` is this node's wish
@@ -205,6 +244,7 @@ pub fn train_step<T: Task, B: MgBackend, O: Optimizer<T::TrainModel<B>, Autodiff
     lr: f64,
     clip_norm: f64,
     reduction: LossReduction,
+    devices: &[B::Device],
     nodes: Option<&Nodes<B>>,
     stop: bool,
 ) -> anyhow::Result<(StepOutcome<T, B>, bool)> {
@@ -214,7 +254,7 @@ pub fn train_step<T: Task, B: MgBackend, O: Optimizer<T::TrainModel<B>, Autodiff
         mut metrics,
         mut grads,
         states,
-    } = window_gradients(task, &model, shards, path, reduction);
+    } = window_gradients(task, &model, shards, path, reduction, devices);
     let mut stop = stop;
     if let Some(nodes) = nodes {
         let sum = nodes.sum_window::<Autodiff<B>, _>(
@@ -407,12 +447,15 @@ pub fn train<T: Task, B: MgBackend>(
     run: &RunDir,
     options: &TrainOptions,
 ) -> anyhow::Result<Progress> {
+    let devices = shard_devices::<B>(&device, &options.devices);
+    let device = devices.first().cloned().unwrap_or(device);
     B::seed(&device, config.train.seed);
     let model = task.init_train::<B>(&device);
     with_optimizer::<Autodiff<B>, T::TrainModel<B>, _>(
         &config.train,
         Loop {
             device,
+            devices,
             task,
             config,
             run,
@@ -422,8 +465,19 @@ pub fn train<T: Task, B: MgBackend>(
     )
 }
 
+/// The backend's devices of the given indices (of the same kind as `device`).
+pub fn shard_devices<B: MgBackend>(device: &B::Device, indices: &[u16]) -> Vec<B::Device> {
+    let kind = device.to_id().type_id;
+    indices
+        .iter()
+        .map(|&index| B::Device::from_id(DeviceId::new(kind, index)))
+        .collect()
+}
+
 struct Loop<'a, T: Task, B: MgBackend> {
     device: B::Device,
+    /// One device per shard, or none (every shard on `device`).
+    devices: Vec<B::Device>,
     task: &'a T,
     config: &'a ExperimentOf<T>,
     run: &'a RunDir,
@@ -452,6 +506,7 @@ impl<T: Task, B: MgBackend> OptimizerJob<Autodiff<B>, T::TrainModel<B>> for Loop
     fn run<O: Optimizer<T::TrainModel<B>, Autodiff<B>>>(self, mut optim: O) -> Self::Output {
         let Loop {
             device,
+            devices,
             task,
             config,
             run,
@@ -552,7 +607,13 @@ impl<T: Task, B: MgBackend> OptimizerJob<Autodiff<B>, T::TrainModel<B>> for Loop
         // With `train.threads` above 1 or several nodes: this process's shards of the batch,
         // and their sizes.
         let mut shard_batches: Option<Vec<T::Batch>> = None;
-        let sizes = shard_sizes(local_batch, t.threads);
+        let shards = if devices.is_empty() {
+            t.threads
+        } else {
+            devices.len()
+        };
+        let sizes = shard_sizes(local_batch, shards);
+        let shard_device = |k: usize| devices.get(k).unwrap_or(&device);
         let mut pending: Option<Pending<_, _, _>> = None;
         let mut stopping = false;
         let mut updates_here = 0u64;
@@ -574,7 +635,7 @@ impl<T: Task, B: MgBackend> OptimizerJob<Autodiff<B>, T::TrainModel<B>> for Loop
                         }
                         _ => None,
                     };
-                    if t.threads > 1 {
+                    if shards > 1 {
                         let local = mine.as_ref().unwrap_or(&b);
                         shard_batches =
                             Some(task.split_batch(local, &sizes).with_context(|| {
@@ -616,7 +677,8 @@ impl<T: Task, B: MgBackend> OptimizerJob<Autodiff<B>, T::TrainModel<B>> for Loop
                 None => vec![task.window(current, t0..t1, &device)],
                 Some(parts) => parts
                     .iter()
-                    .map(|part| task.window(part, t0..t1, &device))
+                    .enumerate()
+                    .map(|(k, part)| task.window(part, t0..t1, shard_device(k)))
                     .collect(),
             };
             let states = match (state.take(), windows.len()) {
@@ -624,8 +686,15 @@ impl<T: Task, B: MgBackend> OptimizerJob<Autodiff<B>, T::TrainModel<B>> for Loop
                 (None, n) => (0..n).map(|_| None).collect(),
                 (Some(state), _) => split_state::<T, _>(T::as_model(&model), state, &sizes)?
                     .into_iter()
-                    .map(Some)
-                    .collect(),
+                    .enumerate()
+                    .map(|(k, part)| match devices.is_empty() {
+                        true => Ok(Some(part)),
+                        false => {
+                            state_to_device::<T, _>(T::as_model(&model), part, shard_device(k))
+                                .map(Some)
+                        }
+                    })
+                    .collect::<anyhow::Result<_>>()?,
             };
             let out_of_time = || {
                 options
@@ -644,6 +713,7 @@ impl<T: Task, B: MgBackend> OptimizerJob<Autodiff<B>, T::TrainModel<B>> for Loop
                 lr,
                 t.clip_norm,
                 t.loss,
+                &devices,
                 nodes.as_ref(),
                 wish,
             )?;

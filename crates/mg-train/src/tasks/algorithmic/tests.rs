@@ -113,6 +113,7 @@ fn train_and_eval<T: Task<Report = ErrorReport>>(text: &str, name: &str, steps: 
         on_cpu: true,
         show_progress: false,
         nodes: None,
+        devices: Vec::new(),
     };
     let device = Default::default();
     train::<T, burn::backend::Flex>(device, &task, &config, &run, &options).unwrap();

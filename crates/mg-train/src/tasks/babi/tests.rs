@@ -505,6 +505,7 @@ fn training_keeps_the_best_checkpoint() {
         on_cpu: true,
         show_progress: false,
         nodes: None,
+        devices: Vec::new(),
     };
     let device = Default::default();
     train::<Babi, Flex>(device, &task, &config, &run, &options).unwrap();

@@ -223,7 +223,8 @@ fn window_and_step_paths_train_alike() {
 
 /// Two threads, each on a shard of the batch (2 + 1 sequences), train to the weights and
 /// losses of one thread within float rounding, through a sequence's end and carried state that
-/// is split and merged at every window; with a summed and with a mean loss.
+/// is split and merged at every window; with a summed and with a mean loss. Two shards on
+/// `devices` train as two threads do.
 #[test]
 fn two_threads_train_like_one() {
     let root = std::env::temp_dir().join(format!("mg-threads-{}", std::process::id()));
@@ -243,6 +244,22 @@ fn two_threads_train_like_one() {
                 .collect();
             results.push((weights(&task, &run).0, losses));
         }
+        // Two shards through the several-devices path (both on Flex's one device): the thread
+        // shards' run exactly.
+        let text = format!("{tiny}loss = \"{loss}\"\n");
+        let (_, task) = parse(&text).unwrap();
+        let run = RunDir::new(root.join(format!("{loss}-devices")));
+        crate::harness::testing::train_on_devices(&task, task.config(), &run, 9, false, &[0, 0]);
+        let losses: Vec<f64> = crate::harness::metrics::read_metrics(&run.metrics())
+            .unwrap()
+            .iter()
+            .map(|m| m.loss)
+            .collect();
+        assert_eq!(
+            losses, results[1].1,
+            "{loss}: two devices against two threads"
+        );
+        assert_eq!(weights(&task, &run).0, results[1].0);
         let ((w1, l1), (w2, l2)) = (&results[0], &results[1]);
         assert_eq!(l1.len(), l2.len());
         for (a, b) in l1.iter().zip(l2) {
