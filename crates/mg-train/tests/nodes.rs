@@ -166,6 +166,71 @@ fn two_nodes_train_as_one_process_with_two_shards_and_resume_in_one_process() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// Exploration normalises its advantages over the whole batch: the nodes sum those figures
+/// too, and two nodes train as two threads.
+#[test]
+fn exploration_on_two_nodes_trains_as_on_two_threads() {
+    let dir = temp_dir("nodes-explore");
+    let mapping = dir.join("mapping.toml");
+    std::fs::write(
+        &mapping,
+        CONFIG
+            .replace("time_steps = 1000000", "time_steps = 8")
+            .replace(
+                "query_per = \"sample\"",
+                "query_per = \"sample\"\nmotion = \"random-walk\"\nwalk_length = 9",
+            ),
+    )
+    .unwrap();
+    let mapping_run = dir.join("mapping");
+    ok(&[
+        "train",
+        mapping.to_str().unwrap(),
+        "--run-dir",
+        mapping_run.to_str().unwrap(),
+    ]);
+    let explore = dir.join("explore.toml");
+    std::fs::write(
+        &explore,
+        format!(
+            "[task]\nkind = \"explore\"\nmapping_run = {:?}\nepisode_len = 9\neval_steps = 12\n\
+             [model]\nhead_channels = 2\n\
+             [train]\nbatch = 4\nwindow = 4\ncheckpoint_every = 4\nlog_every = 4\n\
+             optimizer = \"adam\"\nlr_start = 1e-2\nlr_end = 1e-2\nloss = \"mean\"\n\
+             [eval]\nsequences = 3\nbatch = 2\n",
+            mapping_run.display().to_string()
+        ),
+    )
+    .unwrap();
+    let explore = explore.to_str().unwrap();
+    let one = dir.join("one");
+    let two = dir.join("two");
+    ok(&[
+        "train",
+        explore,
+        "--run-dir",
+        one.to_str().unwrap(),
+        "--steps",
+        "18",
+        "--set",
+        "train.threads=2",
+    ]);
+    let (zero, first) = two_nodes(&[
+        "train",
+        explore,
+        "--run-dir",
+        two.to_str().unwrap(),
+        "--steps",
+        "18",
+        "--set",
+        "train.threads=1",
+    ]);
+    succeeded(&zero, "rank 0");
+    succeeded(&first, "rank 1");
+    assert_same_losses(&losses(&two), &losses(&one));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 /// Waits for `child` at most `limit`; its output, or `None` (and the child killed).
 fn wait_at_most(mut child: Child, limit: Duration) -> Option<Output> {
     let start = Instant::now();

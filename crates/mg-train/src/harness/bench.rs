@@ -17,7 +17,7 @@ use super::experiment::LossReduction;
 use super::machine;
 use super::optim::{OptimizerJob, with_optimizer};
 use super::task::{CarriedState, Task, WindowLoss};
-use super::train::{ExperimentOf, on_shards, shard_sizes, train_step};
+use super::train::{ExperimentOf, Spread, on_shards, shard_sizes, train_step};
 
 /// One benchmark result, printed as a JSON line.
 #[derive(Serialize, Deserialize, Debug, Clone)]
@@ -331,8 +331,7 @@ impl<T: Task, B: MgBackend> OptimizerJob<Autodiff<B>, T::TrainModel<B>> for Timi
                     1e-4,
                     config.train.clip_norm,
                     LossReduction::Sum,
-                    &[],
-                    None,
+                    Spread::here(),
                     false,
                 )
                 .expect("one process sums nothing over nodes");
@@ -412,7 +411,8 @@ impl<T: Task, B: MgBackend> OptimizerJob<Autodiff<B>, T::TrainModel<B>> for Timi
                         });
                         let (outputs, next): (Vec<_>, Vec<_>) = results.into_iter().unzip();
                         let refs: Vec<&T::Window<B>> = windows.iter().collect();
-                        let losses = task.shard_losses(outputs, &refs, LossReduction::Sum);
+                        let sums = task.batch_sums(&outputs);
+                        let losses = task.shard_losses(outputs, &refs, LossReduction::Sum, &sums);
                         (losses.into_iter().map(scalar).sum(), next)
                     } else {
                         let results = on_shards(work, |(model, window, state)| {

@@ -380,6 +380,22 @@ impl<B: Backend> Nodes<B> {
         }
     }
 
+    /// The sum over all nodes of a few `f64` values, each sent as two `f32` (its rounding and
+    /// the rest), so that the sum keeps about 14 significant digits.
+    pub fn sum_f64(&self, what: &str, values: &[f64]) -> anyhow::Result<Vec<f64>> {
+        let mut parts = Vec::with_capacity(2 * values.len());
+        for &v in values {
+            let high = v as f32;
+            parts.push(high);
+            parts.push((v - f64::from(high)) as f32);
+        }
+        let sum = self.sum_values(what, &parts)?;
+        Ok(sum
+            .chunks(2)
+            .map(|p| f64::from(p[0]) + f64::from(p[1]))
+            .collect())
+    }
+
     /// The sum over all nodes of a few host values (as `f32`).
     pub fn sum_values(&self, what: &str, values: &[f32]) -> anyhow::Result<Vec<f32>> {
         let tensor = Tensor::<B, 1>::from_data(

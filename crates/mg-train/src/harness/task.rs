@@ -262,15 +262,24 @@ pub trait Task: Sized + Send + Sync + 'static {
         false
     }
 
-    /// The losses of a window's shards, one per output and window, in batch order. The default
-    /// scores each shard alone with [`Task::loss`]; a task whose [`Task::couples_shards`] is
-    /// true computes the whole batch's figures here first, so that the shards' losses add up
-    /// (as [`Task::split_batch`] describes) to the whole batch's.
+    /// For a task whose [`Task::couples_shards`] is true: the figures of the whole batch its
+    /// losses need, as sums over `outputs` (e.g. count, sum and sum of squares), so that the
+    /// sums of shards in other threads and processes add up to the whole batch's. Empty by
+    /// default.
+    fn batch_sums<B: MgBackend>(&self, _outputs: &[Self::Output<B>]) -> Vec<f64> {
+        Vec::new()
+    }
+
+    /// The losses of a window's shards, one per output and window, in batch order, given the
+    /// whole batch's [`Task::batch_sums`]. The default scores each shard alone with
+    /// [`Task::loss`]; a task whose [`Task::couples_shards`] is true uses `sums`, so that the
+    /// shards' losses add up (as [`Task::split_batch`] describes) to the whole batch's.
     fn shard_losses<B: MgBackend>(
         &self,
         outputs: Vec<Self::Output<B>>,
         windows: &[&Self::Window<B>],
         reduction: LossReduction,
+        _sums: &[f64],
     ) -> Vec<WindowLoss<B>> {
         outputs
             .into_iter()

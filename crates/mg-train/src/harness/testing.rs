@@ -14,8 +14,8 @@ use super::checkpoint::{Progress, RunDir};
 use super::experiment::{LossReduction, resolve_path};
 use super::task::{CarriedState, Task};
 use super::train::{
-    ExperimentOf, TrainOptions, WindowGradients, load_model, merge_states, split_state, train,
-    window_gradients,
+    ExperimentOf, Spread, TrainOptions, WindowGradients, load_model, merge_states, split_state,
+    train, window_gradients,
 };
 
 /// Every float parameter of `module`, in visiting order.
@@ -183,8 +183,9 @@ pub fn assert_shards_match<T: Task>(
                 vec![(&window, state.take())],
                 path,
                 reduction,
-                &[],
-            );
+                Spread::here(),
+            )
+            .unwrap();
             let shard_windows: Vec<_> = parts
                 .iter()
                 .map(|p| task.window::<Autodiff<Flex>>(p, t0..t1, &device))
@@ -200,8 +201,9 @@ pub fn assert_shards_match<T: Task>(
                 shard_windows.iter().zip(shard_states).collect(),
                 path,
                 reduction,
-                &[],
-            );
+                Spread::here(),
+            )
+            .unwrap();
             let at = format!("{} batch {index}, steps {t0}..{t1}", T::KIND);
             compare_windows(&model, &one, &many, &at);
             let mut one_states = one.states;

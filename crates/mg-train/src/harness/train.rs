@@ -112,8 +112,38 @@ pub struct WindowGradients<S> {
     pub states: Vec<S>,
 }
 
+/// Where a window's shards run besides the calling thread's device: other devices of this
+/// process, and the other processes of a data-parallel run.
+pub struct Spread<'a, B: MgBackend> {
+    /// One device per shard, the model's first; empty: every shard on the model's device.
+    pub devices: &'a [B::Device],
+    /// The other processes ([`super::nodes`]).
+    pub nodes: Option<&'a Nodes<B>>,
+}
+
+impl<B: MgBackend> Clone for Spread<'_, B> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<B: MgBackend> Copy for Spread<'_, B> {}
+
+impl<B: MgBackend> Spread<'_, B> {
+    /// Every shard on the model's device, in this process alone.
+    pub fn here() -> Self {
+        Spread {
+            devices: &[],
+            nodes: None,
+        }
+    }
+}
+
 /// Forward and backward passes of one window, on one shard or on several (see
-/// [`train_step`]): the loss and the gradients of the whole batch, up to rounding.
+/// [`train_step`]): the loss and the gradients of this process's part of the batch, up to
+/// rounding. A task whose shards' losses are coupled gets the figures of the whole batch,
+/// summed over the nodes too; the losses and gradients are summed over nodes by
+/// [`train_step`].
 ///
 /// A task whose shards' losses depend on one another ([`Task::couples_shards`]) runs the
 /// forward passes on the shards' threads, then [`Task::shard_losses`] on every output at
@@ -124,8 +154,10 @@ pub fn window_gradients<T: Task, B: MgBackend>(
     shards: Vec<Shard<'_, T, B>>,
     path: ForwardPath,
     reduction: LossReduction,
-    devices: &[B::Device],
-) -> WindowGradients<T::State<Autodiff<B>>> {
+    spread: Spread<'_, B>,
+) -> anyhow::Result<WindowGradients<T::State<Autodiff<B>>>> {
+    let devices = spread.devices;
+    let coupled = task.couples_shards() && (shards.len() > 1 || spread.nodes.is_some());
     let backward = |model: &T::TrainModel<B>, scored: WindowLoss<Autodiff<B>>| {
         let loss: f64 = scored.loss.clone().into_scalar().elem();
         let grads = GradientsParams::from_grads(scored.loss.backward(), model);
@@ -145,7 +177,7 @@ pub fn window_gradients<T: Task, B: MgBackend>(
         let (loss, units, metrics, grads) = backward(model, task.loss(output, window, reduction));
         (loss, units, metrics, grads, next)
     };
-    let results: Vec<ShardResult<T, B>> = if shards.len() == 1 {
+    let results: Vec<ShardResult<T, B>> = if shards.len() == 1 && !coupled {
         shards.into_iter().map(|shard| run(model, shard)).collect()
     } else {
         if has_lazy_params::<Autodiff<B>, _>(model) {
@@ -165,7 +197,7 @@ pub fn window_gradients<T: Task, B: MgBackend>(
             .enumerate()
             .map(|(k, shard)| (fork(k), shard))
             .collect();
-        if task.couples_shards() {
+        if coupled {
             let windows: Vec<&T::Window<Autodiff<B>>> = work.iter().map(|(_, s)| s.0).collect();
             let forwards = on_shards(work, |(copy, (window, state))| {
                 let view = view(&copy);
@@ -179,7 +211,11 @@ pub fn window_gradients<T: Task, B: MgBackend>(
                 outputs.push(output);
                 rest.push((copy, next));
             }
-            let losses = task.shard_losses(outputs, &windows, reduction);
+            let mut sums = task.batch_sums(&outputs);
+            if let Some(nodes) = spread.nodes {
+                sums = nodes.sum_f64("the batch's figures", &sums)?;
+            }
+            let losses = task.shard_losses(outputs, &windows, reduction, &sums);
             let work: Vec<_> = rest.into_iter().zip(losses).collect();
             on_shards(work, |((copy, next), scored)| {
                 let (loss, units, metrics, grads) = backward(&copy, scored);
@@ -201,7 +237,7 @@ pub fn window_gradients<T: Task, B: MgBackend>(
             .collect(),
         _ => results,
     };
-    combine::<T, B>(model, results, reduction)
+    Ok(combine::<T, B>(model, results, reduction))
 }
 
 /// A state moved to `device`.
@@ -228,10 +264,10 @@ pub fn state_to_device<T: Task, B: MgBackend>(
 /// order, each weighted by its share of the units when the loss is a mean: the update of the
 /// whole batch, up to rounding, on as many cores as shards.
 ///
-/// With `devices`, shard `k` runs on `devices[k]` (the model's own device first); the
+/// With `spread.devices`, shard `k` runs on device `k` (the model's own device first); the
 /// gradients and states come back to the model's device.
 ///
-/// With `nodes`, the shards are this node's part of the batch and the window's results are
+/// With `spread.nodes`, the shards are this node's part of the batch and the window's results are
 /// summed over the nodes ([`Nodes::sum_window`]) before clipping; `stop` is this node's wish
 /// to stop after the window, and the second value returned whether any node wishes so.
 #[allow(clippy::too_many_arguments)]
@@ -244,8 +280,7 @@ pub fn train_step<T: Task, B: MgBackend, O: Optimizer<T::TrainModel<B>, Autodiff
     lr: f64,
     clip_norm: f64,
     reduction: LossReduction,
-    devices: &[B::Device],
-    nodes: Option<&Nodes<B>>,
+    spread: Spread<'_, B>,
     stop: bool,
 ) -> anyhow::Result<(StepOutcome<T, B>, bool)> {
     let WindowGradients {
@@ -254,9 +289,9 @@ pub fn train_step<T: Task, B: MgBackend, O: Optimizer<T::TrainModel<B>, Autodiff
         mut metrics,
         mut grads,
         states,
-    } = window_gradients(task, &model, shards, path, reduction, devices);
+    } = window_gradients(task, &model, shards, path, reduction, spread)?;
     let mut stop = stop;
-    if let Some(nodes) = nodes {
+    if let Some(nodes) = spread.nodes {
         let sum = nodes.sum_window::<Autodiff<B>, _>(
             &model, &mut grads, loss, units, metrics, reduction, stop,
         )?;
@@ -566,9 +601,7 @@ impl<T: Task, B: MgBackend> OptimizerJob<Autodiff<B>, T::TrainModel<B>> for Loop
             return Ok(progress);
         }
         let nodes = match &options.nodes {
-            Some(o) if o.nodes > 1 => {
-                Some(join_nodes::<T, B>(task, config, o, &device, &start_point)?)
-            }
+            Some(o) if o.nodes > 1 => Some(join_nodes::<T, B>(config, o, &device, &start_point)?),
             _ => None,
         };
         let node_parts = nodes.as_ref().map(|n| node_sizes(t.batch, n.count()));
@@ -713,8 +746,10 @@ impl<T: Task, B: MgBackend> OptimizerJob<Autodiff<B>, T::TrainModel<B>> for Loop
                 lr,
                 t.clip_norm,
                 t.loss,
-                &devices,
-                nodes.as_ref(),
+                Spread {
+                    devices: &devices,
+                    nodes: nodes.as_ref(),
+                },
                 wish,
             )?;
             model = next_model;
@@ -819,24 +854,15 @@ impl<T: Task, B: MgBackend> OptimizerJob<Autodiff<B>, T::TrainModel<B>> for Loop
     }
 }
 
-/// Joins the nodes of a data-parallel run (see [`super::nodes`]) after checking that the task
+/// Joins the nodes of a data-parallel run (see [`super::nodes`]) after checking that the batch
 /// can be cut between them.
 fn join_nodes<T: Task, B: MgBackend>(
-    task: &T,
     config: &ExperimentOf<T>,
     options: &NodeOptions,
     device: &B::Device,
     start_point: &str,
 ) -> anyhow::Result<Nodes<B>> {
     let t = &config.train;
-    if task.couples_shards() {
-        bail!(
-            "--nodes {}: this `{}` config scores the batch's sequences together (e.g. \
-             normalized advantages), which needs the whole batch in one process",
-            options.nodes,
-            T::KIND
-        );
-    }
     if options.nodes > t.batch {
         bail!(
             "--nodes {}: expected at most the batch ({}), so that every node trains a part",

@@ -585,17 +585,28 @@ impl Task for Explore {
         self.config.task.normalize_advantages
     }
 
+    fn batch_sums<B: MgBackend>(&self, outputs: &[Rollout<B>]) -> Vec<f64> {
+        if !self.config.task.normalize_advantages {
+            return Vec::new();
+        }
+        let estimates: Vec<_> = outputs.iter().map(|o| self.estimates(o)).collect();
+        let all: Vec<&[f32]> = estimates.iter().map(|e| e.0.as_slice()).collect();
+        value_sums(&all)
+    }
+
     fn shard_losses<B: MgBackend>(
         &self,
         outputs: Vec<Rollout<B>>,
         _windows: &[&ExploreWindow<B>],
         reduction: LossReduction,
+        sums: &[f64],
     ) -> Vec<WindowLoss<B>> {
         let estimates: Vec<_> = outputs.iter().map(|o| self.estimates(o)).collect();
-        let scale = self.config.task.normalize_advantages.then(|| {
-            let all: Vec<&[f32]> = estimates.iter().map(|e| e.0.as_slice()).collect();
-            moments(&all)
-        });
+        let scale = self
+            .config
+            .task
+            .normalize_advantages
+            .then(|| moments_of_sums(sums));
         outputs
             .into_iter()
             .zip(estimates)
@@ -749,10 +760,25 @@ pub fn normalized(x: Vec<f32>) -> Vec<f32> {
 /// The mean of the values of every part, and 1 / their standard deviation (1 when they are
 /// constant): the shift and scale of [`normalized`], over parts taken together.
 pub fn moments(parts: &[&[f32]]) -> (f64, f64) {
+    moments_of_sums(&value_sums(parts))
+}
+
+/// Count, sum and sum of squares of the values of every part: figures that add up over
+/// shards and nodes.
+pub fn value_sums(parts: &[&[f32]]) -> Vec<f64> {
     let values = || parts.iter().flat_map(|p| p.iter().map(|&v| v as f64));
-    let n = values().count().max(1) as f64;
-    let mean = values().sum::<f64>() / n;
-    let var = values().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
+    vec![
+        values().count() as f64,
+        values().sum(),
+        values().map(|v| v * v).sum(),
+    ]
+}
+
+/// [`moments`] from [`value_sums`].
+pub fn moments_of_sums(sums: &[f64]) -> (f64, f64) {
+    let n = sums[0].max(1.0);
+    let mean = sums[1] / n;
+    let var = (sums[2] / n - mean * mean).max(0.0);
     let scale = if var > 1e-12 { 1.0 / var.sqrt() } else { 1.0 };
     (mean, scale)
 }
