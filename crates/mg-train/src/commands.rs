@@ -547,18 +547,18 @@ impl Command for Train<'_> {
             .run_dir
             .clone()
             .unwrap_or_else(|| default_run_dir(&args.config));
-        if let Some(o) = nodes.as_ref().filter(|o| o.rank > 0) {
+        let options = TrainOptions {
+            total_steps,
+            resume: false,
+            from: None,
+            max_seconds,
+            on_cpu: on_cpu(args.device),
+            show_progress: true,
+            nodes,
+            devices,
+        };
+        if let Some(o) = options.nodes.as_ref().filter(|o| o.rank > 0) {
             // Rank 0 owns the run folder; this node only trains.
-            let options = TrainOptions {
-                total_steps,
-                resume: false,
-                from: None,
-                max_seconds,
-                on_cpu: on_cpu(args.device),
-                show_progress: false,
-                nodes: Some(o.clone()),
-                devices,
-            };
             eprintln!(
                 "node {} of {}: training {} with rank 0 at {}, which writes {}",
                 o.rank,
@@ -590,16 +590,6 @@ impl Command for Train<'_> {
             eprintln!("moved the earlier run's files into {}", aside.display());
         }
         let info = task.info();
-        let options = TrainOptions {
-            total_steps,
-            resume: false,
-            from: None,
-            max_seconds,
-            on_cpu: on_cpu(args.device),
-            show_progress: true,
-            nodes,
-            devices,
-        };
         let result = write_atomic(&run.config(), config.to_toml().as_bytes()).and_then(|()| {
             eprintln!(
                 "training {} ({} parameters, {} memory cells) on {} into {}",

@@ -10,35 +10,23 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{BIN, fails, ok, temp_dir, write_config};
+use common::{BIN, TINY, fails, ok, temp_dir, write_config};
 
-/// The tiny mapping experiment with a batch of 4 (two sequences per node) whose episodes (9
-/// steps) span windows of 4, so that the carried state crosses windows and checkpoints.
-const CONFIG: &str = r#"
-[task]
-kind = "mapping"
-map_size = 5
-mask_size = 6
-mask_origin = 2
-location = "normalized"
-query_per = "sample"
-
-[model]
-levels = [1, 2]
-channels = [2, 2]
-tail_channels = 2
-
-[train]
-batch = 4
-window = 4
-time_steps = 1000000
-checkpoint_every = 8
-log_every = 4
-
-[eval]
-sequences = 4
-batch = 2
-"#;
+/// The command-line tests' tiny mapping experiment with a batch of 4 (two sequences per node),
+/// whose episodes (9 steps) span windows of 4, so that the carried state crosses windows and
+/// checkpoints.
+fn config() -> String {
+    let mut text = TINY.to_string();
+    for (from, to) in [
+        ("batch = 2\nwindow", "batch = 4\nwindow"),
+        ("time_steps = 26", "time_steps = 1000000"),
+        ("checkpoint_every = 4", "checkpoint_every = 8"),
+    ] {
+        assert!(text.contains(from), "{from}");
+        text = text.replace(from, to);
+    }
+    text
+}
 
 /// A coordinator port whose next two ports (the nodes' data services) are free too.
 fn free_ports() -> u16 {
@@ -118,7 +106,7 @@ fn assert_same_losses(a: &[(u64, f64)], b: &[(u64, f64)]) {
 #[test]
 fn two_nodes_train_as_one_process_with_two_shards_and_resume_in_one_process() {
     let dir = temp_dir("nodes-same");
-    let config = write_config(&dir, CONFIG);
+    let config = write_config(&dir, &config());
     let config = config.to_str().unwrap();
     let one = dir.join("one");
     let two = dir.join("two");
@@ -174,7 +162,7 @@ fn exploration_on_two_nodes_trains_as_on_two_threads() {
     let mapping = dir.join("mapping.toml");
     std::fs::write(
         &mapping,
-        CONFIG
+        config()
             .replace("time_steps = 1000000", "time_steps = 8")
             .replace(
                 "query_per = \"sample\"",
@@ -205,30 +193,32 @@ fn exploration_on_two_nodes_trains_as_on_two_threads() {
     let explore = explore.to_str().unwrap();
     let one = dir.join("one");
     let two = dir.join("two");
-    ok(&[
-        "train",
-        explore,
-        "--run-dir",
-        one.to_str().unwrap(),
-        "--steps",
-        "18",
-        "--set",
-        "train.threads=2",
-    ]);
-    let (zero, first) = two_nodes(&[
-        "train",
-        explore,
-        "--run-dir",
-        two.to_str().unwrap(),
-        "--steps",
-        "18",
-        "--set",
-        "train.threads=1",
-    ]);
+    let args = |run: &Path, threads: &str| -> Vec<String> {
+        let run = run.to_str().unwrap();
+        let threads = format!("train.threads={threads}");
+        [
+            "train",
+            explore,
+            "--run-dir",
+            run,
+            "--steps",
+            "18",
+            "--set",
+            &threads,
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    ok(&strs(&args(&one, "2")));
+    let (zero, first) = two_nodes(&strs(&args(&two, "1")));
     succeeded(&zero, "rank 0");
     succeeded(&first, "rank 1");
     assert_same_losses(&losses(&two), &losses(&one));
     std::fs::remove_dir_all(&dir).ok();
+}
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
 }
 
 /// Waits for `child` at most `limit`; its output, or `None` (and the child killed).
@@ -247,7 +237,7 @@ fn wait_at_most(mut child: Child, limit: Duration) -> Option<Output> {
 #[test]
 fn a_node_that_dies_stops_the_other_naming_it_and_the_run_resumes() {
     let dir = temp_dir("nodes-kill");
-    let config = write_config(&dir, CONFIG);
+    let config = write_config(&dir, &config());
     let run = dir.join("run");
     let args = [
         "train",
@@ -295,7 +285,7 @@ fn a_stop_on_one_node_stops_every_node_with_a_checkpoint() {
     let dir = temp_dir("nodes-stop");
     let config = write_config(
         &dir,
-        &CONFIG.replace("checkpoint_every = 8", "checkpoint_every = 1000000"),
+        &config().replace("checkpoint_every = 8", "checkpoint_every = 1000000"),
     );
     let run = dir.join("run");
     let args = [
@@ -333,7 +323,7 @@ fn a_stop_on_one_node_stops_every_node_with_a_checkpoint() {
 #[test]
 fn bad_node_settings_are_refused() {
     let dir = temp_dir("nodes-bad");
-    let config = write_config(&dir, CONFIG);
+    let config = write_config(&dir, &config());
     let config = config.to_str().unwrap();
     let run = dir.join("run");
     let run_s = run.to_str().unwrap();
