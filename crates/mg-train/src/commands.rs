@@ -540,8 +540,9 @@ impl Command for Train<'_> {
         let devices = args
             .nodes
             .devices(args.device, config.train.threads, &args.config)?;
-        check_threads(&task, &config, &args.config, devices.len())?;
         let nodes = args.nodes.options()?;
+        let count = nodes.as_ref().map_or(1, |o| o.nodes);
+        check_threads(&task, &config, &args.config, devices.len(), count)?;
         stop::on_signals()?;
         let root = args
             .run_dir
@@ -620,15 +621,31 @@ impl Command for Train<'_> {
     }
 }
 
-/// Refuses `[train] threads` above 1 (or several `--devices`) for a task that trains on one
-/// thread, naming the config.
+/// Refuses `[train] threads` above 1 (or several `--devices`, or `--nodes`) for a task that
+/// trains on one thread, naming the config.
 fn check_threads<T: Task>(
     task: &T,
     config: &ExperimentOf<T>,
     path: &Path,
     devices: usize,
+    nodes: usize,
 ) -> anyhow::Result<()> {
     let t = &config.train;
+    let shards = nodes * devices.max(t.threads);
+    if shards > t.threads {
+        // Cut between nodes or devices, the batch is in as many shards as with this many
+        // threads: a model that refuses them (batch norm) refuses these too.
+        let mut cut = config.clone();
+        cut.train.threads = shards;
+        T::new(&cut).with_context(|| {
+            let by = match (nodes > 1, devices > 1) {
+                (true, true) => format!("--nodes {nodes} and --devices"),
+                (true, false) => format!("--nodes {nodes}"),
+                _ => "--devices".to_string(),
+            };
+            format!("{by} cut the batch into {shards} shards, as train.threads = {shards} would")
+        })?;
+    }
     let shards = if devices > 0 { devices } else { t.threads };
     if shards <= 1 {
         return Ok(());
@@ -691,7 +708,8 @@ impl Command for Resume<'_> {
         let devices = args
             .nodes
             .devices(args.device, config.train.threads, &self.run.config())?;
-        check_threads(&task, &config, &self.run.config(), devices.len())?;
+        let count = args.nodes.options()?.map_or(1, |o| o.nodes);
+        check_threads(&task, &config, &self.run.config(), devices.len(), count)?;
         stop::on_signals()?;
         let _lock = self.lock;
         let options = TrainOptions {

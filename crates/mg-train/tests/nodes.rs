@@ -354,6 +354,29 @@ fn bad_node_settings_are_refused() {
     assert!(e.contains("need --device cuda"), "{e}");
     assert!(!run.exists(), "a refused run leaves nothing behind");
 
+    // Batch norm's statistics are the whole batch's: cutting it between nodes is refused as
+    // threads are, before anyone listens.
+    let norm = dir.join("norm.toml");
+    std::fs::write(
+        &norm,
+        "[task]\nkind = \"recall\"\nlen = 3\ndim = 4\n\
+         [model]\nlevels = [1, 2]\nchannels = [2, 2]\ntail_channels = 2\nnorm = \"batch-pooled\"\n\
+         [train]\nwindow = 12\nbatch = 4\n",
+    )
+    .unwrap();
+    let e = fails(&[
+        "train",
+        norm.to_str().unwrap(),
+        "--run-dir",
+        run_s,
+        "--nodes",
+        "2",
+        "--coordinator",
+        "127.0.0.1:7000",
+    ]);
+    assert!(e.contains("--nodes 2") && e.contains("batch-pooled"), "{e}");
+    assert!(!run.exists());
+
     // Nobody runs rank 0: the coordinator cannot be reached.
     let port = free_ports();
     let out = node(&base, 1, 2, port, "2").output().unwrap();
