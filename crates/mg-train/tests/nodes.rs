@@ -154,6 +154,36 @@ fn two_nodes_train_as_one_process_with_two_shards_and_resume_in_one_process() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// Two nodes stopped mid-episode and resumed log exactly the losses of two nodes that never
+/// stopped (with two nodes the sum of their gradients does not depend on arrival order).
+#[test]
+fn two_nodes_resume_bit_for_bit() {
+    let dir = temp_dir("nodes-resume");
+    let config = write_config(&dir, &config());
+    let config = config.to_str().unwrap();
+    let straight = dir.join("straight");
+    let stopped = dir.join("stopped");
+    for (run, steps) in [(&straight, "48"), (&stopped, "24")] {
+        let (zero, first) = two_nodes(&[
+            "train",
+            config,
+            "--run-dir",
+            run.to_str().unwrap(),
+            "--steps",
+            steps,
+            "--set",
+            "train.threads=1",
+        ]);
+        succeeded(&zero, "rank 0");
+        succeeded(&first, "rank 1");
+    }
+    let (zero, first) = two_nodes(&["resume", stopped.to_str().unwrap(), "--steps", "48"]);
+    succeeded(&zero, "rank 0 resuming");
+    succeeded(&first, "rank 1 resuming");
+    assert_eq!(losses(&stopped), losses(&straight));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 /// Exploration normalises its advantages over the whole batch: the nodes sum those figures
 /// too, and two nodes train as two threads.
 #[test]
