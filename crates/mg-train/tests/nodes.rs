@@ -5,7 +5,7 @@
 mod common;
 
 use std::net::TcpListener;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
@@ -26,6 +26,13 @@ fn config() -> String {
         text = text.replace(from, to);
     }
     text
+}
+
+/// A temporary folder named for `name` holding [`config`]'s file, and that file's path.
+fn setup(name: &str) -> (PathBuf, String) {
+    let dir = temp_dir(name);
+    let config = write_config(&dir, &config());
+    (dir, config.to_str().unwrap().to_string())
 }
 
 /// A coordinator port whose next two ports (the nodes' data services) are free too.
@@ -105,9 +112,8 @@ fn assert_same_losses(a: &[(u64, f64)], b: &[(u64, f64)]) {
 
 #[test]
 fn two_nodes_train_as_one_process_with_two_shards_and_resume_in_one_process() {
-    let dir = temp_dir("nodes-same");
-    let config = write_config(&dir, &config());
-    let config = config.to_str().unwrap();
+    let (dir, config) = setup("nodes-same");
+    let config = config.as_str();
     let one = dir.join("one");
     let two = dir.join("two");
     let (one_s, two_s) = (one.to_str().unwrap(), two.to_str().unwrap());
@@ -158,9 +164,8 @@ fn two_nodes_train_as_one_process_with_two_shards_and_resume_in_one_process() {
 /// stopped (with two nodes the sum of their gradients does not depend on arrival order).
 #[test]
 fn two_nodes_resume_bit_for_bit() {
-    let dir = temp_dir("nodes-resume");
-    let config = write_config(&dir, &config());
-    let config = config.to_str().unwrap();
+    let (dir, config) = setup("nodes-resume");
+    let config = config.as_str();
     let straight = dir.join("straight");
     let stopped = dir.join("stopped");
     for (run, steps) in [(&straight, "48"), (&stopped, "24")] {
@@ -247,6 +252,17 @@ fn exploration_on_two_nodes_trains_as_on_two_threads() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// Fails, with the node's errors, if `child` has ended.
+fn still_running(child: &mut Child) {
+    if let Some(status) = child.try_wait().unwrap() {
+        let mut stderr = String::new();
+        if let Some(mut pipe) = child.stderr.take() {
+            std::io::Read::read_to_string(&mut pipe, &mut stderr).ok();
+        }
+        panic!("a node ended early ({status}):\n{stderr}");
+    }
+}
+
 fn strs(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
 }
@@ -288,6 +304,9 @@ fn a_node_that_dies_stops_the_other_naming_it_and_the_run_resumes() {
             .unwrap_or(true)
         {
             assert!(start.elapsed() < Duration::from_secs(120), "no checkpoint");
+            for child in children.iter_mut().flatten() {
+                still_running(child);
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
         let mut dead = children[victim].take().unwrap();
@@ -325,12 +344,14 @@ fn a_stop_on_one_node_stops_every_node_with_a_checkpoint() {
         run.to_str().unwrap(),
     ];
     let port = free_ports();
-    let one = node(&args, 1, 2, port, "30").spawn().unwrap();
-    let zero = node(&args, 0, 2, port, "30").spawn().unwrap();
+    let mut one = node(&args, 1, 2, port, "30").spawn().unwrap();
+    let mut zero = node(&args, 0, 2, port, "30").spawn().unwrap();
     let start = Instant::now();
     while std::fs::read_to_string(run.join("metrics.jsonl")).map_or(true, |m| m.lines().count() < 2)
     {
         assert!(start.elapsed() < Duration::from_secs(120), "no metrics");
+        still_running(&mut one);
+        still_running(&mut zero);
         std::thread::sleep(Duration::from_millis(20));
     }
     let term = Command::new("kill")
@@ -352,9 +373,8 @@ fn a_stop_on_one_node_stops_every_node_with_a_checkpoint() {
 
 #[test]
 fn bad_node_settings_are_refused() {
-    let dir = temp_dir("nodes-bad");
-    let config = write_config(&dir, &config());
-    let config = config.to_str().unwrap();
+    let (dir, config) = setup("nodes-bad");
+    let config = config.as_str();
     let run = dir.join("run");
     let run_s = run.to_str().unwrap();
     let base = ["train", config, "--run-dir", run_s];

@@ -86,6 +86,9 @@ where
         peers: Vec<PeerId>,
         global_params: GlobalRegisterParams,
     ) -> Result<(), GlobalCollectiveError> {
+        // This node's data service was only spawned in `new`: the orchestrator answers every
+        // node once all have registered, and the others then connect to it at once.
+        wait_until_listening(&global_params.node_address).await;
         let req = RemoteRequest::Register {
             node_addr: global_params.node_address,
             num_nodes: global_params.num_nodes,
@@ -197,5 +200,23 @@ where
             log::error!("Global collective client error: {err:?}");
         }
         self.data_service.close().await;
+    }
+}
+
+/// Waits (at most 10 s) until `address` (`ws://host:port`) accepts connections.
+async fn wait_until_listening(address: &Address) {
+    let text = address.to_string();
+    let host_port = text
+        .split_once("://")
+        .map_or(text.as_str(), |(_, rest)| rest)
+        .split('/')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(&host_port).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
