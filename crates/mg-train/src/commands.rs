@@ -150,18 +150,22 @@ impl NodeArgs {
                 self.node_rank
             );
         };
-        if !(self.node_timeout.is_finite() && self.node_timeout > 0.0) {
-            bail!(
-                "--node-timeout {}: expected a positive number of seconds",
-                self.node_timeout
-            );
-        }
+        // A day at most: `Duration` holds far more, but `recv_timeout` adds it to the clock.
+        let timeout = std::time::Duration::try_from_secs_f64(self.node_timeout)
+            .ok()
+            .filter(|t| !t.is_zero() && t.as_secs() <= 86_400)
+            .with_context(|| {
+                format!(
+                    "--node-timeout {}: expected a positive number of seconds, at most 86400",
+                    self.node_timeout
+                )
+            })?;
         let options = NodeOptions {
             nodes: self.nodes,
             rank: self.node_rank,
             coordinator,
             address: self.node_address.clone(),
-            timeout: std::time::Duration::from_secs_f64(self.node_timeout),
+            timeout,
         };
         options.check()?;
         Ok(Some(options))
