@@ -63,12 +63,16 @@ fn node(args: &[&str], rank: usize, nodes: usize, port: u16, timeout: &str) -> C
     c
 }
 
-/// Runs `args` as ranks 0 and 1 of a two-node run; their outputs.
-fn two_nodes(args: &[&str]) -> (Output, Output) {
+/// Runs `args` as ranks 0 and 1 of a two-node run, both of which must succeed; rank 1's
+/// errors.
+fn two_nodes(args: &[&str]) -> String {
     let port = free_ports();
     let one = node(args, 1, 2, port, "60").spawn().unwrap();
     let zero = node(args, 0, 2, port, "60").output().unwrap();
-    (zero, one.wait_with_output().unwrap())
+    let one = one.wait_with_output().unwrap();
+    succeeded(&zero, &format!("rank 0 of {args:?}"));
+    succeeded(&one, &format!("rank 1 of {args:?}"));
+    String::from_utf8_lossy(&one.stderr).into_owned()
 }
 
 fn succeeded(out: &Output, what: &str) {
@@ -127,7 +131,7 @@ fn two_nodes_train_as_one_process_with_two_shards_and_resume_in_one_process() {
         "--set",
         "train.threads=2",
     ]);
-    let (zero, first) = two_nodes(&[
+    let stderr = two_nodes(&[
         "train",
         config,
         "--run-dir",
@@ -137,9 +141,6 @@ fn two_nodes_train_as_one_process_with_two_shards_and_resume_in_one_process() {
         "--set",
         "train.threads=1",
     ]);
-    succeeded(&zero, "rank 0");
-    succeeded(&first, "rank 1");
-    let stderr = String::from_utf8_lossy(&first.stderr);
     assert!(stderr.contains("node 1: trained to time step"), "{stderr}");
     assert_same_losses(&losses(&two), &losses(&one));
     assert!(losses(&two).len() >= 5);
@@ -153,9 +154,7 @@ fn two_nodes_train_as_one_process_with_two_shards_and_resume_in_one_process() {
 
     // And two nodes resume a one-process checkpoint.
     ok(&["resume", one_s, "--steps", "48"]);
-    let (zero, first) = two_nodes(&["resume", two_s, "--steps", "48"]);
-    succeeded(&zero, "rank 0 resuming");
-    succeeded(&first, "rank 1 resuming");
+    two_nodes(&["resume", two_s, "--steps", "48"]);
     assert_same_losses(&losses(&two), &losses(&one));
     std::fs::remove_dir_all(&dir).ok();
 }
@@ -169,7 +168,7 @@ fn two_nodes_resume_bit_for_bit() {
     let straight = dir.join("straight");
     let stopped = dir.join("stopped");
     for (run, steps) in [(&straight, "48"), (&stopped, "24")] {
-        let (zero, first) = two_nodes(&[
+        two_nodes(&[
             "train",
             config,
             "--run-dir",
@@ -179,12 +178,8 @@ fn two_nodes_resume_bit_for_bit() {
             "--set",
             "train.threads=1",
         ]);
-        succeeded(&zero, "rank 0");
-        succeeded(&first, "rank 1");
     }
-    let (zero, first) = two_nodes(&["resume", stopped.to_str().unwrap(), "--steps", "48"]);
-    succeeded(&zero, "rank 0 resuming");
-    succeeded(&first, "rank 1 resuming");
+    two_nodes(&["resume", stopped.to_str().unwrap(), "--steps", "48"]);
     assert_eq!(losses(&stopped), losses(&straight));
     std::fs::remove_dir_all(&dir).ok();
 }
@@ -245,9 +240,7 @@ fn exploration_on_two_nodes_trains_as_on_two_threads() {
         .to_vec()
     };
     ok(&strs(&args(&one, "2")));
-    let (zero, first) = two_nodes(&strs(&args(&two, "1")));
-    succeeded(&zero, "rank 0");
-    succeeded(&first, "rank 1");
+    two_nodes(&strs(&args(&two, "1")));
     assert_same_losses(&losses(&two), &losses(&one));
     std::fs::remove_dir_all(&dir).ok();
 }
@@ -396,6 +389,16 @@ fn bad_node_settings_are_refused() {
     assert!(e.contains("--nodes 0"), "{e}");
     let e = with(&["--nodes", "2"]);
     assert!(e.contains("give --coordinator"), "{e}");
+    for timeout in ["0", "-1", "nan", "1e30"] {
+        let e = with(&[
+            "--nodes",
+            "2",
+            "--coordinator",
+            "127.0.0.1:7000",
+            &format!("--node-timeout={timeout}"),
+        ]);
+        assert!(e.contains("--node-timeout"), "{timeout}: {e}");
+    }
     let e = with(&["--nodes", "2", "--coordinator", "localhost"]);
     assert!(e.contains("expected HOST:PORT"), "{e}");
     let e = with(&["--nodes", "5", "--coordinator", "127.0.0.1:7000"]);
