@@ -166,9 +166,61 @@ pub(crate) fn unfold<T: Real>(x: &[T], images: usize, s: ConvShape, cols: &mut [
     let width = images * s.pixels();
     debug_assert_eq!(x.len(), images * plane);
     debug_assert_eq!(cols.len(), s.taps() * width);
+    if s.h == 1 && s.kh == 1 && s.ho == 1 {
+        return unfold_rows_1d(x, images, s, cols);
+    }
     for image in 0..images {
         let x = &x[image * plane..][..plane];
         unfold_rows(x, s, 0..s.ho, cols, width, image * s.pixels());
+    }
+}
+
+/// [`unfold`] of one-row images under a one-row kernel (the 1D grids, a few values wide):
+/// each tap's row of `cols` filled image after image, straight from `x`, with the columns
+/// outside the image zero; a tap that reads no column of the image is one fill.
+fn unfold_rows_1d<T: Real>(x: &[T], images: usize, s: ConvShape, cols: &mut [T]) {
+    let (w, wo) = (s.w, s.wo);
+    let width = images * wo;
+    for ci in 0..s.c_in {
+        for b in 0..s.kw {
+            let row = &mut cols[(ci * s.kw + b) * width..][..width];
+            let (lo, hi) = s.inside(b);
+            if lo == hi {
+                row.fill(T::ZERO);
+                continue;
+            }
+            // Output column `xo` in `lo..hi` reads source column `xo + b − pw`.
+            let sx = lo + b - s.pw;
+            for (image, dst) in row.chunks_exact_mut(wo).enumerate() {
+                let src = &x[(image * s.c_in + ci) * w + sx..][..hi - lo];
+                dst[..lo].fill(T::ZERO);
+                copy_short(&mut dst[lo..hi], src);
+                dst[hi..].fill(T::ZERO);
+            }
+        }
+    }
+}
+
+/// `dst.copy_from_slice(src)`, without a call into `memcpy` for the lengths the 1D grids
+/// copy (their widths 1 to 16, and one less for a tap off the centre).
+#[inline(always)]
+fn copy_short<T: Copy>(dst: &mut [T], src: &[T]) {
+    #[inline(always)]
+    fn fixed<T: Copy, const N: usize>(dst: &mut [T], src: &[T]) {
+        let s: &[T; N] = src.try_into().expect("N values");
+        let d: &mut [T; N] = dst.try_into().expect("N values");
+        *d = *s;
+    }
+    match src.len() {
+        1 => fixed::<T, 1>(dst, src),
+        2 => fixed::<T, 2>(dst, src),
+        3 => fixed::<T, 3>(dst, src),
+        4 => fixed::<T, 4>(dst, src),
+        7 => fixed::<T, 7>(dst, src),
+        8 => fixed::<T, 8>(dst, src),
+        15 => fixed::<T, 15>(dst, src),
+        16 => fixed::<T, 16>(dst, src),
+        _ => dst.copy_from_slice(src),
     }
 }
 
@@ -437,8 +489,10 @@ pub(crate) fn channels_first<T: Real>(
     let width = images * pixels;
     for image in 0..images {
         for co in 0..c_out {
-            out[co * width + image * pixels..][..pixels]
-                .copy_from_slice(&g[(image * c_out + co) * pixels..][..pixels]);
+            copy_short(
+                &mut out[co * width + image * pixels..][..pixels],
+                &g[(image * c_out + co) * pixels..][..pixels],
+            );
         }
     }
 }
@@ -606,6 +660,52 @@ mod tests {
         }
     }
 
+    /// One-row images (the 1D grids) unfold image after image as the single-image path
+    /// (and the definition, through `check_unfold_rows`) says, for kernels wider and
+    /// narrower than the image.
+    #[test]
+    fn one_row_images_unfold_as_each_image_alone() {
+        for (w, kw, pw) in [
+            (1, 3, 1),
+            (2, 3, 1),
+            (4, 3, 1),
+            (16, 3, 1),
+            (5, 2, 1),
+            (3, 5, 2),
+        ] {
+            let wo = w + 2 * pw + 1 - kw;
+            let s = ConvShape {
+                c_in: 3,
+                h: 1,
+                w,
+                kh: 1,
+                kw,
+                ph: 0,
+                pw,
+                ho: 1,
+                wo,
+            };
+            check_unfold_rows(s);
+            let images = 4;
+            let x: Vec<f64> = (0..images * s.c_in * w).map(|v| v as f64 + 1.0).collect();
+            let width = images * wo;
+            let mut all = vec![f64::NAN; s.taps() * width];
+            unfold(&x, images, s, &mut all);
+            for image in 0..images {
+                let mut one = vec![f64::NAN; s.taps() * width];
+                let plane = &x[image * s.c_in * w..][..s.c_in * w];
+                unfold_rows_padded(plane, s, 0..1, &mut one, width, image * wo);
+                for r in 0..s.taps() {
+                    assert_eq!(
+                        &all[r * width + image * wo..][..wo],
+                        &one[r * width + image * wo..][..wo],
+                        "{s:?}, image {image}, tap row {r}"
+                    );
+                }
+            }
+        }
+    }
+
     fn check_unfold_rows(s: ConvShape) {
         let x: Vec<f64> = (0..s.c_in * s.h * s.w).map(|v| v as f64 + 1.0).collect();
         let mut all = vec![f64::NAN; s.taps() * s.pixels()];
@@ -628,7 +728,10 @@ mod tests {
                 }
             }
         }
-        for rows in [0..1, 1..3, 3..4, 0..4] {
+        for rows in [0..1, 1..3, 3..4, 0..4]
+            .into_iter()
+            .filter(|r| r.end <= s.ho)
+        {
             let width = rows.len() * s.wo;
             let mut part = vec![f64::NAN; s.taps() * width];
             unfold_rows(&x, s, rows.clone(), &mut part, width, 0);
