@@ -129,6 +129,41 @@ fn slice<E: Element + Real>(t: &FlexTensor) -> &[E] {
     t.as_slice::<E>().expect("a contiguous tensor")
 }
 
+/// A convolution kernel `[c_out, c_in, kh, kw]` as the `[c_out, c_in·kh·kw]` matrix it is
+/// in memory, read in place where each output channel's values are contiguous (a whole
+/// kernel, or one cut along the input channels: the conv-LSTM's recurrent half), else from a
+/// contiguous copy made into `copy`.
+fn kernel_rows<'a, E: Element + Real>(
+    weight: &'a FlexTensor,
+    copy: &'a mut Option<FlexTensor>,
+) -> View<'a, E> {
+    let layout = weight.layout();
+    let [c_out, c_in, kh, kw] = layout.shape().dims::<4>();
+    let (cols, strides) = (c_in * kh * kw, layout.strides());
+    let inner = |d: usize, want: usize| strides[d] == want as isize || layout.shape()[d] == 1;
+    let rows = usize::try_from(strides[0])
+        .ok()
+        .filter(|&r| inner(1, kh * kw) && inner(2, kw) && inner(3, 1) && r >= cols)
+        .map(|row_stride| View {
+            data: weight.storage::<E>(),
+            offset: layout.start_offset(),
+            rows: c_out,
+            cols,
+            row_stride,
+            col_stride: 1,
+        })
+        .filter(|v| c_out == 0 || v.offset + (c_out - 1) * v.row_stride + cols <= v.data.len());
+    match rows {
+        Some(view) => view,
+        None => View::rows(slice::<E>(copy.insert(weight.to_contiguous())), c_out, cols),
+    }
+}
+
+/// Row `i` of a row-major view (`col_stride` 1).
+fn view_row<'a, E>(v: &View<'a, E>, i: usize) -> &'a [E] {
+    &v.data[v.offset + i * v.row_stride..][..v.cols]
+}
+
 fn tensor<E: Element>(values: Vec<E>, shape: impl Into<Shape>) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(values, shape.into()))
 }
@@ -219,7 +254,8 @@ fn conv_forward<E: Element + Real>(
     let s = plan.s;
     let xs = slice::<E>(x);
     let bias = bias.map(slice::<E>);
-    let w = View::rows(slice::<E>(weight), plan.c_out, s.taps());
+    let mut copy = None;
+    let w = kernel_rows::<E>(weight, &mut copy);
     let (c_in_size, pixels, c_out) = (s.c_in * s.h * s.w, s.pixels(), plan.c_out);
     let per_tile = TILE_ELEMS / s.taps().max(1);
     let add_bias = |out: &mut [E]| {
@@ -232,7 +268,15 @@ fn conv_forward<E: Element + Real>(
     };
     let mut out = vec![E::ZERO; plan.n * c_out * pixels];
     if winograd::applies(&s, c_out) {
-        let u = winograd::transform_kernel(slice::<E>(weight), c_out, s.c_in);
+        let u = if w.row_stride == w.cols {
+            winograd::transform_kernel(&w.data[w.offset..][..c_out * w.cols], c_out, s.c_in)
+        } else {
+            let dense: Vec<E> = (0..c_out)
+                .flat_map(|co| view_row(&w, co))
+                .copied()
+                .collect();
+            winograd::transform_kernel(&dense, c_out, s.c_in)
+        };
         plan.run(&mut out, c_out * pixels, |first, images, out| {
             let x = &xs[first * c_in_size..][..images * c_in_size];
             winograd::conv(x, images, s, c_out, &u, bias, out);
@@ -312,12 +356,14 @@ fn conv_backward<E: Element + Real>(
     let s = plan.s;
     let (n, c_out, c_in, kh, kw) = (plan.n, plan.c_out, s.c_in, s.kh, s.kw);
     let k = kh * kw;
-    let (xs, gs, w) = (slice::<E>(x), slice::<E>(grad), slice::<E>(weight));
+    let (xs, gs) = (slice::<E>(x), slice::<E>(grad));
+    let mut copy = None;
+    let w = kernel_rows::<E>(weight, &mut copy);
     // `W̃[ci, (co, a', b')] = w[co, ci, kh−1−a', kw−1−b']`: reversing the `kh·kw` taps flips
     // the kernel in both directions.
-    let mut flipped = vec![E::ZERO; if need_x { w.len() } else { 0 }];
+    let mut flipped = vec![E::ZERO; if need_x { c_out * c_in * k } else { 0 }];
     if need_x {
-        for (co, w_co) in w.chunks_exact(c_in * k).enumerate() {
+        for (co, w_co) in (0..c_out).map(|co| (co, view_row(&w, co))) {
             for (ci, w_ci) in w_co.chunks_exact(k).enumerate() {
                 let dst = &mut flipped[(ci * c_out + co) * k..][..k];
                 dst.iter_mut()
@@ -596,7 +642,8 @@ impl MgBackend for Flex {
         let Some(plan) = plan else {
             return Flex::conv2d(x, weight, bias, options);
         };
-        let (x, weight) = (x.to_contiguous(), weight.to_contiguous());
+        // The kernel is read in place where it can be (`kernel_rows`).
+        let x = x.to_contiguous();
         let bias = bias.map(|b| b.to_contiguous());
         by_dtype!(weight.dtype(), E => conv_forward::<E>(&x, &weight, bias.as_ref(), &plan))
             .unwrap_or_else(|| Flex::conv2d(x, weight, bias, options))
@@ -634,7 +681,7 @@ impl MgBackend for Flex {
     ) -> (Option<FlexTensor>, Option<FlexTensor>) {
         let plan = fast_conv(&x, &weight, &options)
             .map(|dims| Plan::new(x.shape().dims(), dims, options.padding, CHUNK_ELEMS));
-        let (x, weight) = (x.to_contiguous(), weight.to_contiguous());
+        let x = x.to_contiguous();
         let grad = output_grad.to_contiguous();
         plan.and_then(|plan| {
             by_dtype!(weight.dtype(), E => conv_backward::<E>(&x, &weight, &grad, &plan, need))
@@ -932,6 +979,47 @@ mod tests {
                 let dw_burn =
                     Flex::conv2d_weight_backward(x.clone(), w.clone(), g.clone(), options.clone());
                 assert!(max_diff(dw, dw_burn) < 1e-12, "weight gradient, {what}");
+            }
+        }
+    }
+
+    /// A kernel cut along its input channels (the conv-LSTM's recurrent half, read in place
+    /// with a row stride), one with its channel axes swapped (copied), both on the Winograd grid
+    /// and on a 1D one, give the results of the same kernel made contiguous.
+    #[test]
+    fn strided_kernels_match_contiguous_ones() {
+        for (x_shape, whole, padding) in [
+            ([2, 3, 1, 8], [8, 5, 1, 3], [0, 1]),
+            ([2, 4, 24, 24], [16, 9, 3, 3], [1, 1]),
+        ] {
+            let [c_out, c_total, kh, kw] = whole;
+            let c_in = x_shape[1];
+            let t = |x: FlexTensor| Tensor::<Flex, 4>::from_primitive(TensorPrimitive::Float(x));
+            let cut = t(random(whole, 31))
+                .narrow(1, c_total - c_in, c_in)
+                .into_primitive()
+                .tensor();
+            let permuted = t(random([c_in, c_out, kh, kw], 32))
+                .swap_dims(0, 1)
+                .into_primitive()
+                .tensor();
+            for (w, in_place) in [(cut, true), (permuted, false)] {
+                assert!(!w.layout().is_contiguous());
+                let mut copy = None;
+                kernel_rows::<f64>(&w, &mut copy);
+                assert_eq!(copy.is_none(), in_place, "{x_shape:?}: read in place");
+                let dense = w.to_contiguous();
+                let x = random(x_shape, 33);
+                let w_shape = [c_out, c_in, kh, kw];
+                let plan = Plan::new(x_shape, w_shape, padding, 1 << 20);
+                let y = conv_forward::<f64>(&x, &w, None, &plan);
+                let y_dense = conv_forward::<f64>(&x, &dense, None, &plan);
+                assert_eq!(max_diff(y.clone(), y_dense), 0.0, "forward {x_shape:?}");
+                let g = random(y.shape().dims(), 34);
+                let (dx, dw) = conv_backward::<f64>(&x, &w, &g, &plan, [true, true]);
+                let (dx_d, dw_d) = conv_backward::<f64>(&x, &dense, &g, &plan, [true, true]);
+                assert_eq!(max_diff(dx.unwrap(), dx_d.unwrap()), 0.0, "∂x {x_shape:?}");
+                assert_eq!(max_diff(dw.unwrap(), dw_d.unwrap()), 0.0, "∂w {x_shape:?}");
             }
         }
     }
