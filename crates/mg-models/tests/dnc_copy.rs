@@ -146,7 +146,11 @@ fn dnc_learns_repeat_copy() {
                 step + 1,
                 start.elapsed().as_secs_f64()
             );
-            below = if error < TARGET_BIT_ERROR { below + 1 } else { 0 };
+            below = if error < TARGET_BIT_ERROR {
+                below + 1
+            } else {
+                0
+            };
             if below == TARGET_TIMES {
                 let held_out = held_out_bit_error(&model.valid(), &task);
                 println!("held-out bit error {held_out:.4} ({HELD_OUT_BATCHES} batches)");
