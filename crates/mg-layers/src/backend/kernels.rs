@@ -169,6 +169,9 @@ pub(crate) fn unfold<T: Real>(x: &[T], images: usize, s: ConvShape, cols: &mut [
     if s.h == 1 && s.kh == 1 && s.ho == 1 {
         return unfold_rows_1d(x, images, s, cols);
     }
+    if s.wo <= PADDED_WIDTH && s.ho + s.kh == s.h + 2 * s.ph + 1 {
+        return unfold_padded(x, images, s, cols);
+    }
     for image in 0..images {
         let x = &x[image * plane..][..plane];
         unfold_rows(x, s, 0..s.ho, cols, width, image * s.pixels());
@@ -201,8 +204,37 @@ fn unfold_rows_1d<T: Real>(x: &[T], images: usize, s: ConvShape, cols: &mut [T])
     }
 }
 
-/// `dst.copy_from_slice(src)`, without a call into `memcpy` for the lengths the 1D grids
-/// copy (their widths 1 to 16, and one less for a tap off the centre).
+/// [`unfold`] of narrow images through one zero-padded copy of all of them (made once, not
+/// per image): every kernel tap is then one fixed-width copy per output row.
+fn unfold_padded<T: Real>(x: &[T], images: usize, s: ConvShape, cols: &mut [T]) {
+    let (hp, wp) = (s.h + 2 * s.ph, s.w + 2 * s.pw);
+    let (plane, padded, pixels) = (s.h * s.w, hp * wp, s.pixels());
+    let width = images * pixels;
+    with_scratch(images * s.c_in * padded, |pad: &mut [T]| {
+        pad.fill(T::ZERO);
+        for (src, dst) in x.chunks_exact(plane).zip(pad.chunks_exact_mut(padded)) {
+            for y in 0..s.h {
+                let at = (y + s.ph) * wp + s.pw;
+                copy_short(&mut dst[at..][..s.w], &src[y * s.w..][..s.w]);
+            }
+        }
+        for ci in 0..s.c_in {
+            for a in 0..s.kh {
+                for b in 0..s.kw {
+                    let row = &mut cols[((ci * s.kh + a) * s.kw + b) * width..][..width];
+                    for (image, out) in row.chunks_exact_mut(pixels).enumerate() {
+                        let src = &pad[(image * s.c_in + ci) * padded..][..padded];
+                        copy_rows(&src[a * wp + b..], wp, out, s.wo);
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// `dst.copy_from_slice(src)`, without a call into `memcpy` for the lengths the small grids
+/// copy: the widths of both geometries (1 to 16 on the 1D grids, 3 to 24 on the 2D ones),
+/// and one less on the 1D grids (a tap off the centre).
 #[inline(always)]
 fn copy_short<T: Copy>(dst: &mut [T], src: &[T]) {
     #[inline(always)]
@@ -216,10 +248,13 @@ fn copy_short<T: Copy>(dst: &mut [T], src: &[T]) {
         2 => fixed::<T, 2>(dst, src),
         3 => fixed::<T, 3>(dst, src),
         4 => fixed::<T, 4>(dst, src),
+        6 => fixed::<T, 6>(dst, src),
         7 => fixed::<T, 7>(dst, src),
         8 => fixed::<T, 8>(dst, src),
+        12 => fixed::<T, 12>(dst, src),
         15 => fixed::<T, 15>(dst, src),
         16 => fixed::<T, 16>(dst, src),
+        24 => fixed::<T, 24>(dst, src),
         _ => dst.copy_from_slice(src),
     }
 }
@@ -660,45 +695,55 @@ mod tests {
         }
     }
 
-    /// One-row images (the 1D grids) unfold image after image as the single-image path
-    /// (and the definition, through `check_unfold_rows`) says, for kernels wider and
-    /// narrower than the image.
+    /// Narrow images (the small grids of both geometries: one-row images unfolded straight
+    /// from the input, the others through one padded copy of all images) unfold image after
+    /// image as the single-image path (and the definition, through `check_unfold_rows`)
+    /// says, for kernels wider and narrower than the image.
     #[test]
-    fn one_row_images_unfold_as_each_image_alone() {
-        for (w, kw, pw) in [
-            (1, 3, 1),
-            (2, 3, 1),
-            (4, 3, 1),
-            (16, 3, 1),
-            (5, 2, 1),
-            (3, 5, 2),
+    fn narrow_images_unfold_as_each_image_alone() {
+        // (h, w, kh, kw, ph, pw)
+        for (h, w, kh, kw, ph, pw) in [
+            (1, 1, 1, 3, 0, 1),
+            (1, 2, 1, 3, 0, 1),
+            (1, 4, 1, 3, 0, 1),
+            (1, 16, 1, 3, 0, 1),
+            (1, 5, 1, 2, 0, 1),
+            (1, 3, 1, 5, 0, 2),
+            (1, 1, 3, 3, 1, 1),
+            (3, 3, 3, 3, 1, 1),
+            (6, 6, 3, 3, 1, 1),
+            (24, 24, 3, 3, 1, 1),
+            (4, 5, 3, 2, 1, 1),
+            (2, 3, 5, 5, 2, 2),
+            (4, 7, 2, 3, 0, 1),
         ] {
-            let wo = w + 2 * pw + 1 - kw;
+            let (ho, wo) = (h + 2 * ph + 1 - kh, w + 2 * pw + 1 - kw);
             let s = ConvShape {
                 c_in: 3,
-                h: 1,
+                h,
                 w,
-                kh: 1,
+                kh,
                 kw,
-                ph: 0,
+                ph,
                 pw,
-                ho: 1,
+                ho,
                 wo,
             };
             check_unfold_rows(s);
             let images = 4;
-            let x: Vec<f64> = (0..images * s.c_in * w).map(|v| v as f64 + 1.0).collect();
-            let width = images * wo;
+            let plane = s.c_in * h * w;
+            let x: Vec<f64> = (0..images * plane).map(|v| v as f64 + 1.0).collect();
+            let (pixels, width) = (ho * wo, images * ho * wo);
             let mut all = vec![f64::NAN; s.taps() * width];
             unfold(&x, images, s, &mut all);
             for image in 0..images {
                 let mut one = vec![f64::NAN; s.taps() * width];
-                let plane = &x[image * s.c_in * w..][..s.c_in * w];
-                unfold_rows_padded(plane, s, 0..1, &mut one, width, image * wo);
+                let x = &x[image * plane..][..plane];
+                unfold_rows_padded(x, s, 0..ho, &mut one, width, image * pixels);
                 for r in 0..s.taps() {
                     assert_eq!(
-                        &all[r * width + image * wo..][..wo],
-                        &one[r * width + image * wo..][..wo],
+                        &all[r * width + image * pixels..][..pixels],
+                        &one[r * width + image * pixels..][..pixels],
                         "{s:?}, image {image}, tap row {r}"
                     );
                 }
