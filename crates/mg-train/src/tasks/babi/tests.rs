@@ -593,8 +593,9 @@ fn bench_reports_words_per_second_and_the_epoch() {
     let seed = config.train.seed;
     let batch = task.batch(seed, 0, 2).unwrap();
     let words = window.words_per_s.unwrap() * seconds;
-    assert!((words - batch.words(window.steps) as f64).abs() < 1e-6 * words);
-    assert!(words > 0.0 && words <= (2 * window.steps) as f64);
+    let read = batch.words(window.steps);
+    assert!((words - read as f64).abs() < 1e-6 * words);
+    assert!(read > 0 && read <= 2 * window.steps);
     // The epoch: every batch of the training split at the window's time per step.
     let per_epoch = task.corpus().unwrap().train.len() / 2;
     let steps: usize = (0..per_epoch as u64)
