@@ -92,8 +92,9 @@ pub(crate) fn tanh_f32(x: f32) -> f32 {
     p / q
 }
 
-/// Runs `f` compiled for the best instruction set the CPU has (AVX2 and FMA on x86-64 where
-/// present, detected at run time through `pulp`; the workspace builds for baseline x86-64,
+/// Runs `f` compiled for the best instruction set the CPU has (AVX-512, else AVX2 and FMA on
+/// x86-64 where present, detected at run time through `pulp`; the workspace builds for
+/// baseline x86-64,
 /// whose vector loops are 4 floats wide). Only code inlined into `f` is compiled so: mark the
 /// closure and what it calls `#[inline(always)]`. The arithmetic is the same (no fused
 /// multiply-adds are formed), so results do not depend on the instruction set.
@@ -102,14 +103,15 @@ pub(crate) fn simd<R>(f: impl FnOnce() -> R) -> R {
     pulp::Arch::new().dispatch(f)
 }
 
-/// The instruction set [`simd`] runs with on this CPU: `x86-64-v3` (AVX2 and FMA) or
-/// `x86-64` (the baseline) on x86-64, the architecture's name elsewhere.
+/// The instruction set [`simd`] runs with on this CPU: `x86-64-v4` (AVX-512), `x86-64-v3`
+/// (AVX2 and FMA) or `x86-64` (the baseline) on x86-64, the architecture's name elsewhere.
 pub(crate) fn simd_level() -> &'static str {
     #[cfg(target_arch = "x86_64")]
     {
-        match pulp::x86::V3::try_new() {
-            Some(_) => "x86-64-v3",
-            None => "x86-64",
+        match pulp::Arch::new() {
+            pulp::Arch::V4(_) => "x86-64-v4",
+            pulp::Arch::V3(_) => "x86-64-v3",
+            _ => "x86-64",
         }
     }
     #[cfg(not(target_arch = "x86_64"))]

@@ -586,9 +586,9 @@ fn check_gates<B: Backend>(name: &str, gates: &Tensor<B, 4>, cell: &Tensor<B, 4>
 }
 
 /// The instruction set the project's own CPU kernel loops run with on this machine, chosen at
-/// run time: `x86-64-v3` (AVX2 and FMA) or `x86-64` on x86-64, the architecture's name
-/// elsewhere; `None` without the `flex` feature, which has the kernels. (The `gemm` crate's
-/// matrix products choose their own microkernels.)
+/// run time: `x86-64-v4` (AVX-512), `x86-64-v3` (AVX2 and FMA) or `x86-64` on x86-64, the
+/// architecture's name elsewhere; `None` without the `flex` feature, which has the kernels.
+/// (The `gemm` crate's matrix products choose their own microkernels.)
 pub fn cpu_kernel_isa() -> Option<&'static str> {
     #[cfg(feature = "flex")]
     {
