@@ -17,14 +17,7 @@ REPEATS=${REPEATS:-5}
 ROUNDS=${ROUNDS:-2}
 BATCH=${BATCH:-16}
 STEPS=${STEPS:-80}
-mkdir -p "$(dirname "$OUT")"
-: > "$OUT"
-if [ -z "${BIN:-}" ]; then
-  cargo build --release -p mg-train --locked
-  BIN=target/release/mg-train
-fi
-cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')
-echo "# $(date -u +%FT%TZ) commit $(git rev-parse --short HEAD) $(nproc) cores, $cpu" | tee -a "$OUT"
+. scripts/bench-setup.sh
 ours() {
   "$1" bench configs/babi/paper.toml --set task.reading='"story"' --batch "$BATCH" --steps "$STEPS" \
     --threads "$2" --repeats "$REPEATS" --json | grep '^{"bench":"train_window' | sed "s/^{/{$3/"

@@ -16,14 +16,7 @@ PY=${PYTHON:-python3}
 OUT=${1:-target/bench/dnc-vs-torch.jsonl}
 REPEATS=${REPEATS:-3}
 THREADS=${THREADS:-1 2}
-mkdir -p "$(dirname "$OUT")"
-: > "$OUT"
-if [ -z "${BIN:-}" ]; then
-  cargo build --release -p mg-train --locked
-  BIN=target/release/mg-train
-fi
-cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')
-echo "# $(date -u +%FT%TZ) commit $(git rev-parse --short HEAD) $(nproc) cores, $cpu" | tee -a "$OUT"
+. scripts/bench-setup.sh
 bench() {
   "$1" bench "$2" --repeats "$REPEATS" --no-step-path --threads "$3" --json | grep '^{' \
     | sed "s/^{/{$4/" | tee -a "$OUT"
