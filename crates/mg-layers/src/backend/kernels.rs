@@ -361,7 +361,9 @@ fn unfold_rows_clipped<T: Real>(
 
 /// Copies `dst.len() / n` rows of `n` values, `stride` apart in `src`, into `dst`
 /// (contiguous). The grid widths of the mapping models (3, 6, 12, 24) copy without a call.
+#[inline(always)]
 fn copy_rows<T: Copy>(src: &[T], stride: usize, dst: &mut [T], n: usize) {
+    #[inline(always)]
     fn fixed<T: Copy, const N: usize>(src: &[T], stride: usize, dst: &mut [T]) {
         for (k, d) in dst.chunks_exact_mut(N).enumerate() {
             let s: &[T; N] = src[k * stride..][..N].try_into().expect("N values");
