@@ -94,8 +94,7 @@ pub(crate) fn tanh_f32(x: f32) -> f32 {
 
 /// Runs `f` compiled for the best instruction set the CPU has (AVX-512, else AVX2 and FMA on
 /// x86-64 where present, detected at run time through `pulp`; the workspace builds for
-/// baseline x86-64,
-/// whose vector loops are 4 floats wide). Only code inlined into `f` is compiled so: mark the
+/// baseline x86-64, whose vector loops are 4 floats wide). Only code inlined into `f` is compiled so: mark the
 /// closure and what it calls `#[inline(always)]`. The arithmetic is the same (no fused
 /// multiply-adds are formed), so results do not depend on the instruction set.
 #[inline(always)]
@@ -360,7 +359,8 @@ fn unfold_rows_clipped<T: Real>(
 }
 
 /// Copies `dst.len() / n` rows of `n` values, `stride` apart in `src`, into `dst`
-/// (contiguous). The grid widths of the mapping models (3, 6, 12, 24) copy without a call.
+/// (contiguous), the width dispatched once: the grid widths of the mapping models (3, 6, 12,
+/// 24) copy without a call. ([`copy_short`] copies one row.)
 #[inline(always)]
 fn copy_rows<T: Copy>(src: &[T], stride: usize, dst: &mut [T], n: usize) {
     #[inline(always)]
