@@ -312,6 +312,9 @@ pub struct BenchArgs {
     /// Time only the model's first forward path (skip the step path).
     #[arg(long)]
     pub no_step_path: bool,
+    /// Time only the inference steps (no training window), e.g. to profile them.
+    #[arg(long, conflicts_with = "scaling")]
+    pub inference_only: bool,
     /// Run burn's own ops instead of the project's CPU kernels (mg_layers::backend), to
     /// compare the two in one run; the device name gets the suffix ` (burn ops)`.
     #[arg(long)]
@@ -1099,6 +1102,7 @@ pub fn run_bench(args: &BenchArgs) -> anyhow::Result<()> {
         batch,
         repeats: args.repeats,
         threads: args.threads,
+        training: !args.inference_only,
         all_paths: !args.no_step_path && !args.scaling,
         inference: !args.scaling,
         weights: args.weights.clone(),

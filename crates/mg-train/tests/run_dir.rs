@@ -94,6 +94,30 @@ fn the_copy_task_trains_resumes_evaluates_draws_and_benchmarks() {
         .map(|l| json(l)["bench"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(names, ["train_window", "inference_step", "inference_step"]);
+    let inference = ok(&[
+        "bench",
+        &c,
+        "--json",
+        "--batch",
+        "2",
+        "--repeats",
+        "1",
+        "--inference-only",
+    ]);
+    let batches: Vec<(String, u64)> = inference
+        .lines()
+        .map(|l| {
+            let v = json(l);
+            (
+                v["bench"].as_str().unwrap().into(),
+                v["batch"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        batches,
+        [("inference_step".into(), 2), ("inference_step".into(), 1)]
+    );
     std::fs::remove_dir_all(&dir).ok();
 }
 

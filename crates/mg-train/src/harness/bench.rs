@@ -124,6 +124,8 @@ pub struct BenchOptions {
     /// Threads each training window and the batched inference step are split over (shards of
     /// the batch); `None`: the config's `[train] threads`, at most the batch.
     pub threads: Option<usize>,
+    /// Time training windows (off: inference steps only).
+    pub training: bool,
     /// Time every forward path of the model, not only its first.
     pub all_paths: bool,
     /// Time an inference step at `batch` and at 1.
@@ -308,9 +310,10 @@ impl<T: Task, B: MgBackend> OptimizerJob<Autodiff<B>, T::TrainModel<B>> for Timi
                 .map(|part| task.window(part, 0..steps, &device))
                 .collect(),
         };
-        let paths = match options.all_paths {
-            true => task.paths(),
-            false => &task.paths()[..1],
+        let paths = match (options.training, options.all_paths) {
+            (false, _) => &[][..],
+            (true, true) => task.paths(),
+            (true, false) => &task.paths()[..1],
         };
         let mut diverged = None;
         for (k, &path) in paths.iter().enumerate() {

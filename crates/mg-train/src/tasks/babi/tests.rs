@@ -574,6 +574,7 @@ fn bench_reports_words_per_second_and_the_epoch() {
         batch: 2,
         repeats: 1,
         threads: None,
+        training: true,
         all_paths: false,
         inference: true,
         weights: None,
