@@ -95,7 +95,7 @@ pub(crate) fn conv<T: Real>(
     // Row buffers: the input's deinterleaved padded row and row transforms, or the output's
     // partial sums.
     let seg_rows = rows_per_block.min(tiles_y);
-    let row_len = (4 * tiles_x + 4 + (2 * seg_rows + 2) * 4 * tiles_x).max(14 * tiles_x);
+    let row_len = (4 * tiles_x + 4 + 8 * (seg_rows + 1) * tiles_x).max(10 * seg_rows * tiles_x);
     let (x_image, out_image) = (c_in * s.h * s.w, c_out * s.pixels());
     with_scratch(v_len + m_len + row_len, |buf: &mut [T]| {
         let (v, rest) = buf.split_at_mut(v_len);
@@ -150,12 +150,8 @@ pub(crate) fn conv<T: Real>(
                 || {
                     for (image, ty, row) in segments() {
                         let out = &mut out[image * out_image..][..out_image];
-                        for (k, ty) in ty.enumerate() {
-                            let at = (row + k) * tiles_x;
-                            transform_output_row(
-                                m, s, c_out, ty, tiles_x, tiles, at, bias, out, rows,
-                            );
-                        }
+                        let at = row * tiles_x;
+                        transform_output(m, s, c_out, ty, tiles_x, tiles, at, bias, out, rows);
                     }
                 },
             );
@@ -168,7 +164,9 @@ pub(crate) fn conv<T: Real>(
 /// `v[(ξ·c_in + ci)·tiles + at + k·tiles_x + tx]`.
 ///
 /// `d B` is computed once per padded input row (tile rows overlap by two rows), from the row's
-/// even and odd columns apart, so that every loop runs over contiguous values.
+/// even and odd columns apart, into the even and the odd padded rows' buffers; `Bᵀ (d B)` then
+/// runs over all the segment's tiles of a channel in one loop per entry, so that every loop
+/// runs over contiguous values, most of them long.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn transform_input<T: Real>(
@@ -186,16 +184,30 @@ fn transform_input<T: Real>(
     let (pad, rest) = buf.split_at_mut(wp);
     let (even, rest) = rest.split_at_mut(half);
     let (odd, rest) = rest.split_at_mut(half);
-    let padded_rows = 2 * ty.len() + 2;
-    let r = &mut rest[..padded_rows * 4 * tiles_x];
+    let n = ty.len() * tiles_x;
+    // Entry `c` of `d B` for padded row `2·ty.start + 2·j + parity` lies at
+    // `rows[parity][c·span + j·tiles_x..][..tiles_x]`, for `j` in `0..=ty.len()`.
+    let span = n + tiles_x;
+    let (rows_even, rest) = rest.split_at_mut(4 * span);
+    let rows_odd = &mut rest[..4 * span];
     let plane = s.h * s.w;
     pad.fill(T::ZERO);
     for ci in 0..s.c_in {
         let src = &x[ci * plane..][..plane];
-        // `r[p][k]` = entry `k` of `d B` for padded row `2·ty.start + p`, `tiles_x` values.
-        for (p, rp) in r.chunks_exact_mut(4 * tiles_x).enumerate() {
+        for p in 0..2 * ty.len() + 2 {
+            let rows = match p % 2 {
+                0 => &mut *rows_even,
+                _ => &mut *rows_odd,
+            };
+            let (r0, rest) = rows.split_at_mut(span);
+            let (r1, rest) = rest.split_at_mut(span);
+            let (r2, r3) = rest.split_at_mut(span);
+            let j = (p / 2) * tiles_x;
+            let [r0, r1, r2, r3] = [r0, r1, r2, r3].map(|r| &mut r[j..][..tiles_x]);
             let Some(y) = (2 * ty.start + p).checked_sub(s.ph).filter(|&y| y < s.h) else {
-                rp.fill(T::ZERO);
+                for r in [r0, r1, r2, r3] {
+                    r.fill(T::ZERO);
+                }
                 continue;
             };
             // The edges of `pad` stay zero: every row writes the same columns.
@@ -206,9 +218,6 @@ fn transform_input<T: Real>(
                 *e = pair[0];
                 *o = pair[1];
             }
-            let (r0, rest) = rp.split_at_mut(tiles_x);
-            let (r1, rest) = rest.split_at_mut(tiles_x);
-            let (r2, r3) = rest.split_at_mut(tiles_x);
             let (e, e1) = (&even[..tiles_x], &even[1..]);
             let (o, o1) = (&odd[..tiles_x], &odd[1..]);
             for tx in 0..tiles_x {
@@ -218,43 +227,48 @@ fn transform_input<T: Real>(
                 r3[tx] = o[tx] - o1[tx];
             }
         }
-        // `Bᵀ (d B)`: combinations of four padded rows, entry by entry.
-        for k in 0..ty.len() {
-            for c in 0..4 {
-                let row = |j: usize| &r[((2 * k + j) * 4 + c) * tiles_x..][..tiles_x];
-                let (d0, d1, d2, d3) = (row(0), row(1), row(2), row(3));
-                let at = |xi: usize| (xi * s.c_in + ci) * tiles + at + k * tiles_x;
-                let dst = &mut v[at(c)..][..tiles_x];
-                for (d, (&a, &b)) in dst.iter_mut().zip(d0.iter().zip(d2)) {
-                    *d = a - b;
-                }
-                let dst = &mut v[at(4 + c)..][..tiles_x];
-                for (d, (&a, &b)) in dst.iter_mut().zip(d1.iter().zip(d2)) {
-                    *d = a + b;
-                }
-                let dst = &mut v[at(8 + c)..][..tiles_x];
-                for (d, (&a, &b)) in dst.iter_mut().zip(d2.iter().zip(d1)) {
-                    *d = a - b;
-                }
-                let dst = &mut v[at(12 + c)..][..tiles_x];
-                for (d, (&a, &b)) in dst.iter_mut().zip(d1.iter().zip(d3)) {
-                    *d = a - b;
-                }
+        // `Bᵀ (d B)`: tile row `k` combines padded rows `2k` to `2k + 3`, that is even and
+        // odd rows `k` and `k + 1`: one loop over the segment's `n` tiles per entry.
+        for c in 0..4 {
+            let (e, o) = (
+                &rows_even[c * span..][..span],
+                &rows_odd[c * span..][..span],
+            );
+            let (d0, d2) = (&e[..n], &e[tiles_x..]);
+            let (d1, d3) = (&o[..n], &o[tiles_x..]);
+            let at = |xi: usize| (xi * s.c_in + ci) * tiles + at;
+            let dst = &mut v[at(c)..][..n];
+            for (d, (&a, &b)) in dst.iter_mut().zip(d0.iter().zip(d2)) {
+                *d = a - b;
+            }
+            let dst = &mut v[at(4 + c)..][..n];
+            for (d, (&a, &b)) in dst.iter_mut().zip(d1.iter().zip(d2)) {
+                *d = a + b;
+            }
+            let dst = &mut v[at(8 + c)..][..n];
+            for (d, (&a, &b)) in dst.iter_mut().zip(d2.iter().zip(d1)) {
+                *d = a - b;
+            }
+            let dst = &mut v[at(12 + c)..][..n];
+            for (d, (&a, &b)) in dst.iter_mut().zip(d1.iter().zip(d3)) {
+                *d = a - b;
             }
         }
     }
 }
 
-/// `Y = Aᵀ M A` for the tiles of tile row `ty` of one image, from the products `m`
-/// (`m[(ξ·c_out + co)·tiles + at + tx]`), with the bias, into output rows `2·ty` and `2·ty + 1`
-/// of `out` (`[c_out, ho, wo]`).
+/// `Y = Aᵀ M A` for the tiles of tile rows `ty` of one image, from the products `m`
+/// (`m[(ξ·c_out + co)·tiles + at + k·tiles_x + tx]` for tile row `ty.start + k`), with the
+/// bias, into output rows `2·ty.start` to `2·ty.end − 1` of `out` (`[c_out, ho, wo]`; the last
+/// row and column of the last tiles are dropped where `ho` or `wo` is odd). The sums run over
+/// all the segment's tiles of a channel in one loop each.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn transform_output_row<T: Real>(
+fn transform_output<T: Real>(
     m: &[T],
     s: ConvShape,
     c_out: usize,
-    ty: usize,
+    ty: core::ops::Range<usize>,
     tiles_x: usize,
     tiles: usize,
     at: usize,
@@ -262,42 +276,69 @@ fn transform_output_row<T: Real>(
     out: &mut [T],
     buf: &mut [T],
 ) {
-    let (sums, rows) = buf.split_at_mut(8 * tiles_x);
-    let rows = &mut rows[..6 * tiles_x];
-    let y = 2 * ty;
+    let n = ty.len() * tiles_x;
+    let (sums, rest) = buf.split_at_mut(8 * n);
+    let (y0, rest) = rest.split_at_mut(n);
+    let y1 = &mut rest[..n];
     for co in 0..c_out {
         let b = bias.map_or(T::ZERO, |b| b[co]);
-        let e = |xi: usize| &m[(xi * c_out + co) * tiles + at..][..tiles_x];
+        let e = |xi: usize| &m[(xi * c_out + co) * tiles + at..][..n];
         // `Aᵀ M`: row 0 is `m0 + m1 + m2`, row 1 `m1 − m2 − m3` (rows of M, 4 entries each).
         for c in 0..4 {
             let (m0, m1, m2, m3) = (e(c), e(4 + c), e(8 + c), e(12 + c));
-            let (s0, s1) = sums[2 * c * tiles_x..][..2 * tiles_x].split_at_mut(tiles_x);
-            for tx in 0..tiles_x {
-                s0[tx] = m0[tx] + m1[tx] + m2[tx];
-                s1[tx] = m1[tx] - m2[tx] - m3[tx];
+            let (s0, s1) = sums[2 * c * n..][..2 * n].split_at_mut(n);
+            for i in 0..n {
+                s0[i] = m0[i] + m1[i] + m2[i];
+                s1[i] = m1[i] - m2[i] - m3[i];
             }
         }
         // `(Aᵀ M) A`: column 0 is `s0 + s1 + s2`, column 1 `s1 − s2 − s3` (entries of a row
-        // of `Aᵀ M`), computed apart and then interleaved into the two output rows.
-        let (cols, rows) = rows.split_at_mut(2 * tiles_x);
-        let (y0, y1) = cols.split_at_mut(tiles_x);
-        for (r, row) in rows.chunks_exact_mut(2 * tiles_x).enumerate() {
-            let part = |c: usize| &sums[(2 * c + r) * tiles_x..][..tiles_x];
-            let (s0, s1, s2, s3) = (part(0), part(1), part(2), part(3));
-            for tx in 0..tiles_x {
-                y0[tx] = s0[tx] + s1[tx] + s2[tx] + b;
-                y1[tx] = s1[tx] - s2[tx] - s3[tx] + b;
-            }
-            for ((pair, &a), &c) in row.chunks_exact_mut(2).zip(y0.iter()).zip(y1.iter()) {
-                pair[0] = a;
-                pair[1] = c;
-            }
-        }
+        // of `Aᵀ M`), computed apart for output row `r` of every tile, then interleaved into
+        // the output rows.
         let plane = &mut out[co * s.pixels()..][..s.pixels()];
-        plane[y * s.wo..][..s.wo].copy_from_slice(&rows[..s.wo]);
-        if y + 1 < s.ho {
-            plane[(y + 1) * s.wo..][..s.wo].copy_from_slice(&rows[2 * tiles_x..][..s.wo]);
+        for r in 0..2 {
+            let part = |c: usize| &sums[(2 * c + r) * n..][..n];
+            let (s0, s1, s2, s3) = (part(0), part(1), part(2), part(3));
+            for i in 0..n {
+                y0[i] = s0[i] + s1[i] + s2[i] + b;
+                y1[i] = s1[i] - s2[i] - s3[i] + b;
+            }
+            for (k, ty) in ty.clone().enumerate() {
+                let y = 2 * ty + r;
+                if y < s.ho {
+                    let (a, c) = (&y0[k * tiles_x..][..tiles_x], &y1[k * tiles_x..][..tiles_x]);
+                    interleave(&mut plane[y * s.wo..][..s.wo], a, c);
+                }
+            }
         }
+    }
+}
+
+/// `row[2i] = a[i]`, `row[2i + 1] = b[i]` for the `row.len()` entries of `row` (at most
+/// `2·a.len()`), eight pairs at a time where it can, so that the stores vectorise.
+#[inline(always)]
+fn interleave<T: Real>(row: &mut [T], a: &[T], b: &[T]) {
+    let pairs = row.len() / 2;
+    let (head, tail) = row.split_at_mut(pairs * 2);
+    let mut chunks = head.chunks_exact_mut(16);
+    let (mut ai, mut bi) = (a[..pairs].chunks_exact(8), b[..pairs].chunks_exact(8));
+    for ((dst, a), b) in (&mut chunks).zip(&mut ai).zip(&mut bi) {
+        for j in 0..8 {
+            dst[2 * j] = a[j];
+            dst[2 * j + 1] = b[j];
+        }
+    }
+    let rest = chunks.into_remainder();
+    for ((pair, &x), &z) in rest
+        .chunks_exact_mut(2)
+        .zip(ai.remainder())
+        .zip(bi.remainder())
+    {
+        pair[0] = x;
+        pair[1] = z;
+    }
+    if let Some(last) = tail.first_mut() {
+        *last = a[pairs];
     }
 }
 
