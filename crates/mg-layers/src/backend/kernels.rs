@@ -487,11 +487,54 @@ fn block_maxima<T: Real>(
 
 /// Max-pooling of planes `x` (`[planes, h, w]`) over `fh × fw` blocks into `out`
 /// (`[planes, h/fh, w/fw]`).
+///
+/// Blocks two wide (the multigrid pyramids' factor) are reduced row by row, a pair of columns
+/// per output in one loop that vectorises, in the same order as [`block_maxima`]: the same
+/// result, NaN included (a NaN counts only where it comes first in its block).
 pub(crate) fn maxpool<T: Real>(x: &[T], hw: [usize; 2], factors: [usize; 2], out: &mut [T]) {
+    let ([h, w], [fh, fw]) = (hw, factors);
+    let (ho, wo) = (h / fh.max(1), w / fw.max(1));
+    if fw != 2 || ho * wo == 0 || x.is_empty() {
+        simd(
+            #[inline(always)]
+            || block_maxima(x, hw, factors, |k, _, max| out[k] = max),
+        );
+        return;
+    }
     simd(
         #[inline(always)]
-        || block_maxima(x, hw, factors, |k, _, max| out[k] = max),
+        || {
+            for (plane, out) in x.chunks_exact(h * w).zip(out.chunks_exact_mut(ho * wo)) {
+                for (y, out) in out.chunks_exact_mut(wo).enumerate() {
+                    for a in 0..fh {
+                        let row = &plane[(y * fh + a) * w..][..2 * wo];
+                        pair_maxima(out, row, a == 0);
+                    }
+                }
+            }
+        },
     );
+}
+
+/// `out[i]` becomes the maximum of `row[2i]` and `row[2i + 1]` (`first`), or of `out[i]`,
+/// `row[2i]` and `row[2i + 1]`, taken in that order: a later value replaces an earlier one only
+/// when strictly greater.
+#[inline(always)]
+fn pair_maxima<T: Real>(out: &mut [T], row: &[T], first: bool) {
+    let pick = |a: T, b: T| if b > a { b } else { a };
+    let pairs = row.chunks_exact(2);
+    match first {
+        true => {
+            for (o, p) in out.iter_mut().zip(pairs) {
+                *o = pick(p[0], p[1]);
+            }
+        }
+        false => {
+            for (o, p) in out.iter_mut().zip(pairs) {
+                *o = pick(pick(*o, p[0]), p[1]);
+            }
+        }
+    }
 }
 
 /// The gradient of [`maxpool`]: `dx` (`[planes, h, w]`, overwritten) gets each entry of
@@ -850,6 +893,30 @@ mod tests {
         let mut out = [f64::NAN; 8];
         maxpool(&x, [2, 4], [1, 2], &mut out);
         assert_eq!(out, [5.0, 2.0, 3.0, 2.0, -1.0, 0.0, -1.0, 0.0]);
+    }
+
+    /// The two-wide path equals the block-by-block one, with ties, NaNs (first in a block or
+    /// later), odd sizes and one to three rows per block.
+    #[test]
+    fn two_wide_maxpool_equals_the_block_walk() {
+        let mut nans = 0;
+        for (planes, h, w, fh) in [(3, 4, 6, 2), (2, 5, 7, 2), (1, 6, 9, 3), (2, 3, 4, 1)] {
+            let x: Vec<f32> = (0..planes * h * w)
+                .map(|i| match i % 11 {
+                    3 | 8 => f32::NAN,
+                    k => ((i * 7) % 5) as f32 - k as f32 * 0.5,
+                })
+                .collect();
+            let (ho, wo) = (h / fh, w / 2);
+            let mut want = vec![0.0f32; planes * ho * wo];
+            block_maxima(&x, [h, w], [fh, 2], |k, _, max| want[k] = max);
+            let mut got = vec![0.0f32; want.len()];
+            maxpool(&x, [h, w], [fh, 2], &mut got);
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&got), bits(&want), "{planes}×{h}×{w}, {fh} rows");
+            nans += want.iter().filter(|v| v.is_nan()).count();
+        }
+        assert!(nans > 0, "no block starts with a NaN");
     }
 
     /// Padding 0 and a kernel as wide as the image: one output column per row.
