@@ -2,7 +2,7 @@
 # The CPU benchmark of docs/BENCHMARKS.md: mg-train bench and the PyTorch model of the same
 # architecture (../shared/bench/torch_mgmem.py), one after the other on the same machine.
 #
-#   PYTHON=/path/to/venv/bin/python scripts/bench-cpu-vs-torch.sh [OUT.jsonl]
+#   PYTHON=/path/to/venv/bin/python [BIN=path/to/mg-train] scripts/bench-cpu-vs-torch.sh [OUT.jsonl]
 #
 # Needs torch for the PyTorch part only (pip install torch numpy). Writes JSON lines:
 # mg-train's records (with and without the project's CPU kernels for the quick model) and
@@ -13,11 +13,7 @@ PY=${PYTHON:-python3}
 OUT=${1:-target/bench/cpu-vs-torch.jsonl}
 TORCH=${TORCH_BENCH:-../shared/bench/torch_mgmem.py}
 REPEATS=${REPEATS:-1}
-mkdir -p "$(dirname "$OUT")"
-: > "$OUT"
-cargo build --release -p mg-train --locked
-BIN=target/release/mg-train
-echo "# $(date -u +%FT%TZ) commit $(git rev-parse --short HEAD) $(nproc) cores" | tee -a "$OUT"
+. scripts/bench-setup.sh
 # Quick model: kernels on, then burn's own ops, so that the ratio is from one run.
 "$BIN" bench configs/mapping/quick.toml --repeats 3 --json | tee -a "$OUT"
 "$BIN" bench configs/mapping/quick.toml --repeats 3 --json --no-kernels | tee -a "$OUT"
