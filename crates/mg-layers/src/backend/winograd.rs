@@ -218,14 +218,7 @@ fn transform_input<T: Real>(
                 *e = pair[0];
                 *o = pair[1];
             }
-            let (e, e1) = (&even[..tiles_x], &even[1..]);
-            let (o, o1) = (&odd[..tiles_x], &odd[1..]);
-            for tx in 0..tiles_x {
-                r0[tx] = e[tx] - e1[tx];
-                r1[tx] = o[tx] + e1[tx];
-                r2[tx] = e1[tx] - o[tx];
-                r3[tx] = o[tx] - o1[tx];
-            }
+            row_transform(r0, r1, r2, r3, even, odd);
         }
         // `Bᵀ (d B)`: tile row `k` combines padded rows `2k` to `2k + 3`, that is even and
         // odd rows `k` and `k + 1`: one loop over the segment's `n` tiles per entry.
@@ -254,6 +247,29 @@ fn transform_input<T: Real>(
                 *d = a - b;
             }
         }
+    }
+}
+
+/// `d B` of one padded row from its even and odd columns (`tiles_x + 1` each): entry `c` of
+/// tile `tx` into `rc[tx]`. The rows are arguments of their own, so that the compiler knows
+/// they do not overlap and vectorises the loop.
+#[inline(always)]
+fn row_transform<T: Real>(
+    r0: &mut [T],
+    r1: &mut [T],
+    r2: &mut [T],
+    r3: &mut [T],
+    even: &[T],
+    odd: &[T],
+) {
+    let n = r0.len();
+    let (e, e1, o, o1) = (&even[..n], &even[1..][..n], &odd[..n], &odd[1..][..n]);
+    let (r1, r2, r3) = (&mut r1[..n], &mut r2[..n], &mut r3[..n]);
+    for tx in 0..n {
+        r0[tx] = e[tx] - e1[tx];
+        r1[tx] = o[tx] + e1[tx];
+        r2[tx] = e1[tx] - o[tx];
+        r3[tx] = o[tx] - o1[tx];
     }
 }
 
