@@ -331,7 +331,8 @@ fn transform_output<T: Real>(
 }
 
 /// `row[2i] = a[i]`, `row[2i + 1] = b[i]` for the `row.len()` entries of `row` (at most
-/// `2·a.len()`), eight pairs at a time where it can, so that the stores vectorise.
+/// `2·a.len()`), eight pairs at a time where it can (fixed-length inner loops; the compiler
+/// still stores them one value at a time, docs/BENCHMARKS.md).
 #[inline(always)]
 fn interleave<T: Real>(row: &mut [T], a: &[T], b: &[T]) {
     let pairs = row.len() / 2;
