@@ -222,12 +222,24 @@ impl Plan {
         per_image: usize,
         body: impl Fn(usize, usize, &mut [E]) + Sync,
     ) {
+        // One run of images per thread, as even as the count allows, each in chunks of at most
+        // `images` (chunks handed out whole would leave one thread a chunk more than another).
+        let groups = match self.parallel {
+            true => threads().min(self.n).max(1),
+            false => 1,
+        };
+        let per_group = self.n.div_ceil(groups).max(1);
         let size = (self.images * per_image).max(1);
-        let call = |(k, chunk): (usize, &mut [E])| {
-            body(k * self.images, chunk.len() / per_image.max(1), chunk)
+        let call = |(g, run): (usize, &mut [E])| {
+            for (k, chunk) in run.chunks_mut(size).enumerate() {
+                let first = g * per_group + k * self.images;
+                body(first, chunk.len() / per_image.max(1), chunk)
+            }
         };
         map_items(
-            out.chunks_mut(size).enumerate().collect(),
+            out.chunks_mut((per_group * per_image).max(1))
+                .enumerate()
+                .collect(),
             self.parallel,
             call,
         );
@@ -382,19 +394,23 @@ fn conv_backward<E: Element + Real>(
     let taps = sb.taps();
     let (x_size, g_size) = (c_in * pixels, c_out * s.pixels());
     let mut dx = vec![E::ZERO; if need_x { n * x_size } else { 0 }];
-    let chunks = n.div_ceil(back.images.max(1));
-    let mut dx_chunks = dx.chunks_mut((back.images * x_size).max(1));
-    let items: Vec<(usize, Option<&mut [E]>)> = (0..chunks)
-        .map(|c| (c, if need_x { dx_chunks.next() } else { None }))
+    // One run of images per thread, as even as the count allows (as `Plan::run`), each in
+    // chunks of at most `back.images`.
+    let groups = match back.parallel {
+        true => threads().min(n).max(1),
+        false => 1,
+    };
+    let per_group = n.div_ceil(groups).max(1);
+    let mut dx_runs = dx.chunks_mut((per_group * x_size).max(1));
+    let items: Vec<(usize, Option<&mut [E]>)> = (0..n.div_ceil(per_group))
+        .map(|g| (g, if need_x { dx_runs.next() } else { None }))
         .collect();
     // The input gradient of a 3×3 kernel on a large grid through the Winograd form, whose
     // kernel is the flipped one (`[c_in, c_out, 3, 3]`); the unfolding then serves the weight
     // gradient alone.
     let u_back = (need_x && winograd::applies(&sb, c_in))
         .then(|| winograd::transform_kernel(&flipped, c_in, c_out));
-    let chunk = |(c, mut dx): (usize, Option<&mut [E]>)| -> Option<Vec<E>> {
-        let first = c * back.images;
-        let images = back.images.min(n - first);
+    let chunk = |first: usize, images: usize, mut dx: Option<&mut [E]>| -> Option<Vec<E>> {
         let width = images * pixels;
         let g = &gs[first * g_size..][..images * g_size];
         if let Some(u) = &u_back
@@ -434,15 +450,30 @@ fn conv_backward<E: Element + Real>(
             })
         })
     };
-    let sums = map_items(items, back.parallel, chunk);
+    // The weight gradient's partial sums, added in the order of the images.
+    let add = |sum: Option<Vec<E>>, m: Option<Vec<E>>| match (sum, m) {
+        (Some(mut sum), Some(m)) => {
+            sum.iter_mut().zip(m).for_each(|(s, v)| *s = *s + v);
+            Some(sum)
+        }
+        (sum, m) => sum.or(m),
+    };
+    let run = |(g, mut dx): (usize, Option<&mut [E]>)| -> Option<Vec<E>> {
+        let (start, end) = (g * per_group, ((g + 1) * per_group).min(n));
+        let step = back.images.max(1);
+        (start..end).step_by(step).fold(None, |sum, first| {
+            let images = step.min(end - first);
+            let dx = dx
+                .as_deref_mut()
+                .map(|dx| &mut dx[(first - start) * x_size..][..images * x_size]);
+            add(sum, chunk(first, images, dx))
+        })
+    };
+    let sums = map_items(items, back.parallel, run);
     let dw = need_w.then(|| {
         let m = sums
             .into_iter()
-            .flatten()
-            .reduce(|mut sum, m| {
-                sum.iter_mut().zip(m).for_each(|(s, v)| *s = *s + v);
-                sum
-            })
+            .fold(None, add)
             .unwrap_or_else(|| vec![E::ZERO; taps * c_in]);
         // Row `(co, a', b')` of `M` holds `∂w[co, ·, kh−1−a', kw−1−b']`.
         let mut dw = vec![E::ZERO; c_out * c_in * k];
@@ -955,6 +986,9 @@ mod tests {
             ([2, 4, 48, 47], [16, 4, 3, 3], [1, 1]),
             ([2, 8, 13, 12], [32, 8, 3, 3], [1, 1]),
             ([1, 40, 12, 12], [2, 40, 3, 3], [1, 1]),
+            // Work enough for the backward pass to split five images over the threads (runs
+            // of unequal length).
+            ([5, 8, 24, 24], [16, 8, 3, 3], [1, 1]),
         ] {
             let (x, w) = (random(x_shape, 21), random(w_shape, 22));
             let options = ConvOptions::new([1, 1], padding, [1, 1], 1);
