@@ -214,21 +214,26 @@ impl Plan {
         }
     }
 
+    /// Images in each thread's run: one run per thread, as even as the batch allows, each
+    /// then cut into chunks of at most `images` (chunks handed out whole would leave one
+    /// thread a chunk more than another).
+    fn per_run(&self) -> usize {
+        let runs = match self.parallel {
+            true => threads().min(self.n).max(1),
+            false => 1,
+        };
+        self.n.div_ceil(runs).max(1)
+    }
+
     /// Runs `body(first_image, images, out_chunk)` over the chunks of `out`, which holds
-    /// `per_image` values per image.
+    /// `per_image` values per image, one run of chunks per thread ([`Self::per_run`]).
     fn run<E: Send>(
         &self,
         out: &mut [E],
         per_image: usize,
         body: impl Fn(usize, usize, &mut [E]) + Sync,
     ) {
-        // One run of images per thread, as even as the count allows, each in chunks of at most
-        // `images` (chunks handed out whole would leave one thread a chunk more than another).
-        let groups = match self.parallel {
-            true => threads().min(self.n).max(1),
-            false => 1,
-        };
-        let per_group = self.n.div_ceil(groups).max(1);
+        let per_group = self.per_run();
         let size = (self.images * per_image).max(1);
         let call = |(g, run): (usize, &mut [E])| {
             for (k, chunk) in run.chunks_mut(size).enumerate() {
@@ -394,13 +399,8 @@ fn conv_backward<E: Element + Real>(
     let taps = sb.taps();
     let (x_size, g_size) = (c_in * pixels, c_out * s.pixels());
     let mut dx = vec![E::ZERO; if need_x { n * x_size } else { 0 }];
-    // One run of images per thread, as even as the count allows (as `Plan::run`), each in
-    // chunks of at most `back.images`.
-    let groups = match back.parallel {
-        true => threads().min(n).max(1),
-        false => 1,
-    };
-    let per_group = n.div_ceil(groups).max(1);
+    // One run of images per thread (`Plan::per_run`), each in chunks of at most `back.images`.
+    let per_group = back.per_run();
     let mut dx_runs = dx.chunks_mut((per_group * x_size).max(1));
     let items: Vec<(usize, Option<&mut [E]>)> = (0..n.div_ceil(per_group))
         .map(|g| (g, if need_x { dx_runs.next() } else { None }))
