@@ -494,7 +494,7 @@ fn block_maxima<T: Real>(
 pub(crate) fn maxpool<T: Real>(x: &[T], hw: [usize; 2], factors: [usize; 2], out: &mut [T]) {
     let ([h, w], [fh, fw]) = (hw, factors);
     let (ho, wo) = (h / fh.max(1), w / fw.max(1));
-    if fw != 2 || ho * wo == 0 || x.is_empty() {
+    if fw != 2 || fh == 0 || ho * wo == 0 || x.is_empty() {
         simd(
             #[inline(always)]
             || block_maxima(x, hw, factors, |k, _, max| out[k] = max),
