@@ -94,8 +94,8 @@ pub(crate) fn tanh_f32(x: f32) -> f32 {
 
 /// Runs `f` compiled for the best instruction set the CPU has (AVX-512, else AVX2 and FMA on
 /// x86-64 where present, detected at run time through `pulp`; the workspace builds for
-/// baseline x86-64, whose vector loops are 4 floats wide). Only code inlined into `f` is compiled so: mark the
-/// closure and what it calls `#[inline(always)]`. The arithmetic is the same (no fused
+/// baseline x86-64, whose vector loops are 4 floats wide). Only code inlined into `f` is
+/// compiled so: mark the closure and what it calls `#[inline(always)]`. The arithmetic is the same (no fused
 /// multiply-adds are formed), so results do not depend on the instruction set.
 #[inline(always)]
 pub(crate) fn simd<R>(f: impl FnOnce() -> R) -> R {
