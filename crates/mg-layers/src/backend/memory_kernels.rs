@@ -1,6 +1,8 @@
 //! The CPU kernels of the DNC's memory ops (`memory.rs`) for one batch row, on plain slices of
 //! row-major data. No tensor types here: what is tested is what runs.
 
+use std::mem::MaybeUninit;
+
 use super::kernels::{Real, simd};
 
 /// `Σ a[i]·b[i]` with eight partial sums, so that the loop vectorises.
@@ -137,44 +139,66 @@ fn new_link_row_in_place<T: Real>(i: usize, precedence: &[T], write: &[T], out: 
     out[i] = T::ZERO;
 }
 
+/// Where [`dnc_link`] writes the new link matrices of one batch row (`[k, n, n]`).
+pub(crate) enum LinkOut<'a, T> {
+    /// Over the previous ones, which the slice holds on entry (a row of `L_t` needs only the
+    /// same row of `L_{t−1}`).
+    InPlace(&'a mut [T]),
+    /// Into memory not yet written, from `previous`: every element is written once, so the
+    /// buffer needs no zeroing first.
+    Fresh {
+        /// `L_{t−1}`.
+        previous: &'a [T],
+        /// `L_t`'s buffer.
+        out: &'a mut [MaybeUninit<T>],
+    },
+}
+
 /// The link update of one batch row with the moves along the new links (see
 /// `memory::dnc_link`), one pass over each head's matrix: row `i` of `L_t` is made, then
-/// `forward[r, k, i] = ⟨L_t[i, ·], w_r⟩` and `backward[r, k, ·] += w_r[i]·L_t[i, ·]`.
-/// With `link` `None`, `new_link` holds `L_{t−1}` and is updated in place (a row of `L_t`
-/// needs only the same row of `L_{t−1}`).
+/// `forward[r, k, i] = ⟨L_t[i, ·], w_r⟩` and `backward[r, k, ·] += w_r[i]·L_t[i, ·]`. A fresh
+/// row is made in `scratch` (`n` values) and copied out.
 ///
-/// Slices: `link`, `new_link` `[k, n, n]`; `precedence`, `write` `[k, n]`; `read` `[r, n]`;
-/// `forward`, `backward` `[r, k, n]`.
+/// Slices: `precedence`, `write` `[k, n]`; `read` `[r, n]`; `forward`, `backward`
+/// `[r, k, n]`.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn dnc_link<T: Real>(
     s: LinkShape,
-    link: Option<&[T]>,
+    mut link: LinkOut<'_, T>,
     precedence: &[T],
     write: &[T],
     read: &[T],
-    new_link: &mut [T],
     forward: &mut [T],
     backward: &mut [T],
+    scratch: &mut [T],
 ) {
     let (n, heads, reads) = (s.slots, s.write_heads, s.read_heads);
     simd(
         #[inline(always)]
         || {
+            let scratch = &mut scratch[..n];
             backward[..reads * heads * n].fill(T::ZERO);
             for k in 0..heads {
                 let (p, w) = (&precedence[k * n..][..n], &write[k * n..][..n]);
                 for i in 0..n {
                     let at = (k * n + i) * n;
-                    let out = &mut new_link[at..][..n];
-                    match link {
-                        Some(link) => new_link_row(i, &link[at..][..n], p, w, out),
-                        None => new_link_row_in_place(i, p, w, out),
-                    }
+                    let row: &[T] = match &mut link {
+                        LinkOut::InPlace(link) => {
+                            let row = &mut link[at..][..n];
+                            new_link_row_in_place(i, p, w, row);
+                            row
+                        }
+                        LinkOut::Fresh { previous, out } => {
+                            new_link_row(i, &previous[at..][..n], p, w, scratch);
+                            out[at..][..n].write_copy_of_slice(scratch);
+                            scratch
+                        }
+                    };
                     for r in 0..reads {
                         let w_r = &read[r * n..][..n];
                         let head = (r * heads + k) * n;
-                        forward[head + i] = dot(out, w_r);
-                        axpy(&mut backward[head..][..n], w_r[i], out);
+                        forward[head + i] = dot(row, w_r);
+                        axpy(&mut backward[head..][..n], w_r[i], row);
                     }
                 }
             }

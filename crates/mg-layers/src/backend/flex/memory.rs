@@ -8,7 +8,7 @@ use burn::tensor::{DType, Element, TensorMetadata};
 
 use super::super::kernels::Real;
 use super::super::memory::defaults;
-use super::super::memory_kernels::{self, LinkShape};
+use super::super::memory_kernels::{self, LinkOut, LinkShape};
 use super::super::{cpu_kernels_enabled, kernels::with_scratch};
 use super::{PARALLEL_WORK, map_items, slice, tensor};
 
@@ -101,7 +101,9 @@ pub(super) fn link(inputs: [FlexTensor; 4]) -> [FlexTensor; 3] {
 }
 
 /// The link op over the batch rows. A previous link no one else holds (inference, where the
-/// state is passed on) is updated in place: no new `[b, k, n, n]` buffer to fault in.
+/// state is passed on) is updated in place: no new `[b, k, n, n]` buffer to fault in. A new
+/// one is not zeroed first: the kernel writes each of its elements once.
+#[allow(unsafe_code)]
 fn link_rows<E: Element + Real>(inputs: [FlexTensor; 4]) -> [FlexTensor; 3] {
     let (b, s) = link_shape(&inputs[0], &inputs[3]);
     let (n, k, r) = (s.slots, s.write_heads, s.read_heads);
@@ -113,17 +115,24 @@ fn link_rows<E: Element + Real>(inputs: [FlexTensor; 4]) -> [FlexTensor; 3] {
     );
     let len = b * k * n * n;
     let in_place = link.is_unique() && link.storage::<E>().len() == len;
-    let mut fresh = Vec::new();
-    let (previous, new_link): (Option<&[E]>, &mut [E]) = if in_place {
-        (None, link.storage_mut::<E>())
+    let mut fresh: Vec<E> = Vec::new();
+    let outs: Vec<LinkOut<'_, E>> = if in_place {
+        link.storage_mut::<E>()
+            .chunks_mut(k * n * n)
+            .map(LinkOut::InPlace)
+            .collect()
     } else {
-        fresh = vec![E::ZERO; len];
-        (Some(slice::<E>(&link)), &mut fresh)
+        fresh.reserve_exact(len);
+        slice::<E>(&link)
+            .chunks(k * n * n)
+            .zip(fresh.spare_capacity_mut()[..len].chunks_mut(k * n * n))
+            .map(|(previous, out)| LinkOut::Fresh { previous, out })
+            .collect()
     };
     let mut forward = vec![E::ZERO; b * r * k * n];
     let mut backward = vec![E::ZERO; b * r * k * n];
-    let items: Vec<_> = new_link
-        .chunks_mut(k * n * n)
+    let items: Vec<_> = outs
+        .into_iter()
         .zip(forward.chunks_mut(r * k * n))
         .zip(backward.chunks_mut(r * k * n))
         .enumerate()
@@ -131,22 +140,30 @@ fn link_rows<E: Element + Real>(inputs: [FlexTensor; 4]) -> [FlexTensor; 3] {
     map_items(
         items,
         parallel(b, s),
-        |(row, ((new_link, forward), backward))| {
-            memory_kernels::dnc_link(
-                s,
-                previous.map(|l| &l[row * k * n * n..][..k * n * n]),
-                &precedence[row * k * n..][..k * n],
-                &write[row * k * n..][..k * n],
-                &read[row * r * n..][..r * n],
-                new_link,
-                forward,
-                backward,
-            )
+        |(row, ((link, forward), backward))| {
+            with_scratch::<E, _>(n, |scratch| {
+                memory_kernels::dnc_link(
+                    s,
+                    link,
+                    &precedence[row * k * n..][..k * n],
+                    &write[row * k * n..][..k * n],
+                    &read[row * r * n..][..r * n],
+                    forward,
+                    backward,
+                    scratch,
+                )
+            })
         },
     );
-    let new_link = match in_place {
-        true => link,
-        false => tensor(fresh, [b, k, n, n]),
+    let new_link = if in_place {
+        link
+    } else {
+        // SAFETY: `reserve_exact` gave `fresh` room for `len` elements, and every one of them
+        // has been written: the `b` chunks of `k·n·n` cover the `len` elements, and
+        // `dnc_link` writes each chunk whole (rows `0..n` of each of the `k` heads, each row
+        // all `n` elements, through `LinkOut::Fresh`).
+        unsafe { fresh.set_len(len) };
+        tensor(fresh, [b, k, n, n])
     };
     [
         new_link,
