@@ -63,9 +63,22 @@ fn product_over_heads<B: Backend>(t: Tensor<B, 3>) -> Tensor<B, 2> {
 /// - `keys`: `[batch, heads, W]`
 /// - returns `[batch, heads, N]`
 pub fn cosine_similarity<B: Backend>(memory: Tensor<B, 3>, keys: Tensor<B, 3>) -> Tensor<B, 3> {
-    let dot = keys.clone().matmul(memory.clone().swap_dims(1, 2));
+    let [batch, slots, _] = memory.dims();
+    let [_, heads, width] = keys.dims();
+    // One product `M·k_h` per head, the memory on the left: its gradient comes out of the
+    // products contiguous. (`k·Mᵀ` would hand back a transposed view of it, which the CPU adds
+    // to the memory's other gradients element by element.)
+    let dot = Tensor::cat(
+        (0..heads)
+            .map(|h| {
+                let key = keys.clone().narrow(1, h, 1).reshape([batch, width, 1]);
+                memory.clone().matmul(key).reshape([batch, 1, slots])
+            })
+            .collect(),
+        1,
+    );
     let norm = |v: Tensor<B, 3>| (v.clone() * v).sum_dim(2).add_scalar(EPSILON).sqrt();
-    let memory_norms = norm(memory).swap_dims(1, 2); // [batch, 1, N]
+    let memory_norms = norm(memory).reshape([batch, 1, slots]);
     let key_norms = norm(keys); // [batch, heads, 1]
     // The outer product of the norms as a matrix product (contiguous, see `erase_and_write`).
     dot / key_norms.matmul(memory_norms).add_scalar(EPSILON)
