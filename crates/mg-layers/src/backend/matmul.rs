@@ -1,5 +1,5 @@
-//! Matrix products on slices through the `gemm` crate: the one module of the workspace with
-//! `unsafe` code.
+//! Matrix products on slices through the `gemm` crate, with `unsafe` code (as is one function
+//! of `flex/memory.rs`).
 //!
 //! Flex's matmul allocates every product as a zeroed byte vector and then copies it into an
 //! aligned allocation (`FlexTensor::empty`, as for every Flex op output); here the kernels
