@@ -12,7 +12,7 @@ use std::time::Instant;
 use anyhow::{Context, bail, ensure};
 use serde::Deserialize;
 
-use crate::{cargo, root};
+use crate::{cargo, cargo_program, root};
 
 pub const USAGE: &str = "usage: cargo xtask repro [GROUP...] [--seeds N] [--smoke] \
 [--tables-only] [--force]";
@@ -275,7 +275,7 @@ fn build_binary(layout: &Layout) -> anyhow::Result<()> {
             "$ cargo build --release -p mg-train   (in {})",
             layout.source.display()
         );
-        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        let status = cargo_program()
             .args(["build", "--release", "--locked", "-p", "mg-train"])
             .current_dir(&layout.source)
             .env("CARGO_TARGET_DIR", &target)
