@@ -407,6 +407,39 @@ pub(crate) fn with_scratch<T: Real, R>(len: usize, f: impl FnOnce(&mut [T]) -> R
     out
 }
 
+/// `out[ci, co, ·] = rows[co][ci, ·]` reversed, for kernels of `K` taps: `rows` yields each
+/// output channel's `[c_in, K]` values, `out` is `[c_in, c_out, K]` (the flipped, transposed
+/// kernel of a convolution's input gradient).
+pub(crate) fn flip_blocks<'a, T: Real, const K: usize>(
+    rows: impl Iterator<Item = &'a [T]>,
+    c_in: usize,
+    c_out: usize,
+    out: &mut [T],
+) {
+    let (out, _) = out.as_chunks_mut::<K>();
+    for (co, row) in rows.enumerate() {
+        let (blocks, _) = row.as_chunks::<K>();
+        for (dst, src) in out[co..].iter_mut().step_by(c_out).zip(&blocks[..c_in]) {
+            for t in 0..K {
+                dst[t] = src[K - 1 - t];
+            }
+        }
+    }
+}
+
+/// `out[co, ci, K − 1 − t] = m[co, t, ci]`, for kernels of `K` taps: the weight gradient
+/// `[c_out, c_in, K]` from the `[c_out, K, c_in]` product of a convolution's backward.
+pub(crate) fn unflip_blocks<T: Real, const K: usize>(m: &[T], c_in: usize, out: &mut [T]) {
+    for (m, out) in m.chunks_exact(K * c_in).zip(out.chunks_exact_mut(c_in * K)) {
+        let (out, _) = out.as_chunks_mut::<K>();
+        for (ci, dst) in out.iter_mut().enumerate() {
+            for t in 0..K {
+                dst[K - 1 - t] = m[t * c_in + ci];
+            }
+        }
+    }
+}
+
 /// Nearest upsampling of planes `x` (`[planes, h, w]`) by `[fh, fw]` into `out`
 /// (`[planes, fh·h, fw·w]`).
 pub(crate) fn upsample<T: Real>(x: &[T], [h, w]: [usize; 2], [fh, fw]: [usize; 2], out: &mut [T]) {
@@ -660,6 +693,45 @@ pub(crate) fn lstm_step_backward<T: Real>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The fixed-size flips against the element-by-element definitions, for both tap counts
+    /// they serve and channel counts that are not multiples of anything.
+    #[test]
+    fn kernel_flips_match_their_definitions() {
+        fn check<const K: usize>(c_in: usize, c_out: usize) {
+            let w: Vec<f64> = (0..c_out * c_in * K)
+                .map(|i| i as f64 * 0.5 - 3.0)
+                .collect();
+            let mut flipped = vec![f64::NAN; c_in * c_out * K];
+            flip_blocks::<f64, K>(w.chunks_exact(c_in * K), c_in, c_out, &mut flipped);
+            for (co, ci, t) in (0..c_out)
+                .flat_map(|co| (0..c_in).flat_map(move |ci| (0..K).map(move |t| (co, ci, t))))
+            {
+                assert_eq!(
+                    flipped[(ci * c_out + co) * K + t],
+                    w[(co * c_in + ci) * K + K - 1 - t],
+                    "flip, K = {K}, ({co}, {ci}, {t})"
+                );
+            }
+            let m: Vec<f64> = (0..c_out * K * c_in)
+                .map(|i| i as f64 * 0.25 + 1.0)
+                .collect();
+            let mut dw = vec![f64::NAN; c_out * c_in * K];
+            unflip_blocks::<f64, K>(&m, c_in, &mut dw);
+            for (co, t, ci) in (0..c_out)
+                .flat_map(|co| (0..K).flat_map(move |t| (0..c_in).map(move |ci| (co, t, ci))))
+            {
+                assert_eq!(
+                    dw[(co * c_in + ci) * K + K - 1 - t],
+                    m[(co * K + t) * c_in + ci],
+                    "unflip, K = {K}, ({co}, {t}, {ci})"
+                );
+            }
+        }
+        check::<3>(5, 7);
+        check::<3>(1, 1);
+        check::<9>(3, 4);
+    }
 
     /// The f32 `tanh` and sigmoid against f64's on a dense grid and at the extremes: within
     /// 5e-7 and 3e-7 absolute (the clamp near ±1 costs about 6 units in the last place), odd,
