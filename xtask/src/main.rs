@@ -332,3 +332,41 @@ fn publish_check(rest: &[String]) -> anyhow::Result<()> {
         _ => bail!("{USAGE}"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The variables `cargo run` sets for xtask are dropped; the user's cargo settings stay.
+    #[test]
+    fn only_the_variables_cargo_run_sets_are_dropped() {
+        for key in [
+            "CARGO_PKG_NAME",
+            "CARGO_PKG_VERSION_MAJOR",
+            "CARGO_MANIFEST_DIR",
+            "CARGO_CRATE_NAME",
+        ] {
+            assert!(set_for_xtask(key), "{key}");
+        }
+        for key in [
+            "CARGO",
+            "CARGO_HOME",
+            "CARGO_TARGET_DIR",
+            "CARGO_INCREMENTAL",
+            "RUSTFLAGS",
+        ] {
+            assert!(!set_for_xtask(key), "{key}");
+        }
+    }
+
+    /// The GPU suites find every integration test of the two crates, folders included.
+    #[test]
+    fn integration_tests_are_found_as_cargo_finds_them() {
+        assert_eq!(test_targets("mg-layers").unwrap(), ["it"]);
+        let models = test_targets("mg-models").unwrap();
+        for name in ["dnc_f64", "dnc_torch_golden", "torch_golden"] {
+            assert!(models.iter().any(|n| n == name), "{name} in {models:?}");
+        }
+        assert!(!models.iter().any(|n| n == "fixtures"), "{models:?}");
+    }
+}
