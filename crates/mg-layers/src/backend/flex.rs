@@ -381,22 +381,7 @@ fn conv_backward<E: Element + Real>(
     let mut flipped = vec![E::ZERO; if need_x { c_out * c_in * k } else { 0 }];
     if need_x {
         let rows = (0..c_out).map(|co| view_row(&w, co));
-        match k {
-            // The conv-LSTMs' 1×3 and 3×3 kernels, in fixed-size blocks: built once per
-            // backward call, so once per time step of a recurrent convolution.
-            3 => kernels::flip_blocks::<E, 3>(rows, c_in, c_out, &mut flipped),
-            9 => kernels::flip_blocks::<E, 9>(rows, c_in, c_out, &mut flipped),
-            _ => {
-                for (co, w_co) in rows.enumerate() {
-                    for (ci, w_ci) in w_co.chunks_exact(k).enumerate() {
-                        let dst = &mut flipped[(ci * c_out + co) * k..][..k];
-                        dst.iter_mut()
-                            .zip(w_ci.iter().rev())
-                            .for_each(|(d, &v)| *d = v);
-                    }
-                }
-            }
-        }
+        kernels::flip_kernel(rows, c_in, c_out, k, &mut flipped);
     }
     let back = Plan::new(
         [n, c_out, s.ho, s.wo],
@@ -486,19 +471,7 @@ fn conv_backward<E: Element + Real>(
             .unwrap_or_else(|| vec![E::ZERO; taps * c_in]);
         // Row `(co, a', b')` of `M` holds `∂w[co, ·, kh−1−a', kw−1−b']`.
         let mut dw = vec![E::ZERO; c_out * c_in * k];
-        match k {
-            3 => kernels::unflip_blocks::<E, 3>(&m, c_in, &mut dw),
-            9 => kernels::unflip_blocks::<E, 9>(&m, c_in, &mut dw),
-            _ => {
-                for (co, rows) in m.chunks_exact(k * c_in).enumerate() {
-                    for (tap, row) in rows.chunks_exact(c_in).enumerate() {
-                        for (ci, &v) in row.iter().enumerate() {
-                            dw[(co * c_in + ci) * k + k - 1 - tap] = v;
-                        }
-                    }
-                }
-            }
-        }
+        kernels::unflip_kernel(&m, c_in, k, &mut dw);
         tensor(dw, [c_out, c_in, kh, kw])
     });
     let dx = need_x.then(|| tensor(dx, [n, c_in, s.h, s.w]));

@@ -95,8 +95,8 @@ pub(crate) fn tanh_f32(x: f32) -> f32 {
 /// Runs `f` compiled for the best instruction set the CPU has (AVX-512, else AVX2 and FMA on
 /// x86-64 where present, detected at run time through `pulp`; the workspace builds for
 /// baseline x86-64, whose vector loops are 4 floats wide). Only code inlined into `f` is
-/// compiled so: mark the closure and what it calls `#[inline(always)]`. The arithmetic is the same (no fused
-/// multiply-adds are formed), so results do not depend on the instruction set.
+/// compiled so: mark the closure and what it calls `#[inline(always)]`. The arithmetic is the
+/// same (no fused multiply-adds are formed), so results do not depend on the instruction set.
 #[inline(always)]
 pub(crate) fn simd<R>(f: impl FnOnce() -> R) -> R {
     pulp::Arch::new().dispatch(f)
@@ -407,10 +407,34 @@ pub(crate) fn with_scratch<T: Real, R>(len: usize, f: impl FnOnce(&mut [T]) -> R
     out
 }
 
-/// `out[ci, co, ·] = rows[co][ci, ·]` reversed, for kernels of `K` taps: `rows` yields each
-/// output channel's `[c_in, K]` values, `out` is `[c_in, c_out, K]` (the flipped, transposed
-/// kernel of a convolution's input gradient).
-pub(crate) fn flip_blocks<'a, T: Real, const K: usize>(
+/// The flipped, transposed kernel of a convolution's input gradient: `out[ci, co, t] =
+/// rows[co][ci, k − 1 − t]`, where `rows` yields each output channel's `[c_in, k]` values and
+/// `out` is `[c_in, c_out, k]`. Built at every backward call (every time step of a recurrent
+/// convolution), so the conv-LSTMs' 1×3 and 3×3 kernels move in fixed-size blocks.
+pub(crate) fn flip_kernel<'a, T: Real>(
+    rows: impl Iterator<Item = &'a [T]>,
+    c_in: usize,
+    c_out: usize,
+    k: usize,
+    out: &mut [T],
+) {
+    match k {
+        3 => flip_blocks::<T, 3>(rows, c_in, c_out, out),
+        9 => flip_blocks::<T, 9>(rows, c_in, c_out, out),
+        _ => {
+            for (co, row) in rows.enumerate() {
+                for (ci, src) in row.chunks_exact(k).take(c_in).enumerate() {
+                    let dst = &mut out[(ci * c_out + co) * k..][..k];
+                    dst.iter_mut()
+                        .zip(src.iter().rev())
+                        .for_each(|(d, &v)| *d = v);
+                }
+            }
+        }
+    }
+}
+
+fn flip_blocks<'a, T: Real, const K: usize>(
     rows: impl Iterator<Item = &'a [T]>,
     c_in: usize,
     c_out: usize,
@@ -427,9 +451,26 @@ pub(crate) fn flip_blocks<'a, T: Real, const K: usize>(
     }
 }
 
-/// `out[co, ci, K − 1 − t] = m[co, t, ci]`, for kernels of `K` taps: the weight gradient
-/// `[c_out, c_in, K]` from the `[c_out, K, c_in]` product of a convolution's backward.
-pub(crate) fn unflip_blocks<T: Real, const K: usize>(m: &[T], c_in: usize, out: &mut [T]) {
+/// The weight gradient `[c_out, c_in, k]` from the `[c_out, k, c_in]` product of a
+/// convolution's backward: `out[co, ci, k − 1 − t] = m[co, t, ci]` (fixed-size blocks for
+/// `k` = 3 and 9, as [`flip_kernel`]).
+pub(crate) fn unflip_kernel<T: Real>(m: &[T], c_in: usize, k: usize, out: &mut [T]) {
+    match k {
+        3 => unflip_blocks::<T, 3>(m, c_in, out),
+        9 => unflip_blocks::<T, 9>(m, c_in, out),
+        _ => {
+            for (m, out) in m.chunks_exact(k * c_in).zip(out.chunks_exact_mut(c_in * k)) {
+                for (ci, dst) in out.chunks_exact_mut(k).enumerate() {
+                    for t in 0..k {
+                        dst[k - 1 - t] = m[t * c_in + ci];
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn unflip_blocks<T: Real, const K: usize>(m: &[T], c_in: usize, out: &mut [T]) {
     for (m, out) in m.chunks_exact(K * c_in).zip(out.chunks_exact_mut(c_in * K)) {
         let (out, _) = out.as_chunks_mut::<K>();
         for (ci, dst) in out.iter_mut().enumerate() {
@@ -694,43 +735,41 @@ pub(crate) fn lstm_step_backward<T: Real>(
 mod tests {
     use super::*;
 
-    /// The fixed-size flips against the element-by-element definitions, for both tap counts
-    /// they serve and channel counts that are not multiples of anything.
+    /// The kernel flips against their element-by-element definitions, for the fixed-size
+    /// tap counts (3, 9), a generic one (4) and channel counts that are not multiples of
+    /// anything.
     #[test]
     fn kernel_flips_match_their_definitions() {
-        fn check<const K: usize>(c_in: usize, c_out: usize) {
-            let w: Vec<f64> = (0..c_out * c_in * K)
+        for (k, c_in, c_out) in [(3, 5, 7), (3, 1, 1), (9, 3, 4), (4, 2, 3)] {
+            let w: Vec<f64> = (0..c_out * c_in * k)
                 .map(|i| i as f64 * 0.5 - 3.0)
                 .collect();
-            let mut flipped = vec![f64::NAN; c_in * c_out * K];
-            flip_blocks::<f64, K>(w.chunks_exact(c_in * K), c_in, c_out, &mut flipped);
+            let mut flipped = vec![f64::NAN; c_in * c_out * k];
+            flip_kernel(w.chunks_exact(c_in * k), c_in, c_out, k, &mut flipped);
             for (co, ci, t) in (0..c_out)
-                .flat_map(|co| (0..c_in).flat_map(move |ci| (0..K).map(move |t| (co, ci, t))))
+                .flat_map(|co| (0..c_in).flat_map(move |ci| (0..k).map(move |t| (co, ci, t))))
             {
                 assert_eq!(
-                    flipped[(ci * c_out + co) * K + t],
-                    w[(co * c_in + ci) * K + K - 1 - t],
-                    "flip, K = {K}, ({co}, {ci}, {t})"
+                    flipped[(ci * c_out + co) * k + t],
+                    w[(co * c_in + ci) * k + k - 1 - t],
+                    "flip, k = {k}, ({co}, {ci}, {t})"
                 );
             }
-            let m: Vec<f64> = (0..c_out * K * c_in)
+            let m: Vec<f64> = (0..c_out * k * c_in)
                 .map(|i| i as f64 * 0.25 + 1.0)
                 .collect();
-            let mut dw = vec![f64::NAN; c_out * c_in * K];
-            unflip_blocks::<f64, K>(&m, c_in, &mut dw);
+            let mut dw = vec![f64::NAN; c_out * c_in * k];
+            unflip_kernel(&m, c_in, k, &mut dw);
             for (co, t, ci) in (0..c_out)
-                .flat_map(|co| (0..K).flat_map(move |t| (0..c_in).map(move |ci| (co, t, ci))))
+                .flat_map(|co| (0..k).flat_map(move |t| (0..c_in).map(move |ci| (co, t, ci))))
             {
                 assert_eq!(
-                    dw[(co * c_in + ci) * K + K - 1 - t],
-                    m[(co * K + t) * c_in + ci],
-                    "unflip, K = {K}, ({co}, {t}, {ci})"
+                    dw[(co * c_in + ci) * k + k - 1 - t],
+                    m[(co * k + t) * c_in + ci],
+                    "unflip, k = {k}, ({co}, {t}, {ci})"
                 );
             }
         }
-        check::<3>(5, 7);
-        check::<3>(1, 1);
-        check::<9>(3, 4);
     }
 
     /// The f32 `tanh` and sigmoid against f64's on a dense grid and at the extremes: within
