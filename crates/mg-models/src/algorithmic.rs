@@ -13,6 +13,7 @@ use mg_layers::{
 };
 
 use crate::mapping::{check_layer_widths, check_level_growth};
+use crate::net::{KindConfig, Net, NetConfig};
 use crate::{Dnc, DncConfig, MemoryMesh, MemoryMeshConfig, MgReader, MgReaderConfig, ModelError};
 
 /// What an algorithmic model emits per answer.
@@ -418,49 +419,26 @@ impl<B: MgBackend> AlgoModel<B> {
 }
 
 /// Configuration of an [`AlgoNet`].
-#[derive(Debug, Clone, PartialEq)]
-pub enum AlgoNetConfig {
-    /// A multigrid memory + reader or encoder–decoder.
-    Multigrid(AlgoModelConfig),
-    /// A DNC fed one flattened item per step.
-    Dnc(DncConfig),
-}
+pub type AlgoNetConfig = NetConfig<AlgoModelConfig, DncConfig>;
 
-impl AlgoNetConfig {
-    /// Trainable parameters.
-    pub fn num_params(&self) -> usize {
-        match self {
-            Self::Multigrid(c) => c.num_params(),
-            Self::Dnc(c) => c.num_params(),
-        }
+/// Any model the algorithmic tasks train: a multigrid memory + reader or encoder–decoder, or
+/// a DNC fed one flattened item per step.
+pub type AlgoNet<B> = Net<AlgoModel<B>, Dnc<B>>;
+
+impl KindConfig for AlgoModelConfig {
+    type Model<B: MgBackend> = AlgoModel<B>;
+
+    fn num_params(&self) -> usize {
+        AlgoModelConfig::num_params(self)
     }
 
-    /// Memory cells: the writer's LSTM cells, or the DNC's N×W memory.
-    pub fn memory_cells(&self) -> usize {
-        match self {
-            Self::Multigrid(c) => c.memory_cells(),
-            Self::Dnc(c) => c.memory_size(),
-        }
+    fn memory_cells(&self) -> usize {
+        AlgoModelConfig::memory_cells(self)
     }
 
-    /// Builds the model.
-    pub fn init<B: MgBackend>(&self, device: &B::Device) -> AlgoNet<B> {
-        match self {
-            Self::Multigrid(c) => AlgoNet::Multigrid(c.init(device)),
-            Self::Dnc(c) => AlgoNet::Dnc(c.init(device)),
-        }
+    fn init<B: MgBackend>(&self, device: &B::Device) -> AlgoModel<B> {
+        AlgoModelConfig::init(self, device)
     }
-}
-
-/// Any model the algorithmic tasks train: a multigrid model or a DNC.
-// Built once per run and moved rarely, so the variants' size difference costs nothing.
-#[allow(clippy::large_enum_variant)]
-#[derive(Module, Debug)]
-pub enum AlgoNet<B: Backend> {
-    /// A multigrid memory + reader or encoder–decoder.
-    Multigrid(AlgoModel<B>),
-    /// A DNC.
-    Dnc(Dnc<B>),
 }
 
 #[cfg(test)]

@@ -1,8 +1,9 @@
 //! Models built from multigrid memory layers: the memory mesh (writer), multigrid readers, the exploration policy ([`PolicyNet`]), the
 //! algorithmic tasks' memory + reader and encoder–decoder ([`AlgoModel`]), and
 //! their reference configurations; the paper's baselines (the [`dnc`] module, Ablated MG and
-//! ConvLSTM-deep/thick as [`MappingWidths`] presets); and [`Localizer`], the one model type
-//! the mapping harness trains, whichever of these it holds.
+//! ConvLSTM-deep/thick as [`MappingWidths`] presets); and [`Net`], a task's model of either
+//! kind (multigrid or DNC) with the state it carries: [`Localizer`] (mapping), [`AlgoNet`]
+//! (sort and recall) and [`QaNet`] (bAbI) are `Net`s.
 //!
 //! ```
 //! use burn::backend::Flex;
@@ -21,6 +22,7 @@ pub mod interop;
 mod localizer;
 mod mapping;
 mod mesh;
+mod net;
 mod policy;
 mod qa;
 mod reader;
@@ -29,12 +31,15 @@ mod state;
 pub use algorithmic::{AlgoModel, AlgoModelConfig, AlgoNet, AlgoNetConfig, AlgoWidths, Answer};
 pub use dnc::{Dnc, DncConfig, DncState, ReadModeOrder, StrengthOp};
 pub use error::ModelError;
-pub use localizer::{DncLocalizer, DncLocalizerConfig, Localizer, LocalizerConfig};
+pub use localizer::{DncLocalizer, DncLocalizerConfig, Glimpses, Localizer, LocalizerConfig};
 pub use mapping::{
     BASE_SIZE, D_ENCODING, MappingModel, MappingModelConfig, MappingWidths, fold_patch,
     folded_channels,
 };
 pub use mesh::{MemoryMesh, MemoryMeshConfig};
+pub use net::{
+    Forward, Kind, KindConfig, Net, NetConfig, NetRecord, NetState, RecurrentState, Rows, StateOf,
+};
 pub use policy::{ExploreNet, PolicyNet, PolicyNetConfig};
 pub use qa::{QaModel, QaModelConfig, QaNet, QaNetConfig, QaWidths};
 pub use reader::{MgReader, MgReaderConfig};

@@ -6,6 +6,9 @@ use burn::module::Module;
 use burn::tensor::{Tensor, backend::Backend};
 use mg_layers::MgBackend;
 
+use mg_layers::StackState;
+
+use crate::net::{Forward, Kind, KindConfig, Net, NetConfig};
 use crate::{
     D_ENCODING, Dnc, DncConfig, DncState, MappingModel, MappingModelConfig, MemoryState, ModelError,
 };
@@ -126,64 +129,112 @@ impl<B: MgBackend> DncLocalizer<B> {
 }
 
 /// Configuration of a [`Localizer`].
-#[derive(Debug, Clone, PartialEq)]
-pub enum LocalizerConfig {
-    /// A multigrid writer and readers (reference, small, Ablated MG, ConvLSTM-deep/thick).
-    Multigrid(MappingModelConfig),
-    /// A DNC.
-    Dnc(DncLocalizerConfig),
+pub type LocalizerConfig = NetConfig<MappingModelConfig, DncLocalizerConfig>;
+
+/// A model of the mapping harness: a multigrid writer and readers (reference, small, Ablated
+/// MG, ConvLSTM-deep/thick) or a [`DncLocalizer`].
+pub type Localizer<B> = Net<MappingModel<B>, DncLocalizer<B>>;
+
+/// A window of the mapping task, as a [`Localizer`] reads it.
+///
+/// # Shapes
+/// - `observation`: `[steps·batch, 4, m, m]`; `queries[r]`: `[steps·batch, 4, k_r, k_r]`
+#[derive(Debug, Clone)]
+pub struct Glimpses<'a, B: Backend> {
+    /// The observed patch of every step.
+    pub observation: Tensor<B, 4>,
+    /// Every reader's query patch of every step.
+    pub queries: &'a [Tensor<B, 4>],
+    /// Time steps.
+    pub steps: usize,
+    /// Step the multigrid writer one time step at a time (a DNC always is).
+    pub step_path: bool,
 }
 
-impl LocalizerConfig {
-    /// Trainable parameters.
-    pub fn num_params(&self) -> usize {
-        match self {
-            Self::Multigrid(c) => c.num_params(),
-            Self::Dnc(c) => c.dnc.num_params(),
-        }
+impl KindConfig for MappingModelConfig {
+    type Model<B: MgBackend> = MappingModel<B>;
+
+    fn num_params(&self) -> usize {
+        MappingModelConfig::num_params(self)
     }
 
-    /// Memory cells: LSTM cells of the writer, or the DNC's N×W memory.
-    pub fn memory_cells(&self) -> usize {
-        match self {
-            Self::Multigrid(c) => c.memory_cells(),
-            Self::Dnc(c) => c.dnc.memory_size(),
-        }
+    fn memory_cells(&self) -> usize {
+        MappingModelConfig::memory_cells(self)
     }
 
-    /// Builds the model.
-    pub fn init<B: MgBackend>(&self, device: &B::Device) -> Localizer<B> {
-        match self {
-            Self::Multigrid(c) => Localizer::Multigrid(c.init(device)),
-            Self::Dnc(c) => Localizer::Dnc(c.init(device)),
+    fn init<B: MgBackend>(&self, device: &B::Device) -> MappingModel<B> {
+        MappingModelConfig::init(self, device)
+    }
+}
+
+impl KindConfig for DncLocalizerConfig {
+    type Model<B: MgBackend> = DncLocalizer<B>;
+
+    fn num_params(&self) -> usize {
+        self.dnc.num_params()
+    }
+
+    fn memory_cells(&self) -> usize {
+        self.dnc.memory_size()
+    }
+
+    fn init<B: MgBackend>(&self, device: &B::Device) -> DncLocalizer<B> {
+        DncLocalizerConfig::init(self, device)
+    }
+}
+
+impl<B: MgBackend> Kind<B> for MappingModel<B> {
+    type State = StackState<B>;
+
+    fn state_from_tensors(&self, tensors: Vec<Tensor<B, 4>>) -> Result<StackState<B>, ModelError> {
+        self.writer.state_from_tensors(tensors)
+    }
+}
+
+impl<B: MgBackend> Forward<B, Glimpses<'_, B>> for MappingModel<B> {
+    type Output = Vec<Tensor<B, 2>>;
+
+    fn forward(
+        &self,
+        x: Glimpses<'_, B>,
+        state: Option<StackState<B>>,
+    ) -> (Vec<Tensor<B, 2>>, StackState<B>) {
+        if x.step_path {
+            self.forward_steps(x.observation, x.queries, x.steps, state)
+        } else {
+            self.forward_window(x.observation, x.queries, x.steps, state)
         }
     }
 }
 
-/// A model of the mapping harness.
-// Built once per run and moved rarely, so the variants' size difference costs nothing.
-#[allow(clippy::large_enum_variant)]
-#[derive(Module, Debug)]
-pub enum Localizer<B: Backend> {
-    /// A multigrid writer and readers.
-    Multigrid(MappingModel<B>),
-    /// A DNC.
-    Dnc(DncLocalizer<B>),
+impl<B: MgBackend> Kind<B> for DncLocalizer<B> {
+    type State = DncState<B>;
+
+    fn state_from_tensors(&self, tensors: Vec<Tensor<B, 4>>) -> Result<DncState<B>, ModelError> {
+        DncState::from_tensors(tensors)
+    }
+}
+
+impl<B: MgBackend> Forward<B, Glimpses<'_, B>> for DncLocalizer<B> {
+    type Output = Vec<Tensor<B, 2>>;
+
+    fn forward(
+        &self,
+        x: Glimpses<'_, B>,
+        state: Option<DncState<B>>,
+    ) -> (Vec<Tensor<B, 2>>, DncState<B>) {
+        self.forward_window(x.observation, x.queries, x.steps, state)
+    }
 }
 
 impl<B: MgBackend> Localizer<B> {
-    /// Trainable parameters.
-    pub fn num_params(&self) -> usize {
-        mg_layers::num_trainable_params(self)
-    }
-
     /// Runs `steps` time steps; the multigrid writer uses its window path.
     ///
     /// # Shapes
     /// - `observation`: `[steps·batch, 4, m, m]`; `queries[r]`: `[steps·batch, 4, k_r, k_r]`
     /// - returns logits `[steps·batch, s·s]` per query
     ///
-    /// # Panics
+    /// # Errors
     /// If `state` belongs to the other kind of model.
     pub fn forward_window(
         &self,
@@ -191,8 +242,14 @@ impl<B: MgBackend> Localizer<B> {
         queries: &[Tensor<B, 4>],
         steps: usize,
         state: Option<MemoryState<B>>,
-    ) -> (Vec<Tensor<B, 2>>, MemoryState<B>) {
-        self.forward(observation, queries, steps, state, false)
+    ) -> Result<(Vec<Tensor<B, 2>>, MemoryState<B>), ModelError> {
+        let x = Glimpses {
+            observation,
+            queries,
+            steps,
+            step_path: false,
+        };
+        self.forward(x, state)
     }
 
     /// As [`Self::forward_window`], with the multigrid writer stepped one time step at a time
@@ -203,62 +260,22 @@ impl<B: MgBackend> Localizer<B> {
         queries: &[Tensor<B, 4>],
         steps: usize,
         state: Option<MemoryState<B>>,
-    ) -> (Vec<Tensor<B, 2>>, MemoryState<B>) {
-        self.forward(observation, queries, steps, state, true)
-    }
-
-    fn forward(
-        &self,
-        observation: Tensor<B, 4>,
-        queries: &[Tensor<B, 4>],
-        steps: usize,
-        state: Option<MemoryState<B>>,
-        step_path: bool,
-    ) -> (Vec<Tensor<B, 2>>, MemoryState<B>) {
-        match self {
-            Self::Multigrid(m) => {
-                let state = state.map(|s| match s {
-                    MemoryState::Multigrid(s) => s,
-                    MemoryState::Dnc(_) => {
-                        panic!("Localizer: a DNC state for a multigrid model")
-                    }
-                });
-                let (logits, state) = if step_path {
-                    m.forward_steps(observation, queries, steps, state)
-                } else {
-                    m.forward_window(observation, queries, steps, state)
-                };
-                (logits, MemoryState::Multigrid(state))
-            }
-            Self::Dnc(m) => {
-                let state = state.map(|s| match s {
-                    MemoryState::Dnc(s) => s,
-                    MemoryState::Multigrid(_) => {
-                        panic!("Localizer: a multigrid state for a DNC model")
-                    }
-                });
-                let (logits, state) = m.forward_window(observation, queries, steps, state);
-                (logits, MemoryState::Dnc(state))
-            }
-        }
-    }
-
-    /// Rebuilds a state from [`MemoryState::into_tensors`]'s list.
-    pub fn state_from_tensors(
-        &self,
-        flat: Vec<Tensor<B, 4>>,
-    ) -> Result<MemoryState<B>, ModelError> {
-        match self {
-            Self::Multigrid(m) => MemoryState::from_tensors(flat, Some(&m.writer)),
-            Self::Dnc(_) => MemoryState::from_tensors(flat, None),
-        }
+    ) -> Result<(Vec<Tensor<B, 2>>, MemoryState<B>), ModelError> {
+        let x = Glimpses {
+            observation,
+            queries,
+            steps,
+            step_path: true,
+        };
+        self.forward(x, state)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{MappingWidths, TestBackend};
+    use crate::{MappingWidths, RecurrentState, TestBackend};
+    use burn::record::{BinBytesRecorder, FullPrecisionSettings, Recorder};
     use burn::tensor::{Distribution, Tolerance};
 
     fn inputs(rows: usize) -> (Tensor<TestBackend, 4>, [Tensor<TestBackend, 4>; 1]) {
@@ -281,19 +298,18 @@ mod tests {
     /// both kinds of model.
     #[test]
     fn states_round_trip_through_tensors() {
-        let widths = MappingWidths::new(vec![1, 2], vec![2, 2], 2);
-        let multigrid =
-            LocalizerConfig::Multigrid(MappingModelConfig::from_widths(&widths, 3, &[3]));
-        for config in [multigrid, dnc_config()] {
+        for config in [multigrid_config(), dnc_config()] {
             let model = config.init::<TestBackend>(&Default::default());
             assert_eq!(model.num_params(), config.num_params());
             let (obs, query) = inputs(6);
-            let (_, state) = model.forward_window(obs.clone(), &query, 3, None);
+            let (_, state) = model.forward_window(obs.clone(), &query, 3, None).unwrap();
             let rebuilt = model
                 .state_from_tensors(state.clone().into_tensors())
                 .unwrap();
-            let (a, _) = model.forward_window(obs.clone(), &query, 3, Some(state));
-            let (b, _) = model.forward_window(obs, &query, 3, Some(rebuilt));
+            let (a, _) = model
+                .forward_window(obs.clone(), &query, 3, Some(state))
+                .unwrap();
+            let (b, _) = model.forward_window(obs, &query, 3, Some(rebuilt)).unwrap();
             a[0].to_data()
                 .assert_approx_eq::<f32>(&b[0].to_data(), Tolerance::absolute(1e-6));
             let too_few = model.state_from_tensors(Vec::new()).unwrap_err();
@@ -308,19 +324,90 @@ mod tests {
         let config = dnc_config();
         let model = config.init::<TestBackend>(&Default::default());
         let (obs, query) = inputs(8);
-        let (window, _) = model.forward_window(obs.clone(), &query, 4, None);
+        let (window, _) = model.forward_window(obs.clone(), &query, 4, None).unwrap();
         assert_eq!(window[0].dims(), [8, 36]);
         let mut state = None;
         let mut rows = Vec::new();
         for t in 0..4 {
             let q = [query[0].clone().narrow(0, 2 * t, 2)];
-            let (y, next) = model.forward_steps(obs.clone().narrow(0, 2 * t, 2), &q, 1, state);
+            let (y, next) = model
+                .forward_steps(obs.clone().narrow(0, 2 * t, 2), &q, 1, state)
+                .unwrap();
             rows.push(y[0].clone());
             state = Some(next);
         }
         window[0]
             .to_data()
             .assert_approx_eq::<f32>(&Tensor::cat(rows, 0).to_data(), Tolerance::absolute(1e-5));
+    }
+
+    fn multigrid_config() -> LocalizerConfig {
+        let widths = MappingWidths::new(vec![1, 2], vec![2, 2], 2);
+        LocalizerConfig::Multigrid(MappingModelConfig::from_widths(&widths, 3, &[3]))
+    }
+
+    /// A state of the other kind is an error that names both kinds, not a panic.
+    #[test]
+    fn a_state_of_the_other_kind_is_refused() {
+        let device = Default::default();
+        let multigrid = multigrid_config().init::<TestBackend>(&device);
+        let dnc = dnc_config().init::<TestBackend>(&device);
+        let (obs, query) = inputs(2);
+        let (_, dnc_state) = dnc.forward_window(obs.clone(), &query, 1, None).unwrap();
+        let (_, mg_state) = multigrid
+            .forward_window(obs.clone(), &query, 1, None)
+            .unwrap();
+        let e = multigrid
+            .forward_window(obs.clone(), &query, 1, Some(dnc_state))
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("a multigrid model was given a dnc model's state"),
+            "{e}"
+        );
+        let e = dnc
+            .forward_steps(obs, &query, 1, Some(mg_state))
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("a dnc model was given a multigrid"),
+            "{e}"
+        );
+    }
+
+    /// burn's derive of the same two-variant enum, as `Localizer` was before it became a
+    /// [`Net`]: checkpoints written from it load into a `Localizer`.
+    #[derive(Module, Debug)]
+    #[allow(clippy::large_enum_variant)]
+    enum DerivedLocalizer<B: Backend> {
+        Multigrid(MappingModel<B>),
+        Dnc(DncLocalizer<B>),
+    }
+
+    /// A `Net`'s record is burn's derived enum record, byte for byte, both ways.
+    #[test]
+    fn records_are_those_of_a_derived_enum() {
+        let device = Default::default();
+        let recorder = BinBytesRecorder::<FullPrecisionSettings>::default();
+        for config in [multigrid_config(), dnc_config()] {
+            let net = config.init::<TestBackend>(&device);
+            let (obs, query) = inputs(2);
+            let (expected, _) = net.forward_window(obs.clone(), &query, 1, None).unwrap();
+            let derived = match net.clone() {
+                Net::Multigrid(m) => DerivedLocalizer::Multigrid(m),
+                Net::Dnc(d) => DerivedLocalizer::Dnc(d),
+            };
+            let old = recorder.record(derived.into_record(), ()).unwrap();
+            let new = recorder.record(net.into_record(), ()).unwrap();
+            assert_eq!(old, new, "the two records differ");
+            // A fresh model (other weights) takes the saved ones.
+            let fresh = config.init::<TestBackend>(&device);
+            let record = Recorder::<TestBackend>::load(&recorder, old, &device).unwrap();
+            let loaded = fresh.load_record(record);
+            let (got, _) = loaded.forward_window(obs, &query, 1, None).unwrap();
+            got[0]
+                .to_data()
+                .assert_approx_eq::<f32>(&expected[0].to_data(), Tolerance::absolute(0.0));
+        }
     }
 
     #[test]

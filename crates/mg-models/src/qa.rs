@@ -15,8 +15,8 @@ use mg_layers::{
 use mg_layers::backend::split_steps;
 
 use crate::mapping::{check_layer_widths, check_level_growth};
-use crate::{Dnc, DncConfig, MemoryMesh, MemoryMeshConfig, MemoryState, MgReader, MgReaderConfig};
-use crate::{DncState, ModelError};
+use crate::net::{Forward, Kind, KindConfig, Net, NetConfig, Rows};
+use crate::{Dnc, DncConfig, MemoryMesh, MemoryMeshConfig, MgReader, MgReaderConfig, ModelError};
 
 /// The shape of a 1D multigrid question-answering model.
 #[derive(Config, Debug, PartialEq)]
@@ -238,112 +238,55 @@ impl<B: MgBackend> QaModel<B> {
     }
 }
 
-/// A question-answering model of either kind.
-#[derive(Config, Debug, PartialEq)]
-pub enum QaNetConfig {
-    /// The 1D multigrid memory.
-    Multigrid(QaModelConfig),
-    /// A DNC reading one one-hot word per step.
-    Dnc(DncConfig),
-}
+/// A question-answering model of either kind: the 1D multigrid memory, or a DNC reading one
+/// one-hot word per step.
+pub type QaNetConfig = NetConfig<QaModelConfig, DncConfig>;
 
-impl QaNetConfig {
-    /// Trainable parameters.
-    pub fn num_params(&self) -> usize {
-        match self {
-            Self::Multigrid(c) => c.num_params(),
-            Self::Dnc(c) => c.num_params(),
-        }
+/// A question-answering model: [`QaModel`] or a DNC. Both read [`Rows`] of one-hot words
+/// (`[steps·batch, vocab]`, time-major) and return next-word logits for every row.
+pub type QaNet<B> = Net<QaModel<B>, Dnc<B>>;
+
+impl KindConfig for QaModelConfig {
+    type Model<B: MgBackend> = QaModel<B>;
+
+    fn num_params(&self) -> usize {
+        QaModelConfig::num_params(self)
     }
 
-    /// Memory cells (conv-LSTM cells, or the DNC's N·W).
-    pub fn memory_cells(&self) -> usize {
-        match self {
-            Self::Multigrid(c) => c.memory_cells(),
-            Self::Dnc(c) => c.memory_size(),
-        }
+    fn memory_cells(&self) -> usize {
+        QaModelConfig::memory_cells(self)
     }
 
-    /// Builds the model.
-    pub fn init<B: MgBackend>(&self, device: &B::Device) -> QaNet<B> {
-        match self {
-            Self::Multigrid(c) => QaNet::Multigrid(c.init(device)),
-            Self::Dnc(c) => QaNet::Dnc(c.init(device)),
-        }
+    fn init<B: MgBackend>(&self, device: &B::Device) -> QaModel<B> {
+        QaModelConfig::init(self, device)
     }
 }
 
-/// A question-answering model: [`QaModel`] or a DNC.
-// Built once per run, so the variants' size difference costs nothing.
-#[allow(clippy::large_enum_variant)]
-#[derive(Module, Debug)]
-pub enum QaNet<B: Backend> {
-    /// The 1D multigrid memory.
-    Multigrid(QaModel<B>),
-    /// The DNC.
-    Dnc(Dnc<B>),
+impl<B: MgBackend> Kind<B> for QaModel<B> {
+    type State = StackState<B>;
+
+    fn state_from_tensors(&self, tensors: Vec<Tensor<B, 4>>) -> Result<StackState<B>, ModelError> {
+        self.writer.state_from_tensors(tensors)
+    }
 }
 
-impl<B: MgBackend> QaNet<B> {
-    /// Trainable parameters.
-    pub fn num_params(&self) -> usize {
-        num_trainable_params(self)
-    }
+/// Next-word logits for every row ([`QaModel::forward`]).
+impl<B: MgBackend> Forward<B, Rows<B>> for QaModel<B> {
+    type Output = Tensor<B, 2>;
 
-    /// Reads `steps` one-hot words per sequence (time-major rows `t·batch + b`) and returns
-    /// next-word logits for every row with the state after the last step.
-    ///
-    /// # Shapes
-    /// - `words`: `[steps·batch, vocab]`
-    /// - returns `[steps·batch, vocab]`
-    ///
-    /// # Panics
-    /// If `state` belongs to the other kind of model.
-    pub fn forward(
+    fn forward(
         &self,
-        words: Tensor<B, 2>,
-        steps: usize,
-        state: Option<MemoryState<B>>,
-        step_path: bool,
-    ) -> (Tensor<B, 2>, MemoryState<B>) {
-        match self {
-            Self::Multigrid(m) => {
-                let state = state.map(|s| match s {
-                    MemoryState::Multigrid(s) => s,
-                    MemoryState::Dnc(_) => panic!("QaNet: a DNC state for a multigrid model"),
-                });
-                let (logits, state) = m.forward(words, steps, state, step_path);
-                (logits, MemoryState::Multigrid(state))
-            }
-            Self::Dnc(dnc) => {
-                let state: Option<DncState<B>> = state.map(|s| match s {
-                    MemoryState::Dnc(s) => s,
-                    MemoryState::Multigrid(_) => {
-                        panic!("QaNet: a multigrid state for a DNC model")
-                    }
-                });
-                let (logits, state) = dnc.forward_window(words, steps, state);
-                (logits, MemoryState::Dnc(state))
-            }
-        }
-    }
-
-    /// Rebuilds a state from [`MemoryState::into_tensors`]'s list.
-    pub fn state_from_tensors(
-        &self,
-        flat: Vec<Tensor<B, 4>>,
-    ) -> Result<MemoryState<B>, ModelError> {
-        match self {
-            Self::Multigrid(m) => MemoryState::from_tensors(flat, Some(&m.writer)),
-            Self::Dnc(_) => MemoryState::from_tensors(flat, None),
-        }
+        words: Rows<B>,
+        state: Option<StackState<B>>,
+    ) -> (Tensor<B, 2>, StackState<B>) {
+        QaModel::forward(self, words.x, words.steps, state, words.step_path)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::TestBackend;
+    use crate::{RecurrentState, TestBackend};
     use burn::tensor::{Distribution, Tolerance};
 
     /// The paper's counts (appendix B.3.1: 1.00M parameters, 2.86K memory), exact for the
@@ -382,6 +325,14 @@ mod tests {
         assert!(bad.validate().is_err());
     }
 
+    fn rows(x: Tensor<TestBackend, 2>, steps: usize, step_path: bool) -> Rows<TestBackend> {
+        Rows {
+            x,
+            steps,
+            step_path,
+        }
+    }
+
     /// The window and step paths give the same logits and state, and a window split in two
     /// with the state carried equals the whole window (causality: padding after a sequence
     /// cannot change its earlier outputs).
@@ -394,14 +345,25 @@ mod tests {
         let (steps, batch) = (4, 2);
         let words =
             Tensor::<TestBackend, 2>::random([steps * batch, 7], Distribution::Default, &device);
-        let (window, state) = model.forward(words.clone(), steps, None, false);
-        let (step, state2) = model.forward(words.clone(), steps, None, true);
+        let (window, state) = model
+            .forward(rows(words.clone(), steps, false), None)
+            .unwrap();
+        let (step, state2) = model
+            .forward(rows(words.clone(), steps, true), None)
+            .unwrap();
         assert_eq!(window.dims(), [steps * batch, 7]);
         window
             .to_data()
             .assert_approx_eq::<f32>(&step.to_data(), Tolerance::absolute(1e-5));
-        let (a, s) = model.forward(words.clone().narrow(0, 0, 2 * batch), 2, None, false);
-        let (b, _) = model.forward(words.narrow(0, 2 * batch, 2 * batch), 2, Some(s), false);
+        let (a, s) = model
+            .forward(rows(words.clone().narrow(0, 0, 2 * batch), 2, false), None)
+            .unwrap();
+        let (b, _) = model
+            .forward(
+                rows(words.narrow(0, 2 * batch, 2 * batch), 2, false),
+                Some(s),
+            )
+            .unwrap();
         Tensor::cat(vec![a, b], 0)
             .to_data()
             .assert_approx_eq::<f32>(&window.to_data(), Tolerance::absolute(1e-5));

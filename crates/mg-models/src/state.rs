@@ -1,48 +1,40 @@
-//! [`MemoryState`]: the carried state of either kind of memory.
+//! [`MemoryState`]: the carried state of either kind of memory, and the
+//! [`RecurrentState`] impls of both kinds' states.
 
 use burn::tensor::{Tensor, backend::Backend};
 use mg_layers::{MgBackend, StackState};
 
+use crate::net::{NetState, RecurrentState};
 use crate::{DncState, MemoryMesh, ModelError};
 
 /// The recurrent state a multigrid memory or a DNC carries between windows (of a
 /// [`crate::Localizer`] or a [`crate::QaNet`]).
-#[derive(Clone, Debug)]
-pub enum MemoryState<B: Backend> {
-    /// Every conv-LSTM cell's state.
-    Multigrid(StackState<B>),
-    /// The DNC's state.
-    Dnc(DncState<B>),
+pub type MemoryState<B> = NetState<StackState<B>, DncState<B>>;
+
+impl<B: Backend> RecurrentState<B> for StackState<B> {
+    fn detach(self) -> Self {
+        StackState::detach(self)
+    }
+
+    fn into_tensors(self) -> Vec<Tensor<B, 4>> {
+        StackState::into_tensors(self)
+    }
 }
 
-impl<B: MgBackend> MemoryState<B> {
-    /// The state cut from the autodiff graph (truncated BPTT).
-    pub fn detach(self) -> Self {
-        match self {
-            Self::Multigrid(s) => Self::Multigrid(s.detach()),
-            Self::Dnc(s) => Self::Dnc(s.detach()),
-        }
+impl<B: Backend> RecurrentState<B> for DncState<B> {
+    fn detach(self) -> Self {
+        DncState::detach(self)
     }
 
-    /// Every tensor of the state as a 4-D tensor (trailing axes of size 1), in a fixed order,
-    /// for checkpoints.
-    pub fn into_tensors(self) -> Vec<Tensor<B, 4>> {
-        match self {
-            Self::Multigrid(s) => s.into_tensors(),
-            Self::Dnc(s) => s.into_tensors(),
-        }
+    fn into_tensors(self) -> Vec<Tensor<B, 4>> {
+        DncState::into_tensors(self)
     }
+}
 
-    /// Rebuilds a state from [`MemoryState::into_tensors`]'s list: a multigrid state for
-    /// `writer`, a DNC state when it is `None`.
-    pub fn from_tensors(
-        flat: Vec<Tensor<B, 4>>,
-        writer: Option<&MemoryMesh<B>>,
-    ) -> Result<Self, ModelError> {
-        let Some(writer) = writer else {
-            return DncState::from_tensors(flat).map(MemoryState::Dnc);
-        };
-        let counts: Vec<usize> = writer
+impl<B: MgBackend> MemoryMesh<B> {
+    /// Rebuilds the writer's state from [`StackState::into_tensors`]'s list.
+    pub fn state_from_tensors(&self, flat: Vec<Tensor<B, 4>>) -> Result<StackState<B>, ModelError> {
+        let counts: Vec<usize> = self
             .stack
             .layers
             .iter()
@@ -50,12 +42,10 @@ impl<B: MgBackend> MemoryState<B> {
             .collect();
         let expected = 2 * counts.iter().sum::<usize>();
         let found = flat.len();
-        StackState::from_tensors(flat, &counts)
-            .map(MemoryState::Multigrid)
-            .ok_or_else(|| {
-                ModelError::State(format!(
-                    "it holds {found} tensors, the model needs {expected}"
-                ))
-            })
+        StackState::from_tensors(flat, &counts).ok_or_else(|| {
+            ModelError::State(format!(
+                "it holds {found} tensors, the model needs {expected}"
+            ))
+        })
     }
 }

@@ -31,6 +31,7 @@ mod access;
 mod addressing;
 mod controller;
 mod init;
+mod kind;
 
 pub use access::{
     Controls, Interface, ReadModeOrder, ReadModes, access_step, interface_size, read_weights,

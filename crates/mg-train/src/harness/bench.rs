@@ -199,18 +199,21 @@ pub fn load_weights<M: ModuleSnapshot<AB>, AB: burn::tensor::backend::Backend>(
 }
 
 /// Median and minimum of `repeats` timed calls of `f`, after one warm-up call; `f` must
-/// finish its device work before returning (read a value back).
-pub fn time(repeats: usize, mut f: impl FnMut()) -> (f64, f64) {
-    f();
+/// finish its device work before returning (read a value back). The first error ends it.
+pub fn time(
+    repeats: usize,
+    mut f: impl FnMut() -> anyhow::Result<()>,
+) -> anyhow::Result<(f64, f64)> {
+    f()?;
     let mut ms: Vec<f64> = (0..repeats)
         .map(|_| {
             let start = Instant::now();
-            f();
-            start.elapsed().as_secs_f64() * 1e3
+            f()?;
+            Ok(start.elapsed().as_secs_f64() * 1e3)
         })
-        .collect();
+        .collect::<anyhow::Result<_>>()?;
     ms.sort_by(f64::total_cmp);
-    (ms[ms.len() / 2], ms[0])
+    Ok((ms[ms.len() / 2], ms[0]))
 }
 
 /// Times the model of `task` on backend `B`.
@@ -336,8 +339,7 @@ impl<T: Task, B: MgBackend> OptimizerJob<Autodiff<B>, T::TrainModel<B>> for Timi
                     LossReduction::Sum,
                     Spread::here(),
                     false,
-                )
-                .expect("one process sums nothing over nodes");
+                )?;
                 model = next;
                 match result {
                     Ok(step) => {
@@ -349,7 +351,8 @@ impl<T: Task, B: MgBackend> OptimizerJob<Autodiff<B>, T::TrainModel<B>> for Timi
                         states = windows.iter().map(|_| None).collect();
                     }
                 }
-            });
+                Ok(())
+            })?;
             if let Some(d) = diverged {
                 anyhow::bail!(
                     "the benchmark's training window diverged (loss {}, gradient norm {})",
@@ -412,6 +415,7 @@ impl<T: Task, B: MgBackend> OptimizerJob<Autodiff<B>, T::TrainModel<B>> for Timi
                         let results = on_shards(work, |(model, window, state)| {
                             task.forward(&model, window, state, path)
                         });
+                        let results = results.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
                         let (outputs, next): (Vec<_>, Vec<_>) = results.into_iter().unzip();
                         let refs: Vec<&T::Window<B>> = windows.iter().collect();
                         let sums = task.batch_sums(&outputs);
@@ -419,15 +423,17 @@ impl<T: Task, B: MgBackend> OptimizerJob<Autodiff<B>, T::TrainModel<B>> for Timi
                         (losses.into_iter().map(scalar).sum(), next)
                     } else {
                         let results = on_shards(work, |(model, window, state)| {
-                            let (output, next) = task.forward(&model, window, state, path);
-                            (scalar(task.loss(output, window, LossReduction::Sum)), next)
+                            let (output, next) = task.forward(&model, window, state, path)?;
+                            Ok((scalar(task.loss(output, window, LossReduction::Sum)), next))
                         });
+                        let results = results.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
                         let loss = results.iter().map(|r| r.0).sum();
                         (loss, results.into_iter().map(|r| r.1).collect())
                     };
                     first_loss.get_or_insert(loss);
                     states = next.into_iter().map(Some).collect();
-                });
+                    Ok(())
+                })?;
                 let record = record(
                     "inference_step".into(),
                     (batch, parts),

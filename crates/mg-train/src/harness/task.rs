@@ -317,14 +317,15 @@ pub trait Task: Sized + Send + Sync + 'static {
         device: &B::Device,
     ) -> Self::Window<B>;
 
-    /// Runs the model over a window with carried state.
+    /// Runs the model over a window with carried state; an error when the state does not fit
+    /// the model (another kind of model's).
     fn forward<B: MgBackend>(
         &self,
         model: &Self::Model<B>,
         window: &Self::Window<B>,
         state: Option<Self::State<B>>,
         path: ForwardPath,
-    ) -> (Self::Output<B>, Self::State<B>);
+    ) -> anyhow::Result<(Self::Output<B>, Self::State<B>)>;
 
     /// The loss of a window's output.
     fn loss<B: MgBackend>(

@@ -170,22 +170,27 @@ pub fn window_gradients<T: Task, B: MgBackend>(
     let view = |model: &T::TrainModel<B>| {
         (!has_lazy_params::<Autodiff<B>, _>(model)).then(|| window_view(model.clone()))
     };
-    let run = |model: &T::TrainModel<B>, (window, state): Shard<'_, T, B>| -> ShardResult<T, B> {
+    let run = |model: &T::TrainModel<B>,
+               (window, state): Shard<'_, T, B>|
+     -> anyhow::Result<ShardResult<T, B>> {
         let view = view(model);
         let forward_model = T::as_model(view.as_ref().unwrap_or(model));
-        let (output, next) = task.forward(forward_model, window, state, path);
+        let (output, next) = task.forward(forward_model, window, state, path)?;
         let (loss, units, metrics, grads) = backward(model, task.loss(output, window, reduction));
-        (loss, units, metrics, grads, next)
+        Ok((loss, units, metrics, grads, next))
     };
     let results: Vec<ShardResult<T, B>> = if shards.len() == 1 && !coupled {
-        shards.into_iter().map(|shard| run(model, shard)).collect()
+        shards
+            .into_iter()
+            .map(|shard| run(model, shard))
+            .collect::<anyhow::Result<_>>()?
     } else {
         if has_lazy_params::<Autodiff<B>, _>(model) {
             // burn initialises parameters on first use, and a copy of an uninitialised one
             // initialises on its own: a forward pass here draws the initial weights in the order
             // one thread would, before the copies are made.
             let (window, state) = &shards[0];
-            drop(task.forward(T::as_model(model), *window, state.clone(), path));
+            drop(task.forward(T::as_model(model), *window, state.clone(), path)?);
         }
         let device = model.devices().into_iter().next();
         let fork = |k: usize| match devices.get(k).or(device.as_ref()) {
@@ -199,15 +204,16 @@ pub fn window_gradients<T: Task, B: MgBackend>(
             .collect();
         if coupled {
             let windows: Vec<&T::Window<Autodiff<B>>> = work.iter().map(|(_, s)| s.0).collect();
-            let forwards = on_shards(work, |(copy, (window, state))| {
+            let forwards = on_shards(work, |(copy, (window, state))| -> anyhow::Result<_> {
                 let view = view(&copy);
                 let forward_model = T::as_model(view.as_ref().unwrap_or(&copy));
-                let (output, next) = task.forward(forward_model, window, state, path);
-                (copy, output, next)
+                let (output, next) = task.forward(forward_model, window, state, path)?;
+                Ok((copy, output, next))
             });
             let mut outputs = Vec::with_capacity(forwards.len());
             let mut rest = Vec::with_capacity(forwards.len());
-            for (copy, output, next) in forwards {
+            for forward in forwards {
+                let (copy, output, next) = forward?;
                 outputs.push(output);
                 rest.push((copy, next));
             }
@@ -223,6 +229,8 @@ pub fn window_gradients<T: Task, B: MgBackend>(
             })
         } else {
             on_shards(work, |(copy, shard)| run(&copy, shard))
+                .into_iter()
+                .collect::<anyhow::Result<_>>()?
         }
     };
     let results = match (devices.len() > 1, model.devices().into_iter().next()) {
@@ -693,7 +701,7 @@ impl<T: Task, B: MgBackend> OptimizerJob<Autodiff<B>, T::TrainModel<B>> for Loop
                 // The last update still needs its check: a forward pass of the next window.
                 if let Some(p) = pending.take() {
                     let (output, _) =
-                        task.forward(T::as_model(&p.model), &window, p.state.clone(), path);
+                        task.forward(T::as_model(&p.model), &window, p.state.clone(), path)?;
                     let loss: f64 = task.loss(output, &window, t.loss).loss.into_scalar().elem();
                     if !loss.is_finite() {
                         bar.finish(None);

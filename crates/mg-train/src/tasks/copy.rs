@@ -65,7 +65,7 @@ impl Copy {
         let (data, whole) = (self.data.collate(&samples), samples.len());
         let batch = CopyBatch { data, whole };
         let window = self.window::<B>(&batch, 0..batch.data.steps, device);
-        let (logits, _) = self.forward(model, &window, None, ForwardPath::Window);
+        let (logits, _) = model.forward_window(window.observations, window.steps, None);
         (batch.data, logits.host())
     }
 }
@@ -164,8 +164,8 @@ impl Task for Copy {
         window: &CopyWindow<B>,
         state: Option<DncState<B>>,
         _path: ForwardPath,
-    ) -> (Tensor<B, 2>, DncState<B>) {
-        model.forward_window(window.observations.clone(), window.steps, state)
+    ) -> anyhow::Result<(Tensor<B, 2>, DncState<B>)> {
+        Ok(model.forward_window(window.observations.clone(), window.steps, state))
     }
 
     fn loss<B: MgBackend>(

@@ -18,7 +18,7 @@ pub use mapping::Mapping;
 
 use burn::tensor::Tensor;
 use mg_layers::MgBackend;
-use mg_models::{Dnc, DncState, Localizer, MemoryState, QaNet};
+use mg_models::{Dnc, DncState, Kind, Net, NetState, RecurrentState, StateOf};
 
 use crate::harness::{CarriedState, RestoreState, Task};
 
@@ -53,13 +53,13 @@ macro_rules! registry {
 
 registry!(Mapping, Copy, Sort, Recall, Babi, Explore);
 
-impl<B: MgBackend> CarriedState<B> for MemoryState<B> {
+impl<B: MgBackend, S: RecurrentState<B>, T: RecurrentState<B>> CarriedState<B> for NetState<S, T> {
     fn detach(self) -> Self {
-        MemoryState::detach(self)
+        RecurrentState::detach(self)
     }
 
     fn into_tensors(self) -> Vec<Tensor<B, 4>> {
-        MemoryState::into_tensors(self)
+        RecurrentState::into_tensors(self)
     }
 }
 
@@ -73,21 +73,15 @@ impl<B: MgBackend> CarriedState<B> for DncState<B> {
     }
 }
 
-impl<B: MgBackend> RestoreState<B, MemoryState<B>> for Localizer<B> {
-    fn state_from_tensors(&self, tensors: Vec<Tensor<B, 4>>) -> anyhow::Result<MemoryState<B>> {
-        Ok(Localizer::state_from_tensors(self, tensors)?)
-    }
-}
-
-impl<B: MgBackend> RestoreState<B, MemoryState<B>> for QaNet<B> {
-    fn state_from_tensors(&self, tensors: Vec<Tensor<B, 4>>) -> anyhow::Result<MemoryState<B>> {
-        Ok(QaNet::state_from_tensors(self, tensors)?)
+impl<B: MgBackend, M: Kind<B>, D: Kind<B>> RestoreState<B, StateOf<B, M, D>> for Net<M, D> {
+    fn state_from_tensors(&self, tensors: Vec<Tensor<B, 4>>) -> anyhow::Result<StateOf<B, M, D>> {
+        Ok(Net::state_from_tensors(self, tensors)?)
     }
 }
 
 impl<B: MgBackend> RestoreState<B, DncState<B>> for Dnc<B> {
     fn state_from_tensors(&self, tensors: Vec<Tensor<B, 4>>) -> anyhow::Result<DncState<B>> {
-        Ok(DncState::from_tensors(tensors)?)
+        Ok(Kind::state_from_tensors(self, tensors)?)
     }
 }
 

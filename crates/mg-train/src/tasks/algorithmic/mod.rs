@@ -197,10 +197,10 @@ impl<const SORT: bool> Algorithmic<SORT> {
         model: &AlgoNet<B>,
         batch: &AlgoBatch,
         device: &B::Device,
-    ) -> Vec<f32> {
+    ) -> anyhow::Result<Vec<f32>> {
         let window = self.window::<B>(batch, 0..self.shape.steps(), device);
-        let (logits, ()) = self.forward(model, &window, None, ForwardPath::Window);
-        logits.host()
+        let (logits, ()) = self.forward(model, &window, None, ForwardPath::Window)?;
+        Ok(logits.host())
     }
 
     fn model_of(config: &ExperimentOf<Self>, shape: &Builder) -> anyhow::Result<AlgoNetConfig> {
@@ -500,7 +500,7 @@ impl<const SORT: bool> Task for Algorithmic<SORT> {
         window: &AlgoWindow<B>,
         _state: Option<()>,
         _path: ForwardPath,
-    ) -> (Tensor<B, 2>, ()) {
+    ) -> anyhow::Result<(Tensor<B, 2>, ())> {
         let width = self.shape.answer_width();
         let logits = match model {
             AlgoNet::Multigrid(m) => {
@@ -519,7 +519,7 @@ impl<const SORT: bool> Task for Algorithmic<SORT> {
                 y.narrow(0, rows - answer_rows, answer_rows)
             }
         };
-        (logits, ())
+        Ok((logits, ()))
     }
 
     fn loss<B: MgBackend>(
@@ -559,7 +559,7 @@ impl<const SORT: bool> Task for Algorithmic<SORT> {
         let (seed, size) = (self.config.eval.seed, self.config.eval.batch);
         score_test_set(request, seed, answers, size, |range, count| {
             let batch = self.test_batch(range)?;
-            let logits = self.infer(model, &batch, device);
+            let logits = self.infer(model, &batch, device)?;
             let b = batch.batch;
             for s in 0..b {
                 for row in (0..batch.answers).map(|a| a * b + s) {
@@ -589,7 +589,7 @@ impl<const SORT: bool> Task for Algorithmic<SORT> {
         let size = self.config.eval.batch.max(1);
         let first = index / size * size;
         let batch = self.test_batch(first..first + size)?;
-        let logits = self.infer(model, &batch, device);
+        let logits = self.infer(model, &batch, device)?;
         let picture = render::Picture {
             batch: &batch,
             logits: &logits,

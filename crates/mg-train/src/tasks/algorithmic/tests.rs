@@ -58,7 +58,9 @@ fn the_bit_loss_sums_every_answer_bit() {
     let model = t.init::<burn::backend::Flex>(&device);
     let batch = t.batch(3, 0, 5).unwrap();
     let window = t.window::<burn::backend::Flex>(&batch, 0..4, &device);
-    let (logits, ()) = t.forward(&model, &window, None, ForwardPath::Window);
+    let (logits, ()) = t
+        .forward(&model, &window, None, ForwardPath::Window)
+        .unwrap();
     assert_eq!(logits.dims(), [5, 4]);
     let host: Vec<f32> = logits.clone().into_data().to_vec().unwrap();
     let want: f64 = host

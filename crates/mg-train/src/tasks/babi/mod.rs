@@ -30,7 +30,7 @@ use anyhow::bail;
 use burn::tensor::activation::softmax;
 use burn::tensor::{Int, Tensor, TensorData};
 use mg_data::babi::{Sequence, TASKS, Variant, answer_spans, words_of};
-use mg_models::{MemoryState, QaNet, QaNetConfig, QaWidths};
+use mg_models::{MemoryState, QaNet, QaNetConfig, QaWidths, Rows};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -271,10 +271,10 @@ impl Babi {
         model: &QaNet<B>,
         batch: &QaBatch,
         device: &B::Device,
-    ) -> Vec<f32> {
+    ) -> anyhow::Result<Vec<f32>> {
         let window = self.window::<B>(batch, 0..batch.len, device);
-        let (logits, _) = self.forward(model, &window, None, ForwardPath::Window);
-        logits.host()
+        let (logits, _) = self.forward(model, &window, None, ForwardPath::Window)?;
+        Ok(logits.host())
     }
 
     /// Per-task wrong and total question counts of `sequences` (every question of each), in
@@ -285,14 +285,14 @@ impl Babi {
         sequences: &[&Sequence],
         device: &B::Device,
         bar: &mut Progress,
-    ) -> Vec<(u8, usize, usize)> {
+    ) -> anyhow::Result<Vec<(u8, usize, usize)>> {
         let mut order: Vec<usize> = (0..sequences.len()).collect();
         order.sort_by_key(|&i| sequences[i].tokens.len());
         let mut counts: Vec<(u8, usize, usize)> = Vec::new();
         let mut done = 0;
         for chunk in order.chunks(self.config.eval.batch.max(1)) {
             let batch = self.batch_of(chunk.iter().map(|&i| sequences[i]));
-            let logits = self.infer(model, &batch, device);
+            let logits = self.infer(model, &batch, device)?;
             let b = batch.size();
             for s in 0..b {
                 let task = batch.tasks[s];
@@ -317,7 +317,7 @@ impl Babi {
             bar.set_position(done as u64);
         }
         counts.sort();
-        counts
+        Ok(counts)
     }
 
     /// Answers a story: `text` holds statements, one per line (bAbI's line numbers may stay),
@@ -371,7 +371,12 @@ impl Babi {
         let (mut input, mut state) = (tokens, None);
         for _ in 0..words.max(1) {
             let steps = input.len();
-            let (logits, next) = model.forward(one_hot(&input), steps, state, false);
+            let words = Rows {
+                x: one_hot(&input),
+                steps,
+                step_path: false,
+            };
+            let (logits, next) = model.forward(words, state)?;
             let last = logits.narrow(0, steps - 1, 1);
             let p: Vec<f32> = softmax(last, 1).host();
             let best = argmax(&p);
@@ -608,13 +613,13 @@ impl Task for Babi {
         window: &QaWindow<B>,
         state: Option<MemoryState<B>>,
         path: ForwardPath,
-    ) -> (Tensor<B, 2>, MemoryState<B>) {
-        model.forward(
-            window.words.clone(),
-            window.steps,
-            state,
-            path == ForwardPath::Step,
-        )
+    ) -> anyhow::Result<(Tensor<B, 2>, MemoryState<B>)> {
+        let words = Rows {
+            x: window.words.clone(),
+            steps: window.steps,
+            step_path: path == ForwardPath::Step,
+        };
+        Ok(model.forward(words, state)?)
     }
 
     fn loss<B: MgBackend>(
@@ -659,7 +664,7 @@ impl Task for Babi {
         let chosen: Vec<&Sequence> = cut.iter().collect();
         let total: usize = taken.iter().sum();
         let mut bar = Progress::new(total as u64, "questions", request.show_progress);
-        let counts = self.count_errors(model, &chosen, device, &mut bar);
+        let counts = self.count_errors(model, &chosen, device, &mut bar)?;
         bar.clear();
         let tasks: Vec<TaskError> = counts
             .iter()
@@ -714,7 +719,7 @@ impl Task for Babi {
         let chosen: Vec<&Sequence> = corpus.valid.iter().collect();
         let total = chosen.iter().map(|s| questions(s)).sum::<usize>();
         let mut bar = Progress::new(total as u64, "validation", false);
-        let counts = self.count_errors(model, &chosen, device, &mut bar);
+        let counts = self.count_errors(model, &chosen, device, &mut bar)?;
         let n = counts.len().max(1) as f64;
         Ok(Some(
             counts
@@ -746,7 +751,7 @@ impl Task for Babi {
             );
         };
         let batch = self.batch_of([s]);
-        let logits = self.infer(model, &batch, device);
+        let logits = self.infer(model, &batch, device)?;
         let mut text = String::new();
         let _ = writeln!(
             text,

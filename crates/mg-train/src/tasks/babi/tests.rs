@@ -185,7 +185,7 @@ fn story_loss_counts_exactly_the_answer_words() {
     assert!(long.tokens.len() > short.tokens.len());
     let loss_of = |batch: &QaBatch| {
         let w = t.window::<Flex>(batch, 0..batch.len, &device);
-        let (logits, _) = t.forward(&model, &w, None, ForwardPath::Window);
+        let (logits, _) = t.forward(&model, &w, None, ForwardPath::Window).unwrap();
         let l = t.loss(logits, &w, LossReduction::Sum);
         (l.loss.into_scalar() as f64, l.units)
     };
@@ -200,7 +200,7 @@ fn story_loss_counts_exactly_the_answer_words() {
         (both - a - long_alone).abs() < 1e-4 * both.abs().max(1.0),
         "{both} vs {a} + {long_alone}"
     );
-    let logits = t.infer(&model, &alone, &device);
+    let logits = t.infer(&model, &alone, &device).unwrap();
     let mut want = 0.0;
     for steps in answer_spans(&alone.scored[0]) {
         for step in steps {
@@ -218,13 +218,15 @@ fn story_loss_counts_exactly_the_answer_words() {
     assert!((a - want).abs() < 1e-4 * want, "{a} vs {want}");
     // Windows cut between two questions of the story, the state carried.
     let batch = t.batch_of([long]);
-    let whole = t.infer(&model, &batch, &device);
+    let whole = t.infer(&model, &batch, &device).unwrap();
     let cut = answer_spans(&batch.scored[0])[1].start - 2;
     let w1 = t.window::<Flex>(&batch, 0..cut, &device);
-    let (l1, state) = t.forward(&model, &w1, None, ForwardPath::Step);
+    let (l1, state) = t.forward(&model, &w1, None, ForwardPath::Step).unwrap();
     let w2 = t.window::<Flex>(&batch, cut..batch.len, &device);
     assert!(w1.scored > 0 && w2.scored > 0);
-    let (l2, _) = t.forward(&model, &w2, Some(state), ForwardPath::Window);
+    let (l2, _) = t
+        .forward(&model, &w2, Some(state), ForwardPath::Window)
+        .unwrap();
     let parts: Vec<f32> = Tensor::cat(vec![l1, l2], 0).into_data().to_vec().unwrap();
     let worst = parts
         .iter()
@@ -381,7 +383,7 @@ fn padding_changes_nothing() {
     assert!(long.tokens.len() > short.tokens.len());
     let loss_of = |batch: &QaBatch| {
         let w = t.window::<Flex>(batch, 0..batch.len, &device);
-        let (logits, _) = t.forward(&model, &w, None, ForwardPath::Window);
+        let (logits, _) = t.forward(&model, &w, None, ForwardPath::Window).unwrap();
         let l = t.loss(logits, &w, LossReduction::Sum);
         (l.loss.into_scalar() as f64, l.units)
     };
@@ -395,7 +397,7 @@ fn padding_changes_nothing() {
         "{both} vs {a} + {long_alone}"
     );
     // Against the host: −log softmax at the answer steps.
-    let logits = t.infer(&model, &alone, &device);
+    let logits = t.infer(&model, &alone, &device).unwrap();
     let mut want = 0.0;
     for (step, &scored) in alone.scored[0].iter().enumerate() {
         if scored {
@@ -413,12 +415,14 @@ fn padding_changes_nothing() {
     assert!((a - want).abs() < 1e-4 * want, "{a} vs {want}");
     // Truncated windows with the state carried give the same logits as the whole sequence.
     let batch = QaBatch::new([long]);
-    let whole = t.infer(&model, &batch, &device);
+    let whole = t.infer(&model, &batch, &device).unwrap();
     let cut = batch.len / 2;
     let w1 = t.window::<Flex>(&batch, 0..cut, &device);
-    let (l1, s) = t.forward(&model, &w1, None, ForwardPath::Step);
+    let (l1, s) = t.forward(&model, &w1, None, ForwardPath::Step).unwrap();
     let w2 = t.window::<Flex>(&batch, cut..batch.len, &device);
-    let (l2, _) = t.forward(&model, &w2, Some(s), ForwardPath::Window);
+    let (l2, _) = t
+        .forward(&model, &w2, Some(s), ForwardPath::Window)
+        .unwrap();
     let parts: Vec<f32> = Tensor::cat(vec![l1, l2], 0).into_data().to_vec().unwrap();
     let worst = parts
         .iter()

@@ -25,7 +25,7 @@ use burn::tensor::activation::log_softmax;
 use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
 use mg_data::batch::mapping_window;
 use mg_data::mapping::{Episode, MappingConfig, Motion};
-use mg_models::{ExploreNet, LocalizerConfig, MemoryState, PolicyNetConfig, folded_channels};
+use mg_models::{ExploreNet, LocalizerConfig, PolicyNetConfig, folded_channels};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -638,8 +638,8 @@ impl Task for Explore {
         window: &ExploreWindow<B>,
         state: Option<ExploreState<B>>,
         _path: ForwardPath,
-    ) -> (Rollout<B>, ExploreState<B>) {
-        self.rollout(
+    ) -> anyhow::Result<(Rollout<B>, ExploreState<B>)> {
+        Ok(self.rollout(
             model,
             &window.worlds,
             window.steps.clone(),
@@ -648,7 +648,7 @@ impl Task for Explore {
             !window.last,
             self.config.task.track_reader,
             &window.device,
-        )
+        ))
     }
 
     fn loss<B: MgBackend>(
@@ -984,12 +984,7 @@ impl<B: MgBackend> RestoreState<B, ExploreState<B>> for ExploreNet<B> {
             }
             actions.push(taken);
         }
-        let MemoryState::Multigrid(memory) =
-            MemoryState::from_tensors(tensors, Some(&self.mapping().writer))
-                .map_err(anyhow::Error::from)?
-        else {
-            unreachable!("a writer's state is a multigrid state")
-        };
+        let memory = self.mapping().writer.state_from_tensors(tensors)?;
         Ok(ExploreState { memory, actions })
     }
 }

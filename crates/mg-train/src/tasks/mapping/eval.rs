@@ -68,6 +68,9 @@ pub struct EvalReport {
     pub seconds: f64,
 }
 
+/// One inference step's tensors, logit maps (one per query size) and next state.
+pub(super) type InferStep<B> = (Vec<MappingTensors<B>>, Vec<Tensor<B, 2>>, MemoryState<B>);
+
 /// One inference step `t` of `episodes` (one list per query size) with carried state: the
 /// step's tensors, one logit map per query size, and the next state.
 pub(super) fn infer_step<B: MgBackend>(
@@ -76,14 +79,14 @@ pub(super) fn infer_step<B: MgBackend>(
     t: usize,
     state: Option<MemoryState<B>>,
     device: &B::Device,
-) -> (Vec<MappingTensors<B>>, Vec<Tensor<B, 2>>, MemoryState<B>) {
+) -> anyhow::Result<InferStep<B>> {
     let windows: Vec<_> = episodes
         .iter()
         .map(|e| mapping_window::<B>(e, t..t + 1, device))
         .collect();
     let queries: Vec<_> = windows.iter().map(|w| w.query.clone()).collect();
-    let (logits, next) = model.forward_window(windows[0].input.clone(), &queries, 1, state);
-    (windows, logits, next)
+    let (logits, next) = model.forward_window(windows[0].input.clone(), &queries, 1, state)?;
+    Ok((windows, logits, next))
 }
 
 /// Evaluates `model` on `episodes` test maps, step by step with carried state, threshold 0.5.
@@ -146,6 +149,7 @@ pub fn score_episodes<B: MgBackend>(
         let work: Vec<_> = batches.iter().map(|b| (model.clone(), b)).collect();
         let counts = on_shards(work, |(model, batch)| count_batch(&model, batch, device));
         for batch_counts in counts {
+            let batch_counts = batch_counts?;
             for (total, [tp, fp, fn_]) in totals.iter_mut().zip(batch_counts) {
                 total.true_positives += tp;
                 total.false_positives += fp;
@@ -167,12 +171,12 @@ fn count_batch<B: MgBackend>(
     model: &Localizer<B>,
     batch: &[Vec<Episode>],
     device: &B::Device,
-) -> Vec<[u64; 3]> {
+) -> anyhow::Result<Vec<[u64; 3]>> {
     let len = batch[0][0].len();
     let mut state = None;
     let mut counts: Vec<Option<[Tensor<B, 1, Int>; 3]>> = vec![None; batch.len()];
     for t in 0..len {
-        let (windows, logits, next) = infer_step(model, batch, t, state, device);
+        let (windows, logits, next) = infer_step(model, batch, t, state, device)?;
         state = Some(next);
         for (r, (logit, w)) in logits.into_iter().zip(&windows).enumerate() {
             let pred = logit.greater_equal_elem(0.0).int();
@@ -186,13 +190,13 @@ fn count_batch<B: MgBackend>(
             });
         }
     }
-    counts
+    Ok(counts
         .into_iter()
         .map(|c| match c {
             Some(c) => c.map(|n| n.into_scalar().elem::<i64>() as u64),
             None => [0; 3],
         })
-        .collect()
+        .collect())
 }
 
 /// Runs an evaluation and builds its report.

@@ -17,7 +17,8 @@ use mg_data::mapping::{
     Episode, LocationEncoding, MappingConfig, Motion, QueryPer, generate_batch,
 };
 use mg_models::{
-    DncLocalizerConfig, Localizer, LocalizerConfig, MappingModelConfig, MappingWidths, MemoryState,
+    DncLocalizerConfig, Glimpses, Localizer, LocalizerConfig, MappingModelConfig, MappingWidths,
+    MemoryState,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -411,13 +412,15 @@ impl Task for Mapping {
         window: &MappingWindow<B>,
         state: Option<MemoryState<B>>,
         path: ForwardPath,
-    ) -> (Vec<Tensor<B, 2>>, MemoryState<B>) {
-        let input = window.tensors[0].input.clone();
+    ) -> anyhow::Result<(Vec<Tensor<B, 2>>, MemoryState<B>)> {
         let queries: Vec<_> = window.tensors.iter().map(|w| w.query.clone()).collect();
-        match path {
-            ForwardPath::Window => model.forward_window(input, &queries, window.steps, state),
-            ForwardPath::Step => model.forward_steps(input, &queries, window.steps, state),
-        }
+        let glimpses = Glimpses {
+            observation: window.tensors[0].input.clone(),
+            queries: &queries,
+            steps: window.steps,
+            step_path: path == ForwardPath::Step,
+        };
+        Ok(model.forward(glimpses, state)?)
     }
 
     fn loss<B: MgBackend>(

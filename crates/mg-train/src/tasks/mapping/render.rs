@@ -62,7 +62,7 @@ pub fn render_episodes<B: MgBackend>(
     let mut frames = Vec::new();
     let mut explored = vec![false; n * n];
     for t in 0..episode.len() {
-        let (_, logits, next) = infer_step(model, &episodes, t, state, device);
+        let (_, logits, next) = infer_step(model, &episodes, t, state, device)?;
         let next_kind = match &next {
             MemoryState::Multigrid(_) => Kind::Multigrid,
             MemoryState::Dnc(_) => Kind::Dnc,
@@ -213,7 +213,7 @@ pub fn render_dnc_memory<B: MgBackend>(
     let mut state = None;
     let mut last_memory = (0, 0, Vec::new());
     for t in 0..len {
-        let (_, _, next) = infer_step(model, &episodes, t, state, device);
+        let (_, _, next) = infer_step(model, &episodes, t, state, device)?;
         if let MemoryState::Dnc(s) = &next {
             writes.push(row(s.write_weights.clone().sum_dim(1).squeeze_dim(1)));
             reads.push(row(s.read_weights.clone().sum_dim(1).squeeze_dim(1)));
