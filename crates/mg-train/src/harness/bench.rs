@@ -8,16 +8,15 @@ use std::time::Instant;
 use anyhow::Context;
 use burn::backend::Autodiff;
 use burn::module::AutodiffModule;
-use burn::optim::Optimizer;
 use burn::tensor::ElementConversion;
 use burn_store::{ModuleSnapshot, SafetensorsStore};
 use serde::{Deserialize, Serialize};
 
 use super::experiment::LossReduction;
 use super::machine;
-use super::optim::{OptimizerJob, with_optimizer};
+use super::optim::Optim;
 use super::task::{CarriedState, Task, WindowLoss};
-use super::train::{ExperimentOf, Spread, on_shards, shard_sizes, train_step};
+use super::train::{ExperimentOf, OptimOf, Spread, on_shards, shard_sizes, train_step};
 
 /// One benchmark result, printed as a JSON line.
 #[derive(Serialize, Deserialize, Debug, Clone)]
@@ -234,16 +233,14 @@ pub fn bench<T: Task, B: MgBackend>(
             .save_into(&mut store)
             .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
     }
-    with_optimizer::<Autodiff<B>, T::TrainModel<B>, _>(
-        &config.train,
-        Timing {
-            task,
-            config,
-            options,
-            device,
-            model,
-        },
-    )
+    let timing = Timing {
+        task,
+        config,
+        options,
+        device,
+        model,
+    };
+    timing.run(Optim::new(&config.train))
 }
 
 struct Timing<'a, T: Task, B: MgBackend> {
@@ -254,10 +251,8 @@ struct Timing<'a, T: Task, B: MgBackend> {
     model: T::TrainModel<B>,
 }
 
-impl<T: Task, B: MgBackend> OptimizerJob<Autodiff<B>, T::TrainModel<B>> for Timing<'_, T, B> {
-    type Output = anyhow::Result<Vec<BenchRecord>>;
-
-    fn run<O: Optimizer<T::TrainModel<B>, Autodiff<B>>>(self, mut optim: O) -> Self::Output {
+impl<T: Task, B: MgBackend> Timing<'_, T, B> {
+    fn run(self, mut optim: OptimOf<T, B>) -> anyhow::Result<Vec<BenchRecord>> {
         let Timing {
             task,
             config,
@@ -328,7 +323,7 @@ impl<T: Task, B: MgBackend> OptimizerJob<Autodiff<B>, T::TrainModel<B>> for Timi
             // keeps freed pages for reuse, so a later path would start on the earlier's.
             let tracked = options.on_cpu && k == 0 && peak::reset();
             let timing = time(options.repeats, || {
-                let ((next, result), _) = train_step::<T, B, O>(
+                let ((next, result), _) = train_step::<T, B>(
                     task,
                     model.clone(),
                     &mut optim,

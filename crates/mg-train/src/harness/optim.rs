@@ -2,9 +2,11 @@
 //! clipping and the linear learning-rate schedule.
 
 use burn::module::{AutodiffModule, ModuleVisitor, Param, ParamId};
+use std::path::PathBuf;
+
 use burn::optim::adaptor::OptimizerAdaptor;
-use burn::optim::{AdamConfig, GradientsParams, Optimizer, SimpleOptimizer};
-use burn::record::Record;
+use burn::optim::{Adam, AdamConfig, GradientsParams, Optimizer, SimpleOptimizer};
+use burn::record::{FileRecorder, Record, RecorderError};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{ElementConversion, Tensor};
 
@@ -86,30 +88,79 @@ impl TfRmsProp {
     }
 }
 
-/// Work that needs the optimizer a config names, run by [`with_optimizer`].
-pub trait OptimizerJob<B: AutodiffBackend, M: AutodiffModule<B>> {
-    /// What the work returns.
-    type Output;
-    /// Runs the work with optimizer `O`.
-    fn run<O: Optimizer<M, B>>(self, optim: O) -> Self::Output;
+/// The optimizer a config names, chosen at run time, so that one training loop serves every
+/// optimizer.
+#[derive(Clone)]
+pub enum Optim<M: AutodiffModule<B>, B: AutodiffBackend> {
+    /// TensorFlow's RMSProp ([`TfRmsProp`]; also the DeepMind variant's settings).
+    TfRmsProp(OptimizerAdaptor<TfRmsProp, M, B>),
+    /// Adam.
+    Adam(OptimizerAdaptor<Adam, M, B>),
 }
 
-/// Builds the optimizer of `train` and runs `job` with it.
-pub fn with_optimizer<B, M, J>(train: &super::TrainConfig, job: J) -> J::Output
-where
-    B: AutodiffBackend,
-    M: AutodiffModule<B>,
-    J: OptimizerJob<B, M>,
-{
-    use super::OptimizerKind;
-    match train.optimizer {
-        OptimizerKind::TfRmsprop | OptimizerKind::DeepmindRmsprop => {
-            let (decay, epsilon) = train.rmsprop();
-            let optim: OptimizerAdaptor<TfRmsProp, M, B> =
-                OptimizerAdaptor::from(TfRmsProp::new(decay, epsilon));
-            job.run(optim)
+/// The state of an [`Optim`]: the chosen optimizer's own record. A checkpoint's `optim.bin`
+/// holds that record alone, without a tag: the run's config says which optimizer reads it.
+pub enum OptimRecord<M: AutodiffModule<B>, B: AutodiffBackend> {
+    /// TensorFlow's RMSProp state.
+    TfRmsProp(<OptimizerAdaptor<TfRmsProp, M, B> as Optimizer<M, B>>::Record),
+    /// Adam's state.
+    Adam(<OptimizerAdaptor<Adam, M, B> as Optimizer<M, B>>::Record),
+}
+
+impl<M: AutodiffModule<B>, B: AutodiffBackend> Optim<M, B> {
+    /// The optimizer of `train`, in its initial state.
+    pub fn new(train: &super::TrainConfig) -> Self {
+        use super::OptimizerKind;
+        match train.optimizer {
+            OptimizerKind::TfRmsprop | OptimizerKind::DeepmindRmsprop => {
+                let (decay, epsilon) = train.rmsprop();
+                Self::TfRmsProp(OptimizerAdaptor::from(TfRmsProp::new(decay, epsilon)))
+            }
+            OptimizerKind::Adam => Self::Adam(AdamConfig::new().init::<B, M>()),
         }
-        OptimizerKind::Adam => job.run(AdamConfig::new().init::<B, M>()),
+    }
+
+    /// One update of `module` with learning rate `lr`.
+    pub fn step(&mut self, lr: f64, module: M, grads: GradientsParams) -> M {
+        match self {
+            Self::TfRmsProp(o) => o.step(lr, module, grads),
+            Self::Adam(o) => o.step(lr, module, grads),
+        }
+    }
+
+    /// The optimizer's state.
+    pub fn to_record(&self) -> OptimRecord<M, B> {
+        match self {
+            Self::TfRmsProp(o) => OptimRecord::TfRmsProp(o.to_record()),
+            Self::Adam(o) => OptimRecord::Adam(o.to_record()),
+        }
+    }
+
+    /// The optimizer with the state [`OptimRecord::save`] wrote at `path`.
+    pub fn load<R: FileRecorder<B>>(
+        self,
+        recorder: &R,
+        path: PathBuf,
+        device: &B::Device,
+    ) -> Result<Self, RecorderError> {
+        Ok(match self {
+            Self::TfRmsProp(o) => Self::TfRmsProp(o.load_record(recorder.load(path, device)?)),
+            Self::Adam(o) => Self::Adam(o.load_record(recorder.load(path, device)?)),
+        })
+    }
+}
+
+impl<M: AutodiffModule<B>, B: AutodiffBackend> OptimRecord<M, B> {
+    /// Writes the state to `path` (the recorder adds the extension).
+    pub fn save<R: FileRecorder<B>>(
+        self,
+        recorder: &R,
+        path: PathBuf,
+    ) -> Result<(), RecorderError> {
+        match self {
+            Self::TfRmsProp(r) => recorder.record(r, path),
+            Self::Adam(r) => recorder.record(r, path),
+        }
     }
 }
 
@@ -235,6 +286,57 @@ mod tests {
         let (theta, _) = optim.step(0.1, theta, grad, state);
         let want = got - 0.2 / (1.0597f32 + 0.1).sqrt();
         assert!((theta.into_scalar() - want).abs() < 1e-6);
+    }
+
+    /// Each optimizer saved after one update and loaded into a fresh one makes the same second
+    /// update as the one that never stopped (Adam's and RMSProp's state both matter there).
+    #[test]
+    fn a_saved_optimizer_continues_exactly() {
+        use super::super::{OptimizerKind, TrainConfig};
+        use burn::backend::Autodiff;
+        use burn::nn::{Linear, LinearConfig};
+        use burn::record::{BinFileRecorder, FullPrecisionSettings};
+        type B = Autodiff<Flex>;
+        let device = Default::default();
+        let dir = std::env::temp_dir().join(format!("mg-optim-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let recorder = BinFileRecorder::<FullPrecisionSettings>::new();
+        let grads = |model: &Linear<B>| {
+            let x = Tensor::<B, 2>::from_data([[1.0f32, -2.0], [0.5, 3.0]], &device);
+            GradientsParams::from_grads(model.forward(x).square().sum().backward(), model)
+        };
+        let weights =
+            |model: Linear<B>| -> Vec<f32> { model.weight.val().into_data().to_vec().unwrap() };
+        for kind in [OptimizerKind::TfRmsprop, OptimizerKind::Adam] {
+            let config = TrainConfig {
+                optimizer: kind,
+                ..TrainConfig::default()
+            };
+            let model = LinearConfig::new(2, 3).init::<B>(&device);
+            let mut optim = Optim::<Linear<B>, B>::new(&config);
+            let g = grads(&model);
+            let model = optim.step(1e-2, model, g);
+            let path = dir.join(format!("{kind:?}"));
+            optim.to_record().save(&recorder, path.clone()).unwrap();
+            let mut loaded = Optim::<Linear<B>, B>::new(&config)
+                .load(&recorder, path, &device)
+                .unwrap();
+            let g = grads(&model);
+            let straight = optim.step(1e-2, model.clone(), g);
+            let g = grads(&model);
+            let resumed = loaded.step(1e-2, model.clone(), g);
+            let mut fresh = Optim::<Linear<B>, B>::new(&config);
+            let g = grads(&model);
+            let restarted = fresh.step(1e-2, model, g);
+            let (straight, resumed) = (weights(straight), weights(resumed));
+            assert_eq!(straight, resumed, "{kind:?}");
+            assert_ne!(
+                straight,
+                weights(restarted),
+                "{kind:?}: the state changed nothing"
+            );
+        }
+        std::fs::remove_dir_all(&dir).ok();
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use burn::backend::Autodiff;
 use burn::module::{AutodiffModule, Module, ModuleVisitor, Param};
-use burn::optim::{GradientsAccumulator, GradientsParams, Optimizer};
+use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::record::{BinFileRecorder, FullPrecisionSettings, Recorder};
 use burn::tensor::backend::{Device as _, DeviceId};
 use burn::tensor::{ElementConversion, Tensor};
@@ -20,7 +20,7 @@ use super::checkpoint::{Manifest, Progress, RunDir};
 use super::experiment::{Experiment, LossReduction, resolve_path};
 use super::metrics::{MetricsLine, plot_metrics, truncate_metrics};
 use super::nodes::{Agreement, NodeOptions, Nodes, node_sizes};
-use super::optim::{OptimizerJob, clip_global_norm, linear_lr, scale_grads, with_optimizer};
+use super::optim::{Optim, OptimRecord, clip_global_norm, linear_lr, scale_grads};
 use super::progress::Progress as Bar;
 use super::task::{CarriedState, ForwardPath, RestoreState, Task, WindowLoss};
 
@@ -279,10 +279,10 @@ pub fn state_to_device<T: Task, B: MgBackend>(
 /// summed over the nodes ([`Nodes::sum_window`]) before clipping; `stop` is this node's wish
 /// to stop after the window, and the second value returned whether any node wishes so.
 #[allow(clippy::too_many_arguments)]
-pub fn train_step<T: Task, B: MgBackend, O: Optimizer<T::TrainModel<B>, Autodiff<B>>>(
+pub fn train_step<T: Task, B: MgBackend>(
     task: &T,
     model: T::TrainModel<B>,
-    optim: &mut O,
+    optim: &mut OptimOf<T, B>,
     shards: Vec<Shard<'_, T, B>>,
     path: ForwardPath,
     lr: f64,
@@ -494,18 +494,16 @@ pub fn train<T: Task, B: MgBackend>(
     let device = devices.first().cloned().unwrap_or(device);
     B::seed(&device, config.train.seed);
     let model = task.init_train::<B>(&device);
-    with_optimizer::<Autodiff<B>, T::TrainModel<B>, _>(
-        &config.train,
-        Loop {
-            device,
-            devices,
-            task,
-            config,
-            run,
-            options,
-            model,
-        },
-    )
+    let run = Loop {
+        device,
+        devices,
+        task,
+        config,
+        run,
+        options,
+        model,
+    };
+    run.run(Optim::new(&config.train))
 }
 
 /// The backend's devices of the given indices (of the same kind as `device`).
@@ -537,16 +535,17 @@ struct Pending<M, R, S> {
     state: Option<S>,
 }
 
-type PendingOf<T, B, O> = Pending<
+/// The optimizer of task `T`'s training model on `B`.
+pub type OptimOf<T, B> = Optim<<T as Task>::TrainModel<B>, Autodiff<B>>;
+
+type PendingOf<T, B> = Pending<
     <T as Task>::TrainModel<B>,
-    <O as Optimizer<<T as Task>::TrainModel<B>, Autodiff<B>>>::Record,
+    OptimRecord<<T as Task>::TrainModel<B>, Autodiff<B>>,
     <T as Task>::State<Autodiff<B>>,
 >;
 
-impl<T: Task, B: MgBackend> OptimizerJob<Autodiff<B>, T::TrainModel<B>> for Loop<'_, T, B> {
-    type Output = anyhow::Result<Progress>;
-
-    fn run<O: Optimizer<T::TrainModel<B>, Autodiff<B>>>(self, mut optim: O) -> Self::Output {
+impl<T: Task, B: MgBackend> Loop<'_, T, B> {
+    fn run(self, mut optim: OptimOf<T, B>) -> anyhow::Result<Progress> {
         let Loop {
             device,
             devices,
@@ -575,10 +574,9 @@ impl<T: Task, B: MgBackend> OptimizerJob<Autodiff<B>, T::TrainModel<B>> for Loop
             );
             model = load_weights::<T, Autodiff<B>, _>(model, &dir, &device)?;
             let path = dir.join("optim.bin");
-            let record = recorder
-                .load(dir.join("optim"), &device)
+            optim = optim
+                .load(&recorder, dir.join("optim"), &device)
                 .with_context(|| format!("loading {}", path.display()))?;
-            optim = optim.load_record(record);
             if progress.episode_t > 0 {
                 let path = dir.join("carry.bin");
                 let flat: Vec<Tensor<B, 4>> =
@@ -707,7 +705,7 @@ impl<T: Task, B: MgBackend> OptimizerJob<Autodiff<B>, T::TrainModel<B>> for Loop
                         bar.finish(None);
                         return Err(diverged(run, progress.time_step, loss, f64::NAN));
                     }
-                    save::<T, B, O>(task, run, &recorder, config, p)?;
+                    save::<T, B>(task, run, &recorder, config, p)?;
                     plot_metrics(run, T::UNIT)?;
                 }
                 break;
@@ -745,7 +743,7 @@ impl<T: Task, B: MgBackend> OptimizerJob<Autodiff<B>, T::TrainModel<B>> for Loop
             };
             // Nodes agree on stopping within the window's sum, so they ask before it.
             let wish = nodes.is_some() && out_of_time();
-            let ((next_model, result), agreed_stop) = train_step::<T, B, O>(
+            let ((next_model, result), agreed_stop) = train_step::<T, B>(
                 task,
                 model,
                 &mut optim,
@@ -770,7 +768,7 @@ impl<T: Task, B: MgBackend> OptimizerJob<Autodiff<B>, T::TrainModel<B>> for Loop
             };
             // The weights before this update gave a finite loss and gradient: keep them.
             if let Some(p) = pending.take() {
-                save::<T, B, O>(task, run, &recorder, config, p)?;
+                save::<T, B>(task, run, &recorder, config, p)?;
                 plot_metrics(run, T::UNIT)?;
             }
             progress.time_step += steps as u64;
@@ -995,54 +993,30 @@ pub fn start_from_weights<T: Task, B: MgBackend>(
     run: &RunDir,
     model: T::TrainModel<B>,
 ) -> anyhow::Result<PathBuf> {
-    struct Start<'a, T: Task, B: MgBackend> {
-        task: &'a T,
-        config: &'a ExperimentOf<T>,
-        run: &'a RunDir,
-        model: T::TrainModel<B>,
-    }
-    impl<T: Task, B: MgBackend> OptimizerJob<Autodiff<B>, T::TrainModel<B>> for Start<'_, T, B> {
-        type Output = anyhow::Result<PathBuf>;
-        fn run<O: Optimizer<T::TrainModel<B>, Autodiff<B>>>(self, optim: O) -> Self::Output {
-            let progress = Progress {
-                time_step: 0,
-                updates: 0,
-                batch_index: 0,
-                episode_t: 0,
-                elapsed_s: 0.0,
-            };
-            let pending: PendingOf<T, B, O> = Pending {
-                progress,
-                model: self.model,
-                optim: optim.to_record(),
-                state: None,
-            };
-            save::<T, B, O>(self.task, self.run, &Rec::default(), self.config, pending)?;
-            self.run.latest()?.ok_or_else(|| {
-                anyhow::anyhow!(
-                    "{}: no checkpoint after writing one",
-                    self.run.root.display()
-                )
-            })
-        }
-    }
-    with_optimizer::<Autodiff<B>, T::TrainModel<B>, _>(
-        &config.train,
-        Start::<T, B> {
-            task,
-            config,
-            run,
-            model,
-        },
-    )
+    let progress = Progress {
+        time_step: 0,
+        updates: 0,
+        batch_index: 0,
+        episode_t: 0,
+        elapsed_s: 0.0,
+    };
+    let pending: PendingOf<T, B> = Pending {
+        progress,
+        model,
+        optim: OptimOf::<T, B>::new(&config.train).to_record(),
+        state: None,
+    };
+    save::<T, B>(task, run, &Rec::default(), config, pending)?;
+    run.latest()?
+        .ok_or_else(|| anyhow::anyhow!("{}: no checkpoint after writing one", run.root.display()))
 }
 
-fn save<T: Task, B: MgBackend, O: Optimizer<T::TrainModel<B>, Autodiff<B>>>(
+fn save<T: Task, B: MgBackend>(
     task: &T,
     run: &RunDir,
     recorder: &Rec,
     config: &ExperimentOf<T>,
-    pending: PendingOf<T, B, O>,
+    pending: PendingOf<T, B>,
 ) -> anyhow::Result<()> {
     let manifest = Manifest {
         task: T::KIND.into(),
@@ -1054,7 +1028,7 @@ fn save<T: Task, B: MgBackend, O: Optimizer<T::TrainModel<B>, Autodiff<B>>>(
     let valid = pending.model.valid();
     let dir = run.save_checkpoint(&pending.progress, manifest, |dir| {
         pending.model.save_file(dir.join("model"), recorder)?;
-        Recorder::<Autodiff<B>>::record(recorder, pending.optim, dir.join("optim"))?;
+        pending.optim.save(recorder, dir.join("optim"))?;
         if let Some(state) = pending.state {
             let inner: Vec<Tensor<B, 4>> = state
                 .into_tensors()
