@@ -1,6 +1,8 @@
 //! Backend selection: cargo features decide what is compiled, `--device` what runs.
 
 use anyhow::bail;
+#[allow(unused_imports)]
+use burn::tensor::backend::{Device as _, DeviceId};
 use clap::ValueEnum;
 use mg_layers::MgBackend;
 
@@ -75,6 +77,26 @@ impl DeviceKind {
     }
 }
 
+impl DeviceKind {
+    /// The backend's device `index`, as `--devices` names it: CUDA's device `index`, wgpu's
+    /// discrete GPU `index` (`WgpuDevice::DiscreteGpu`); the CPU backends have one device.
+    pub fn device_id(self, index: u16) -> anyhow::Result<DeviceId> {
+        self.ensure_compiled()?;
+        match self {
+            #[cfg(feature = "cuda")]
+            DeviceKind::Cuda => Ok(burn::backend::cuda::CudaDevice::new(index.into()).to_id()),
+            #[cfg(feature = "wgpu")]
+            DeviceKind::Wgpu => {
+                Ok(burn::backend::wgpu::WgpuDevice::DiscreteGpu(index.into()).to_id())
+            }
+            other => bail!(
+                "device {index} of `{}`: it has one device; several are for `cuda` and `wgpu`",
+                other.name_arg()
+            ),
+        }
+    }
+}
+
 /// Work generic over the backend, run by [`dispatch`].
 pub trait Job {
     /// What the work returns.
@@ -82,6 +104,15 @@ pub trait Job {
 
     /// Runs the work on backend `B`.
     fn run<B: MgBackend>(self, device: B::Device) -> anyhow::Result<Self::Output>;
+}
+
+/// Runs `job` on a GPU backend's default device, once it opens (a missing GPU or driver is an
+/// error naming the device, where the runtime would panic).
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+fn on_gpu<B: MgBackend, J: Job>(job: J) -> anyhow::Result<J::Output> {
+    let device = Default::default();
+    crate::harness::device::open_device::<B>(&device)?;
+    job.run::<B>(device)
 }
 
 /// Runs `job` on the backend of `kind`, or explains which feature to enable.
@@ -92,9 +123,9 @@ pub fn dispatch<J: Job>(kind: DeviceKind, job: J) -> anyhow::Result<J::Output> {
         #[cfg(feature = "ndarray")]
         DeviceKind::Ndarray => job.run::<burn::backend::NdArray>(Default::default()),
         #[cfg(feature = "wgpu")]
-        DeviceKind::Wgpu => job.run::<burn::backend::Wgpu>(Default::default()),
+        DeviceKind::Wgpu => on_gpu::<burn::backend::Wgpu, J>(job),
         #[cfg(feature = "cuda")]
-        DeviceKind::Cuda => job.run::<burn::backend::Cuda>(Default::default()),
+        DeviceKind::Cuda => on_gpu::<burn::backend::Cuda, J>(job),
         #[allow(unreachable_patterns)]
         other => {
             other.ensure_compiled()?;

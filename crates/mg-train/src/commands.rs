@@ -7,6 +7,7 @@ use mg_layers::MgBackend;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
+use burn::tensor::backend::DeviceId;
 use clap::Args;
 use serde_json::json;
 
@@ -85,9 +86,10 @@ pub struct NodeArgs {
     /// naming them (a window, or rank 0's checkpoint and validation, must fit in it).
     #[arg(long, value_name = "SECONDS", default_value_t = 600.0)]
     pub node_timeout: f64,
-    /// GPUs this process trains on, e.g. `--devices 0,1` with `--device cuda`: the batch (or
-    /// this node's part) is cut into one shard per device, each on a thread of its own, and the
-    /// gradients are summed on the first, which holds the model.
+    /// GPUs this process trains on, e.g. `--devices 0,1` with `--device cuda` (CUDA devices)
+    /// or `--device wgpu` (discrete GPUs, in wgpu's order): the batch (or this node's part) is
+    /// cut into one shard per device, each on a thread of its own, and the gradients are
+    /// summed on the first, which holds the model.
     #[arg(long, value_name = "I,J,...", value_delimiter = ',')]
     pub devices: Vec<u16>,
 }
@@ -99,7 +101,7 @@ impl NodeArgs {
         device: DeviceKind,
         threads: usize,
         config: &Path,
-    ) -> anyhow::Result<Vec<u16>> {
+    ) -> anyhow::Result<Vec<DeviceId>> {
         let d = &self.devices;
         if d.is_empty() {
             return Ok(Vec::new());
@@ -109,11 +111,10 @@ impl NodeArgs {
             .map(|i| i.to_string())
             .collect::<Vec<_>>()
             .join(",");
-        if device != DeviceKind::Cuda {
+        if !matches!(device, DeviceKind::Cuda | DeviceKind::Wgpu) {
             bail!(
-                "--devices {list}: several devices in one process need --device cuda (the CPU \
-                 backends have one device: use [train] threads; on wgpu, run one process per \
-                 device with --nodes)"
+                "--devices {list}: several devices in one process need --device cuda or wgpu \
+                 (the CPU backends have one device: use [train] threads)"
             );
         }
         if let Some(i) = d
@@ -130,7 +131,7 @@ impl NodeArgs {
                 d.len()
             );
         }
-        Ok(d.clone())
+        d.iter().map(|&i| device.device_id(i)).collect()
     }
 
     /// The node settings, `None` for a run in one process.

@@ -10,7 +10,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{ok, temp_dir};
+use common::{ok, run, temp_dir};
 
 /// The GPU backend under test: wgpu when compiled in, else CUDA.
 const BACKEND: &str = if cfg!(feature = "wgpu") {
@@ -99,6 +99,38 @@ fn the_whole_program_agrees_with_the_cpu() {
     }
     eprintln!(
         "  the whole program agrees on {BACKEND}: worst relative loss difference {worst:.1e}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// `--devices` names GPUs of the backend; one that is not there is an error naming it, before
+/// any training (not the runtime's panic). Run where fewer than eight GPUs of the kind exist
+/// (wgpu's discrete GPUs; lavapipe has none).
+#[test]
+fn devices_that_are_not_there_are_named() {
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/mapping/quick.toml");
+    let dir = temp_dir("absent-devices");
+    let run_dir = dir.join("run");
+    let out = run(&[
+        "train",
+        config.to_str().expect("a UTF-8 path"),
+        "--device",
+        BACKEND,
+        "--devices",
+        "7,8",
+        "--steps",
+        "1",
+        "--run-dir",
+        run_dir.to_str().expect("a UTF-8 path"),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "trained on devices 7 and 8: {stderr}"
+    );
+    assert!(
+        stderr.contains("cannot be opened") && !stderr.contains("panicked"),
+        "{stderr}"
     );
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -404,7 +404,7 @@ fn bad_node_settings_are_refused() {
     let e = with(&["--nodes", "5", "--coordinator", "127.0.0.1:7000"]);
     assert!(e.contains("at most the batch (4)"), "{e}");
     let e = with(&["--devices", "0,1"]);
-    assert!(e.contains("need --device cuda"), "{e}");
+    assert!(e.contains("need --device cuda or wgpu"), "{e}");
     assert!(!run.exists(), "a refused run leaves nothing behind");
 
     // Batch norm's statistics are the whole batch's: cutting it between nodes is refused as

@@ -8,6 +8,7 @@
 
 pub mod bench;
 pub mod checkpoint;
+pub mod device;
 pub mod experiment;
 pub mod machine;
 pub mod metrics;

@@ -8,7 +8,7 @@ use burn::backend::{Autodiff, Flex};
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
 use burn::tensor::Tensor;
-use burn::tensor::backend::Backend;
+use burn::tensor::backend::{Backend, Device as _, DeviceId};
 
 use super::checkpoint::{Progress, RunDir};
 use super::experiment::{LossReduction, resolve_path};
@@ -54,6 +54,7 @@ pub fn train_on_devices<T: Task>(
     devices: &[u16],
 ) {
     let _turn = crate::SEEDED.lock().unwrap_or_else(|e| e.into_inner());
+    let flex: burn::tensor::Device<Flex> = Default::default();
     let options = TrainOptions {
         total_steps,
         resume,
@@ -62,7 +63,10 @@ pub fn train_on_devices<T: Task>(
         on_cpu: true,
         show_progress: false,
         nodes: None,
-        devices: devices.to_vec(),
+        devices: devices
+            .iter()
+            .map(|&i| DeviceId::new(flex.to_id().type_id, i))
+            .collect(),
     };
     train::<T, Flex>(Default::default(), task, config, run, &options).unwrap();
 }

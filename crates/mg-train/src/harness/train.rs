@@ -13,16 +13,17 @@ use burn::backend::Autodiff;
 use burn::module::{AutodiffModule, Module, ModuleVisitor, Param};
 use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::record::{BinFileRecorder, FullPrecisionSettings, Recorder};
-use burn::tensor::backend::{Device as _, DeviceId};
 use burn::tensor::{ElementConversion, Tensor};
 
 use super::checkpoint::{Manifest, Progress, RunDir};
+use super::device::shard_devices;
 use super::experiment::{Experiment, LossReduction, resolve_path};
 use super::metrics::{MetricsLine, plot_metrics, truncate_metrics};
 use super::nodes::{Agreement, NodeOptions, Nodes, node_sizes};
 use super::optim::{Optim, OptimRecord, clip_global_norm, linear_lr, scale_grads};
 use super::progress::Progress as Bar;
 use super::task::{CarriedState, ForwardPath, RestoreState, Task, WindowLoss};
+use burn::tensor::backend::DeviceId;
 
 /// The checkpoint file format.
 pub type Rec = BinFileRecorder<FullPrecisionSettings>;
@@ -47,10 +48,9 @@ pub struct TrainOptions {
     pub show_progress: bool,
     /// Train data-parallel with other processes ([`super::nodes`]).
     pub nodes: Option<NodeOptions>,
-    /// Device indices of the backend, one shard of the batch each, on threads of their own
-    /// (the first holds the model); empty: the backend's default device, `[train] threads`
-    /// shards.
-    pub devices: Vec<u16>,
+    /// Devices of the backend, one shard of the batch each, on threads of their own (the
+    /// first holds the model); empty: the backend's default device, `[train] threads` shards.
+    pub devices: Vec<DeviceId>,
 }
 
 /// The outcome of one training window.
@@ -490,7 +490,7 @@ pub fn train<T: Task, B: MgBackend>(
     run: &RunDir,
     options: &TrainOptions,
 ) -> anyhow::Result<Progress> {
-    let devices = shard_devices::<B>(&device, &options.devices);
+    let devices = shard_devices::<B>(&options.devices)?;
     let device = devices.first().cloned().unwrap_or(device);
     B::seed(&device, config.train.seed);
     let model = task.init_train::<B>(&device);
@@ -504,15 +504,6 @@ pub fn train<T: Task, B: MgBackend>(
         model,
     };
     run.run(Optim::new(&config.train))
-}
-
-/// The backend's devices of the given indices (of the same kind as `device`).
-pub fn shard_devices<B: MgBackend>(device: &B::Device, indices: &[u16]) -> Vec<B::Device> {
-    let kind = device.to_id().type_id;
-    indices
-        .iter()
-        .map(|&index| B::Device::from_id(DeviceId::new(kind, index)))
-        .collect()
 }
 
 struct Loop<'a, T: Task, B: MgBackend> {
