@@ -14,7 +14,6 @@ use serde::{Deserialize, Serialize};
 
 use super::experiment::LossReduction;
 use super::machine;
-use super::optim::Optim;
 use super::task::{CarriedState, Task, WindowLoss};
 use super::train::{ExperimentOf, OptimOf, Spread, on_shards, shard_sizes, train_step};
 
@@ -233,213 +232,183 @@ pub fn bench<T: Task, B: MgBackend>(
             .save_into(&mut store)
             .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
     }
-    let timing = Timing {
-        task,
-        config,
-        options,
-        device,
-        model,
+    let mut optim = OptimOf::<T, B>::new(&config.train);
+    let info = task.info();
+    let (cpu, isa) = (machine::cpu_model(), machine::isa_level());
+    let record =
+        |bench: String, (batch, threads), steps, (median_ms, min_ms), peak_mib, loss| BenchRecord {
+            bench,
+            model: options.name.clone(),
+            params: info.params,
+            memory: info.memory_cells,
+            device: options.device.clone(),
+            batch,
+            steps,
+            median_ms,
+            min_ms,
+            repeats: options.repeats,
+            threads,
+            peak_mib,
+            words_per_s: None,
+            epoch_s: None,
+            loss,
+            cpu: Some(cpu.clone()),
+            isa: Some(isa.to_string()),
+            kernels: options.kernels.map(str::to_string),
+        };
+    let mut records = Vec::new();
+    let data = task.batch(config.train.seed, 0, options.batch)?;
+    let steps = task.window_len(&data, options.steps);
+    let epoch = task.epoch_size(&data, steps, config.train.seed)?;
+    let threads = options
+        .threads
+        .unwrap_or(config.train.threads.min(options.batch))
+        .max(1);
+    let windows: Vec<T::Window<Autodiff<B>>> = match threads {
+        1 => vec![task.window(&data, 0..steps, &device)],
+        n => task
+            .split_batch(&data, &shard_sizes(options.batch, n))
+            .with_context(|| {
+                format!(
+                    "{n} threads (--threads or [train] threads): `{}` models train on one \
+                     thread",
+                    T::KIND
+                )
+            })?
+            .iter()
+            .map(|part| task.window(part, 0..steps, &device))
+            .collect(),
     };
-    timing.run(Optim::new(&config.train))
-}
-
-struct Timing<'a, T: Task, B: MgBackend> {
-    task: &'a T,
-    config: &'a ExperimentOf<T>,
-    options: &'a BenchOptions,
-    device: B::Device,
-    model: T::TrainModel<B>,
-}
-
-impl<T: Task, B: MgBackend> Timing<'_, T, B> {
-    fn run(self, mut optim: OptimOf<T, B>) -> anyhow::Result<Vec<BenchRecord>> {
-        let Timing {
-            task,
-            config,
-            options,
-            device,
-            mut model,
-        } = self;
-        let info = task.info();
-        let (cpu, isa) = (machine::cpu_model(), machine::isa_level());
-        let record =
-            |bench: String, (batch, threads), steps, (median_ms, min_ms), peak_mib, loss| {
-                BenchRecord {
-                    bench,
-                    model: options.name.clone(),
-                    params: info.params,
-                    memory: info.memory_cells,
-                    device: options.device.clone(),
-                    batch,
-                    steps,
-                    median_ms,
-                    min_ms,
-                    repeats: options.repeats,
-                    threads,
-                    peak_mib,
-                    words_per_s: None,
-                    epoch_s: None,
-                    loss,
-                    cpu: Some(cpu.clone()),
-                    isa: Some(isa.to_string()),
-                    kernels: options.kernels.map(str::to_string),
+    let paths = match (options.training, options.all_paths) {
+        (false, _) => &[][..],
+        (true, true) => task.paths(),
+        (true, false) => &task.paths()[..1],
+    };
+    let mut diverged = None;
+    for (k, &path) in paths.iter().enumerate() {
+        let mut states: Vec<Option<T::State<Autodiff<B>>>> = windows.iter().map(|_| None).collect();
+        let mut first_loss = None;
+        let before = peak::current_kib();
+        // Only the first path's peak is its own: the allocator (mimalloc in the binary)
+        // keeps freed pages for reuse, so a later path would start on the earlier's.
+        let tracked = options.on_cpu && k == 0 && peak::reset();
+        let timing = time(options.repeats, || {
+            let ((next, result), _) = train_step::<T, B>(
+                task,
+                model.clone(),
+                &mut optim,
+                windows.iter().zip(std::mem::take(&mut states)).collect(),
+                path,
+                1e-4,
+                config.train.clip_norm,
+                LossReduction::Sum,
+                Spread::here(),
+                false,
+            )?;
+            model = next;
+            match result {
+                Ok(step) => {
+                    first_loss.get_or_insert(step.loss);
+                    states = step.states.into_iter().map(|s| Some(s.detach())).collect();
                 }
+                Err(d) => {
+                    diverged = Some(d);
+                    states = windows.iter().map(|_| None).collect();
+                }
+            }
+            Ok(())
+        })?;
+        if let Some(d) = diverged {
+            anyhow::bail!(
+                "the benchmark's training window diverged (loss {}, gradient norm {})",
+                d.loss,
+                d.grad_norm
+            );
+        }
+        let peak_mib = match (tracked, before, peak::peak_kib()) {
+            (true, Some(before), Some(peak)) => Some((peak - before).max(0.0) / 1024.0),
+            _ => None,
+        };
+        let name = match task.paths().len() {
+            1 => "train_window".to_string(),
+            _ => format!("train_window_{}_path", path.name()),
+        };
+        let mut window = record(
+            name,
+            (options.batch, threads),
+            steps,
+            timing,
+            peak_mib,
+            first_loss,
+        );
+        if let Some(epoch) = &epoch {
+            let seconds = timing.0 / 1e3;
+            window.words_per_s = Some(epoch.words as f64 / seconds);
+            window.epoch_s = Some(seconds * epoch.steps as f64 / steps.max(1) as f64);
+        }
+        records.push(window);
+    }
+    if options.inference {
+        let valid = model.valid();
+        for batch in [options.batch, 1] {
+            let data = task.batch(config.train.seed, 0, batch)?;
+            let steps = task.window_len(&data, 1);
+            let parts = threads.min(batch);
+            let windows: Vec<T::Window<B>> = match parts {
+                1 => vec![task.window(&data, 0..steps, &device)],
+                n => task
+                    .split_batch(&data, &shard_sizes(batch, n))
+                    .context("a task that trains on several threads splits its batches")?
+                    .iter()
+                    .map(|part| task.window(part, 0..steps, &device))
+                    .collect(),
             };
-        let mut records = Vec::new();
-        let data = task.batch(config.train.seed, 0, options.batch)?;
-        let steps = task.window_len(&data, options.steps);
-        let epoch = task.epoch_size(&data, steps, config.train.seed)?;
-        let threads = options
-            .threads
-            .unwrap_or(config.train.threads.min(options.batch))
-            .max(1);
-        let windows: Vec<T::Window<Autodiff<B>>> = match threads {
-            1 => vec![task.window(&data, 0..steps, &device)],
-            n => task
-                .split_batch(&data, &shard_sizes(options.batch, n))
-                .with_context(|| {
-                    format!(
-                        "{n} threads (--threads or [train] threads): `{}` models train on one \
-                         thread",
-                        T::KIND
-                    )
-                })?
-                .iter()
-                .map(|part| task.window(part, 0..steps, &device))
-                .collect(),
-        };
-        let paths = match (options.training, options.all_paths) {
-            (false, _) => &[][..],
-            (true, true) => task.paths(),
-            (true, false) => &task.paths()[..1],
-        };
-        let mut diverged = None;
-        for (k, &path) in paths.iter().enumerate() {
-            let mut states: Vec<Option<T::State<Autodiff<B>>>> =
-                windows.iter().map(|_| None).collect();
+            let mut states: Vec<Option<T::State<B>>> = windows.iter().map(|_| None).collect();
             let mut first_loss = None;
-            let before = peak::current_kib();
-            // Only the first path's peak is its own: the allocator (mimalloc in the binary)
-            // keeps freed pages for reuse, so a later path would start on the earlier's.
-            let tracked = options.on_cpu && k == 0 && peak::reset();
+            let path = task.paths()[0];
+            // A loss that needs every shard's output is scored after the forward passes.
+            let coupled = parts > 1 && task.couples_shards();
             let timing = time(options.repeats, || {
-                let ((next, result), _) = train_step::<T, B>(
-                    task,
-                    model.clone(),
-                    &mut optim,
-                    windows.iter().zip(std::mem::take(&mut states)).collect(),
-                    path,
-                    1e-4,
-                    config.train.clip_norm,
-                    LossReduction::Sum,
-                    Spread::here(),
-                    false,
-                )?;
-                model = next;
-                match result {
-                    Ok(step) => {
-                        first_loss.get_or_insert(step.loss);
-                        states = step.states.into_iter().map(|s| Some(s.detach())).collect();
-                    }
-                    Err(d) => {
-                        diverged = Some(d);
-                        states = windows.iter().map(|_| None).collect();
-                    }
-                }
+                let work: Vec<_> = windows
+                    .iter()
+                    .zip(std::mem::take(&mut states))
+                    .map(|(window, state)| (valid.clone(), window, state))
+                    .collect();
+                // Reading the loss back waits for the device.
+                let scalar = |l: WindowLoss<B>| -> f64 { l.loss.into_scalar().elem() };
+                let (loss, next): (f64, Vec<_>) = if coupled {
+                    let results = on_shards(work, |(model, window, state)| {
+                        task.forward(&model, window, state, path)
+                    });
+                    let results = results.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
+                    let (outputs, next): (Vec<_>, Vec<_>) = results.into_iter().unzip();
+                    let refs: Vec<&T::Window<B>> = windows.iter().collect();
+                    let sums = task.batch_sums(&outputs);
+                    let losses = task.shard_losses(outputs, &refs, LossReduction::Sum, &sums);
+                    (losses.into_iter().map(scalar).sum(), next)
+                } else {
+                    let results = on_shards(work, |(model, window, state)| {
+                        let (output, next) = task.forward(&model, window, state, path)?;
+                        Ok((scalar(task.loss(output, window, LossReduction::Sum)), next))
+                    });
+                    let results = results.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
+                    let loss = results.iter().map(|r| r.0).sum();
+                    (loss, results.into_iter().map(|r| r.1).collect())
+                };
+                first_loss.get_or_insert(loss);
+                states = next.into_iter().map(Some).collect();
                 Ok(())
             })?;
-            if let Some(d) = diverged {
-                anyhow::bail!(
-                    "the benchmark's training window diverged (loss {}, gradient norm {})",
-                    d.loss,
-                    d.grad_norm
-                );
-            }
-            let peak_mib = match (tracked, before, peak::peak_kib()) {
-                (true, Some(before), Some(peak)) => Some((peak - before).max(0.0) / 1024.0),
-                _ => None,
-            };
-            let name = match task.paths().len() {
-                1 => "train_window".to_string(),
-                _ => format!("train_window_{}_path", path.name()),
-            };
-            let mut window = record(
-                name,
-                (options.batch, threads),
+            let record = record(
+                "inference_step".into(),
+                (batch, parts),
                 steps,
                 timing,
-                peak_mib,
+                None,
                 first_loss,
             );
-            if let Some(epoch) = &epoch {
-                let seconds = timing.0 / 1e3;
-                window.words_per_s = Some(epoch.words as f64 / seconds);
-                window.epoch_s = Some(seconds * epoch.steps as f64 / steps.max(1) as f64);
-            }
-            records.push(window);
+            records.push(record);
         }
-        if options.inference {
-            let valid = model.valid();
-            for batch in [options.batch, 1] {
-                let data = task.batch(config.train.seed, 0, batch)?;
-                let steps = task.window_len(&data, 1);
-                let parts = threads.min(batch);
-                let windows: Vec<T::Window<B>> = match parts {
-                    1 => vec![task.window(&data, 0..steps, &device)],
-                    n => task
-                        .split_batch(&data, &shard_sizes(batch, n))
-                        .context("a task that trains on several threads splits its batches")?
-                        .iter()
-                        .map(|part| task.window(part, 0..steps, &device))
-                        .collect(),
-                };
-                let mut states: Vec<Option<T::State<B>>> = windows.iter().map(|_| None).collect();
-                let mut first_loss = None;
-                let path = task.paths()[0];
-                // A loss that needs every shard's output is scored after the forward passes.
-                let coupled = parts > 1 && task.couples_shards();
-                let timing = time(options.repeats, || {
-                    let work: Vec<_> = windows
-                        .iter()
-                        .zip(std::mem::take(&mut states))
-                        .map(|(window, state)| (valid.clone(), window, state))
-                        .collect();
-                    // Reading the loss back waits for the device.
-                    let scalar = |l: WindowLoss<B>| -> f64 { l.loss.into_scalar().elem() };
-                    let (loss, next): (f64, Vec<_>) = if coupled {
-                        let results = on_shards(work, |(model, window, state)| {
-                            task.forward(&model, window, state, path)
-                        });
-                        let results = results.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
-                        let (outputs, next): (Vec<_>, Vec<_>) = results.into_iter().unzip();
-                        let refs: Vec<&T::Window<B>> = windows.iter().collect();
-                        let sums = task.batch_sums(&outputs);
-                        let losses = task.shard_losses(outputs, &refs, LossReduction::Sum, &sums);
-                        (losses.into_iter().map(scalar).sum(), next)
-                    } else {
-                        let results = on_shards(work, |(model, window, state)| {
-                            let (output, next) = task.forward(&model, window, state, path)?;
-                            Ok((scalar(task.loss(output, window, LossReduction::Sum)), next))
-                        });
-                        let results = results.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
-                        let loss = results.iter().map(|r| r.0).sum();
-                        (loss, results.into_iter().map(|r| r.1).collect())
-                    };
-                    first_loss.get_or_insert(loss);
-                    states = next.into_iter().map(Some).collect();
-                    Ok(())
-                })?;
-                let record = record(
-                    "inference_step".into(),
-                    (batch, parts),
-                    steps,
-                    timing,
-                    None,
-                    first_loss,
-                );
-                records.push(record);
-            }
-        }
-        Ok(records)
     }
+    Ok(records)
 }

@@ -493,28 +493,307 @@ pub fn train<T: Task, B: MgBackend>(
     let devices = shard_devices::<B>(&options.devices)?;
     let device = devices.first().cloned().unwrap_or(device);
     B::seed(&device, config.train.seed);
-    let model = task.init_train::<B>(&device);
-    let run = Loop {
-        device,
-        devices,
-        task,
-        config,
-        run,
-        options,
-        model,
+    let mut model = task.init_train::<B>(&device);
+    let mut optim = OptimOf::<T, B>::new(&config.train);
+    let recorder = Rec::new();
+    let t = &config.train;
+    let mut progress = Progress::default();
+    let mut state: Option<T::State<Autodiff<B>>> = None;
+    let mut start_point = String::from("a new run");
+    // Rank 0 (or the only process) writes the run; the other nodes only train.
+    let lead = options.nodes.as_ref().is_none_or(|o| o.rank == 0);
+    if options.resume {
+        let Some(dir) = run.pick_checkpoint(options.from.as_deref())? else {
+            bail!("{} has no checkpoint to resume from", run.root.display());
+        };
+        progress = RunDir::progress(&dir)?;
+        start_point = format!(
+            "{} at time step {}",
+            dir.file_name().unwrap_or_default().to_string_lossy(),
+            progress.time_step
+        );
+        model = load_weights::<T, Autodiff<B>, _>(model, &dir, &device)?;
+        let path = dir.join("optim.bin");
+        optim = optim
+            .load(&recorder, dir.join("optim"), &device)
+            .with_context(|| format!("loading {}", path.display()))?;
+        if progress.episode_t > 0 {
+            let path = dir.join("carry.bin");
+            let flat: Vec<Tensor<B, 4>> =
+                Recorder::<B>::load(&recorder, dir.join("carry"), &device)
+                    .with_context(|| format!("loading {}", path.display()))?;
+            let tensors = flat.into_iter().map(Tensor::from_inner).collect();
+            state = Some(
+                T::as_model(&model)
+                    .state_from_tensors(tensors)
+                    .with_context(|| format!("in {}", path.display()))?,
+            );
+        }
+        if lead {
+            truncate_metrics(&run.metrics(), progress.time_step)?;
+        }
+        eprintln!(
+            "resuming {} from {} (time step {})",
+            run.root.display(),
+            dir.display(),
+            progress.time_step
+        );
+    }
+    if progress.time_step >= options.total_steps {
+        eprintln!(
+            "nothing to do: the run is at time step {} and the target is {}",
+            progress.time_step, options.total_steps
+        );
+        return Ok(progress);
+    }
+    let nodes = match &options.nodes {
+        Some(o) if o.nodes > 1 => Some(join_nodes::<T, B>(config, o, &device, &start_point)?),
+        _ => None,
     };
-    run.run(Optim::new(&config.train))
-}
+    let node_parts = nodes.as_ref().map(|n| node_sizes(t.batch, n.count()));
+    let local_batch = match (&nodes, &node_parts) {
+        (Some(n), Some(parts)) => parts[n.rank()],
+        _ => t.batch,
+    };
+    if let (Some(n), Some(parts)) = (&nodes, &node_parts)
+        && let Some(whole) = state.take()
+    {
+        let mut all = split_state::<T, _>(T::as_model(&model), whole, parts)?;
+        state = Some(all.swap_remove(n.rank()));
+    }
+    let path = resolve_path(t.path, options.on_cpu, task.paths());
+    let mut metrics_file = if lead {
+        std::fs::create_dir_all(&run.root)
+            .with_context(|| format!("creating {}", run.root.display()))?;
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(run.metrics())
+            .with_context(|| format!("opening {}", run.metrics().display()))?;
+        Some(file)
+    } else {
+        None
+    };
+    let mut bar = Bar::new(options.total_steps, "steps", options.show_progress && lead);
+    bar.set_position(progress.time_step);
 
-struct Loop<'a, T: Task, B: MgBackend> {
-    device: B::Device,
-    /// One device per shard, or none (every shard on `device`).
-    devices: Vec<B::Device>,
-    task: &'a T,
-    config: &'a ExperimentOf<T>,
-    run: &'a RunDir,
-    options: &'a TrainOptions,
-    model: T::TrainModel<B>,
+    let start = Instant::now();
+    let elapsed_before = progress.elapsed_s;
+    let elapsed = || elapsed_before + start.elapsed().as_secs_f64();
+    let mut last_checkpoint = progress.time_step;
+    let mut since = Interval::new();
+    let mut batch: Option<T::Batch> = None;
+    // With `train.threads` above 1 or several nodes: this process's shards of the batch,
+    // and their sizes.
+    let mut shard_batches: Option<Vec<T::Batch>> = None;
+    let shards = if devices.is_empty() {
+        t.threads
+    } else {
+        devices.len()
+    };
+    let sizes = shard_sizes(local_batch, shards);
+    let shard_device = |k: usize| devices.get(k).unwrap_or(&device);
+    let mut pending: Option<Pending<_, _, _>> = None;
+    let mut stopping = false;
+    let mut updates_here = 0u64;
+    loop {
+        let current = match &batch {
+            Some(b) => b,
+            None => {
+                let b = task.batch(t.seed, progress.batch_index, t.batch)?;
+                let mine = match (&nodes, &node_parts) {
+                    (Some(n), Some(parts)) => {
+                        let mut all = task.split_batch(&b, parts).with_context(|| {
+                            format!(
+                                "--nodes {}: `{}` models train in one process",
+                                parts.len(),
+                                T::KIND
+                            )
+                        })?;
+                        Some(all.swap_remove(n.rank()))
+                    }
+                    _ => None,
+                };
+                if shards > 1 {
+                    let local = mine.as_ref().unwrap_or(&b);
+                    shard_batches = Some(task.split_batch(local, &sizes).with_context(|| {
+                        format!(
+                            "train.threads = {} in {}: `{}` models train on one thread; \
+                             set train.threads = 1",
+                            t.threads,
+                            run.config().display(),
+                            T::KIND
+                        )
+                    })?);
+                } else if let Some(mine) = mine {
+                    shard_batches = Some(vec![mine]);
+                }
+                batch.insert(b)
+            }
+        };
+        let len = task.sequence_len(current);
+        let (t0, t1) = (progress.episode_t, (progress.episode_t + t.window).min(len));
+        if progress.time_step >= options.total_steps || stopping {
+            let window = task.window::<Autodiff<B>>(current, t0..t1, &device);
+            // The last update still needs its check: a forward pass of the next window.
+            if let Some(p) = pending.take() {
+                let (output, _) =
+                    task.forward(T::as_model(&p.model), &window, p.state.clone(), path)?;
+                let loss: f64 = task.loss(output, &window, t.loss).loss.into_scalar().elem();
+                if !loss.is_finite() {
+                    bar.finish(None);
+                    return Err(diverged(run, progress.time_step, loss, f64::NAN));
+                }
+                save::<T, B>(task, run, &recorder, config, p)?;
+                plot_metrics(run, T::UNIT)?;
+            }
+            break;
+        }
+        let steps = t1 - t0;
+        let lr = linear_lr(t.lr_start, t.lr_end, t.lr_decay_steps, progress.time_step);
+        let windows: Vec<T::Window<Autodiff<B>>> = match &shard_batches {
+            None => vec![task.window(current, t0..t1, &device)],
+            Some(parts) => parts
+                .iter()
+                .enumerate()
+                .map(|(k, part)| task.window(part, t0..t1, shard_device(k)))
+                .collect(),
+        };
+        let states = match (state.take(), windows.len()) {
+            (state, 1) => vec![state],
+            (None, n) => (0..n).map(|_| None).collect(),
+            (Some(state), _) => split_state::<T, _>(T::as_model(&model), state, &sizes)?
+                .into_iter()
+                .enumerate()
+                .map(|(k, part)| match devices.is_empty() {
+                    true => Ok(Some(part)),
+                    false => state_to_device::<T, _>(T::as_model(&model), part, shard_device(k))
+                        .map(Some),
+                })
+                .collect::<anyhow::Result<_>>()?,
+        };
+        let out_of_time = || {
+            options
+                .max_seconds
+                .is_some_and(|limit| start.elapsed().as_secs_f64() >= limit)
+                || super::stop::requested()
+        };
+        // Nodes agree on stopping within the window's sum, so they ask before it.
+        let wish = nodes.is_some() && out_of_time();
+        let ((next_model, result), agreed_stop) = train_step::<T, B>(
+            task,
+            model,
+            &mut optim,
+            windows.iter().zip(states).collect(),
+            path,
+            lr,
+            t.clip_norm,
+            t.loss,
+            Spread {
+                devices: &devices,
+                nodes: nodes.as_ref(),
+            },
+            wish,
+        )?;
+        model = next_model;
+        let step = match result {
+            Ok(step) => step,
+            Err(d) => {
+                bar.finish(None);
+                return Err(diverged(run, progress.time_step, d.loss, d.grad_norm));
+            }
+        };
+        // The weights before this update gave a finite loss and gradient: keep them.
+        if let Some(p) = pending.take() {
+            save::<T, B>(task, run, &recorder, config, p)?;
+            plot_metrics(run, T::UNIT)?;
+        }
+        progress.time_step += steps as u64;
+        progress.updates += 1;
+        updates_here += 1;
+        progress.episode_t = t1;
+        let mut next: Vec<_> = step.states.into_iter().map(CarriedState::detach).collect();
+        state = Some(match next.len() {
+            1 => next.pop().expect("one state"),
+            _ => merge_states::<T, _>(T::as_model(&model), next)?,
+        });
+        if t1 == len {
+            progress.episode_t = 0;
+            progress.batch_index += 1;
+            batch = None;
+            shard_batches = None;
+            state = None;
+        }
+        bar.set_position(progress.time_step);
+        let per_unit = match t.loss {
+            LossReduction::Sum if step.units > 0.0 => step.loss / step.units,
+            _ => step.loss,
+        };
+        since.add(
+            steps as u64,
+            step.loss,
+            per_unit,
+            step.grad_norm,
+            &step.metrics,
+        );
+        let out_of_time = match nodes {
+            Some(_) => agreed_stop,
+            None => out_of_time(),
+        };
+        let done = progress.time_step >= options.total_steps || out_of_time;
+        progress.elapsed_s = elapsed();
+        if since.steps >= t.log_every || done {
+            let line = since.line(&progress, lr);
+            bar.set_position(progress.time_step);
+            bar.report(format!("loss/{} {:.5}", T::UNIT, line.loss_per_unit));
+            if let Some(file) = &mut metrics_file {
+                writeln!(file, "{}", serde_json::to_string(&line)?)
+                    .and_then(|()| file.flush())
+                    .with_context(|| format!("writing {}", run.metrics().display()))?;
+            }
+            since = Interval::new();
+        }
+        if progress.time_step - last_checkpoint >= t.checkpoint_every || done {
+            // A checkpoint holds the whole batch's state: the nodes join their parts.
+            let whole = match (&nodes, &node_parts, &state) {
+                (Some(n), Some(parts), Some(s)) => {
+                    Some(gather_state::<T, B>(n, &model, s.clone(), parts)?)
+                }
+                _ => state.clone(),
+            };
+            if lead {
+                pending = Some(Pending {
+                    progress,
+                    model: model.clone(),
+                    optim: optim.to_record(),
+                    state: whole,
+                });
+            }
+            last_checkpoint = progress.time_step;
+        }
+        stopping = out_of_time;
+    }
+    if let Some(nodes) = nodes {
+        let rank = nodes.rank();
+        let time = nodes.finish();
+        eprintln!(
+            "node {rank}: {} sums over the nodes, {:.2} s waiting for them ({:.1} ms per \
+             update)",
+            time.sums,
+            time.waited.as_secs_f64(),
+            1e3 * time.waited.as_secs_f64() / updates_here.max(1) as f64
+        );
+    }
+    if stopping {
+        bar.finish(Some(format!(
+            "stopped after {:.1} minutes at time step {}",
+            start.elapsed().as_secs_f64() / 60.0,
+            progress.time_step
+        )));
+    } else {
+        bar.finish(None);
+    }
+    Ok(progress)
 }
 
 /// A checkpoint taken after an update, written once the next window shows its weights give a
@@ -534,322 +813,6 @@ type PendingOf<T, B> = Pending<
     OptimRecord<<T as Task>::TrainModel<B>, Autodiff<B>>,
     <T as Task>::State<Autodiff<B>>,
 >;
-
-impl<T: Task, B: MgBackend> Loop<'_, T, B> {
-    fn run(self, mut optim: OptimOf<T, B>) -> anyhow::Result<Progress> {
-        let Loop {
-            device,
-            devices,
-            task,
-            config,
-            run,
-            options,
-            mut model,
-        } = self;
-        let recorder = Rec::new();
-        let t = &config.train;
-        let mut progress = Progress::default();
-        let mut state: Option<T::State<Autodiff<B>>> = None;
-        let mut start_point = String::from("a new run");
-        // Rank 0 (or the only process) writes the run; the other nodes only train.
-        let lead = options.nodes.as_ref().is_none_or(|o| o.rank == 0);
-        if options.resume {
-            let Some(dir) = run.pick_checkpoint(options.from.as_deref())? else {
-                bail!("{} has no checkpoint to resume from", run.root.display());
-            };
-            progress = RunDir::progress(&dir)?;
-            start_point = format!(
-                "{} at time step {}",
-                dir.file_name().unwrap_or_default().to_string_lossy(),
-                progress.time_step
-            );
-            model = load_weights::<T, Autodiff<B>, _>(model, &dir, &device)?;
-            let path = dir.join("optim.bin");
-            optim = optim
-                .load(&recorder, dir.join("optim"), &device)
-                .with_context(|| format!("loading {}", path.display()))?;
-            if progress.episode_t > 0 {
-                let path = dir.join("carry.bin");
-                let flat: Vec<Tensor<B, 4>> =
-                    Recorder::<B>::load(&recorder, dir.join("carry"), &device)
-                        .with_context(|| format!("loading {}", path.display()))?;
-                let tensors = flat.into_iter().map(Tensor::from_inner).collect();
-                state = Some(
-                    T::as_model(&model)
-                        .state_from_tensors(tensors)
-                        .with_context(|| format!("in {}", path.display()))?,
-                );
-            }
-            if lead {
-                truncate_metrics(&run.metrics(), progress.time_step)?;
-            }
-            eprintln!(
-                "resuming {} from {} (time step {})",
-                run.root.display(),
-                dir.display(),
-                progress.time_step
-            );
-        }
-        if progress.time_step >= options.total_steps {
-            eprintln!(
-                "nothing to do: the run is at time step {} and the target is {}",
-                progress.time_step, options.total_steps
-            );
-            return Ok(progress);
-        }
-        let nodes = match &options.nodes {
-            Some(o) if o.nodes > 1 => Some(join_nodes::<T, B>(config, o, &device, &start_point)?),
-            _ => None,
-        };
-        let node_parts = nodes.as_ref().map(|n| node_sizes(t.batch, n.count()));
-        let local_batch = match (&nodes, &node_parts) {
-            (Some(n), Some(parts)) => parts[n.rank()],
-            _ => t.batch,
-        };
-        if let (Some(n), Some(parts)) = (&nodes, &node_parts)
-            && let Some(whole) = state.take()
-        {
-            let mut all = split_state::<T, _>(T::as_model(&model), whole, parts)?;
-            state = Some(all.swap_remove(n.rank()));
-        }
-        let path = resolve_path(t.path, options.on_cpu, task.paths());
-        let mut metrics_file = if lead {
-            std::fs::create_dir_all(&run.root)
-                .with_context(|| format!("creating {}", run.root.display()))?;
-            let file = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(run.metrics())
-                .with_context(|| format!("opening {}", run.metrics().display()))?;
-            Some(file)
-        } else {
-            None
-        };
-        let mut bar = Bar::new(options.total_steps, "steps", options.show_progress && lead);
-        bar.set_position(progress.time_step);
-
-        let start = Instant::now();
-        let elapsed_before = progress.elapsed_s;
-        let elapsed = || elapsed_before + start.elapsed().as_secs_f64();
-        let mut last_checkpoint = progress.time_step;
-        let mut since = Interval::new();
-        let mut batch: Option<T::Batch> = None;
-        // With `train.threads` above 1 or several nodes: this process's shards of the batch,
-        // and their sizes.
-        let mut shard_batches: Option<Vec<T::Batch>> = None;
-        let shards = if devices.is_empty() {
-            t.threads
-        } else {
-            devices.len()
-        };
-        let sizes = shard_sizes(local_batch, shards);
-        let shard_device = |k: usize| devices.get(k).unwrap_or(&device);
-        let mut pending: Option<Pending<_, _, _>> = None;
-        let mut stopping = false;
-        let mut updates_here = 0u64;
-        loop {
-            let current = match &batch {
-                Some(b) => b,
-                None => {
-                    let b = task.batch(t.seed, progress.batch_index, t.batch)?;
-                    let mine = match (&nodes, &node_parts) {
-                        (Some(n), Some(parts)) => {
-                            let mut all = task.split_batch(&b, parts).with_context(|| {
-                                format!(
-                                    "--nodes {}: `{}` models train in one process",
-                                    parts.len(),
-                                    T::KIND
-                                )
-                            })?;
-                            Some(all.swap_remove(n.rank()))
-                        }
-                        _ => None,
-                    };
-                    if shards > 1 {
-                        let local = mine.as_ref().unwrap_or(&b);
-                        shard_batches =
-                            Some(task.split_batch(local, &sizes).with_context(|| {
-                                format!(
-                                    "train.threads = {} in {}: `{}` models train on one thread; \
-                                 set train.threads = 1",
-                                    t.threads,
-                                    run.config().display(),
-                                    T::KIND
-                                )
-                            })?);
-                    } else if let Some(mine) = mine {
-                        shard_batches = Some(vec![mine]);
-                    }
-                    batch.insert(b)
-                }
-            };
-            let len = task.sequence_len(current);
-            let (t0, t1) = (progress.episode_t, (progress.episode_t + t.window).min(len));
-            if progress.time_step >= options.total_steps || stopping {
-                let window = task.window::<Autodiff<B>>(current, t0..t1, &device);
-                // The last update still needs its check: a forward pass of the next window.
-                if let Some(p) = pending.take() {
-                    let (output, _) =
-                        task.forward(T::as_model(&p.model), &window, p.state.clone(), path)?;
-                    let loss: f64 = task.loss(output, &window, t.loss).loss.into_scalar().elem();
-                    if !loss.is_finite() {
-                        bar.finish(None);
-                        return Err(diverged(run, progress.time_step, loss, f64::NAN));
-                    }
-                    save::<T, B>(task, run, &recorder, config, p)?;
-                    plot_metrics(run, T::UNIT)?;
-                }
-                break;
-            }
-            let steps = t1 - t0;
-            let lr = linear_lr(t.lr_start, t.lr_end, t.lr_decay_steps, progress.time_step);
-            let windows: Vec<T::Window<Autodiff<B>>> = match &shard_batches {
-                None => vec![task.window(current, t0..t1, &device)],
-                Some(parts) => parts
-                    .iter()
-                    .enumerate()
-                    .map(|(k, part)| task.window(part, t0..t1, shard_device(k)))
-                    .collect(),
-            };
-            let states = match (state.take(), windows.len()) {
-                (state, 1) => vec![state],
-                (None, n) => (0..n).map(|_| None).collect(),
-                (Some(state), _) => split_state::<T, _>(T::as_model(&model), state, &sizes)?
-                    .into_iter()
-                    .enumerate()
-                    .map(|(k, part)| match devices.is_empty() {
-                        true => Ok(Some(part)),
-                        false => {
-                            state_to_device::<T, _>(T::as_model(&model), part, shard_device(k))
-                                .map(Some)
-                        }
-                    })
-                    .collect::<anyhow::Result<_>>()?,
-            };
-            let out_of_time = || {
-                options
-                    .max_seconds
-                    .is_some_and(|limit| start.elapsed().as_secs_f64() >= limit)
-                    || super::stop::requested()
-            };
-            // Nodes agree on stopping within the window's sum, so they ask before it.
-            let wish = nodes.is_some() && out_of_time();
-            let ((next_model, result), agreed_stop) = train_step::<T, B>(
-                task,
-                model,
-                &mut optim,
-                windows.iter().zip(states).collect(),
-                path,
-                lr,
-                t.clip_norm,
-                t.loss,
-                Spread {
-                    devices: &devices,
-                    nodes: nodes.as_ref(),
-                },
-                wish,
-            )?;
-            model = next_model;
-            let step = match result {
-                Ok(step) => step,
-                Err(d) => {
-                    bar.finish(None);
-                    return Err(diverged(run, progress.time_step, d.loss, d.grad_norm));
-                }
-            };
-            // The weights before this update gave a finite loss and gradient: keep them.
-            if let Some(p) = pending.take() {
-                save::<T, B>(task, run, &recorder, config, p)?;
-                plot_metrics(run, T::UNIT)?;
-            }
-            progress.time_step += steps as u64;
-            progress.updates += 1;
-            updates_here += 1;
-            progress.episode_t = t1;
-            let mut next: Vec<_> = step.states.into_iter().map(CarriedState::detach).collect();
-            state = Some(match next.len() {
-                1 => next.pop().expect("one state"),
-                _ => merge_states::<T, _>(T::as_model(&model), next)?,
-            });
-            if t1 == len {
-                progress.episode_t = 0;
-                progress.batch_index += 1;
-                batch = None;
-                shard_batches = None;
-                state = None;
-            }
-            bar.set_position(progress.time_step);
-            let per_unit = match t.loss {
-                LossReduction::Sum if step.units > 0.0 => step.loss / step.units,
-                _ => step.loss,
-            };
-            since.add(
-                steps as u64,
-                step.loss,
-                per_unit,
-                step.grad_norm,
-                &step.metrics,
-            );
-            let out_of_time = match nodes {
-                Some(_) => agreed_stop,
-                None => out_of_time(),
-            };
-            let done = progress.time_step >= options.total_steps || out_of_time;
-            progress.elapsed_s = elapsed();
-            if since.steps >= t.log_every || done {
-                let line = since.line(&progress, lr);
-                bar.set_position(progress.time_step);
-                bar.report(format!("loss/{} {:.5}", T::UNIT, line.loss_per_unit));
-                if let Some(file) = &mut metrics_file {
-                    writeln!(file, "{}", serde_json::to_string(&line)?)
-                        .and_then(|()| file.flush())
-                        .with_context(|| format!("writing {}", run.metrics().display()))?;
-                }
-                since = Interval::new();
-            }
-            if progress.time_step - last_checkpoint >= t.checkpoint_every || done {
-                // A checkpoint holds the whole batch's state: the nodes join their parts.
-                let whole = match (&nodes, &node_parts, &state) {
-                    (Some(n), Some(parts), Some(s)) => {
-                        Some(gather_state::<T, B>(n, &model, s.clone(), parts)?)
-                    }
-                    _ => state.clone(),
-                };
-                if lead {
-                    pending = Some(Pending {
-                        progress,
-                        model: model.clone(),
-                        optim: optim.to_record(),
-                        state: whole,
-                    });
-                }
-                last_checkpoint = progress.time_step;
-            }
-            stopping = out_of_time;
-        }
-        if let Some(nodes) = nodes {
-            let rank = nodes.rank();
-            let time = nodes.finish();
-            eprintln!(
-                "node {rank}: {} sums over the nodes, {:.2} s waiting for them ({:.1} ms per \
-                 update)",
-                time.sums,
-                time.waited.as_secs_f64(),
-                1e3 * time.waited.as_secs_f64() / updates_here.max(1) as f64
-            );
-        }
-        if stopping {
-            bar.finish(Some(format!(
-                "stopped after {:.1} minutes at time step {}",
-                start.elapsed().as_secs_f64() / 60.0,
-                progress.time_step
-            )));
-        } else {
-            bar.finish(None);
-        }
-        Ok(progress)
-    }
-}
 
 /// Joins the nodes of a data-parallel run (see [`super::nodes`]) after checking that the batch
 /// can be cut between them.
