@@ -5,7 +5,9 @@
 
 use anyhow::bail;
 use mg_layers::NormMode;
-use mg_models::{DncConfig, MemoryMeshConfig, StrengthOp};
+use mg_models::{DncConfig, MemoryMeshConfig, NetConfig, StrengthOp};
+
+use crate::harness::ForwardPath;
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize};
 
@@ -324,6 +326,15 @@ impl DncSettings {
             Some(StrengthKind::Oneplus) => dnc.with_strength(StrengthOp::Oneplus),
             None => dnc,
         }
+    }
+}
+
+/// The forward paths of a model of either kind: a multigrid memory has the window and the step
+/// path (the window path first), a DNC runs step by step inside its one window path.
+pub fn paths_of<M, D>(model: &NetConfig<M, D>) -> &'static [ForwardPath] {
+    match model {
+        NetConfig::Multigrid(_) => &[ForwardPath::Window, ForwardPath::Step],
+        NetConfig::Dnc(_) => &[ForwardPath::Window],
     }
 }
 

@@ -540,10 +540,7 @@ impl Task for Babi {
     }
 
     fn paths(&self) -> &'static [ForwardPath] {
-        match self.model {
-            QaNetConfig::Multigrid(_) => &[ForwardPath::Window, ForwardPath::Step],
-            QaNetConfig::Dnc(_) => &[ForwardPath::Window],
-        }
+        crate::model_config::paths_of(&self.model)
     }
 
     fn batch(&self, seed: u64, index: u64, size: usize) -> anyhow::Result<QaBatch> {

@@ -363,10 +363,7 @@ impl Task for Mapping {
     }
 
     fn paths(&self) -> &'static [ForwardPath] {
-        match self.model {
-            LocalizerConfig::Multigrid(_) => &[ForwardPath::Window, ForwardPath::Step],
-            LocalizerConfig::Dnc(_) => &[ForwardPath::Window],
-        }
+        crate::model_config::paths_of(&self.model)
     }
 
     fn batch(&self, seed: u64, index: u64, size: usize) -> anyhow::Result<Self::Batch> {
