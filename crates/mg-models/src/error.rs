@@ -16,6 +16,14 @@ pub enum ModelError {
     /// A saved recurrent state does not fit the model.
     #[error("saved state: {0}")]
     State(String),
+    /// A model was given the state another kind of model carries.
+    #[error("a {model} model was given a {state} model's state")]
+    WrongKind {
+        /// The model's kind.
+        model: &'static str,
+        /// The state's kind.
+        state: &'static str,
+    },
 }
 
 impl ModelError {
@@ -31,7 +39,7 @@ impl ModelError {
     pub fn field(&self) -> Option<&str> {
         match self {
             Self::Invalid { field, .. } => Some(field),
-            Self::State(_) => None,
+            Self::State(_) | Self::WrongKind { .. } => None,
         }
     }
 }

@@ -190,7 +190,7 @@ impl<M, D> Net<M, D> {
     /// Runs a window of `input` with the model's own kind of state.
     ///
     /// # Errors
-    /// [`ModelError::State`] when `state` belongs to the other kind of model.
+    /// [`ModelError::WrongKind`] when `state` belongs to the other kind of model.
     pub fn forward<B, I, O>(
         &self,
         input: I,
@@ -210,11 +210,10 @@ impl<M, D> Net<M, D> {
             (Self::Dnc(d), Some(NetState::Dnc(s))) => {
                 Ok(wrap(d.forward(input, Some(s)), NetState::Dnc))
             }
-            (model, Some(state)) => Err(ModelError::State(format!(
-                "a {} model was given a {} model's state",
-                model.kind(),
-                state.kind()
-            ))),
+            (model, Some(state)) => Err(ModelError::WrongKind {
+                model: model.kind(),
+                state: state.kind(),
+            }),
         }
     }
 
@@ -247,6 +246,9 @@ pub enum NetRecord<B: Backend, M: Module<B>, D: Module<B>> {
     Dnc(D::Record),
 }
 
+/// The container type visitors and mappers see (burn's derive named each enum, e.g.
+/// `Enum:Localizer`); nothing in the workspace reads it, and module paths, tensor names and
+/// records do not contain it.
 const CONTAINER: &str = "Enum:Net";
 
 impl<B: Backend, M: Module<B>, D: Module<B>> Module<B> for Net<M, D> {
@@ -350,6 +352,13 @@ impl<M: ModuleDisplay, D: ModuleDisplay> ModuleDisplayDefault for Net<M, D> {
             Self::Dnc(d) => content.add("_0", d),
         }
         .optional()
+    }
+
+    fn num_params(&self) -> usize {
+        match self {
+            Self::Multigrid(m) => ModuleDisplayDefault::num_params(m),
+            Self::Dnc(d) => ModuleDisplayDefault::num_params(d),
+        }
     }
 }
 

@@ -1,8 +1,9 @@
 //! Backend selection: cargo features decide what is compiled, `--device` what runs.
 
 use anyhow::bail;
-#[allow(unused_imports)]
-use burn::tensor::backend::{Device as _, DeviceId};
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+use burn::tensor::backend::Device as _;
+use burn::tensor::backend::DeviceId;
 use clap::ValueEnum;
 use mg_layers::MgBackend;
 
@@ -97,22 +98,15 @@ impl DeviceKind {
     }
 }
 
-/// Work generic over the backend, run by [`dispatch`].
+/// Work generic over the backend, run by [`dispatch`] on the backend's default device, which
+/// the work opens where it first uses it (`harness::device::open_device`), after its own
+/// checks.
 pub trait Job {
     /// What the work returns.
     type Output;
 
     /// Runs the work on backend `B`.
     fn run<B: MgBackend>(self, device: B::Device) -> anyhow::Result<Self::Output>;
-}
-
-/// Runs `job` on a GPU backend's default device, once it opens (a missing GPU or driver is an
-/// error naming the device, where the runtime would panic).
-#[cfg(any(feature = "wgpu", feature = "cuda"))]
-fn on_gpu<B: MgBackend, J: Job>(job: J) -> anyhow::Result<J::Output> {
-    let device = Default::default();
-    crate::harness::device::open_device::<B>(&device)?;
-    job.run::<B>(device)
 }
 
 /// Runs `job` on the backend of `kind`, or explains which feature to enable.
@@ -123,9 +117,9 @@ pub fn dispatch<J: Job>(kind: DeviceKind, job: J) -> anyhow::Result<J::Output> {
         #[cfg(feature = "ndarray")]
         DeviceKind::Ndarray => job.run::<burn::backend::NdArray>(Default::default()),
         #[cfg(feature = "wgpu")]
-        DeviceKind::Wgpu => on_gpu::<burn::backend::Wgpu, J>(job),
+        DeviceKind::Wgpu => job.run::<burn::backend::Wgpu>(Default::default()),
         #[cfg(feature = "cuda")]
-        DeviceKind::Cuda => on_gpu::<burn::backend::Cuda, J>(job),
+        DeviceKind::Cuda => job.run::<burn::backend::Cuda>(Default::default()),
         #[allow(unreachable_patterns)]
         other => {
             other.ensure_compiled()?;

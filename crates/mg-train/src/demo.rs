@@ -54,6 +54,7 @@ impl Job for Demo<'_> {
 
     fn run<B: MgBackend>(self, device: B::Device) -> anyhow::Result<()> {
         let args = self.args;
+        crate::harness::device::open_device::<B>(&device)?;
         B::seed(&device, args.seed);
         let config = MemoryMeshConfig::mapping_reference();
         let mesh = config.init::<Autodiff<B>>(&device);

@@ -265,6 +265,7 @@ impl Command for Import<'_> {
         refuse_existing(&run)?;
         let (weights, config_path) = (&self.0.weights, &self.0.config);
         // The weights are read before the run folder exists, so a refused file leaves nothing.
+        crate::harness::device::open_device::<B>(&device)?;
         let mut model = task.init_train::<B>(&device);
         if let Err(e) = crate::harness::bench::load_weights(&mut model, weights) {
             let metadata = file_metadata(weights);

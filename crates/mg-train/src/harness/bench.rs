@@ -221,6 +221,7 @@ pub fn bench<T: Task, B: MgBackend>(
     options: &BenchOptions,
     device: B::Device,
 ) -> anyhow::Result<Vec<BenchRecord>> {
+    super::device::open_device::<B>(&device)?;
     B::seed(&device, 0);
     let mut model = task.init_train::<B>(&device);
     if let Some(path) = &options.weights {

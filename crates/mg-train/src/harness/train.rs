@@ -16,7 +16,7 @@ use burn::record::{BinFileRecorder, FullPrecisionSettings, Recorder};
 use burn::tensor::{ElementConversion, Tensor};
 
 use super::checkpoint::{Manifest, Progress, RunDir};
-use super::device::shard_devices;
+use super::device::{open_device, shard_devices};
 use super::experiment::{Experiment, LossReduction, resolve_path};
 use super::metrics::{MetricsLine, plot_metrics, truncate_metrics};
 use super::nodes::{Agreement, NodeOptions, Nodes, node_sizes};
@@ -491,6 +491,9 @@ pub fn train<T: Task, B: MgBackend>(
     options: &TrainOptions,
 ) -> anyhow::Result<Progress> {
     let devices = shard_devices::<B>(&options.devices)?;
+    if devices.is_empty() {
+        open_device::<B>(&device)?;
+    }
     let device = devices.first().cloned().unwrap_or(device);
     B::seed(&device, config.train.seed);
     let mut model = task.init_train::<B>(&device);
@@ -1013,6 +1016,7 @@ pub fn load_model<T: Task, B: MgBackend>(
     let Some(dir) = run.pick_checkpoint(from)? else {
         bail!("{} has no checkpoint yet", run.root.display());
     };
+    open_device::<B>(device)?;
     let model = load_weights::<T, B, _>(task.init::<B>(device), &dir, device)?;
     Ok((model, RunDir::progress(&dir)?))
 }
