@@ -10,7 +10,8 @@ use burn::tensor::backend::{Device as _, DeviceId};
 use mg_layers::MgBackend;
 
 /// Opens `device` (a one-element tensor written and read back), or says why it cannot be
-/// opened ([`catching`]: the GPU runtimes panic when a device or driver is missing).
+/// opened: the GPU runtimes panic when a device or driver is missing, often on a thread of
+/// their own; the first panic's message becomes the error.
 pub fn open_device<B: MgBackend>(device: &B::Device) -> anyhow::Result<()> {
     catching(|| drop(Tensor::<B, 1>::zeros([1], device).into_data()))
         .map_err(|message| anyhow!("device {device:?} cannot be opened: {message}"))
