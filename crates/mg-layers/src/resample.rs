@@ -2,7 +2,7 @@
 
 use burn::tensor::Tensor;
 
-use crate::backend::{MgBackend, cat_channels, maxpool, upsample};
+use crate::backend::{self, MgBackend, maxpool, upsample};
 use crate::geometry::{Geometry, LevelSpan};
 
 /// Nearest-neighbour 2× upsampling: `out[y, x] = in[⌊y/2⌋, ⌊x/2⌋]` (width only for 1D).
@@ -50,21 +50,21 @@ pub fn gather<B: MgBackend>(
         span,
         span.count
     );
-    let mut parts = Vec::with_capacity(3);
-    if let Some(i) = level.checked_sub(1).and_then(|l| span.index_of(l)) {
-        parts.push(upsample2x(pyramid[i].clone(), geometry));
-    }
-    if let Some(i) = span.index_of(level) {
-        parts.push(pyramid[i].clone());
-    }
-    if let Some(i) = span.index_of(level + 1) {
-        parts.push(maxpool2x(pyramid[i].clone(), geometry));
-    }
+    let part = |level: Option<usize>| {
+        level
+            .and_then(|l| span.index_of(l))
+            .map(|i| pyramid[i].clone())
+    };
+    let (up, same, down) = (
+        part(level.checked_sub(1)),
+        part(Some(level)),
+        part(Some(level + 1)),
+    );
     assert!(
-        !parts.is_empty(),
+        up.is_some() || same.is_some() || down.is_some(),
         "gather: output level {level} has no neighbour in the input levels {span:?}"
     );
-    cat_channels(parts)
+    backend::gather(up, same, down, geometry.factor())
 }
 
 #[cfg(test)]

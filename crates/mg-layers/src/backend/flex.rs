@@ -627,6 +627,58 @@ fn maxpool<E: Element + Real>(
     tensor(values, [n, c, out[0], out[1]])
 }
 
+/// [`MgBackend::mg_gather`]: each image's upsampled, same-level and pooled channels written
+/// straight into its block of the output (no part is made and then copied), the images split
+/// over the threads.
+fn gather<E: Element + Real>(parts: &[Option<FlexTensor>; 3], [fh, fw]: [usize; 2]) -> FlexTensor {
+    let dims = |t: &FlexTensor| t.shape().dims::<4>();
+    let [n, h, w] = match parts {
+        [_, Some(same), _] => {
+            let [n, _, h, w] = dims(same);
+            [n, h, w]
+        }
+        [Some(up), _, _] => {
+            let [n, _, h, w] = dims(up);
+            [n, h * fh, w * fw]
+        }
+        [_, _, Some(down)] => {
+            let [n, _, h, w] = dims(down);
+            [n, h / fh, w / fw]
+        }
+        [None, None, None] => panic!("gather: no parts"),
+    };
+    let [cu, cs, cd] = parts
+        .each_ref()
+        .map(|p| p.as_ref().map_or(0, |t| dims(t)[1]));
+    let [xu, xs, xd] = parts.each_ref().map(|p| p.as_ref().map(slice::<E>));
+    let plane = h * w;
+    let image = (cu + cs + cd) * plane;
+    let (coarse, fine) = ([h / fh, w / fw], [h * fh, w * fw]);
+    let (up_len, same_len, down_len) = (
+        cu * coarse[0] * coarse[1],
+        cs * plane,
+        cd * fine[0] * fine[1],
+    );
+    let mut values = vec![E::ZERO; n * image];
+    over_planes(&mut values, n, image, image, |first, out| {
+        for (k, out) in out.chunks_mut(image.max(1)).enumerate() {
+            let i = first + k;
+            let (out_up, rest) = out.split_at_mut(cu * plane);
+            let (out_same, out_down) = rest.split_at_mut(cs * plane);
+            if let Some(x) = xu {
+                kernels::upsample(&x[i * up_len..][..up_len], coarse, [fh, fw], out_up);
+            }
+            if let Some(x) = xs {
+                out_same.copy_from_slice(&x[i * same_len..][..same_len]);
+            }
+            if let Some(x) = xd {
+                kernels::maxpool(&x[i * down_len..][..down_len], fine, [fh, fw], out_down);
+            }
+        }
+    });
+    tensor(values, [n, cu + cs + cd, h, w])
+}
+
 /// Dispatches on the float type: `Some` for f32 and f64, `None` (use the defaults) otherwise
 /// or with the kernels off.
 macro_rules! by_dtype {
@@ -754,6 +806,25 @@ impl MgBackend for Flex {
         let (x, grad) = (x.to_contiguous(), grad.to_contiguous());
         by_dtype!(x.dtype(), E => maxpool::<E>(&x, Some(&grad), factors))
             .unwrap_or_else(|| defaults::maxpool_backward::<Flex>(x, grad, factors))
+    }
+
+    fn mg_gather(
+        up: Option<FlexTensor>,
+        same: Option<FlexTensor>,
+        down: Option<FlexTensor>,
+        factors: [usize; 2],
+    ) -> FlexTensor {
+        let parts = [up, same, down].map(|p| p.map(|t| t.to_contiguous()));
+        let mut dtypes = parts.iter().flatten().map(|t| t.dtype());
+        let dtype = dtypes.next().expect("gather: no parts");
+        let fast = match dtypes.all(|d| d == dtype) {
+            true => by_dtype!(dtype, E => gather::<E>(&parts, factors)),
+            false => None,
+        };
+        fast.unwrap_or_else(|| {
+            let [up, same, down] = parts;
+            defaults::gather::<Flex>(up, same, down, factors)
+        })
     }
 
     fn mg_dnc_allocation(usage: FlexTensor, epsilon: f64) -> FlexTensor {
@@ -929,6 +1000,40 @@ mod tests {
             let d = Flex::mg_maxpool_backward(x.clone(), g.clone(), factors);
             let d_burn = defaults::maxpool_backward::<Flex>(x, g, factors);
             assert_eq!(max_diff(d, d_burn), 0.0, "maxpool backward {shape:?}");
+        }
+    }
+
+    /// The gather in one op equals its three ops (upsampling, the level itself, max-pooling,
+    /// concatenated) for every combination of parts, in 2D and 1D, on the pool and alone.
+    #[test]
+    fn gather_equals_its_parts() {
+        for (n, [h, w], factors) in [
+            (2, [2, 4], [2, 2]),
+            (2, [3, 3], [3, 1]),
+            (3, [1, 4], [1, 2]),
+            // Large enough to be split over the threads.
+            (16, [16, 16], [2, 2]),
+        ] {
+            let up = (h % factors[0] == 0 && w % factors[1] == 0)
+                .then(|| random([n, 3, h / factors[0], w / factors[1]], 1));
+            let same = random([n, 2, h, w], 2);
+            let down = random([n, 4, h * factors[0], w * factors[1]], 3);
+            for mask in 1..8u32 {
+                let pick = |bit: u32, t: Option<FlexTensor>| t.filter(|_| mask & bit != 0);
+                let parts = [
+                    pick(1, up.clone()),
+                    pick(2, Some(same.clone())),
+                    pick(4, Some(down.clone())),
+                ];
+                if parts.iter().flatten().count() < 2 {
+                    continue;
+                }
+                let [u, s, d] = parts;
+                let got = Flex::mg_gather(u.clone(), s.clone(), d.clone(), factors);
+                let want = defaults::gather::<Flex>(u, s, d, factors);
+                assert_eq!(got.shape(), want.shape(), "{n}×{h}×{w}, parts {mask:03b}");
+                assert_eq!(max_diff(got, want), 0.0, "{n}×{h}×{w}, parts {mask:03b}");
+            }
         }
     }
 

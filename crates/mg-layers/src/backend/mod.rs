@@ -111,6 +111,20 @@ pub trait MgBackend: Backend {
         Self::float_cat(parts, 1)
     }
 
+    /// The multigrid gather of one level: `[upsample(up), same, maxpool(down)]` by `factors`,
+    /// concatenated on channels, a part left out where it is `None` (at least two are given).
+    /// `up` is `[n, c_u, h/fh, w/fw]`, `same` `[n, c_s, h, w]`, `down` `[n, c_d, fh·h, fw·w]`;
+    /// returns `[n, c_u + c_s + c_d, h, w]`. Its gradient is that of the three ops it is made
+    /// of (the default, which every autodiff backend uses).
+    fn mg_gather(
+        up: Option<FloatTensor<Self>>,
+        same: Option<FloatTensor<Self>>,
+        down: Option<FloatTensor<Self>>,
+        factors: [usize; 2],
+    ) -> FloatTensor<Self> {
+        defaults::gather::<Self>(up, same, down, factors)
+    }
+
     /// The gradient of [`Self::mg_cat_channels`]: `grad` (`[n, Σ c_i, h, w]`) split along
     /// channels into one `[n, c_i, h, w]` tensor per entry of `sizes`.
     fn mg_split_channels(grad: FloatTensor<Self>, sizes: &[usize]) -> Vec<FloatTensor<Self>> {
@@ -226,6 +240,24 @@ pub(crate) mod defaults {
         let g = B::float_swap_dims(grad, 0, 1);
         let g = B::float_reshape(g, Shape::new([c, n * h * w]));
         B::float_reshape(B::float_sum_dim(g, 1), Shape::new([c]))
+    }
+
+    /// [`MgBackend::mg_gather`] as the three ops it is made of.
+    pub(crate) fn gather<B: super::MgBackend>(
+        up: Option<FloatTensor<B>>,
+        same: Option<FloatTensor<B>>,
+        down: Option<FloatTensor<B>>,
+        factors: [usize; 2],
+    ) -> FloatTensor<B> {
+        let parts: Vec<_> = [
+            up.map(|x| B::mg_upsample(x, factors)),
+            same,
+            down.map(|x| B::mg_maxpool(x, factors)),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        B::mg_cat_channels(parts)
     }
 
     /// Channel slices of `x` (`[n, Σ c_i, h, w]`), burn's views.
@@ -546,6 +578,63 @@ pub fn maxpool<B: MgBackend>(x: Tensor<B, 4>, factors: [usize; 2]) -> Tensor<B, 
         "maxpool: factors {factors:?} must be at least 1 and divide the grid {h}×{w}"
     );
     float(B::mg_maxpool(x.into_primitive().tensor(), factors))
+}
+
+/// [`MgBackend::mg_gather`] on tensors: `[upsample(up), same, maxpool(down)]` by `factors`,
+/// concatenated on channels, each part optional.
+///
+/// # Shapes
+/// - `up`: `[n, c_u, h/fh, w/fw]`, `same`: `[n, c_s, h, w]`, `down`: `[n, c_d, fh·h, fw·w]`
+/// - returns `[n, c_u + c_s + c_d, h, w]`
+///
+/// # Panics
+/// If no part is given, a factor is 0 or does not divide `down`'s grid, or the parts' batch
+/// or grid sizes do not fit together.
+pub fn gather<B: MgBackend>(
+    up: Option<Tensor<B, 4>>,
+    same: Option<Tensor<B, 4>>,
+    down: Option<Tensor<B, 4>>,
+    [fh, fw]: [usize; 2],
+) -> Tensor<B, 4> {
+    assert!(
+        fh > 0 && fw > 0,
+        "gather: factors {:?} must be at least 1",
+        [fh, fw]
+    );
+    let sizes = [
+        up.as_ref().map(|x| {
+            let [n, _, h, w] = x.dims();
+            [n, h * fh, w * fw]
+        }),
+        same.as_ref().map(|x| {
+            let [n, _, h, w] = x.dims();
+            [n, h, w]
+        }),
+        down.as_ref().map(|x| {
+            let [n, _, h, w] = x.dims();
+            assert!(
+                h % fh == 0 && w % fw == 0,
+                "gather: factors {:?} must divide the finer grid {h}×{w}",
+                [fh, fw]
+            );
+            [n, h / fh, w / fw]
+        }),
+    ];
+    let mut given = sizes.iter().flatten();
+    let first = *given.next().expect("gather: no parts to concatenate");
+    assert!(
+        given.all(|size| *size == first),
+        "gather: the parts' [batch, height, width] at the output level, {sizes:?}, differ"
+    );
+    match (up, same, down) {
+        (Some(up), None, None) => upsample(up, [fh, fw]),
+        (None, Some(same), None) => same,
+        (None, None, Some(down)) => maxpool(down, [fh, fw]),
+        (up, same, down) => {
+            let part = |x: Option<Tensor<B, 4>>| x.map(|x| x.into_primitive().tensor());
+            float(B::mg_gather(part(up), part(same), part(down), [fh, fw]))
+        }
+    }
 }
 
 /// [`MgBackend::lstm_step`] on tensors: the new cell state `σ(f + forget_bias)·cell +
