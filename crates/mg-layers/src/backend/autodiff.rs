@@ -298,6 +298,72 @@ impl<B: MgBackend> Backward<B, 1> for Maxpool {
     }
 }
 
+/// A multigrid gather of `N` parts: each present part's kind and channel count, the factors,
+/// and the finer level's values for max-pooling's gradient.
+#[derive(Debug)]
+struct Gather;
+
+/// Which neighbour of the output level a gathered part comes from.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Part {
+    Coarser,
+    Same,
+    Finer,
+}
+
+type GatherState<B> = (Vec<(Part, usize)>, [usize; 2], Option<Primitive<B>>);
+
+impl<B: MgBackend, const N: usize> Backward<B, N> for Gather {
+    type State = GatherState<B>;
+
+    fn backward(self, ops: Ops<Self::State, N>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let grad = grads.consume::<B>(&ops.node);
+        let (parts, factors, mut finer) = ops.state;
+        let sizes: Vec<usize> = parts.iter().map(|&(_, c)| c).collect();
+        let split = B::mg_split_channels(grad, &sizes);
+        for ((node, grad), (part, _)) in ids!(ops.parents).into_iter().zip(split).zip(parts) {
+            let Some(node) = node else { continue };
+            let grad = match part {
+                Part::Coarser => B::mg_upsample_backward(grad, factors),
+                Part::Same => grad,
+                Part::Finer => {
+                    let x = finer.take().expect("the finer level's values");
+                    B::mg_maxpool_backward(x, grad, factors)
+                }
+            };
+            grads.register::<B>(node, grad);
+        }
+    }
+}
+
+/// The autodiff node of a gather of `N` parts, computed by `B`'s fused gather.
+fn gather<B: MgBackend, C: CheckpointStrategy, const N: usize>(
+    parts: Vec<(Part, FloatTensor<Autodiff<B, C>>)>,
+    factors: [usize; 2],
+) -> FloatTensor<Autodiff<B, C>> {
+    let nodes: [_; N] = parts
+        .iter()
+        .map(|(_, p)| p.node.clone())
+        .collect::<Vec<_>>()
+        .try_into()
+        .expect("N parts");
+    let kinds = parts
+        .iter()
+        .map(|(part, p)| (*part, p.primitive.shape()[1]))
+        .collect();
+    let mut inner: [Option<Primitive<B>>; 3] = [None, None, None];
+    for (part, p) in parts {
+        inner[part as usize] = Some(p.primitive);
+    }
+    let finer = inner[Part::Finer as usize].clone();
+    let [coarser, same, fine] = inner;
+    let out = B::mg_gather(coarser, same, fine, factors);
+    match Gather.prepare::<C>(nodes).compute_bound().stateful() {
+        OpsKind::Tracked(prep) => prep.finish((kinds, factors, finer), out),
+        OpsKind::UnTracked(prep) => prep.finish(out),
+    }
+}
+
 impl<B: MgBackend, C: CheckpointStrategy> MgBackend for Autodiff<B, C> {
     fn mg_conv2d(
         x: FloatTensor<Self>,
@@ -357,6 +423,34 @@ impl<B: MgBackend, C: CheckpointStrategy> MgBackend for Autodiff<B, C> {
             3 => cat_channels::<B, C, 3>(parts),
             4 => cat_channels::<B, C, 4>(parts),
             _ => Self::float_cat(parts, 1),
+        }
+    }
+
+    fn mg_gather(
+        coarser: Option<FloatTensor<Self>>,
+        same: Option<FloatTensor<Self>>,
+        finer: Option<FloatTensor<Self>>,
+        factors: [usize; 2],
+    ) -> FloatTensor<Self> {
+        let parts: Vec<_> = [
+            (Part::Coarser, coarser),
+            (Part::Same, same),
+            (Part::Finer, finer),
+        ]
+        .into_iter()
+        .filter_map(|(part, x)| x.map(|x| (part, x)))
+        .collect();
+        match parts.len() {
+            2 => gather::<B, C, 2>(parts, factors),
+            3 => gather::<B, C, 3>(parts, factors),
+            _ => {
+                let mut inner: [Option<FloatTensor<Self>>; 3] = [None, None, None];
+                for (part, x) in parts {
+                    inner[part as usize] = Some(x);
+                }
+                let [coarser, same, finer] = inner;
+                super::defaults::gather::<Self>(coarser, same, finer, factors)
+            }
         }
     }
 

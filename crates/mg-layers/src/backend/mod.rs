@@ -115,7 +115,7 @@ pub trait MgBackend: Backend {
     /// concatenated on channels, a part left out where it is `None` (at least two are given).
     /// `up` is `[n, c_u, h/fh, w/fw]`, `same` `[n, c_s, h, w]`, `down` `[n, c_d, fh·h, fw·w]`;
     /// returns `[n, c_u + c_s + c_d, h, w]`. Its gradient is that of the three ops it is made
-    /// of (the default, which every autodiff backend uses).
+    /// of (split, then [`Self::mg_upsample_backward`] and [`Self::mg_maxpool_backward`]).
     fn mg_gather(
         up: Option<FloatTensor<Self>>,
         same: Option<FloatTensor<Self>>,

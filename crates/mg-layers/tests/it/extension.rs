@@ -329,6 +329,63 @@ fn conv2d_gradients_match_finite_differences() {
     }
 }
 
+/// The gather's autodiff node (one op, `B`'s fused gather) against the ops it is made of
+/// (upsampling, max-pooling, concatenation, each its own node): outputs and the gradients of
+/// `Σ gather ⊙ R` with respect to every part, for every combination of two or three parts,
+/// in 2D and 1D.
+#[test]
+fn gather_node_matches_its_ops() {
+    use mg_layers::backend::{cat_channels, gather, maxpool, upsample};
+    device();
+    for (k, (n, [h, w], f)) in [(2, [2, 4], [2, 2]), (3, [1, 4], [1, 2])]
+        .into_iter()
+        .enumerate()
+    {
+        let inputs = [
+            random([n, 3, h / f[0], w / f[1]], 500 + k as u64),
+            random([n, 2, h, w], 510 + k as u64),
+            random([n, 4, h * f[0], w * f[1]], 520 + k as u64),
+        ];
+        for mask in [0b011, 0b101, 0b110, 0b111] {
+            let run = |fused: bool| {
+                let xs = inputs
+                    .clone()
+                    .map(|x| Tensor::<AB, 4>::from_data(x.into_data(), &device()).require_grad());
+                let pick = |i: usize| (mask & (1 << i) != 0).then(|| xs[i].clone());
+                let y = match fused {
+                    true => gather(pick(0), pick(1), pick(2), f),
+                    false => {
+                        let parts = [
+                            pick(0).map(|x| upsample(x, f)),
+                            pick(1),
+                            pick(2).map(|x| maxpool(x, f)),
+                        ];
+                        cat_channels(parts.into_iter().flatten().collect())
+                    }
+                };
+                let r = random(y.dims(), 530 + k as u64);
+                let grads = (y.clone() * r).sum().backward();
+                let dx: Vec<_> = (0..3)
+                    .filter(|i| mask & (1 << i) != 0)
+                    .map(|i| xs[i].grad(&grads).expect("a gradient"))
+                    .collect();
+                (y.inner(), dx)
+            };
+            let ((y, dx), (y_ops, dx_ops)) = (run(true), run(false));
+            assert!(
+                rel_diff(y, y_ops) <= tol(),
+                "case {k}, parts {mask:03b}: output"
+            );
+            for (i, (got, want)) in dx.into_iter().zip(dx_ops).enumerate() {
+                assert!(
+                    rel_diff(got, want) <= tol(),
+                    "case {k}, parts {mask:03b}: gradient {i}"
+                );
+            }
+        }
+    }
+}
+
 /// Upsampling and max-pooling through their autodiff nodes: forward against burn's ops, and
 /// the gradients of `Σ op(x) ⊙ R` against central differences in f64 (distinct values, so no
 /// ties in the pooling), on odd shapes and factors.
