@@ -427,30 +427,22 @@ impl<B: MgBackend, C: CheckpointStrategy> MgBackend for Autodiff<B, C> {
     }
 
     fn mg_gather(
-        coarser: Option<FloatTensor<Self>>,
+        up: Option<FloatTensor<Self>>,
         same: Option<FloatTensor<Self>>,
-        finer: Option<FloatTensor<Self>>,
+        down: Option<FloatTensor<Self>>,
         factors: [usize; 2],
     ) -> FloatTensor<Self> {
-        let parts: Vec<_> = [
-            (Part::Coarser, coarser),
-            (Part::Same, same),
-            (Part::Finer, finer),
-        ]
-        .into_iter()
-        .filter_map(|(part, x)| x.map(|x| (part, x)))
-        .collect();
+        // One part or none: the op it is, no gather node.
+        if [&up, &same, &down].into_iter().flatten().count() < 2 {
+            return super::defaults::gather::<Self>(up, same, down, factors);
+        }
+        let parts: Vec<_> = [(Part::Coarser, up), (Part::Same, same), (Part::Finer, down)]
+            .into_iter()
+            .filter_map(|(part, x)| x.map(|x| (part, x)))
+            .collect();
         match parts.len() {
             2 => gather::<B, C, 2>(parts, factors),
-            3 => gather::<B, C, 3>(parts, factors),
-            _ => {
-                let mut inner: [Option<FloatTensor<Self>>; 3] = [None, None, None];
-                for (part, x) in parts {
-                    inner[part as usize] = Some(x);
-                }
-                let [coarser, same, finer] = inner;
-                super::defaults::gather::<Self>(coarser, same, finer, factors)
-            }
+            _ => gather::<B, C, 3>(parts, factors),
         }
     }
 
