@@ -13,6 +13,10 @@
 //!   `G × xᵀ` summed over chunks (burn's default convolves with the whole output gradient as
 //!   the kernel).
 
+use std::any::Any;
+use std::cell::RefCell;
+use std::sync::Arc;
+
 use burn::backend::Flex;
 use burn::backend::flex::FlexTensor;
 use burn::tensor::ops::{ConvOptions, ModuleOps};
@@ -348,6 +352,86 @@ fn conv_forward<E: Element + Real>(
     tensor(out, [plan.n, c_out, s.ho, s.wo])
 }
 
+/// Storages whose flips [`flipped_kernel`] keeps on each thread: a window's kernels are a
+/// few dozen.
+const FLIPPED_STORAGES: usize = 256;
+
+/// Flips kept per storage (a storage holds one kernel, or the conv-LSTM's input and
+/// recurrent cuts of one).
+const FLIPS_PER_STORAGE: usize = 8;
+
+/// The kept flips of the kernels in one storage: a tensor on it (holding it), its address
+/// and length, and per kernel its place (offset, rows, row stride, columns, taps) and flip.
+type KeptFlips = (
+    FlexTensor,
+    [usize; 2],
+    Vec<([usize; 5], Arc<dyn Any + Send + Sync>)>,
+);
+
+thread_local! {
+    /// The storages whose flips [`flipped_kernel`] keeps on this thread, oldest first.
+    static KEPT_FLIPS: RefCell<Vec<KeptFlips>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The kernel `w` (rows of `weight`, `[c_out, c_in·k]`) flipped in space and transposed in
+/// channels for the input gradient ([`conv_backward`]): `[c_in, c_out·k]`.
+///
+/// A window's backward pass convolves with the same kernel at every time step (the recurrent
+/// convolutions), so each thread keeps the flips it made, with a clone of each kernel's
+/// tensor. While the clone lives, the storage can be neither freed (its address cannot come
+/// to hold another kernel) nor written (Flex writes a tensor's storage in place only when no
+/// clone shares it), so a flip found by the kernel's place in its storage is the flip of the
+/// same values. Storages that only the cache still holds are let go when a new one is kept;
+/// a kernel read from a contiguous copy is flipped and not kept.
+fn flipped_kernel<E: Element + Real>(
+    weight: &FlexTensor,
+    w: &View<'_, E>,
+    c_in: usize,
+    k: usize,
+) -> Arc<Vec<E>> {
+    let flip = || {
+        let mut flipped = vec![E::ZERO; w.rows * c_in * k];
+        let rows = (0..w.rows).map(|co| view_row(w, co));
+        kernels::flip_kernel(rows, c_in, w.rows, k, &mut flipped);
+        Arc::new(flipped)
+    };
+    let storage = weight.storage::<E>();
+    if !std::ptr::eq(w.data, storage) {
+        return flip();
+    }
+    let at = [storage.as_ptr() as usize, storage.len()];
+    let place = [w.offset, w.rows, w.row_stride, w.cols, k];
+    KEPT_FLIPS.with(|kept| {
+        let mut kept = kept.borrow_mut();
+        let found = kept.iter().position(|(_, a, _)| *a == at);
+        if let Some(i) = found
+            && let Some((_, flip)) = kept[i].2.iter().find(|(p, _)| *p == place)
+            && let Ok(flipped) = flip.clone().downcast::<Vec<E>>()
+        {
+            return flipped;
+        }
+        let flipped = flip();
+        let any: Arc<dyn Any + Send + Sync> = flipped.clone();
+        match found {
+            Some(i) => {
+                let flips = &mut kept[i].2;
+                if flips.len() >= FLIPS_PER_STORAGE {
+                    flips.remove(0);
+                }
+                flips.push((place, any));
+            }
+            None => {
+                kept.retain(|(tensor, _, _)| !tensor.is_unique());
+                if kept.len() >= FLIPPED_STORAGES {
+                    kept.remove(0);
+                }
+                kept.push((weight.clone(), at, vec![(place, any)]));
+            }
+        }
+        flipped
+    })
+}
+
 /// Largest unfolded chunk of the output gradient in [`conv_backward`], in values (4 MiB of
 /// f32).
 const BACKWARD_CHUNK_ELEMS: usize = 1 << 20;
@@ -378,11 +462,10 @@ fn conv_backward<E: Element + Real>(
     let w = kernel_rows::<E>(weight, &mut copy);
     // `W̃[ci, (co, a', b')] = w[co, ci, kh−1−a', kw−1−b']`: reversing the `kh·kw` taps flips
     // the kernel in both directions.
-    let mut flipped = vec![E::ZERO; if need_x { c_out * c_in * k } else { 0 }];
-    if need_x {
-        let rows = (0..c_out).map(|co| view_row(&w, co));
-        kernels::flip_kernel(rows, c_in, c_out, k, &mut flipped);
-    }
+    let flipped = match need_x {
+        true => flipped_kernel(weight, &w, c_in, k),
+        false => Arc::new(Vec::new()),
+    };
     let back = Plan::new(
         [n, c_out, s.ho, s.wo],
         [c_in, c_out, kh, kw],
@@ -1149,6 +1232,50 @@ mod tests {
                 assert_eq!(max_diff(dw.unwrap(), dw_d.unwrap()), 0.0, "∂w {x_shape:?}");
             }
         }
+    }
+
+    /// Input gradients through kept flips equal burn's: the same kernel again (found), the
+    /// two halves of one kernel's storage (the conv-LSTM's input and recurrent cuts: one
+    /// storage, two places), and kernels of new values in storages of the same size, made
+    /// after the previous ones were dropped (the cache holds those storages, so no address is
+    /// reused while its flip is kept). Kernels only the cache still holds are let go.
+    #[test]
+    fn kept_flips_give_each_kernels_gradient() {
+        let options = ConvOptions::new([1, 1], [0, 1], [1, 1], 1);
+        let x = random([2, 3, 1, 8], 41);
+        let g = random([2, 5, 1, 8], 42);
+        let check = |w: &FlexTensor, case: &str| {
+            let plan = Plan::new([2, 3, 1, 8], [5, 3, 1, 3], [0, 1], 1 << 20);
+            let (dx, _) = conv_backward::<f64>(&x, w, &g, &plan, [true, false]);
+            let want = <Flex as ModuleOps<Flex>>::conv2d_x_backward(
+                x.clone(),
+                w.clone(),
+                g.clone(),
+                options.clone(),
+            );
+            assert!(max_diff(dx.unwrap(), want) < 1e-12, "{case}");
+        };
+        let t = |x: FlexTensor| Tensor::<Flex, 4>::from_primitive(TensorPrimitive::Float(x));
+        let whole = t(random([5, 6, 1, 3], 43));
+        let half = |start: usize| whole.clone().narrow(1, start, 3).into_primitive().tensor();
+        let (first, second) = (half(0), half(3));
+        let kept = || KEPT_FLIPS.with(|k| k.borrow().iter().map(|e| e.2.len()).collect::<Vec<_>>());
+        for round in 0..2 {
+            check(&first, &format!("first half, round {round}"));
+            check(&second, &format!("second half, round {round}"));
+            // One storage, two flips: the second round found both.
+            assert_eq!(kept(), [2]);
+        }
+        drop((first, second, whole));
+        for seed in 50..54 {
+            let w = random([5, 3, 1, 3], seed);
+            check(&w, &format!("kernel {seed}"));
+            check(&w, &format!("kernel {seed} again"));
+        }
+        // The last kernel, dropped, is let go when the next one is kept.
+        let last = random([5, 3, 1, 3], 60);
+        check(&last, "last kernel");
+        assert_eq!(kept(), [1]);
     }
 
     /// The forward convolution and its backward halves in chunks of one or two images (the
