@@ -181,7 +181,8 @@ pub(crate) fn unfold<T: Real>(x: &[T], images: usize, s: ConvShape, cols: &mut [
 
 /// [`unfold`] of one-row images under a one-row kernel (the 1D grids, a few values wide):
 /// each tap's row of `cols` filled image after image, straight from `x`, with the columns
-/// outside the image zero; a tap that reads no column of the image is one fill.
+/// outside the image zero. A row with such columns is zeroed whole first: one fill per row,
+/// not two `memset` calls of a value or none per image.
 fn unfold_rows_1d<T: Real>(x: &[T], images: usize, s: ConvShape, cols: &mut [T]) {
     let (w, wo) = (s.w, s.wo);
     let width = images * wo;
@@ -189,17 +190,17 @@ fn unfold_rows_1d<T: Real>(x: &[T], images: usize, s: ConvShape, cols: &mut [T])
         for b in 0..s.kw {
             let row = &mut cols[(ci * s.kw + b) * width..][..width];
             let (lo, hi) = s.inside(b);
-            if lo == hi {
+            if lo > 0 || hi < wo {
                 row.fill(T::ZERO);
+            }
+            if lo == hi {
                 continue;
             }
             // Output column `xo` in `lo..hi` reads source column `xo + b − pw`.
             let sx = lo + b - s.pw;
             for (image, dst) in row.chunks_exact_mut(wo).enumerate() {
                 let src = &x[(image * s.c_in + ci) * w + sx..][..hi - lo];
-                dst[..lo].fill(T::ZERO);
                 copy_short(&mut dst[lo..hi], src);
-                dst[hi..].fill(T::ZERO);
             }
         }
     }
