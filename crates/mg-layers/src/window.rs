@@ -8,38 +8,58 @@
 //! move the whole window's graph (the side kept is drawn by hash order). A forward pass that
 //! reads every parameter at every time step (the conv-LSTM step path) thus spends time that
 //! grows with the square of the window's length. A tensor computed from the leaf does not go
-//! stale, so reading those copies instead keeps every merge to the first step.
+//! stale, so reading such copies instead keeps every merge to the first use; tying all the
+//! copies into one graph before the window starts leaves no merge at all.
 
 use burn::module::{Module, ModuleMapper, Param};
 use burn::tensor::Tensor;
 use burn::tensor::backend::AutodiffBackend;
 
-/// `module` with every initialised float parameter replaced by a tracked copy (`p · 1`) of
-/// it, for the forward pass of one training window; the gradients reach the original
-/// parameters, so take them with the original module (`GradientsParams::from_grads(grads,
-/// &module)`). Parameters not yet initialised (burn draws them on first use) are left as
-/// they are, so that the initial weights do not depend on this call; the view would then
-/// draw its own copies apart from the module, so take it only once a forward pass of the
-/// module itself has drawn them (the first window runs on the module).
+use crate::MgBackend;
+use crate::backend::tie;
+
+/// `module` with every initialised float parameter replaced by a tracked copy of it, for the
+/// forward pass of one training window; the gradients reach the original parameters, so take
+/// them with the original module (`GradientsParams::from_grads(grads, &module)`). Parameters
+/// not yet initialised (burn draws them on first use) are left as they are, so that the
+/// initial weights do not depend on this call; the view would then draw its own copies apart
+/// from the module, so take it only once a forward pass of the module itself has drawn them
+/// (the first window runs on the module).
 ///
-/// Costs one copy of the parameters per window, forward and backward.
-pub fn window_view<B: AutodiffBackend, M: Module<B>>(module: M) -> M {
-    module.map(&mut TrackedCopies)
+/// The copies are [`MgBackend::mg_tie`]s of the parameters to one anchor (a tracked zero of
+/// its own): they share the parameters' values (nothing is copied) and start one graph
+/// together. A copy made from its leaf alone would start a graph of its own, merged
+/// into the window's at its first use, when the window's graph may already be large (half of
+/// such merges move the larger graph, under a lock that every thread's autodiff takes); tied
+/// here, the window's operations add to one graph and merge none.
+pub fn window_view<B: AutodiffBackend + MgBackend, M: Module<B>>(module: M) -> M {
+    module.map(&mut TrackedCopies { anchor: None })
 }
 
-struct TrackedCopies;
+/// The mapper of [`window_view`]: `anchor` is the node every copy is tied to.
+struct TrackedCopies<B: AutodiffBackend> {
+    anchor: Option<Tensor<B, 1>>,
+}
 
-impl<B: AutodiffBackend> ModuleMapper<B> for TrackedCopies {
+impl<B: AutodiffBackend + MgBackend> ModuleMapper<B> for TrackedCopies<B> {
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
         if !param.is_initialized() {
             return param;
         }
         param.map(|tensor| {
-            if tensor.is_require_grad() {
-                tensor.mul_scalar(1.0)
-            } else {
-                tensor
+            if !tensor.is_require_grad() || tensor.shape().num_elements() == 0 {
+                return tensor;
             }
+            let device = tensor.device();
+            let anchor = self
+                .anchor
+                .get_or_insert_with(|| {
+                    // A node (not a leaf: leaves join no graph) on a leaf of its own, so that
+                    // its zero gradient reaches no parameter.
+                    Tensor::zeros([1], &device).require_grad().mul_scalar(1.0)
+                })
+                .clone();
+            tie(tensor, anchor)
         })
     }
 }
@@ -123,6 +143,38 @@ mod tests {
         // The view's parameters are computed tensors: they have no gradient of their own.
         let g = view.layers[0].cells[0].weight.val().grad(&g_view);
         assert!(g.is_none(), "the view's weight is a leaf");
+    }
+
+    /// A loss that reads one parameter of the view gives that parameter its gradient and
+    /// none to the others, as the module itself does: the anchor's zero gradient reaches no
+    /// parameter.
+    #[test]
+    fn a_view_read_in_part_gives_gradients_to_what_it_reads() {
+        let device = Default::default();
+        let stack = two_layers().init::<AB>(&device);
+        let x = Tensor::<AB, 4>::random([2, 2, 2, 2], Distribution::Default, &device);
+        drop(stack.forward_step(&[x], None));
+        let read = |model: &crate::MgLstmStack<AB>| {
+            let weight = model.layers[1].cells[0].weight.val();
+            (weight.clone() * weight).sum().backward()
+        };
+        let (g_plain, g_view) = (read(&stack), read(&window_view(stack.clone())));
+        struct Count<'a>(
+            &'a <AB as AutodiffBackend>::Gradients,
+            Vec<Option<Vec<f32>>>,
+        );
+        impl ModuleVisitor<AB> for Count<'_> {
+            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<AB, D>>) {
+                let g = param.val().grad(self.0);
+                self.1
+                    .push(g.map(|g| g.into_data().to_vec::<f32>().unwrap()));
+            }
+        }
+        let (mut plain, mut view) = (Count(&g_plain, Vec::new()), Count(&g_view, Vec::new()));
+        stack.visit(&mut plain);
+        stack.visit(&mut view);
+        assert_eq!(plain.1.iter().filter(|g| g.is_some()).count(), 1);
+        assert_eq!(plain.1, view.1);
     }
 
     /// A parameter that burn has not drawn yet stays undrawn.

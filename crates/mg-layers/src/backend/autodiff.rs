@@ -270,6 +270,28 @@ impl<B: MgBackend> Backward<B, 4> for DncLinkStep {
 }
 
 #[derive(Debug)]
+struct Tie;
+
+impl<B: MgBackend> Backward<B, 2> for Tie {
+    /// The anchor's shape and dtype, for its zero gradient.
+    type State = (Shape, DType);
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_x, node_anchor] = ids!(ops.parents);
+        let grad = grads.consume::<B>(&ops.node);
+        if let Some(node) = node_anchor {
+            // Registered, not left out: the anchor's own backward step reads a gradient.
+            let (shape, dtype) = ops.state;
+            let zero = B::float_zeros(shape, &B::float_device(&grad), dtype.into());
+            grads.register::<B>(node, zero);
+        }
+        if let Some(node) = node_x {
+            grads.register::<B>(node, grad);
+        }
+    }
+}
+
+#[derive(Debug)]
 struct Upsample;
 
 impl<B: MgBackend> Backward<B, 1> for Upsample {
@@ -531,6 +553,20 @@ impl<B: MgBackend, C: CheckpointStrategy> MgBackend for Autodiff<B, C> {
         outputs::<B, C>(&node, results.into(), &slots)
             .try_into()
             .unwrap_or_else(|_| unreachable!("three outputs"))
+    }
+
+    fn mg_tie(x: FloatTensor<Self>, anchor: FloatTensor<Self>) -> FloatTensor<Self> {
+        match Tie
+            .prepare::<C>([x.node.clone(), anchor.node.clone()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let state = (anchor.primitive.shape(), anchor.primitive.dtype());
+                prep.finish(state, x.primitive)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(x.primitive),
+        }
     }
 
     fn mg_upsample(x: FloatTensor<Self>, factors: [usize; 2]) -> FloatTensor<Self> {

@@ -15,6 +15,8 @@
 //! - [`MgBackend::mg_upsample`], [`MgBackend::mg_maxpool`] and their backwards: the
 //!   pyramid's resampling, one pass each (burn's upsampling by broadcast and reshape copies
 //!   through a strided iterator).
+//! - [`MgBackend::mg_tie`]: a tensor tied into another's autodiff graph without a copy, so that
+//!   a window's parameter copies start one graph ([`crate::window_view`]).
 //! - [`MgBackend::mg_dnc_allocation`] and [`MgBackend::mg_dnc_link`] with their backwards:
 //!   the DNC baseline's allocation (a sort of the usages) and temporal link update with the
 //!   moves along the links, one pass each over the `[n, n]` link matrices (burn's broadcasts
@@ -129,6 +131,15 @@ pub trait MgBackend: Backend {
     /// channels into one `[n, c_i, h, w]` tensor per entry of `sizes`.
     fn mg_split_channels(grad: FloatTensor<Self>, sizes: &[usize]) -> Vec<FloatTensor<Self>> {
         defaults::split_channels::<Self>(grad, sizes)
+    }
+
+    /// `x` itself, as a tensor that on an autodiff backend is a node with two parents, `x` and
+    /// `anchor` (any shapes): it joins `anchor`'s autodiff graph ([`crate::window_view`]).
+    /// Its gradient goes to `x` unchanged; `anchor`'s is zero. No values are copied; on a
+    /// backend without autodiff, `x`.
+    fn mg_tie(x: FloatTensor<Self>, anchor: FloatTensor<Self>) -> FloatTensor<Self> {
+        drop(anchor);
+        x
     }
 
     /// `x` (`[steps·b, …]`, any rank, time-major rows) cut along its first dimension into
@@ -521,6 +532,23 @@ pub fn cat_channels<B: MgBackend>(parts: Vec<Tensor<B, 4>>) -> Tensor<B, 4> {
             .map(|p| p.into_primitive().tensor())
             .collect(),
     ))
+}
+
+/// [`MgBackend::mg_tie`] on tensors: `x`'s values, joined to `anchor`'s autodiff graph, with
+/// `x`'s gradient passed on unchanged and a zero one for `anchor`.
+///
+/// # Shapes
+/// - `x`: any; `anchor`: any
+/// - returns `x`'s shape
+pub fn tie<B: MgBackend, const D: usize, const E: usize>(
+    x: Tensor<B, D>,
+    anchor: Tensor<B, E>,
+) -> Tensor<B, D> {
+    let tied = B::mg_tie(
+        x.into_primitive().tensor(),
+        anchor.into_primitive().tensor(),
+    );
+    Tensor::from_primitive(TensorPrimitive::Float(tied))
 }
 
 /// [`MgBackend::mg_split_steps`] on tensors: time-major rows cut into their `steps` time

@@ -333,6 +333,36 @@ fn conv2d_gradients_match_finite_differences() {
 /// (upsampling, max-pooling, concatenation, each its own node): outputs and the gradients of
 /// `Σ gather ⊙ R` with respect to every part, for every combination of two or three parts,
 /// in 2D and 1D.
+/// A tie is its input, value and gradient; the anchor gets a zero gradient (and a backward
+/// pass that reaches the anchor through the tie alone does not fail for want of one).
+#[test]
+fn tie_passes_values_and_gradients_to_its_input() {
+    use mg_layers::backend::tie;
+    let x = random([2, 3, 1, 2], 700).require_grad();
+    let r = random([2, 3, 1, 2], 701);
+    let a = Tensor::<AB, 1>::from_floats([0.5], &device()).require_grad();
+    for anchor_in_loss in [false, true] {
+        let anchor = a.clone().mul_scalar(2.0);
+        let y = tie(x.clone(), anchor.clone());
+        assert!(rel_diff(y.clone().inner(), x.clone().inner()) == 0.0);
+        let mut loss = (y * r.clone()).sum();
+        if anchor_in_loss {
+            loss = loss + anchor.mul_scalar(3.0).sum();
+        }
+        let grads = loss.backward();
+        let dx = x.grad(&grads).expect("a gradient for x");
+        assert!(rel_diff(dx, r.clone().inner()) == 0.0);
+        let da: Vec<f32> = a
+            .grad(&grads)
+            .expect("a gradient for the anchor")
+            .into_data()
+            .convert::<f32>()
+            .to_vec()
+            .unwrap();
+        assert_eq!(da, vec![if anchor_in_loss { 6.0 } else { 0.0 }]);
+    }
+}
+
 #[test]
 fn gather_node_matches_its_ops() {
     use mg_layers::backend::{cat_channels, gather, maxpool, upsample};
