@@ -15,6 +15,7 @@
 
 use std::any::Any;
 use std::cell::RefCell;
+use std::mem::MaybeUninit;
 use std::sync::Arc;
 
 use burn::backend::Flex;
@@ -105,6 +106,64 @@ fn map_items<I: Send, T: Send>(items: Vec<I>, parallel: bool, f: impl Fn(I) -> T
         .into_iter()
         .map(|s| s.expect("every item ran"))
         .collect()
+}
+
+/// `O` new vectors of `lens[j]` values, cut into `groups` runs of `runs[j]` values (the last
+/// ones shorter or empty) and written by `fill(g, [run g of each])` on the threads
+/// [`map_items`] gives the groups (`parallel`); `fill`'s results in group order. Each run is
+/// zeroed on its thread just before `fill` writes it: a zeroed vector made before a parallel
+/// op is a pass over the whole output on the calling thread while the other threads wait,
+/// and a run zeroed just before it is written is in cache when it is.
+///
+/// # Panics
+/// If the runs do not cover an output (`lens[j] > groups·runs[j]`).
+#[allow(unsafe_code)]
+fn fresh<E: Real, T: Send, const O: usize>(
+    groups: usize,
+    lens: [usize; O],
+    runs: [usize; O],
+    parallel: bool,
+    fill: impl Fn(usize, [&mut [E]; O]) -> T + Sync,
+) -> ([Vec<E>; O], Vec<T>) {
+    for (len, run) in lens.into_iter().zip(runs) {
+        assert!(
+            len <= groups * run,
+            "fresh: {groups} runs of {run} values leave some of {len} unwritten"
+        );
+    }
+    let mut outs: [Vec<E>; O] = lens.map(Vec::with_capacity);
+    let results = {
+        let mut cuts: Vec<_> = outs
+            .iter_mut()
+            .zip(lens.iter().zip(runs))
+            .map(|(out, (&len, run))| out.spare_capacity_mut()[..len].chunks_mut(run.max(1)))
+            .collect();
+        let items: Vec<(usize, [&mut [MaybeUninit<E>]; O])> = (0..groups)
+            .map(|g| {
+                (
+                    g,
+                    std::array::from_fn(|j| cuts[j].next().unwrap_or_default()),
+                )
+            })
+            .collect();
+        map_items(items, parallel, |(g, runs)| {
+            let runs = runs.map(|run| {
+                run.fill(MaybeUninit::new(E::ZERO));
+                // SAFETY: every element of `run` has just been written, and `MaybeUninit<E>`
+                // has the layout of `E`, so the initialised slice may be borrowed as `[E]`.
+                unsafe { &mut *(run as *mut [MaybeUninit<E>] as *mut [E]) }
+            });
+            fill(g, runs)
+        })
+    };
+    for (out, len) in outs.iter_mut().zip(lens) {
+        // SAFETY: `with_capacity(len)` gave room for `len` values, and all of them have been
+        // written: the `groups` runs of `out` cover `0..len` (asserted above), each run was
+        // zeroed by the item it went to, and `map_items` returns only after every item has
+        // run (a panic in one does not reach this line).
+        unsafe { out.set_len(len) };
+    }
+    (outs, results)
 }
 
 /// Stride 1, no dilation, one group, padding no larger than the kernel allows and a kernel
@@ -229,29 +288,29 @@ impl Plan {
         self.n.div_ceil(runs).max(1)
     }
 
-    /// Runs `body(first_image, images, out_chunk)` over the chunks of `out`, which holds
-    /// `per_image` values per image, one run of chunks per thread ([`Self::per_run`]).
-    fn run<E: Send>(
+    /// A new output of `per_image` values per image, written by `body(first_image, images,
+    /// out_chunk)` chunk by chunk, one run of chunks per thread ([`Self::per_run`]; each run
+    /// zeroed on its thread first, [`fresh`]).
+    fn run<E: Real>(
         &self,
-        out: &mut [E],
         per_image: usize,
         body: impl Fn(usize, usize, &mut [E]) + Sync,
-    ) {
+    ) -> Vec<E> {
         let per_group = self.per_run();
         let size = (self.images * per_image).max(1);
-        let call = |(g, run): (usize, &mut [E])| {
-            for (k, chunk) in run.chunks_mut(size).enumerate() {
-                let first = g * per_group + k * self.images;
-                body(first, chunk.len() / per_image.max(1), chunk)
-            }
-        };
-        map_items(
-            out.chunks_mut((per_group * per_image).max(1))
-                .enumerate()
-                .collect(),
+        let ([out], _) = fresh(
+            self.n.div_ceil(per_group),
+            [self.n * per_image],
+            [per_group * per_image],
             self.parallel,
-            call,
+            |g, [run]| {
+                for (k, chunk) in run.chunks_mut(size).enumerate() {
+                    let first = g * per_group + k * self.images;
+                    body(first, chunk.len() / per_image.max(1), chunk)
+                }
+            },
         );
+        out
     }
 }
 
@@ -287,7 +346,6 @@ fn conv_forward<E: Element + Real>(
             }
         }
     };
-    let mut out = vec![E::ZERO; plan.n * c_out * pixels];
     if winograd::applies(&s, c_out) {
         let u = if w.row_stride == w.cols {
             winograd::transform_kernel(&w.data[w.offset..][..c_out * w.cols], c_out, s.c_in)
@@ -298,13 +356,13 @@ fn conv_forward<E: Element + Real>(
                 .collect();
             winograd::transform_kernel(&dense, c_out, s.c_in)
         };
-        plan.run(&mut out, c_out * pixels, |first, images, out| {
+        let out = plan.run(c_out * pixels, |first, images, out| {
             let x = &xs[first * c_in_size..][..images * c_in_size];
             winograd::conv(x, images, s, c_out, &u, bias, out);
         });
         return tensor(out, [plan.n, c_out, s.ho, s.wo]);
     }
-    plan.run(&mut out, c_out * pixels, |first, images, out| {
+    let out = plan.run(c_out * pixels, |first, images, out| {
         if pixels < MIN_TILE {
             let group = (per_tile / pixels.max(1)).clamp(1, images.max(1));
             let (cols_len, y_len) = (s.taps() * group * pixels, c_out * group * pixels);
@@ -475,13 +533,8 @@ fn conv_backward<E: Element + Real>(
     let (sb, pixels) = (back.s, s.h * s.w);
     let taps = sb.taps();
     let (x_size, g_size) = (c_in * pixels, c_out * s.pixels());
-    let mut dx = vec![E::ZERO; if need_x { n * x_size } else { 0 }];
     // One run of images per thread (`Plan::per_run`), each in chunks of at most `back.images`.
     let per_group = back.per_run();
-    let mut dx_runs = dx.chunks_mut((per_group * x_size).max(1));
-    let items: Vec<(usize, Option<&mut [E]>)> = (0..n.div_ceil(per_group))
-        .map(|g| (g, if need_x { dx_runs.next() } else { None }))
-        .collect();
     // The input gradient of a 3×3 kernel on a large grid through the Winograd form, whose
     // kernel is the flipped one (`[c_in, c_out, 3, 3]`); the unfolding then serves the weight
     // gradient alone.
@@ -546,7 +599,13 @@ fn conv_backward<E: Element + Real>(
             add(sum, chunk(first, images, dx))
         })
     };
-    let sums = map_items(items, back.parallel, run);
+    let ([dx], sums) = fresh(
+        n.div_ceil(per_group),
+        [if need_x { n * x_size } else { 0 }],
+        [per_group * x_size],
+        back.parallel,
+        |g, [dx]| run((g, need_x.then_some(dx))),
+    );
     let dw = need_w.then(|| {
         let m = sums
             .into_iter()
@@ -613,22 +672,8 @@ fn per_image<E: Element + Real, const I: usize, const O: usize>(
     let cs = (inputs[0].shape().num_elements() / n.max(1)).max(1);
     let gs = slice::<E>(gates);
     let ins: [&[E]; I] = inputs.map(slice::<E>);
-    let mut outs: [Vec<E>; O] = widths.map(|w| vec![E::ZERO; n * w * cs]);
     let group = image_groups(n, cs);
-    let mut chunks: Vec<_> = outs
-        .iter_mut()
-        .zip(widths)
-        .map(|(out, w)| out.chunks_mut(group * w * cs))
-        .collect();
-    let items: Vec<(usize, [&mut [E]; O])> = (0..n.div_ceil(group))
-        .map(|g| {
-            (
-                g,
-                std::array::from_fn(|j| chunks[j].next().expect("a chunk per group")),
-            )
-        })
-        .collect();
-    let body = |(g, outs): (usize, [&mut [E]; O])| {
+    let body = |g: usize, outs: [&mut [E]; O]| {
         let mut w = widths.into_iter();
         let mut per_image = outs.map(|out| out.chunks_mut(w.next().expect("a width") * cs));
         for k in g * group..((g + 1) * group).min(n) {
@@ -640,24 +685,34 @@ fn per_image<E: Element + Real, const I: usize, const O: usize>(
             );
         }
     };
-    map_items(items, group < n, body);
+    let (outs, _) = fresh(
+        n.div_ceil(group),
+        widths.map(|w| n * w * cs),
+        widths.map(|w| group * w * cs),
+        group < n,
+        body,
+    );
     outs
 }
 
-/// Runs `body(first_plane, out)` over groups of whole planes of `out` (`out_plane` values
-/// each), split over the threads when `work` values per plane make it worth it.
-fn over_planes<E: Send>(
-    out: &mut [E],
+/// A new output of `planes` planes of `out_plane` values, written by `body(first_plane, out)`
+/// over groups of whole planes, split over the threads when `work` values per plane make it
+/// worth it (each group zeroed on its thread first, [`fresh`]).
+fn over_planes<E: Real>(
     planes: usize,
     out_plane: usize,
     work: usize,
     body: impl Fn(usize, &mut [E]) + Sync,
-) {
+) -> Vec<E> {
     let group = image_groups(planes, work);
-    let chunks = out.chunks_mut((group * out_plane).max(1)).enumerate();
-    map_items(chunks.collect(), group < planes, |(k, out)| {
-        body(k * group, out)
-    });
+    let ([out], _) = fresh(
+        planes.div_ceil(group),
+        [planes * out_plane],
+        [group * out_plane],
+        group < planes,
+        |k, [out]| body(k * group, out),
+    );
+    out
 }
 
 /// [`kernels::upsample`] (or its backward, from `[n, c, fh·h, fw·w]`) over the planes of `x`.
@@ -672,9 +727,8 @@ fn upsample<E: Element + Real>(x: &FlexTensor, [fh, fw]: [usize; 2], backward: b
         false => (small_plane, large_plane, large),
         true => (large_plane, small_plane, small),
     };
-    let mut values = vec![E::ZERO; n * c * out_plane];
     let xs = slice::<E>(x);
-    over_planes(&mut values, n * c, out_plane, large_plane, |first, out| {
+    let values = over_planes(n * c, out_plane, large_plane, |first, out| {
         let x = &xs[first * x_plane..][..out.len() / out_plane.max(1) * x_plane];
         match backward {
             false => kernels::upsample(x, small, [fh, fw], out),
@@ -694,9 +748,8 @@ fn maxpool<E: Element + Real>(
     let pooled = [h / fh, w / fw];
     let out = if grad.is_some() { [h, w] } else { pooled };
     let (x_plane, small, out_plane) = (h * w, pooled[0] * pooled[1], out[0] * out[1]);
-    let mut values = vec![E::ZERO; n * c * out_plane];
     let (xs, gs) = (slice::<E>(x), grad.map(slice::<E>));
-    over_planes(&mut values, n * c, out_plane, x_plane, |first, out| {
+    let values = over_planes(n * c, out_plane, x_plane, |first, out| {
         let count = out.len() / out_plane.max(1);
         let x = &xs[first * x_plane..][..count * x_plane];
         match gs {
@@ -742,8 +795,7 @@ fn gather<E: Element + Real>(parts: &[Option<FlexTensor>; 3], [fh, fw]: [usize; 
         cs * plane,
         cd * fine[0] * fine[1],
     );
-    let mut values = vec![E::ZERO; n * image];
-    over_planes(&mut values, n, image, image, |first, out| {
+    let values = over_planes(n, image, image, |first, out| {
         for (k, out) in out.chunks_mut(image.max(1)).enumerate() {
             let i = first + k;
             let (out_up, rest) = out.split_at_mut(cu * plane);
@@ -1041,6 +1093,41 @@ mod tests {
         let (a, b) = (v(a), v(b));
         assert_eq!(a.len(), b.len());
         a.iter().zip(&b).fold(0.0, |m, (x, y)| m.max((x - y).abs()))
+    }
+
+    /// `fresh` hands each group its run of every output, zeroed, in order, on the pool and on
+    /// one thread; a last run may be short, an output may end before the last group (its run
+    /// there is empty), and the results come back in group order.
+    #[test]
+    fn fresh_outputs_are_their_runs_as_written() {
+        for parallel in [false, true] {
+            let calls = std::sync::Mutex::new(Vec::new());
+            let ([a, b], results) =
+                fresh::<f32, usize, 2>(4, [10, 6], [3, 2], parallel, |g, [a, b]| {
+                    calls.lock().unwrap().push((g, a.len(), b.len()));
+                    assert!(
+                        a.iter().chain(b.iter()).all(|&v| v == 0.0),
+                        "a run not zeroed"
+                    );
+                    a.iter_mut().for_each(|v| *v = g as f32);
+                    b.iter_mut()
+                        .enumerate()
+                        .for_each(|(i, v)| *v = (10 * g + i) as f32);
+                    g * 100
+                });
+            assert_eq!(a, [0., 0., 0., 1., 1., 1., 2., 2., 2., 3.]);
+            assert_eq!(b, [0., 1., 10., 11., 20., 21.]);
+            assert_eq!(results, [0, 100, 200, 300]);
+            let mut calls = calls.into_inner().unwrap();
+            calls.sort();
+            assert_eq!(calls, [(0, 3, 2), (1, 3, 2), (2, 3, 2), (3, 1, 0)]);
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "unwritten")]
+    fn fresh_refuses_runs_that_leave_values_unwritten() {
+        let _ = fresh::<f32, (), 1>(2, [7], [3], false, |_, _| ());
     }
 
     /// Upsampling and max-pooling, forward and backward, give burn's results: on values with

@@ -1,5 +1,5 @@
-//! Matrix products on slices through the `gemm` crate, with `unsafe` code (as is one function
-//! of `flex/memory.rs`).
+//! Matrix products on slices through the `gemm` crate, with `unsafe` code (as are `link_rows` in
+//! `flex/memory.rs` and `fresh` in `flex.rs`).
 //!
 //! Flex's matmul allocates every product as a zeroed byte vector and then copies it into an
 //! aligned allocation (`FlexTensor::empty`, as for every Flex op output); here the kernels
