@@ -46,8 +46,9 @@ fn weighted_sum(outputs: &[Tensor<AB, 4>], seed: u64) -> Tensor<AB, 1> {
 ///
 /// A ReLU or max-pool switch can lie within `±h` of an entry: the loss is not smooth there
 /// and the central difference mixes the slopes of both sides. Such an entry shows as one-sided
-/// differences that disagree; the analytic gradient must then equal one side's slope, and at
-/// most a third of the entries may be such kinks. In f32 (GPU backends) the step must be large
+/// differences that disagree; the analytic gradient must then equal one side's slope (in f32,
+/// lie within half the two slopes' spread of the central difference, as the loss's rounding
+/// also splits them), and at most a third of the entries may be such kinks. In f32 (GPU backends) the step must be large
 /// (`h = 1e-2`) to rise above rounding, so kinks are common; in f64 (`h = 1e-6`) they are rare
 /// but do occur (measured: a ReLU pre-activation within 1e-6 of zero, one-sided slopes
 /// −4.896 and −4.790, analytic −4.790).
@@ -76,9 +77,16 @@ fn check(name: &str, p0: &Tensor<AB, 4>, grad: TensorData, loss: impl Fn(Tensor<
             continue;
         }
         let kink = (left - right).abs() > 2.0 * tolerance() * scale;
+        // In f32 the loss is rounded, and on some backends not reproducible between two
+        // evaluations: an entry whose one-sided slopes disagree is then known only to within
+        // half their spread (measured on lavapipe, one run in three: `weight 1
+        // (Some(BatchPerStep))[107]`, one-sided 0.00019 and 0.0067, central 0.0034, analytic
+        // 0.0036). A kink, where the analytic gradient is one side's slope, lies within it too.
+        let within_spread = !f64_supported()
+            && (grad[i] - numeric).abs() <= (left - right).abs() / 2.0 + tolerance() * scale;
         assert!(
-            kink && (close(left) || close(right)),
-            "{name}[{i}]: analytic {} vs numeric {numeric} (one-sided {left} and {right})",
+            kink && (close(left) || close(right) || within_spread),
+            "{name}[{i}]: analytic {} vs numeric {numeric} (one-sided {left} and {right}; loss {here})",
             grad[i]
         );
         kinks += 1;
