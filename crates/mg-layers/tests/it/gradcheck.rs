@@ -48,10 +48,10 @@ fn weighted_sum(outputs: &[Tensor<AB, 4>], seed: u64) -> Tensor<AB, 1> {
 /// and the central difference mixes the slopes of both sides. Such an entry shows as one-sided
 /// differences that disagree; the analytic gradient must then equal one side's slope (in f32,
 /// lie within half the two slopes' spread of the central difference, as the loss's rounding
-/// also splits them), and at most a third of the entries may be such kinks. In f32 (GPU backends) the step must be large
-/// (`h = 1e-2`) to rise above rounding, so kinks are common; in f64 (`h = 1e-6`) they are rare
-/// but do occur (measured: a ReLU pre-activation within 1e-6 of zero, one-sided slopes
-/// −4.896 and −4.790, analytic −4.790).
+/// also splits them), and at most a third of the entries may be such kinks. In f32 (GPU
+/// backends) the step must be large (`h = 1e-2`) to rise above rounding, so kinks are
+/// common; in f64 (`h = 1e-6`) they are rare but do occur (measured: a ReLU pre-activation
+/// within 1e-6 of zero, one-sided slopes −4.896 and −4.790, analytic −4.790).
 fn check(name: &str, p0: &Tensor<AB, 4>, grad: TensorData, loss: impl Fn(Tensor<AB, 4>) -> f64) {
     let grad: Vec<f64> = grad.convert::<f64>().to_vec().unwrap();
     let base: Vec<f64> = p0.to_data().convert::<f64>().to_vec().unwrap();
